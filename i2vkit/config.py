@@ -1,0 +1,149 @@
+"""Settings from the environment and a `.env` file.
+
+Real environment variables win over `.env` (python-dotenv with override=False),
+so CI and notebooks can point the tool somewhere else without editing files.
+Every bad value raises :class:`ConfigError` naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values, find_dotenv
+from dotenv.parser import parse_stream
+
+from .errors import ConfigError
+
+TRUE_WORDS = {"true", "1", "yes", "on"}
+FALSE_WORDS = {"false", "0", "no", "off"}
+REAL_FAL = "fal"
+EMULATOR = "emulator"
+
+
+def default_db_path() -> Path:
+    """One ledger per user, so the upload cache is shared by every project and notebook."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "i2vkit" / "i2vkit.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything i2vkit reads from the environment, already validated."""
+
+    fal_key: str | None = field(default=None, repr=False)
+    download_dir: Path = Path("downloads")
+    upload_cache_enabled: bool = True
+    db_path: Path = field(default_factory=default_db_path)
+    fal_url: str | None = None
+    env_file: Path | None = None
+
+    @property
+    def demo(self) -> bool:
+        """Neither a key nor a fal URL: run against the built-in emulator."""
+        return not self.fal_key and not self.fal_url
+
+    @property
+    def backend(self) -> str:
+        """Which service URLs belong to: `fal`, or the base URL that replaces fal's hosts."""
+        return self.fal_url or REAL_FAL
+
+    def __repr__(self) -> str:  # the key never shows, not even masked
+        key = "set" if self.fal_key else "unset"
+        return (
+            f"Settings(fal_key=<{key}>, download_dir={str(self.download_dir)!r}, "
+            f"upload_cache_enabled={self.upload_cache_enabled}, db_path={str(self.db_path)!r}, "
+            f"fal_url={self.fal_url!r})"
+        )
+
+
+def parse_bool(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(
+        f"{name}={value!r} is not a yes/no value. Use one of: true, false, 1, 0, yes, no."
+    )
+
+
+def parse_fal_url(name: str, value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{name}={value!r} is not a base URL. Use http(s)://host[:port], e.g. "
+            f"http://127.0.0.1:8765 for `i2vkit emulator`, or unset it to use fal.ai."
+        )
+    return value.strip().rstrip("/")
+
+
+def check_dotenv(path: Path) -> None:
+    """python-dotenv only logs malformed lines; we stop, because a skipped line is a lost setting."""
+    with open(path, encoding="utf-8-sig") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                line = binding.original.line
+                raise ConfigError(
+                    f"{path}: line {line} is not KEY=value ({binding.original.string.strip()[:40]!r}). "
+                    "Fix or remove that line; quote values that contain spaces or '#'."
+                )
+
+
+def load_dotenv_values(env_file: str | os.PathLike | None) -> tuple[dict[str, str], Path | None]:
+    if env_file is None:
+        found = find_dotenv(usecwd=True)
+        env_file = found or None
+    if env_file is None:
+        return {}, None
+    path = Path(env_file)
+    if not path.is_file():
+        return {}, None
+    check_dotenv(path)
+    values = {k: v for k, v in dotenv_values(path, encoding="utf-8-sig").items() if v is not None}
+    return values, path
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | os.PathLike | None = None
+) -> Settings:
+    """Read settings; `environ` defaults to os.environ and wins over the `.env` file."""
+    file_values, path = load_dotenv_values(env_file)
+    env = {**file_values, **(os.environ if environ is None else environ)}
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value if value not in (None, "") else None
+
+    key = get("FAL_KEY")
+    if key is None and get("FAL_KEY_ID") and get("FAL_KEY_SECRET"):
+        key = f"{get('FAL_KEY_ID')}:{get('FAL_KEY_SECRET')}"
+    if key is not None and (key != key.strip() or any(c.isspace() for c in key)):
+        raise ConfigError(
+            "FAL_KEY contains white space. Copy the key again from fal.ai/dashboard/keys "
+            "(it looks like <id>:<secret>)."
+        )
+    cache = get("UPLOAD_CACHE_ENABLED")
+    fal_url = get("I2VKIT_FAL_URL")
+    db = get("I2VKIT_DB")
+    return Settings(
+        fal_key=key,
+        download_dir=Path(get("AUTO_DOWNLOAD_DIR") or "downloads").expanduser(),
+        upload_cache_enabled=True if cache is None else parse_bool("UPLOAD_CACHE_ENABLED", cache),
+        db_path=Path(db).expanduser() if db else default_db_path(),
+        fal_url=parse_fal_url("I2VKIT_FAL_URL", fal_url) if fal_url else None,
+        env_file=path,
+    )
+
+
+def redact(text: str, key: str | None) -> str:
+    """Remove a key (and its secret half) from any text before it is shown or stored."""
+    if not key:
+        return text
+    for secret in {key, *key.split(":")[1:]}:
+        if len(secret) >= 6:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,328 @@
+"""Find the images a batch will animate.
+
+Every image costs an upload and a paid fal job, so a file that is not really an
+image (a renamed PDF, a half-copied download, a 0-byte placeholder) must be caught
+here, before any money is spent. Such files are *reported* in
+:attr:`ScanResult.skipped` with a sentence saying why, never raised: one bad file
+must not stop a batch of a hundred good ones. Only problems with the folder
+itself (missing, a file, a Windows path on Linux, nothing usable inside) raise
+:class:`~i2vkit.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InputError
+
+#: Extensions we consider at all (compared lower-case). Anything else is ignored.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+
+#: Pillow format name -> (our format name, MIME type). MPO is what Pillow calls
+#: the multi-picture JPEGs many phones and cameras write; they are plain JPEGs to
+#: every decoder that ignores the extra frames, fal's included.
+ACCEPTED_FORMATS: dict[str, tuple[str, str]] = {
+    "JPEG": ("jpeg", "image/jpeg"),
+    "MPO": ("jpeg", "image/jpeg"),
+    "PNG": ("png", "image/png"),
+    "WEBP": ("webp", "image/webp"),
+}
+
+#: Images above this many pixels are skipped: no i2v model needs them, uploading
+#: them is slow, and a tiny file claiming huge dimensions is a decompression bomb.
+DEFAULT_MAX_PIXELS: int = 100_000_000
+
+_FIX = "re-export it as JPEG, PNG or WebP, or remove it from the folder"
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """One confirmed image, with what the upload cache needs to recognise it later."""
+
+    path: Path  # absolute
+    size: int  # bytes
+    mtime_ns: int
+    format: str  # "jpeg" | "png" | "webp": the real format, whatever the extension says
+    width: int
+    height: int
+    content_type: str  # MIME type matching ``format``
+
+    @property
+    def name(self) -> str:
+        """The file name, for progress lines and job tables."""
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file (or sub-folder) that looked like an image but will not be used, and why."""
+
+    path: Path
+    reason: str  # a user-readable sentence that ends with what to do
+
+
+@dataclass
+class ScanResult:
+    """Everything :func:`scan_images` found, so callers can show the skips to the user."""
+
+    images: list[ImageFile]
+    skipped: list[Skipped]
+    ignored: int = 0  # files without an image extension (notes, .txt prompts, ...)
+    folder: Path | None = None
+    subfolders: int = field(default=0, repr=False)  # seen but not entered (non-recursive)
+
+    def skipped_summary(self, limit: int = 10) -> str:
+        """One line per skipped file, so a CLI or notebook can print why in one call."""
+        lines = [f"{s.path.name}: {s.reason}" for s in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"... and {len(self.skipped) - limit} more")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- paths
+
+_WINDOWS_DRIVE = re.compile(r"^([A-Za-z]):[\\/]?(.*)$")
+
+
+def windows_path_hint(raw: str) -> str | None:
+    """If ``raw`` looks like a Windows path, say which Linux/WSL path to use instead.
+
+    Users on WSL or in a Linux notebook often paste a path from Explorer
+    (``C:\\Users\\me\\pics``). On Linux that is just a strange relative file name
+    that does not exist, and "not found" alone would not tell them why.
+    Returns ``None`` when ``raw`` does not look like a Windows path.
+    """
+    if os.sep == "\\":  # on Windows these paths are normal
+        return None
+    m = _WINDOWS_DRIVE.match(raw)
+    if m:
+        drive, rest = m.group(1).lower(), m.group(2).replace("\\", "/").strip("/")
+        suggestion = f"/mnt/{drive}/{rest}" if rest else f"/mnt/{drive}"
+        return (
+            f"{raw!r} looks like a Windows path. On Linux/WSL use the Linux form, "
+            f"for example {suggestion}"
+        )
+    if raw.startswith("\\\\"):
+        return (
+            f"{raw!r} looks like a Windows network path. Mount the share on Linux and "
+            "use the mounted path instead"
+        )
+    if "\\" in raw:
+        return (
+            f"{raw!r} contains backslashes, which look like a Windows path. On Linux "
+            f"use forward slashes, for example {raw.replace(chr(92), '/')}"
+        )
+    return None
+
+
+def _natural_key(rel: str) -> tuple:
+    """Sort key so ``img2`` comes before ``img10``, case-insensitively, per path part."""
+    parts = []
+    for component in rel.split("/"):
+        chunks = re.split(r"(\d+)", component.casefold())
+        parts.append(tuple((0, int(c), c) if c.isdigit() else (1, 0, c) for c in chunks if c))
+    return (tuple(parts), rel)
+
+
+# ------------------------------------------------------------------------ checking
+
+
+def _check_image(path: Path, max_pixels: int) -> ImageFile | Skipped:
+    """Open one candidate with Pillow and decide whether it is a usable image."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return Skipped(path, "is a broken link or vanished during the scan; fix or remove it")
+    except PermissionError:
+        return Skipped(path, "cannot be read (permission denied); fix its permissions or remove it")
+    except OSError as exc:
+        return Skipped(path, f"cannot be read ({exc.strerror or exc}); check the file or remove it")
+    if not stat.S_ISREG(st.st_mode):
+        return Skipped(path, "is not a regular file; remove it from the folder")
+    if st.st_size == 0:
+        return Skipped(path, f"is an empty file (0 bytes); {_FIX}")
+
+    try:
+        with warnings.catch_warnings():
+            # We apply our own pixel limit below; Pillow's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                pil_format = im.format or "unknown"
+                width, height = im.size
+                if width * height > max_pixels:
+                    return Skipped(
+                        path,
+                        f"is too large ({width}x{height} = {width * height / 1e6:.0f} megapixels, "
+                        f"limit {max_pixels / 1e6:.0f}); downscale it before running a batch",
+                    )
+                im.verify()
+    except PermissionError:
+        return Skipped(path, "cannot be read (permission denied); fix its permissions or remove it")
+    except Image.DecompressionBombError as exc:
+        return Skipped(
+            path, f"is too large to open safely ({exc}); downscale it before running a batch"
+        )
+    except UnidentifiedImageError:
+        return Skipped(path, f"is not a valid image (cannot identify image file); {_FIX}")
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Pillow raises all of these for truncated or corrupt data.
+        return Skipped(path, f"is not a valid image ({exc}); {_FIX}")
+
+    if pil_format not in ACCEPTED_FORMATS:
+        return Skipped(
+            path,
+            f"is really a {pil_format} image, which image-to-video models do not accept; {_FIX}",
+        )
+    fmt, content_type = ACCEPTED_FORMATS[pil_format]
+    return ImageFile(
+        path=path,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        format=fmt,
+        width=width,
+        height=height,
+        content_type=content_type,
+    )
+
+
+def _resolve_folder(folder: str | os.PathLike) -> Path:
+    """Turn the user's folder argument into an absolute Path, or explain what is wrong."""
+    raw = os.fspath(folder)
+    if isinstance(raw, bytes):
+        raw = os.fsdecode(raw)
+    if not raw.strip():
+        raise InputError("Images folder is empty (no path given). Pass the folder holding your images.")
+    path = Path(os.path.abspath(os.path.expanduser(raw)))
+    if not path.exists():
+        hint = windows_path_hint(raw)
+        if hint:
+            raise InputError(f"Images folder not found: {raw}. {hint}.")
+        raise InputError(
+            f"Images folder not found: {path}. Check the path (it is resolved from the "
+            f"current directory {os.getcwd()}) or create the folder and put your images in it."
+        )
+    if path.is_file():
+        raise InputError(
+            f"Images folder {path} is a file, not a folder. Pass the folder that contains "
+            "your images (for one image, put it in a folder of its own)."
+        )
+    if not path.is_dir():
+        raise InputError(f"Images folder {path} is not a folder. Pass the folder holding your images.")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise InputError(
+            f"Images folder {path} cannot be read (permission denied). Fix its permissions "
+            "or copy the images to a folder you own."
+        )
+    return path
+
+
+def scan_images(
+    folder: str | os.PathLike,
+    *,
+    recursive: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ScanResult:
+    """List the usable images in ``folder``, in natural order, and say why others were skipped.
+
+    Files are picked by extension (jpg/jpeg/png/webp, any case) and then confirmed
+    by Pillow, so the content decides: a PNG named ``.jpg`` is accepted as PNG, a
+    ``.jpg`` full of random bytes is skipped. Hidden files and folders (names
+    starting with ``.``) are ignored, as are files with other extensions (counted
+    in ``ignored``). With ``recursive=True`` sub-folders are walked too; a
+    symlinked folder is followed only when it points outside the tree and only
+    once, so symlink loops end and no image is listed twice.
+
+    Raises :class:`InputError` when the folder is unusable or holds no usable image.
+    """
+    root = _resolve_folder(folder)
+    images: list[ImageFile] = []
+    skipped: list[Skipped] = []
+    ignored = 0
+    subfolders = 0
+
+    root_real = os.path.realpath(root)
+    visited: set[str] = {root_real}
+    pending: list[Path] = [root]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as it:
+                entries = sorted(it, key=lambda e: _natural_key(e.name))
+        except PermissionError:
+            skipped.append(
+                Skipped(current, "is a folder that cannot be read (permission denied); fix its permissions")
+            )
+            continue
+        except OSError as exc:
+            skipped.append(Skipped(current, f"is a folder that cannot be read ({exc.strerror or exc})"))
+            continue
+        child_dirs: list[Path] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            entry_path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows symlinks
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subfolders += 1
+                if not recursive:
+                    continue
+                real = os.path.realpath(entry_path)
+                inside = real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+                if entry.is_symlink() and inside:
+                    continue  # points back into the tree: scanned (or will be) by its real path
+                if real in visited:
+                    continue  # a loop or a second link to the same folder
+                visited.add(real)
+                child_dirs.append(entry_path)
+                continue
+            if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+                ignored += 1
+                continue
+            result = _check_image(entry_path, max_pixels)
+            (images if isinstance(result, ImageFile) else skipped).append(result)
+        pending.extend(reversed(child_dirs))
+
+    def rel_key(p: Path) -> tuple:
+        try:
+            rel = p.relative_to(root).as_posix()
+        except ValueError:
+            rel = p.as_posix()
+        return _natural_key(rel)
+
+    images.sort(key=lambda i: rel_key(i.path))
+    skipped.sort(key=lambda s: rel_key(s.path))
+    result = ScanResult(images, skipped, ignored, root, subfolders)
+    if not images:
+        raise InputError(_no_images_message(root, result, recursive))
+    return result
+
+
+def _no_images_message(root: Path, result: ScanResult, recursive: bool) -> str:
+    parts = [f"No usable images in {root}."]
+    if result.skipped:
+        n = len(result.skipped)
+        parts.append(
+            f"{n} file{'s' if n != 1 else ''} skipped:\n" + result.skipped_summary(limit=5) + "\n"
+        )
+    if result.ignored:
+        parts.append(
+            f"{result.ignored} file{'s' if result.ignored != 1 else ''} ignored because they "
+            "are not .jpg, .jpeg, .png or .webp."
+        )
+    if result.subfolders and not recursive:
+        parts.append(
+            f"The folder has {result.subfolders} sub-folder(s); scan recursively "
+            "(recursive=True / --recursive) to include them."
+        )
+    parts.append("Put .jpg, .png or .webp images in the folder and try again.")
+    return " ".join(parts)

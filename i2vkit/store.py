@@ -1,0 +1,343 @@
+"""The SQLite ledger: the durable log of every upload and every job.
+
+The ledger is the source of truth for resume: a job is written before it is
+submitted, its fal request_id the moment it arrives, and its video URL before
+the download starts. Schema changes are small numbered migrations, so a file
+made by an older version opens and upgrades in place (the `llm` way).
+WAL mode and a generous busy timeout let a notebook and a CLI share one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import StoreError
+
+BUSY_TIMEOUT_MS = 60_000
+
+# Job states, in the order a job normally walks through them.
+PENDING = "pending"  # in the ledger, never sent to fal
+SUBMITTING = "submitting"  # POST in flight: if we crash here, fal may or may not have it
+QUEUED = "queued"  # fal gave us a request_id
+RUNNING = "running"
+COMPLETED = "completed"  # result fetched, video URL recorded, not on disk yet
+DOWNLOADED = "downloaded"  # the mp4 is on disk: done
+FAILED = "failed"
+CANCELLED = "cancelled"
+IN_FLIGHT = (SUBMITTING, QUEUED, RUNNING)
+FINISHED = (DOWNLOADED, FAILED, CANCELLED)
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _m001_upload_cache(db: sqlite_utils.Database) -> None:
+    """The PRD's table, exactly as the first version created it."""
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS upload_cache (
+            id INTEGER PRIMARY KEY,
+            local_path TEXT UNIQUE,
+            file_hash TEXT,
+            fal_url TEXT,
+            uploaded_at TIMESTAMP
+        )"""
+    )
+
+
+def _m002_upload_cache_validity(db: sqlite_utils.Database) -> None:
+    """What caching correctly needs: skip-hash keys, expiry and which backend a URL is for."""
+    table = db["upload_cache"]
+    for column, kind in [
+        ("size", int),
+        ("mtime_ns", int),
+        ("content_type", str),
+        ("expires_at", str),
+        ("backend", str),
+    ]:
+        if column not in table.columns_dict:
+            table.add_column(column, kind)
+    db.execute("UPDATE upload_cache SET backend = 'fal' WHERE backend IS NULL")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_upload_cache_hash ON upload_cache (file_hash, backend)"
+    )
+
+
+def _m003_batches_and_jobs(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS batches (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            updated_at TEXT,
+            model TEXT NOT NULL,
+            endpoint_id TEXT NOT NULL,
+            options TEXT,
+            pairing TEXT NOT NULL,
+            images_dir TEXT,
+            prompts_source TEXT,
+            output_dir TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            job_count INTEGER
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS jobs (
+            id INTEGER PRIMARY KEY,
+            batch_id TEXT NOT NULL REFERENCES batches(id),
+            job_key TEXT NOT NULL,
+            pair_index INTEGER,
+            image_path TEXT NOT NULL,
+            image_hash TEXT,
+            image_url TEXT,
+            prompt TEXT NOT NULL,
+            model TEXT NOT NULL,
+            endpoint_id TEXT NOT NULL,
+            arguments TEXT,
+            request_id TEXT,
+            status_url TEXT,
+            response_url TEXT,
+            cancel_url TEXT,
+            status TEXT NOT NULL,
+            queue_position INTEGER,
+            video_url TEXT,
+            video_size INTEGER,
+            local_file TEXT,
+            error TEXT,
+            error_type TEXT,
+            created_at TEXT NOT NULL,
+            submitted_at TEXT,
+            started_at TEXT,
+            completed_at TEXT,
+            downloaded_at TEXT,
+            backend TEXT NOT NULL,
+            owner TEXT,
+            submit_attempts INTEGER NOT NULL DEFAULT 0,
+            status_requests INTEGER NOT NULL DEFAULT 0,
+            result_requests INTEGER NOT NULL DEFAULT 0,
+            download_attempts INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (batch_id, job_key)
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_batch_status ON jobs (batch_id, status)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_request ON jobs (request_id)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _m001_upload_cache,
+    _m002_upload_cache_validity,
+    _m003_batches_and_jobs,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Apply every migration this file has not seen yet; return the resulting version."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _i2vkit_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
+    )
+    done = {row[0] for row in db.execute("SELECT version FROM _i2vkit_migrations").fetchall()}
+    for version, step in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        with db.conn:
+            step(db)
+            db.execute(
+                "INSERT INTO _i2vkit_migrations (version, applied_at) VALUES (?, ?)",
+                [version, utcnow()],
+            )
+    return max(done | set(range(1, SCHEMA_VERSION + 1)))
+
+
+class Store:
+    """A ledger file. One object per process; every write is its own short transaction."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db = sqlite_utils.Database(conn)
+            self.db.enable_wal()
+            self.version = migrate(self.db)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(
+                f"Cannot open the i2vkit ledger at {self.path}: {exc}. "
+                "Set I2VKIT_DB to a writable file path."
+            ) from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, list(params))
+        except sqlite3.OperationalError as exc:
+            raise StoreError(
+                f"Could not write to the ledger {self.path}: {exc}. If another program holds a "
+                "lock on it, close that program and run the same command again."
+            ) from exc
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, list(params)))
+
+    # -- upload cache ------------------------------------------------------------------
+
+    def cached_by_path(self, local_path: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM upload_cache WHERE local_path = ?", [local_path])
+        return rows[0] if rows else None
+
+    def cached_by_hash(
+        self, file_hash: str, backend: str, valid_until: str
+    ) -> dict[str, Any] | None:
+        """A URL for these bytes on this backend that is still valid at `valid_until`."""
+        rows = self._rows(
+            """SELECT * FROM upload_cache WHERE file_hash = ? AND backend = ?
+               AND fal_url IS NOT NULL AND (expires_at IS NULL OR expires_at > ?)
+               ORDER BY uploaded_at DESC LIMIT 1""",
+            [file_hash, backend, valid_until],
+        )
+        return rows[0] if rows else None
+
+    def remember_upload(self, **row: Any) -> None:
+        """Insert or replace the cache row of one local path."""
+        columns = list(row)
+        self._write(
+            f"""INSERT INTO upload_cache ({", ".join(columns)}) VALUES ({", ".join("?" * len(columns))})
+                ON CONFLICT(local_path) DO UPDATE SET
+                {", ".join(f"{c} = excluded.{c}" for c in columns if c != "local_path")}""",
+            [row[c] for c in columns],
+        )
+
+    def touch_cache_stat(self, local_path: str, size: int, mtime_ns: int) -> None:
+        """Same bytes, new mtime: remember the new stat so the next run skips hashing again."""
+        self._write(
+            "UPDATE upload_cache SET size = ?, mtime_ns = ? WHERE local_path = ?",
+            [size, mtime_ns, local_path],
+        )
+
+    # -- batches and jobs ----------------------------------------------------------------
+
+    def save_batch(self, batch: dict[str, Any]) -> None:
+        now = utcnow()
+        existing = self.get_batch(batch["id"])
+        if existing:
+            self._write(
+                "UPDATE batches SET updated_at = ?, job_count = ? WHERE id = ?",
+                [now, batch.get("job_count"), batch["id"]],
+            )
+            return
+        row = {**batch, "created_at": now, "updated_at": now}
+        if isinstance(row.get("options"), dict):
+            row["options"] = json.dumps(row["options"], sort_keys=True)
+        columns = list(row)
+        self._write(
+            f"INSERT OR IGNORE INTO batches ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [row[c] for c in columns],
+        )
+
+    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM batches WHERE id = ?", [batch_id])
+        if not rows:
+            rows = self._rows(
+                "SELECT * FROM batches WHERE id LIKE ? ORDER BY created_at", [batch_id + "%"]
+            )
+            if len(rows) > 1:
+                raise StoreError(f"Batch id {batch_id!r} is ambiguous; give more characters.")
+        return rows[0] if rows else None
+
+    def list_batches(self) -> list[dict[str, Any]]:
+        return self._rows(
+            """SELECT b.*,
+                 SUM(j.status = 'downloaded') AS done,
+                 SUM(j.status = 'failed') AS failed,
+                 SUM(j.status IN ('pending','submitting','queued','running','completed')) AS open
+               FROM batches b LEFT JOIN jobs j ON j.batch_id = b.id
+               GROUP BY b.id ORDER BY b.created_at DESC"""
+        )
+
+    def add_jobs(self, rows: list[dict[str, Any]]) -> None:
+        """Record planned jobs; a job already in the ledger (same batch and key) is kept as is."""
+        if not rows:
+            return
+        now = utcnow()
+        columns = [*rows[0].keys(), "status", "created_at"]
+        with self.db.conn:
+            self.db.conn.executemany(
+                f"INSERT OR IGNORE INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [[*r.values(), PENDING, now] for r in rows],
+            )
+
+    def jobs(
+        self,
+        batch_id: str | None = None,
+        statuses: Iterable[str] | None = None,
+        keys: Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        where, params = [], []
+        if batch_id is not None:
+            where.append("batch_id = ?")
+            params.append(batch_id)
+        if statuses is not None:
+            statuses = list(statuses)
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(statuses)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._rows(sql + " ORDER BY pair_index, id", params)
+        if keys is not None:
+            wanted = set(keys)
+            rows = [r for r in rows if r["job_key"] in wanted]
+        return rows
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self._rows("SELECT * FROM jobs WHERE id = ?", [job_id])[0]
+
+    def update_job(self, job_id: int, **fields: Any) -> None:
+        if not fields:
+            return
+        self._write(
+            f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+            [*fields.values(), job_id],
+        )
+
+    def count(self, job_id: int, column: str, by: int = 1) -> None:
+        """Bump one of the request counters (status_requests, result_requests, ...)."""
+        assert column in {
+            "submit_attempts",
+            "status_requests",
+            "result_requests",
+            "download_attempts",
+        }
+        self._write(f"UPDATE jobs SET {column} = {column} + ? WHERE id = ?", [by, job_id])
+
+    def claim(self, job_id: int, owner: str, from_statuses: Iterable[str]) -> bool:
+        """Atomically move a job to 'submitting' for one owner; False if someone else has it.
+
+        This compare-and-set is what stops two processes on one batch from both paying for a job.
+        """
+        from_statuses = list(from_statuses)
+        cursor = self._write(
+            f"""UPDATE jobs SET status = ?, owner = ?, submit_attempts = submit_attempts + 1
+                WHERE id = ? AND status IN ({", ".join("?" * len(from_statuses))})""",
+            [SUBMITTING, owner, job_id, *from_statuses],
+        )
+        return cursor.rowcount == 1

@@ -1,0 +1,87 @@
+"""Settings: each bad value names the variable and what it accepts; the key never shows."""
+
+from pathlib import Path
+
+import pytest
+
+from i2vkit.config import load_settings, redact
+from i2vkit.errors import ConfigError
+
+
+def test_defaults_without_env(tmp_path):
+    s = load_settings({}, env_file=tmp_path / "missing.env")
+    assert s.fal_key is None
+    assert s.download_dir == Path("downloads")
+    assert s.upload_cache_enabled is True
+    assert s.fal_url is None
+    assert s.demo and s.backend == "fal"
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [("true", True), ("1", True), ("yes", True), ("FALSE", False), ("0", False), ("no", False)],
+)
+def test_upload_cache_enabled_words(tmp_path, value, expected):
+    s = load_settings({"UPLOAD_CACHE_ENABLED": value}, env_file=tmp_path / "none")
+    assert s.upload_cache_enabled is expected
+
+
+def test_bad_bool_names_variable_and_values(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_settings({"UPLOAD_CACHE_ENABLED": "maybe"}, env_file=tmp_path / "none")
+    assert "UPLOAD_CACHE_ENABLED" in str(err.value)
+    assert "true, false, 1, 0, yes, no" in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["localhost:8000", "ftp://x", "http://"])
+def test_bad_fal_url(tmp_path, value):
+    with pytest.raises(ConfigError, match="I2VKIT_FAL_URL"):
+        load_settings({"I2VKIT_FAL_URL": value}, env_file=tmp_path / "none")
+
+
+def test_fal_url_sets_backend_and_strips_slash(tmp_path):
+    s = load_settings({"I2VKIT_FAL_URL": "http://127.0.0.1:9/"}, env_file=tmp_path / "none")
+    assert s.fal_url == "http://127.0.0.1:9"
+    assert s.backend == "http://127.0.0.1:9"
+    assert not s.demo
+
+
+def test_key_with_whitespace_is_rejected_without_echoing_it(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_settings({"FAL_KEY": "abc:def secret123"}, env_file=tmp_path / "none")
+    assert "secret123" not in str(err.value)
+    assert "FAL_KEY" in str(err.value)
+
+
+def test_dotenv_file_and_env_precedence(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text(
+        "\ufeffFAL_KEY=id:fromfile\r\nAUTO_DOWNLOAD_DIR=videos\r\nUPLOAD_CACHE_ENABLED=no\r\n",
+        encoding="utf-8",
+    )
+    s = load_settings({"AUTO_DOWNLOAD_DIR": "fromenv"}, env_file=env)
+    assert s.fal_key == "id:fromfile"
+    assert s.download_dir == Path("fromenv")
+    assert s.upload_cache_enabled is False
+    assert "fromfile" not in repr(s)
+
+
+def test_malformed_dotenv_line_names_file_and_line(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("AUTO_DOWNLOAD_DIR=videos\nthis is not a setting\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, env_file=env)
+    assert str(env) in str(err.value)
+    assert "line 2" in str(err.value)
+
+
+def test_key_id_and_secret_pair(tmp_path):
+    s = load_settings({"FAL_KEY_ID": "abc", "FAL_KEY_SECRET": "xyz"}, env_file=tmp_path / "none")
+    assert s.fal_key == "abc:xyz"
+
+
+def test_redact_removes_key_and_secret():
+    key = "keyid123:supersecret456"
+    text = f"Authorization: Key {key} and the secret alone supersecret456"
+    out = redact(text, key)
+    assert key not in out and "supersecret456" not in out
