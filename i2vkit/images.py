@@ -198,7 +198,9 @@ def _resolve_folder(folder: str | os.PathLike) -> Path:
     if isinstance(raw, bytes):
         raw = os.fsdecode(raw)
     if not raw.strip():
-        raise InputError("Images folder is empty (no path given). Pass the folder holding your images.")
+        raise InputError(
+            "Images folder is empty (no path given). Pass the folder holding your images."
+        )
     path = Path(os.path.abspath(os.path.expanduser(raw)))
     if not path.exists():
         hint = windows_path_hint(raw)
@@ -214,7 +216,9 @@ def _resolve_folder(folder: str | os.PathLike) -> Path:
             "your images (for one image, put it in a folder of its own)."
         )
     if not path.is_dir():
-        raise InputError(f"Images folder {path} is not a folder. Pass the folder holding your images.")
+        raise InputError(
+            f"Images folder {path} is not a folder. Pass the folder holding your images."
+        )
     if not os.access(path, os.R_OK | os.X_OK):
         raise InputError(
             f"Images folder {path} cannot be read (permission denied). Fix its permissions "
@@ -257,11 +261,16 @@ def scan_images(
                 entries = sorted(it, key=lambda e: _natural_key(e.name))
         except PermissionError:
             skipped.append(
-                Skipped(current, "is a folder that cannot be read (permission denied); fix its permissions")
+                Skipped(
+                    current,
+                    "is a folder that cannot be read (permission denied); fix its permissions",
+                )
             )
             continue
         except OSError as exc:
-            skipped.append(Skipped(current, f"is a folder that cannot be read ({exc.strerror or exc})"))
+            skipped.append(
+                Skipped(current, f"is a folder that cannot be read ({exc.strerror or exc})")
+            )
             continue
         child_dirs: list[Path] = []
         for entry in entries:
