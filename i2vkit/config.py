@@ -40,6 +40,7 @@ class Settings:
     db_path: Path = field(default_factory=default_db_path)
     fal_url: str | None = None
     env_file: Path | None = None
+    emulated: bool = False  # fal_url is the built-in emulator started for demo mode
 
     @property
     def demo(self) -> bool:
@@ -48,7 +49,14 @@ class Settings:
 
     @property
     def backend(self) -> str:
-        """Which service URLs belong to: `fal`, or the base URL that replaces fal's hosts."""
+        """What jobs record as their backend: `fal`, `emulator` (demo), or the custom base URL."""
+        if self.emulated:
+            return EMULATOR
+        return self.fal_url or REAL_FAL
+
+    @property
+    def url_scope(self) -> str:
+        """Which service an uploaded URL belongs to; cache hits never cross scopes."""
         return self.fal_url or REAL_FAL
 
     def __repr__(self) -> str:  # the key never shows, not even masked

@@ -1,0 +1,827 @@
+"""The batch engine: plan, upload, submit, poll, download, resume.
+
+The ledger is the source of truth. Every job is written before it is submitted;
+a job is marked `submitting` (a compare-and-set, so two processes never both pay
+for it) right before the POST and gets its fal request_id right after, so the
+only window in which a crash can cost a duplicate job is one request long. The
+video URL is recorded before the download starts, because fal keeps a finished
+request's result for an hour (six minutes when it is 10 KB or more) while the
+video on its CDN lasts days. Running the same batch again re-attaches to
+in-flight requests, downloads what finished and submits only what never was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Settings, load_settings
+from .download import ExpiredURLError, download, existing_video, video_filename
+from .errors import (
+    DownloadError,
+    FalAuthError,
+    FalError,
+    FalLockedError,
+    FalTransientError,
+    FalValidationError,
+    InputError,
+)
+from .fal import FalConnection, RequestBudget
+from .images import ImageFile, Skipped, scan_images
+from .models import ModelSpec, get_model
+from .pairing import Pair, normalize_pairing, pair
+from .prompts import parse_prompts, read_prompts
+from .store import (
+    CANCELLED,
+    COMPLETED,
+    DOWNLOADED,
+    FAILED,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    SUBMITTING,
+    Store,
+    utcnow,
+)
+from .upload import Uploader
+
+DEFAULT_CONCURRENCY = 16
+DEFAULT_MAX_RPS = 50.0
+DOWNLOAD_CONCURRENCY = 4
+
+
+@dataclass
+class BatchConfig:
+    """What to run. Every field has a default that works, so notebooks run top to bottom."""
+
+    images_dir: str | os.PathLike
+    prompts_file: str | os.PathLike | None = None
+    prompts: list[str] | str | None = None  # inline prompts (a list, or text with one per line)
+    model: str = "wan"
+    options: dict[str, Any] = field(default_factory=dict)
+    pairing: str = "all"
+    output_dir: str | os.PathLike | None = None  # default: AUTO_DOWNLOAD_DIR
+    concurrency: int = DEFAULT_CONCURRENCY
+    recursive: bool = False
+    max_rps: float = DEFAULT_MAX_RPS
+    upload_concurrency: int = 4
+
+
+@dataclass
+class Plan:
+    """Everything known before any money is spent: the jobs, skipped files and the cost."""
+
+    config: BatchConfig
+    model: ModelSpec
+    options: dict[str, Any]
+    images: list[ImageFile]
+    skipped: list[Skipped]
+    prompts: list[str]
+    pairs: list[Pair]
+    output_dir: Path
+    cost_per_video: float | None
+
+    @property
+    def estimated_cost(self) -> float | None:
+        if self.cost_per_video is None:
+            return None
+        return round(self.cost_per_video * len(self.pairs), 4)
+
+    def describe(self) -> str:
+        cost = (
+            f"${self.estimated_cost:,.2f} (${self.cost_per_video:,.3f} per video)"
+            if self.cost_per_video is not None
+            else "unknown (no published price for this endpoint)"
+        )
+        lines = [
+            f"{len(self.images)} images x {len(self.prompts)} prompts ({self.config.pairing}) "
+            f"= {len(self.pairs)} jobs on {self.model.name} ({self.model.endpoint_id})",
+            f"estimated cost on fal: {cost}",
+            f"videos go to: {self.output_dir}",
+        ]
+        for s in self.skipped:
+            lines.append(f"skipped {s.path.name}: {s.reason}")
+        return "\n".join(lines)
+
+
+def load_prompts(config: BatchConfig) -> list[str]:
+    if config.prompts is not None:
+        text = config.prompts if isinstance(config.prompts, str) else "\n".join(config.prompts)
+        return parse_prompts(text)
+    if config.prompts_file is None:
+        raise InputError("No prompts given: pass a prompts file (one prompt per line) or prompts.")
+    return read_prompts(config.prompts_file)
+
+
+def plan_batch(config: BatchConfig, settings: Settings | None = None) -> Plan:
+    """Scan, read, pair and price a batch without touching the network."""
+    settings = settings or load_settings()
+    if not isinstance(config.concurrency, int) or config.concurrency < 1:
+        raise InputError(
+            f"concurrency must be a whole number of at least 1, got {config.concurrency!r}; "
+            f"the default is {DEFAULT_CONCURRENCY}."
+        )
+    model = get_model(config.model)
+    options = model.validate_options(config.options)
+    prompts = load_prompts(config)
+    too_long = [i + 1 for i, p in enumerate(prompts) if len(p) > model.max_prompt_chars]
+    if too_long:
+        raise InputError(
+            f"prompt(s) {', '.join(map(str, too_long))} are longer than the "
+            f"{model.max_prompt_chars} characters {model.name} accepts; shorten them."
+        )
+    scan = scan_images(config.images_dir, recursive=config.recursive)
+    config.pairing = normalize_pairing(config.pairing)
+    pairs = pair(scan.images, prompts, config.pairing)
+    output_dir = Path(config.output_dir or settings.download_dir).expanduser().absolute()
+    return Plan(
+        config=config,
+        model=model,
+        options=options,
+        images=scan.images,
+        skipped=scan.skipped,
+        prompts=prompts,
+        pairs=pairs,
+        output_dir=output_dir,
+        cost_per_video=model.estimate_cost(options),
+    )
+
+
+def batch_id_for(plan: Plan, backend: str) -> str:
+    """Same inputs, same batch: re-running a command resumes it instead of paying again."""
+    key = json.dumps(
+        [
+            backend,
+            plan.model.endpoint_id,
+            plan.options,
+            plan.config.pairing,
+            str(Path(plan.config.images_dir).absolute()),
+            str(plan.output_dir),
+        ],
+        sort_keys=True,
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def job_key(pair_: Pair, image_hash: str | None, occurrence: int) -> str:
+    raw = f"{pair_.image.path}\0{image_hash}\0{pair_.prompt}\0{occurrence}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+@dataclass
+class Progress:
+    """Counters a progress display draws; `on_change` is called after each change."""
+
+    total: int = 0
+    uploads_total: int = 0
+    uploaded: int = 0
+    submitted: int = 0
+    running: int = 0
+    done: int = 0
+    downloaded: int = 0
+    failed: int = 0
+    message: str = ""
+
+
+@dataclass
+class JobResult:
+    id: int
+    image: str
+    prompt: str
+    status: str
+    video: str | None
+    error: str | None
+    request_id: str | None
+
+
+@dataclass
+class BatchResult:
+    """The summary of a run: per-job outcomes, counts and where the files are."""
+
+    batch_id: str
+    plan: Plan
+    jobs: list[JobResult]
+    backend: str
+    interrupted: bool = False
+    fatal: str | None = None
+    upload_failures: dict[str, str] = field(default_factory=dict)
+    uploads: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and not self.fatal and all(j.video for j in self.jobs)
+
+    @property
+    def failed(self) -> list[JobResult]:
+        return [j for j in self.jobs if j.status in (FAILED, CANCELLED)]
+
+    @property
+    def videos(self) -> list[Path]:
+        return [Path(j.video) for j in self.jobs if j.video]
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for j in self.jobs:
+            counts[j.status] = counts.get(j.status, 0) + 1
+        cost = self.plan.estimated_cost
+        lines = [
+            f"batch {self.batch_id} on {self.backend}: {len(self.jobs)} jobs, "
+            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+            f"videos in {self.plan.output_dir}",
+        ]
+        if cost is not None:
+            billed = "not billed: emulator" if self.backend != "fal" else "estimate"
+            lines.append(f"cost: ${cost:,.2f} ({billed})")
+        for s in self.plan.skipped:
+            lines.append(f"skipped image {s.path.name}: {s.reason}")
+        for j in self.failed:
+            lines.append(f"FAILED job {j.id} ({Path(j.image).name} / {j.prompt[:40]!r}): {j.error}")
+        if self.fatal:
+            lines.append(f"STOPPED: {self.fatal}")
+        return "\n".join(lines)
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Is the process that owns a job still running? (Only knowable on this host.)"""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class PollSchedule:
+    """When to ask fal about a job next, so polling never gets an account rate-limited.
+
+    Queued jobs back off (1 s, growing to 30 s), jobs that run are polled around
+    the time similar jobs of this batch took to finish, then every quarter of that.
+    """
+
+    def __init__(self) -> None:
+        self.run_times: list[float] = []
+
+    def observe(self, seconds: float) -> None:
+        self.run_times.append(seconds)
+        if len(self.run_times) > 200:
+            del self.run_times[:100]
+
+    @property
+    def typical(self) -> float | None:
+        return statistics.median(self.run_times) if len(self.run_times) >= 3 else None
+
+    def next_delay(
+        self,
+        state: str,
+        since_submit: float,
+        since_start: float | None,
+        polls: int,
+        queue_position: int | None,
+    ) -> float:
+        typical = self.typical
+        if state == "IN_QUEUE":
+            base = min(30.0, 1.0 * 1.5 ** min(polls, 10))
+            if queue_position is not None and queue_position > 0 and typical:
+                base = min(base, max(1.0, typical * queue_position / 4))
+            return base
+        elapsed = since_start if since_start is not None else since_submit
+        if typical:
+            remaining = typical - elapsed
+            if remaining > 0.2:
+                return min(remaining + 0.05, 60.0)
+            return min(max(typical / 4, 0.25), 15.0)
+        return min(15.0, 0.5 * 1.5 ** min(polls, 10))
+
+
+class BatchRunner:
+    """Runs one planned batch against one backend. Use :func:`run_batch`."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        settings: Settings,
+        store: Store,
+        fal: FalConnection,
+        progress: Callable[[Progress], None] | None = None,
+        stop: threading.Event | None = None,
+    ):
+        self.plan = plan
+        self.settings = settings
+        self.store = store
+        self.fal = fal
+        self.on_progress = progress
+        self.stop = stop or threading.Event()
+        self.progress = Progress(total=len(plan.pairs), uploads_total=len(plan.images))
+        self.owner = process_owner()
+        self.slots = asyncio.Semaphore(plan.config.concurrency)
+        self.download_slots = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
+        self.schedule = PollSchedule()
+        self.fatal: FalError | None = None
+        self.batch_id = batch_id_for(plan, settings.backend)
+        self.model = plan.model
+
+    def emit(self, message: str = "") -> None:
+        if message:
+            self.progress.message = message
+        if self.on_progress:
+            with contextlib.suppress(Exception):
+                self.on_progress(self.progress)
+
+    # -- planning into the ledger ---------------------------------------------------------
+
+    async def upload_and_record(self) -> tuple[list[dict[str, Any]], dict[str, str], int]:
+        uploader = Uploader(
+            self.store,
+            self.fal,
+            cache_enabled=self.settings.upload_cache_enabled,
+            concurrency=self.plan.config.upload_concurrency,
+        )
+
+        def uploaded(_path: str) -> None:
+            self.progress.uploaded += 1
+            self.emit()
+
+        report = await uploader.upload_all([im.path for im in self.plan.images], uploaded)
+        self.store.save_batch(
+            {
+                "id": self.batch_id,
+                "model": self.model.name,
+                "endpoint_id": self.model.endpoint_id,
+                "options": self.plan.options,
+                "pairing": self.plan.config.pairing,
+                "images_dir": str(Path(self.plan.config.images_dir).absolute()),
+                "prompts_source": str(self.plan.config.prompts_file or "inline"),
+                "output_dir": str(self.plan.output_dir),
+                "backend": self.settings.backend,
+                "job_count": len(self.plan.pairs),
+            }
+        )
+        rows, seen = [], {}
+        for p in self.plan.pairs:
+            path = str(p.image.path)
+            digest = report.hashes.get(path)
+            occurrence = seen[(path, p.prompt)] = seen.get((path, p.prompt), -1) + 1
+            rows.append(
+                {
+                    "batch_id": self.batch_id,
+                    "job_key": job_key(p, digest, occurrence),
+                    "pair_index": p.index,
+                    "image_path": path,
+                    "image_hash": digest,
+                    "image_url": report.urls.get(path),
+                    "prompt": p.prompt,
+                    "model": self.model.name,
+                    "endpoint_id": self.model.endpoint_id,
+                    "backend": self.settings.backend,
+                }
+            )
+        self.store.add_jobs(rows)
+        keys = [r["job_key"] for r in rows]
+        jobs = self.store.jobs(self.batch_id, keys=keys)
+        for job in jobs:
+            url = report.urls.get(job["image_path"])
+            if job["status"] == PENDING:
+                if url is None:
+                    reason = report.failed.get(job["image_path"], "the image was not uploaded")
+                    self.store.update_job(
+                        job["id"], status=FAILED, error=reason, error_type="upload_failed"
+                    )
+                elif url != job["image_url"]:
+                    self.store.update_job(job["id"], image_url=url)
+        return self.store.jobs(self.batch_id, keys=keys), report.failed, report.uploaded
+
+    # -- one job, start to finish ------------------------------------------------------
+
+    async def run_job(self, job: dict[str, Any]) -> None:
+        job_id = job["id"]
+        try:
+            status = job["status"]
+            if status == DOWNLOADED and job["local_file"] and Path(job["local_file"]).exists():
+                return
+            if status in (FAILED, CANCELLED):
+                return
+            if status == SUBMITTING and job["request_id"] is None:
+                if owner_alive(job["owner"]) and job["owner"] != self.owner:
+                    return  # another live process is submitting it right now
+                status = PENDING  # we crashed inside the one-request submit window
+            if status in (QUEUED, RUNNING, SUBMITTING) and job["owner"] != self.owner:
+                if owner_alive(job["owner"]):
+                    return  # another live process follows this request
+                self.store.update_job(job_id, owner=self.owner)
+            if status == PENDING:
+                if self.stop.is_set() or self.fatal:
+                    return
+                async with self.slots:
+                    if self.stop.is_set() or self.fatal:
+                        return
+                    if not await self.submit(job):
+                        return
+                    await self.follow(job_id)
+            elif status in (QUEUED, RUNNING, SUBMITTING):
+                async with self.slots:
+                    await self.follow(job_id)
+            job = self.store.job(job_id)
+            if job["status"] in (COMPLETED, DOWNLOADED):
+                async with self.download_slots:
+                    await self.fetch_video(job)
+        except (FalAuthError, FalLockedError) as exc:
+            self.fatal = self.fatal or exc
+            self.stop.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one job's surprise never stops the batch
+            self.fail(job_id, f"unexpected error: {self.fal.clean(str(exc))}", "internal_error")
+
+    def fail(self, job_id: int, message: str, error_type: str | None) -> None:
+        self.store.update_job(
+            job_id, status=FAILED, error=message, error_type=error_type, completed_at=utcnow()
+        )
+        self.progress.failed += 1
+        self.emit()
+
+    async def submit(self, job: dict[str, Any]) -> bool:
+        job_id = job["id"]
+        if not self.store.claim(job_id, self.owner, [PENDING, SUBMITTING]):
+            return False
+        try:
+            arguments = self.model.build_arguments(
+                job["image_url"], job["prompt"], self.plan.options
+            )
+        except InputError as exc:
+            self.fail(job_id, str(exc), "invalid_input")
+            return False
+        self.store.update_job(job_id, arguments=json.dumps(arguments))
+        try:
+            answer = await self.fal.submit(self.model.endpoint_id, arguments)
+        except (FalAuthError, FalLockedError):
+            self.store.update_job(job_id, status=PENDING, owner=None)
+            raise
+        except FalValidationError as exc:
+            self.fail(job_id, str(exc), exc.error_type or "validation_error")
+            return False
+        except FalError as exc:
+            # Not accepted, or unknown whether accepted: leave it to the next run or `retry`.
+            self.store.update_job(
+                job_id,
+                status=PENDING if isinstance(exc, FalTransientError) else FAILED,
+                error=str(exc),
+                error_type=exc.error_type,
+            )
+            if not isinstance(exc, FalTransientError):
+                self.progress.failed += 1
+            self.emit()
+            return False
+        urls = self.fal.request_urls(self.model.endpoint_id, answer["request_id"])
+        self.store.update_job(
+            job_id,
+            request_id=answer["request_id"],
+            status_url=answer.get("status_url") or urls["status_url"],
+            response_url=answer.get("response_url") or urls["response_url"],
+            cancel_url=answer.get("cancel_url") or urls["cancel_url"],
+            status=QUEUED,
+            queue_position=answer.get("queue_position"),
+            submitted_at=utcnow(),
+            error=None,
+            error_type=None,
+        )
+        self.progress.submitted += 1
+        self.emit()
+        return True
+
+    async def follow(self, job_id: int) -> None:
+        """Poll one request until it completes, then fetch its result at once."""
+        job = self.store.job(job_id)
+        submitted = time.monotonic()
+        started: float | None = None
+        polls = 0
+        position = job["queue_position"]
+        state = "IN_QUEUE" if job["status"] in (QUEUED, SUBMITTING) else "IN_PROGRESS"
+        was_running = job["status"] == RUNNING
+        while True:
+            delay = self.schedule.next_delay(
+                state,
+                time.monotonic() - submitted,
+                None if started is None else time.monotonic() - started,
+                polls,
+                position,
+            )
+            await asyncio.sleep(delay)
+            polls += 1
+            self.store.count(job_id, "status_requests")
+            try:
+                status = await self.fal.status(job["status_url"])
+            except FalTransientError:
+                continue
+            except FalError as exc:
+                if exc.status_code == 404:
+                    await self.lost(job)
+                    return
+                raise
+            state = status["status"]
+            if state == "IN_QUEUE":
+                position = status.get("queue_position")
+                self.store.update_job(job_id, queue_position=position)
+            elif state == "IN_PROGRESS" and started is None:
+                started = time.monotonic()
+                if not was_running:
+                    was_running = True
+                    self.store.update_job(
+                        job_id, status=RUNNING, started_at=utcnow(), queue_position=0
+                    )
+                    self.progress.running += 1
+                    self.emit()
+            elif state == "COMPLETED":
+                if was_running:
+                    self.progress.running -= 1
+                self.schedule.observe(time.monotonic() - (started or submitted))
+                await self.collect(job, status)
+                return
+
+    async def lost(self, job: dict[str, Any]) -> None:
+        """fal no longer knows a request we sent (expired, or an emulator that restarted)."""
+        if self.settings.backend != "fal":
+            self.store.update_job(job["id"], status=PENDING, request_id=None, owner=None)
+            return await self.run_job(self.store.job(job["id"]))
+        self.fail(
+            job["id"],
+            f"fal no longer knows request {job['request_id']} (it expired); "
+            "`i2vkit retry` submits it again (billed again).",
+            "request_lost",
+        )
+
+    async def collect(self, job: dict[str, Any], status: dict[str, Any]) -> None:
+        """Fetch a completed job's result right away and record the video URL before download."""
+        job_id = job["id"]
+        self.store.count(job_id, "result_requests")
+        try:
+            result = await self.fal.result(job["response_url"])
+        except FalError as exc:
+            if isinstance(exc, FalTransientError) and not status.get("error"):
+                raise
+            message = str(exc)
+            if status.get("error") and status["error"] not in message:
+                message = f"{status['error']}: {message}"
+            if exc.status_code == 404:
+                message = (
+                    "fal no longer has this request's result (results are kept 1 hour, "
+                    "6 minutes when large); `i2vkit retry` submits it again."
+                )
+            self.fail(job_id, message, exc.error_type or status.get("error_type"))
+            return
+        if status.get("error"):
+            self.fail(job_id, f"fal reported an error: {status['error']}", status.get("error_type"))
+            return
+        try:
+            url = self.model.video_url(result)
+        except FalError as exc:
+            self.fail(job_id, str(exc), exc.error_type)
+            return
+        video = result.get("video") if isinstance(result.get("video"), dict) else {}
+        size = video.get("file_size") if isinstance(video.get("file_size"), int) else None
+        self.store.update_job(
+            job_id, status=COMPLETED, video_url=url, video_size=size, completed_at=utcnow()
+        )
+        self.progress.done += 1
+        self.emit()
+
+    async def fetch_video(self, job: dict[str, Any]) -> None:
+        job_id = job["id"]
+        out = self.plan.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        found = existing_video(out, job_id, self.model.name)
+        if found is None:
+            dest = out / video_filename(job_id, self.model.name)
+            url = job["video_url"]
+            for attempt in range(2):
+                self.store.count(job_id, "download_attempts")
+                try:
+                    await download(self.fal.http, url, dest)
+                    break
+                except ExpiredURLError:
+                    if attempt:
+                        raise
+                    url = await self.refresh_video_url(job)
+                    if url is None:
+                        return
+                except DownloadError as exc:
+                    self.store.update_job(job_id, error=f"download failed: {exc}")
+                    self.progress.message = f"job {job_id}: {exc}"
+                    self.emit()
+                    return
+            found = dest
+        self.store.update_job(
+            job_id, status=DOWNLOADED, local_file=str(found), downloaded_at=utcnow(), error=None
+        )
+        self.progress.downloaded += 1
+        self.emit()
+
+    async def refresh_video_url(self, job: dict[str, Any]) -> str | None:
+        """The video URL expired: ask fal for the result again by request id."""
+        try:
+            result = await self.fal.result(job["response_url"])
+            url = self.model.video_url(result)
+        except FalError as exc:
+            self.fail(
+                job["id"],
+                f"the video URL expired and fal no longer has the result ({exc})",
+                "video_expired",
+            )
+            return None
+        self.store.update_job(job["id"], video_url=url)
+        return url
+
+    async def run(self, jobs: list[dict[str, Any]] | None = None) -> BatchResult:
+        upload_failures: dict[str, str] = {}
+        uploads = 0
+        if jobs is None:
+            jobs, upload_failures, uploads = await self.upload_and_record()
+        self.progress.failed = sum(j["status"] == FAILED for j in jobs)
+        self.progress.downloaded = sum(j["status"] == DOWNLOADED for j in jobs)
+        self.emit("submitting")
+        interrupted = False
+        try:
+            async with asyncio.TaskGroup() as group:
+                for job in jobs:
+                    group.create_task(self.run_job(job))
+        except asyncio.CancelledError:
+            interrupted = True
+        keys = [j["job_key"] for j in jobs]
+        final = self.store.jobs(self.batch_id, keys=keys)
+        self.emit("finished")
+        return BatchResult(
+            batch_id=self.batch_id,
+            plan=self.plan,
+            jobs=[
+                JobResult(
+                    id=j["id"],
+                    image=j["image_path"],
+                    prompt=j["prompt"],
+                    status=j["status"],
+                    video=j["local_file"] if j["status"] == DOWNLOADED else None,
+                    error=j["error"],
+                    request_id=j["request_id"],
+                )
+                for j in final
+            ],
+            backend=self.settings.backend,
+            interrupted=interrupted or (self.stop.is_set() and not self.fatal),
+            fatal=str(self.fatal) if self.fatal else None,
+            upload_failures=upload_failures,
+            uploads=uploads,
+            requests=dict(self.fal.requests),
+        )
+
+
+async def run_batch(
+    config: BatchConfig | Plan,
+    settings: Settings | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+) -> BatchResult:
+    """Run (or resume) a batch and return its summary. The notebook's and the CLI's engine."""
+    from .backend import resolve_backend
+
+    settings = settings or load_settings()
+    plan = config if isinstance(config, Plan) else plan_batch(config, settings)
+    with resolve_backend(settings) as live, Store(live.db_path) as store:
+        budget = RequestBudget(rate=plan.config.max_rps)
+        async with FalConnection(live, budget=budget) as fal:
+            runner = BatchRunner(plan, live, store, fal, progress=progress, stop=stop)
+            return await runner.run()
+
+
+async def retry_batch_async(
+    batch_id: str,
+    settings: Settings | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> BatchResult:
+    """Submit the failed jobs of a batch again (re-uploading images that failed to upload)."""
+    from .backend import resolve_backend
+
+    settings = settings or load_settings()
+    with Store(settings.db_path) as store:
+        batch = store.get_batch(batch_id)
+        if batch is None:
+            raise InputError(
+                f"No batch {batch_id!r} in {settings.db_path}; `i2vkit status` lists them."
+            )
+    config = BatchConfig(
+        images_dir=batch["images_dir"] or ".",
+        prompts=["(retry)"],
+        model=batch["endpoint_id"],
+        options=json.loads(batch["options"] or "{}"),
+        pairing=batch["pairing"],
+        output_dir=batch["output_dir"],
+        concurrency=concurrency,
+    )
+    model = (
+        get_model(batch["model"]) if "/" not in batch["model"] else get_model(batch["endpoint_id"])
+    )
+    with resolve_backend(settings) as live, Store(live.db_path) as store:
+        if batch["backend"] != live.backend:
+            raise InputError(
+                f"Batch {batch['id']} ran on {batch['backend']}, but this run would use "
+                f"{live.backend}; set FAL_KEY / I2VKIT_FAL_URL as they were for that batch."
+            )
+        failed = store.jobs(batch["id"], statuses=[FAILED, CANCELLED])
+        plan = Plan(
+            config=config,
+            model=model,
+            options=config.options,
+            images=[],
+            skipped=[],
+            prompts=[],
+            pairs=[],
+            output_dir=Path(batch["output_dir"]),
+            cost_per_video=model.estimate_cost(config.options),
+        )
+        async with FalConnection(live, budget=RequestBudget(rate=config.max_rps)) as fal:
+            uploader = Uploader(store, fal, cache_enabled=live.upload_cache_enabled)
+            report = await uploader.upload_all({j["image_path"] for j in failed})
+            for job in failed:
+                url = report.urls.get(job["image_path"])
+                if url is None:
+                    continue
+                store.update_job(
+                    job["id"],
+                    status=PENDING,
+                    image_url=url,
+                    request_id=None,
+                    error=None,
+                    error_type=None,
+                    owner=None,
+                    video_url=None,
+                )
+            runner = BatchRunner(plan, live, store, fal, progress=progress)
+            runner.batch_id = batch["id"]
+            runner.progress.total = len(failed)
+            jobs = store.jobs(batch["id"], keys=[j["job_key"] for j in failed])
+            result = await runner.run(jobs)
+            result.upload_failures = report.failed
+            return result
+
+
+def retry_batch(batch_id: str, settings: Settings | None = None, **kwargs: Any) -> BatchResult:
+    """Blocking twin of :func:`retry_batch_async`."""
+    return run_blocking(retry_batch_async(batch_id, settings, **kwargs))
+
+
+def run_blocking(coro: Any) -> Any:
+    """Run a coroutine to the end from plain code, also under a running notebook loop.
+
+    A kernel's loop is already running, so asyncio.run() would refuse; instead of
+    patching the loop (nest_asyncio, archived), the coroutine gets its own loop on a
+    worker thread while the caller waits.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            box["result"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=worker, name="i2vkit-batch")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def run_batch_sync(
+    config: BatchConfig | Plan, settings: Settings | None = None, **kwargs: Any
+) -> BatchResult:
+    """The blocking twin of :func:`run_batch`, for scripts (and notebooks that prefer it)."""
+    return run_blocking(run_batch(config, settings, **kwargs))

@@ -1,0 +1,135 @@
+"""Streaming video downloads that are never left half-written.
+
+A video is streamed to a hidden `.part` file in the output folder and renamed into
+place only when its byte count matches what the server announced, so a file that
+exists under its final name is always complete (and a re-run rightly skips it).
+A dropped transfer resumes with a Range request; a crash leaves only the `.part`,
+which the next run resumes or replaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from .errors import DownloadError
+
+MAX_VIDEO_BYTES = 2 * 1024**3
+CHUNK = 1024 * 1024
+SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class ExpiredURLError(DownloadError):
+    """The video URL answers 403/404/410: ask fal for the result again."""
+
+
+def video_filename(job_id: int, model: str, when: datetime | None = None) -> str:
+    """`{job_id}_{model}_{timestamp}.mp4`, with the model made filesystem-safe."""
+    slug = SAFE.sub("-", model).strip("-.") or "model"
+    stamp = (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{job_id}_{slug[:60]}_{stamp}.mp4"
+
+
+def existing_video(output_dir: Path, job_id: int, model: str) -> Path | None:
+    """A finished file for this job from an earlier run, whatever its timestamp."""
+    slug = SAFE.sub("-", model).strip("-.") or "model"
+    for path in output_dir.glob(f"{job_id}_{slug[:60]}_*.mp4"):
+        return path
+    return None
+
+
+def part_path(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.part")
+
+
+def check_url(url: str) -> None:
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise DownloadError(f"refusing to download {url[:80]!r}: only http(s) URLs are followed.")
+
+
+async def download(
+    client: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int = MAX_VIDEO_BYTES,
+    attempts: int = 6,
+) -> int:
+    """Download `url` to `dest` atomically; returns the size. Resumes drops with Range."""
+    check_url(url)
+    dest = Path(dest)
+    part = part_path(dest)
+    delay = 0.5
+    last_error = ""
+    for _ in range(attempts):
+        offset = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            async with client.stream("GET", url, headers=headers) as response:
+                if response.status_code in (401, 403, 404, 410):
+                    raise ExpiredURLError(
+                        f"the video URL answered HTTP {response.status_code}; it has expired."
+                    )
+                if response.status_code == 416 and offset:
+                    part.unlink(missing_ok=True)
+                    continue
+                if response.status_code not in (200, 206):
+                    last_error = f"HTTP {response.status_code}"
+                    raise httpx.HTTPStatusError(
+                        last_error, request=response.request, response=response
+                    )
+                if response.status_code == 200:
+                    offset = 0
+                length = response.headers.get("content-length")
+                total = offset + int(length) if length is not None else None
+                if total is not None and total > max_bytes:
+                    raise DownloadError(
+                        f"the video is {total} bytes, over the {max_bytes} byte cap; not downloaded."
+                    )
+                size = offset
+                with open(part, "r+b" if offset else "wb") as f:
+                    f.seek(offset)
+                    f.truncate()
+                    async for chunk in response.aiter_raw(CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise DownloadError(
+                                f"the download passed the {max_bytes} byte cap; stopped."
+                            )
+                        f.write(chunk)
+                    f.flush()
+                    os.fsync(f.fileno())
+                if total is not None and size != total:
+                    last_error = f"got {size} of {total} bytes"
+                    continue
+                if size == 0:
+                    last_error = "the server sent an empty file"
+                    continue
+                os.replace(part, dest)
+                return size
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC or exc.errno == errno.EFBIG:
+                raise DownloadError(
+                    f"no space left to write {dest.name} in {dest.parent}; free some space and "
+                    "run the same command again (the job is kept and will download then)."
+                ) from None
+            raise DownloadError(f"cannot write {dest}: {exc.strerror}.") from None
+        except ExpiredURLError:
+            raise
+        except DownloadError:
+            part.unlink(missing_ok=True)
+            raise
+        except httpx.HTTPError as exc:
+            last_error = f"{type(exc).__name__}: {exc}"
+        await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(delay * 2, 10)
+    raise DownloadError(f"download of {dest.name} failed after {attempts} tries ({last_error}).")

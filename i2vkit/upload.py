@@ -1,0 +1,250 @@
+"""Cached uploads of local images to fal's CDN.
+
+The cache key is the content (sha256 of the bytes), so a renamed, moved or copied
+image is never uploaded again and an edited one is. A re-run does not even read
+unchanged files: a (path, size, mtime) that matches the ledger reuses its hash.
+URLs are remembered per backend (fal, or the base URL of an emulator) together
+with when they stop being valid, and an expiring URL is uploaded again before a
+job can use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from fal_client.client import FalClientHTTPError
+
+from .errors import FalAuthError, FalLockedError, UploadError
+from .fal import FalConnection
+from .store import Store
+
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+DEFAULT_LIFETIME = timedelta(days=7)
+REFRESH_MARGIN = timedelta(days=1)
+HASH_CHUNK = 1024 * 1024
+MAGIC = {
+    "jpeg": (b"\xff\xd8\xff",),
+    "png": (b"\x89PNG\r\n\x1a\n",),
+    "webp": (b"RIFF",),
+}
+
+
+def sniff_format(head: bytes) -> str | None:
+    for name, prefixes in MAGIC.items():
+        if any(head.startswith(p) for p in prefixes):
+            if name == "webp" and head[8:12] != b"WEBP":
+                continue
+            return name
+    return None
+
+
+def hash_file(path: str | os.PathLike) -> tuple[str, str | None]:
+    """Stream the file through sha256 (flat memory on any size); also sniff its format."""
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        head = f.read(HASH_CHUNK)
+        digest.update(head)
+        buffer = bytearray(HASH_CHUNK)
+        view = memoryview(buffer)
+        while n := f.readinto(buffer):
+            digest.update(view[:n])
+    return digest.hexdigest(), sniff_format(head[:16])
+
+
+@dataclass
+class UploadReport:
+    """What happened to each image: its URL, or why it has none."""
+
+    urls: dict[str, str] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    uploaded: int = 0
+    reused: int = 0
+    hashed: int = 0
+
+
+class Uploader:
+    """Uploads a batch's images once, with bounded concurrency and backoff on errors."""
+
+    def __init__(
+        self,
+        store: Store,
+        fal: FalConnection,
+        *,
+        cache_enabled: bool = True,
+        concurrency: int = 4,
+        lifetime: timedelta = DEFAULT_LIFETIME,
+        refresh_margin: timedelta = REFRESH_MARGIN,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        attempts: int = 4,
+    ):
+        self.store = store
+        self.fal = fal
+        self.backend = fal.settings.url_scope
+        self.cache_enabled = cache_enabled
+        self.semaphore = asyncio.Semaphore(max(1, concurrency))
+        self.lifetime = lifetime
+        self.refresh_margin = refresh_margin
+        self.clock = clock
+        self.attempts = attempts
+        self.in_flight: dict[str, asyncio.Future[str]] = {}
+
+    async def upload_all(
+        self, paths: Iterable[str | os.PathLike], on_progress: Callable[[str], None] | None = None
+    ) -> UploadReport:
+        report = UploadReport()
+
+        async def one(path: str) -> None:
+            try:
+                report.urls[path] = await self.upload(path, report)
+            except UploadError as exc:
+                report.failed[path] = str(exc)
+            finally:
+                if on_progress:
+                    on_progress(path)
+
+        async with asyncio.TaskGroup() as group:
+            for p in paths:
+                group.create_task(one(str(Path(p).absolute())))
+        return report
+
+    async def file_hash(self, path: str, report: UploadReport) -> tuple[str, os.stat_result]:
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            raise UploadError(
+                f"{path}: the file disappeared after the folder was scanned; put it back and "
+                "run again."
+            ) from None
+        except OSError as exc:
+            raise UploadError(f"{path}: cannot read it ({exc.strerror}).") from None
+        if stat.st_size == 0:
+            raise UploadError(f"{path}: the file is empty (0 bytes); re-export the image.")
+        if stat.st_size > MAX_UPLOAD_BYTES:
+            raise UploadError(
+                f"{path}: {stat.st_size / 1e6:.0f} MB is larger than the "
+                f"{MAX_UPLOAD_BYTES // 2**20} MiB i2vkit uploads for one image; scale it down."
+            )
+        if self.cache_enabled:
+            row = self.store.cached_by_path(path)
+            if (
+                row
+                and row["file_hash"]
+                and row["size"] == stat.st_size
+                and row["mtime_ns"] == stat.st_mtime_ns
+            ):
+                return row["file_hash"], stat
+        try:
+            digest, kind = await asyncio.to_thread(hash_file, path)
+        except OSError as exc:
+            raise UploadError(f"{path}: cannot read it ({exc.strerror}).") from None
+        report.hashed += 1
+        if kind is None:
+            raise UploadError(
+                f"{path}: the file is not a JPEG, PNG or WebP image after all (it changed since "
+                "the scan?); re-export it."
+            )
+        return digest, stat
+
+    async def upload(self, path: str, report: UploadReport) -> str:
+        """The fal URL for one local image, uploading only when no valid one is known."""
+        digest, stat = await self.file_hash(path, report)
+        report.hashes[path] = digest
+        if self.cache_enabled:
+            valid_until = (self.clock() + self.refresh_margin).isoformat()
+            hit = self.store.cached_by_hash(digest, self.backend, valid_until)
+            if hit:
+                report.reused += 1
+                if hit["local_path"] != path or hit["mtime_ns"] != stat.st_mtime_ns:
+                    self.remember(
+                        path,
+                        digest,
+                        stat,
+                        hit["fal_url"],
+                        hit["expires_at"],
+                        hit["uploaded_at"],
+                        hit["content_type"],
+                    )
+                return hit["fal_url"]
+        pending = self.in_flight.get(digest)
+        if pending is not None:
+            url = await asyncio.shield(pending)
+            report.reused += 1
+            if self.cache_enabled:
+                self.remember(path, digest, stat, url, None, None, None)
+            return url
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.in_flight[digest] = future
+        try:
+            url, uploaded_at, expires_at = await self.send(path)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved; waiters re-raise it
+            self.in_flight.pop(digest, None)
+            raise
+        future.set_result(url)
+        report.uploaded += 1
+        if self.cache_enabled:
+            self.remember(path, digest, stat, url, expires_at, uploaded_at, None)
+        return url
+
+    def remember(self, path, digest, stat, url, expires_at, uploaded_at, content_type) -> None:
+        import mimetypes
+
+        if expires_at is None:
+            row = self.store.cached_by_hash(digest, self.backend, "")
+            if row:
+                expires_at, uploaded_at = row["expires_at"], row["uploaded_at"]
+        self.store.remember_upload(
+            local_path=path,
+            file_hash=digest,
+            fal_url=url,
+            uploaded_at=uploaded_at or self.clock().isoformat(),
+            size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+            content_type=content_type or mimetypes.guess_type(path)[0],
+            expires_at=expires_at,
+            backend=self.backend,
+        )
+
+    async def send(self, path: str) -> tuple[str, str, str | None]:
+        """Upload with retries on 429/5xx/connection errors; 401/403 stop the whole batch."""
+        delay = 1.0
+        for attempt in range(1, self.attempts + 1):
+            started = self.clock()
+            try:
+                async with self.semaphore:
+                    url = await self.fal.upload_file(path, int(self.lifetime.total_seconds()))
+                expires = started + self.lifetime if self.lifetime else None
+                return url, started.isoformat(), expires.isoformat() if expires else None
+            except FalClientHTTPError as exc:
+                if exc.status_code == 401:
+                    raise FalAuthError(
+                        "FAL_KEY was rejected by fal (401) while uploading images. Check the key "
+                        "at fal.ai/dashboard/keys; nothing was submitted.",
+                        status_code=401,
+                    ) from None
+                if exc.status_code == 403:
+                    raise FalLockedError(
+                        f"fal refused the upload (403): {self.fal.clean(str(exc))}. If your "
+                        "account is locked, top up at fal.ai/dashboard/billing and run again.",
+                        status_code=403,
+                    ) from None
+                transient = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+                reason = f"HTTP {exc.status_code}: {self.fal.clean(str(exc))[:200]}"
+            except (httpx.HTTPError, OSError) as exc:
+                transient = True
+                reason = f"{type(exc).__name__}: {self.fal.clean(str(exc))[:200]}"
+            if not transient or attempt == self.attempts:
+                raise UploadError(f"{path}: upload to fal failed ({reason}).")
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay *= 2
+        raise AssertionError("unreachable")
