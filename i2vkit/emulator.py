@@ -307,6 +307,7 @@ class Job:
     result_size: int = 0
     cancelled: bool = False
     task: asyncio.Task | None = None
+    done_at: float | None = None  # _now() at completion (result expiry)
 
 
 class JobError(Exception):
@@ -491,6 +492,7 @@ class Emulator:
         self._state_counts = {"IN_QUEUE": 0, "IN_PROGRESS": 0, "COMPLETED": 0}
         self._failed = 0
         self._cancelled = 0
+        self._clock_offset = 0.0
 
     @property
     def url(self) -> str:
@@ -633,6 +635,21 @@ class Emulator:
         """Debug view of one job (state, timings, error)."""
         return self._call(self._job_view, request_id)
 
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's expiry clock forward (file, result and token
+        expiry; job timers are not affected). For tests of TTLs without waiting."""
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        self._call(self._advance, float(seconds))
+
+    def _advance(self, seconds: float) -> None:
+        self._clock_offset += seconds
+
+    def _now(self) -> float:
+        """The expiry clock: the loop's monotonic clock plus advance_clock()."""
+        assert self._loop is not None
+        return self._loop.time() + self._clock_offset
+
     # ------------------------------------------------------------ knob/stats internals
 
     def _apply_knobs(self, coerced: dict[str, Any]) -> dict[str, Any]:
@@ -725,6 +742,7 @@ class Emulator:
         r.add_post("/_emulator/config", self._h_config)
         r.add_post("/_emulator/reset", self._h_reset)
         r.add_get("/_emulator/health", self._h_health)
+        r.add_post("/_emulator/advance", self._h_advance)
         r.add_post("/storage/auth/token", self._h_token)
         r.add_post("/storage/upload/initiate", self._h_initiate)
         r.add_put("/storage/upload/signed/{uid}", self._h_signed_put)
@@ -828,7 +846,7 @@ class Emulator:
         expiry = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
         if expiry is None:
             return _json(401, {"detail": "Invalid or missing upload token"})
-        if time.time() >= expiry:
+        if time.time() + self._clock_offset >= expiry:
             return _json(401, {"detail": "Upload token expired"})
         return None
 
@@ -862,6 +880,17 @@ class Emulator:
     async def _h_health(self, request: web.Request) -> web.Response:
         return _json(200, {"ok": True})
 
+    async def _h_advance(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            seconds = float(body["seconds"])
+            if seconds < 0:
+                raise ValueError("seconds must be >= 0")
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"detail": f"expected {{'seconds': N >= 0}}: {exc}"})
+        self._advance(seconds)
+        return _json(200, {"clock_offset": self._clock_offset})
+
     # ------------------------------------------------------------ storage
 
     def _lifecycle_seconds(self, request: web.Request, *headers: str) -> float | None:
@@ -887,7 +916,7 @@ class Emulator:
             return _json(400, {"detail": f"Unsupported storage type: {storage_type}"})
         token = secrets.token_urlsafe(32)
         ttl = float(self.knobs["token_ttl"])
-        expiry = time.time() + ttl
+        expiry = time.time() + self._clock_offset + ttl
         self._tokens[token] = expiry
         expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
         return _json(
@@ -931,8 +960,7 @@ class Emulator:
         *,
         shared: bool = False,
     ) -> StoredFile:
-        assert self._loop is not None
-        now = self._loop.time()
+        now = self._now()
         sf = StoredFile(
             fid=fid,
             name=name,
@@ -1105,8 +1133,7 @@ class Emulator:
         sf = self._files.get(fid)
         if sf is None or (name is not None and name != sf.name):
             return None
-        assert self._loop is not None
-        now = self._loop.time()
+        now = self._now()
         ttl = self.knobs["file_ttl"]
         expired = (sf.expires_at is not None and now >= sf.expires_at) or (
             ttl is not None and now >= sf.created + ttl
@@ -1374,6 +1401,7 @@ class Emulator:
         was_running = job.state == "IN_PROGRESS"
         self._set_state(job, "COMPLETED")
         job.finished_at = self._loop.time()
+        job.done_at = self._now()
         job.result_status = status
         job.result_body = body
         job.result_headers = headers
@@ -1591,11 +1619,10 @@ class Emulator:
             return _json(404, {"detail": f"Request {request_id} not found"})
         if job.state != "COMPLETED":
             return _json(400, {"detail": "Request is still in progress", "status": job.state})
-        assert self._loop is not None
         ttl = self.knobs["result_ttl"]
         if ttl is None:
             ttl = LARGE_RESULT_TTL if job.result_size >= LARGE_RESULT_BYTES else SMALL_RESULT_TTL
-        if self._loop.time() >= (job.finished_at or 0) + ttl:
+        if self._now() >= (job.done_at or 0) + ttl:
             return _json(404, {"detail": f"Request {request_id} not found (result expired)"})
         return _json(job.result_status, job.result_body, dict(job.result_headers))
 
