@@ -158,7 +158,7 @@ def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
         if answer not in ("y", "yes"):
             print("Nothing submitted.")
             return EXIT_OK
-    bars = Bars(enabled=not args.no_progress)
+    bars = Bars(enabled=not args.no_progress and sys.stderr.isatty())
     try:
         result = asyncio.run(run_batch(plan, settings, progress=bars))
     except KeyboardInterrupt:

@@ -47,6 +47,25 @@ RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 MAX_ATTEMPTS = 8
 
 
+@dataclass
+class ReusingAsyncClient(fal_client.AsyncClient):
+    """fal_client's AsyncClient, but its CDN uploads reuse one httpx client.
+
+    Stock fal_client opens a fresh httpx client (and TLS context, ~20 ms of CPU on
+    the event loop) for every upload; a batch of 1,000 images should not.
+    """
+
+    cdn_http: httpx.AsyncClient | None = field(default=None, repr=False)
+
+    @contextlib.asynccontextmanager
+    async def _cdn_client(self):
+        if self.cdn_http is None:
+            async with super()._cdn_client() as client:
+                yield client
+        else:
+            yield self.cdn_http
+
+
 def point_fal_client_at(base_url: str | None) -> None:
     """Make fal_client's hosts follow I2VKIT_FAL_URL (or restore fal's own)."""
     if base_url is None:
@@ -70,7 +89,7 @@ class RequestBudget:
     halves the rate, which then creeps back up while fal stays happy (AIMD).
     """
 
-    def __init__(self, rate: float = 20.0, burst: float | None = None, min_rate: float = 0.5):
+    def __init__(self, rate: float = 50.0, burst: float | None = None, min_rate: float = 0.5):
         self.max_rate = rate
         self.rate = rate
         self.min_rate = min_rate
@@ -166,10 +185,15 @@ class FalConnection:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
             follow_redirects=True,
         )
-        self.uploader = fal_client.AsyncClient(key=self.key)
+        self.cdn_http = httpx.AsyncClient(
+            headers={"User-Agent": fal_client_module.USER_AGENT},
+            timeout=httpx.Timeout(self.timeout * 2, connect=15.0),
+        )
+        self.uploader = ReusingAsyncClient(key=self.key, cdn_http=self.cdn_http)
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        await self.cdn_http.aclose()
         client = self.uploader.__dict__.get("_client")
         if client is not None:
             with contextlib.suppress(Exception):
@@ -336,6 +360,5 @@ class FalConnection:
             if lifetime_seconds
             else None
         )
-        await self.budget.acquire()
-        self.requests["upload"] += 1
+        self.requests["upload"] += 1  # bounded by the uploader's concurrency, not the queue budget
         return await self.uploader.upload_file(path, lifecycle=lifecycle)
