@@ -306,6 +306,7 @@ class Job:
     result_headers: dict[str, str] = field(default_factory=dict)
     result_size: int = 0
     cancelled: bool = False
+    aborting: bool = False
     task: asyncio.Task | None = None
     done_at: float | None = None  # _now() at completion (result expiry)
 
@@ -553,7 +554,7 @@ class Emulator:
                 kwargs["access_log"] = None
             self._runner = web.AppRunner(app, **kwargs)
             loop.run_until_complete(self._runner.setup())
-            site = web.SockSite(self._runner, self._sock, shutdown_timeout=0.25)  # type: ignore[arg-type]
+            site = web.SockSite(self._runner, self._sock)  # type: ignore[arg-type]
             loop.run_until_complete(site.start())
         except BaseException as exc:  # pragma: no cover - startup failure
             errors.append(exc)
@@ -1278,8 +1279,6 @@ class Emulator:
         self._job_counter += 1
         index = self._job_counter
         rng = random.Random(f"{k['seed']}:{index}")
-        js = k["job_seconds"]
-        duration = rng.uniform(js[0], js[1]) if isinstance(js, tuple) else float(js)
         fail = None
         if rng.random() < k["fail_rate"]:
             fail = k["fail_kind"]
@@ -1296,7 +1295,7 @@ class Emulator:
             app=_app_of(endpoint),
             payload=payload,
             image_field=image_field if image_field in payload else None,
-            duration=duration,
+            duration=0.0,  # drawn when the job starts (job_seconds may change meanwhile)
             fail=fail,
             seed=seed,
             submitted_at=self._loop.time(),
@@ -1309,7 +1308,7 @@ class Emulator:
         self._qpos = None
         self._pump()
         body = self._urls(job)
-        body.update({"status": job.state, "queue_position": self._position(job)})
+        body.update({"status": "IN_QUEUE", "queue_position": self._position(job)})
         return _json(200, body)
 
     def _urls(self, job: Job) -> dict[str, Any]:
@@ -1345,6 +1344,12 @@ class Emulator:
         assert self._loop is not None
         self._set_state(job, "IN_PROGRESS")
         job.started_at = self._loop.time()
+        js = self.knobs["job_seconds"]
+        if isinstance(js, tuple):
+            rng = random.Random(f"{self.knobs['seed']}:{job.index}:duration")
+            job.duration = rng.uniform(js[0], js[1])
+        else:
+            job.duration = float(js)
         self._running += 1
         if self._running > self._stats.max_concurrency:
             self._stats.max_concurrency = self._running
@@ -1374,7 +1379,7 @@ class Emulator:
             if outcome[0] == 200:
                 self._log(job, "Video generated")
         except asyncio.CancelledError:
-            if not job.cancelled:
+            if not job.aborting:
                 raise
             outcome = _cancelled_outcome()
         except Exception as exc:  # pragma: no cover - emulator bug
@@ -1653,9 +1658,10 @@ class Emulator:
         if not job.cancelled:
             job.cancelled = True
             self._log(job, "Cancellation requested", "WARN")
-            if self.knobs["cancel_running"] and job.task is not None:
-                self._cancelled += 1
-                job.task.cancel()
+        if self.knobs["cancel_running"] and job.task is not None and not job.aborting:
+            job.aborting = True
+            self._cancelled += 1
+            job.task.cancel()
         return _json(202, {"status": "CANCELLATION_REQUESTED"})
 
 
