@@ -1307,6 +1307,9 @@ class Emulator:
         self._queue.append(job)
         self._qpos = None
         self._pump()
+        start_timeout = _opt_float_header(request.headers.get("X-Fal-Request-Timeout"))
+        if start_timeout and job.state == "IN_QUEUE":
+            self._loop.call_later(start_timeout, self._start_deadline, job)
         body = self._urls(job)
         body.update({"status": "IN_QUEUE", "queue_position": self._position(job)})
         return _json(200, body)
@@ -1326,6 +1329,23 @@ class Emulator:
         if self._qpos is None:
             self._qpos = {j.id: i for i, j in enumerate(self._queue)}
         return self._qpos.get(job.id, 0)
+
+    def _start_deadline(self, job: Job) -> None:
+        """X-Fal-Request-Timeout: a job still queued at its deadline fails with a
+        user-deadline 504 (fal_client never retries those)."""
+        if job.state != "IN_QUEUE":
+            return
+        self._queue.remove(job)
+        self._qpos = None
+        msg = "Request timed out before it started (X-Fal-Request-Timeout)"
+        self._finish(
+            job,
+            504,
+            {"detail": msg, "error_type": "request_timeout"},
+            msg,
+            "request_timeout",
+            {"x-fal-error-type": "request_timeout", "X-Fal-Request-Timeout-Type": "user"},
+        )
 
     def _set_state(self, job: Job, state: str) -> None:
         self._state_counts[job.state] -= 1
@@ -1666,6 +1686,14 @@ class Emulator:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _opt_float_header(value: str | None) -> float | None:
+    try:
+        v = float(value) if value else None
+    except ValueError:
+        return None
+    return v if v is not None and v > 0 and math.isfinite(v) else None
 
 
 def _cancelled_outcome() -> tuple[int, Any, str, str, dict[str, str]]:

@@ -788,3 +788,20 @@ def test_cli_subprocess_prints_url_and_serves():
 def test_main_rejects_bad_key(capsys):
     assert main(["--key", "no-colon"]) == 2
     assert "ID:SECRET" in capsys.readouterr().err
+
+
+def test_start_timeout_header_fails_a_job_still_queued(emu, client):
+    emu.configure(concurrency=1, job_seconds=1000)
+    submit(client, {"prompt": "blocker", "image_url": "data:,x"})
+    r = client.post(
+        f"/{WAN}",
+        json={"prompt": "p", "image_url": "data:,x"},
+        headers={"X-Fal-Request-Timeout": "0.05"},
+    )
+    job = r.json()
+    status = wait_done(client, job["status_url"])
+    assert status["error_type"] == "request_timeout"
+    r = client.get(job["response_url"])
+    assert r.status_code == 504
+    assert r.headers["x-fal-request-timeout-type"] == "user"
+    assert r.json()["error_type"] == "request_timeout"

@@ -273,3 +273,28 @@ def test_rate_limit_is_survived_by_the_client(fal, image_path):
     for _ in range(10):
         handle.status()  # any 429 on the way is retried by fal_client
     assert handle.get()["video"]["url"]
+
+
+def test_fal_client_multipart_upload(fal, tmp_path, monkeypatch):
+    """fal_client's own multipart code path, with its threshold and chunk size
+    shrunk so the test moves ~1.5 MB instead of >100 MiB."""
+    monkeypatch.setattr(fc, "MULTIPART_THRESHOLD", 1024 * 1024)
+    monkeypatch.setattr(fc, "MULTIPART_CHUNK_SIZE", 256 * 1024)
+    data = bytes(range(256)) * 6000  # 1.5 MB: 6 parts
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    client = fal_client.SyncClient(key=KEY)
+    url_file = client.upload_file(path)
+    url_bytes = client.upload(data, "application/octet-stream", file_name="b.bin")
+
+    async def async_upload():
+        return await fal_client.AsyncClient(key=KEY).upload_file(path)
+
+    url_async = asyncio.run(async_upload())
+    for url in (url_file, url_bytes, url_async):
+        r = httpx.get(url)
+        assert r.status_code == 200 and r.content == data
+    stats = fal.stats()
+    assert stats["multipart_uploads"] == 3
+    assert stats["multipart_parts"] == 18
+    assert list(stats["upload_hashes"].values()) == [3]
