@@ -574,26 +574,36 @@ class BatchRunner:
         )
 
     async def collect(self, job: dict[str, Any], status: dict[str, Any]) -> None:
-        """Fetch a completed job's result right away and record the video URL before download."""
+        """Fetch a completed job's result right away and record the video URL before download.
+
+        fal has no FAILED state: a failed run is COMPLETED with `error` set, and the
+        real message (a 422 detail list or a 5xx detail) comes from the result.
+        """
         job_id = job["id"]
+        failed = bool(status.get("error"))
         self.store.count(job_id, "result_requests")
         try:
-            result = await self.fal.result(job["response_url"])
-        except FalError as exc:
-            if isinstance(exc, FalTransientError) and not status.get("error"):
+            result = await self.fal.result(job["response_url"], failed=failed)
+        except FalTransientError:
+            if not failed:
                 raise
-            message = str(exc)
-            if status.get("error") and status["error"] not in message:
-                message = f"{status['error']}: {message}"
-            if exc.status_code == 404:
-                message = (
+            result, detail, error_type = None, None, status.get("error_type")
+        except FalError as exc:
+            result, detail, error_type = None, str(exc), exc.error_type or status.get("error_type")
+            if exc.status_code == 404 and not failed:
+                detail = (
                     "fal no longer has this request's result (results are kept 1 hour, "
                     "6 minutes when large); `i2vkit retry` submits it again."
                 )
-            self.fail(job_id, message, exc.error_type or status.get("error_type"))
-            return
-        if status.get("error"):
-            self.fail(job_id, f"fal reported an error: {status['error']}", status.get("error_type"))
+        if failed or result is None:
+            message = f"fal reported an error: {status.get('error') or 'job failed'}"
+            if detail and (status.get("error") or "") not in detail:
+                message += f" ({detail})"
+            elif detail and not status.get("error"):
+                message = detail
+            if error_type:
+                message += f" [{error_type}]"
+            self.fail(job_id, message, error_type)
             return
         try:
             url = self.model.video_url(result)
@@ -657,6 +667,7 @@ class BatchRunner:
     async def run(self, jobs: list[dict[str, Any]] | None = None) -> BatchResult:
         upload_failures: dict[str, str] = {}
         uploads = 0
+        await self.fal.check_key()
         if jobs is None:
             jobs, upload_failures, uploads = await self.upload_and_record()
         self.progress.failed = sum(j["status"] == FAILED for j in jobs)

@@ -247,7 +247,14 @@ class FalConnection:
         raise FalError(f"{what}: HTTP {code} {message}", status_code=code, error_type=error_type)
 
     async def request(
-        self, method: str, url: str, what: str, *, retry_ambiguous: bool = True, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        retry_ambiguous: bool = True,
+        retry_server_errors: bool = True,
+        **kwargs: Any,
     ) -> httpx.Response:
         """One request to fal under the budget, retrying what is safe to retry.
 
@@ -279,6 +286,7 @@ class FalConnection:
                 elif (
                     response.status_code in RETRY_STATUSES - {429}
                     and attempt < MAX_ATTEMPTS
+                    and retry_server_errors
                     and (retry_ambiguous or "x-fal-request-id" not in response.headers)
                 ):
                     await asyncio.sleep(delay * random.uniform(0.5, 1.5))
@@ -303,6 +311,23 @@ class FalConnection:
             raise FalError(
                 f"{what}: fal answered HTTP {response.status_code} with a body that is not JSON."
             ) from None
+
+    async def check_key(self) -> None:
+        """One cheap authenticated call before a batch, so a bad key or a locked account
+        stops everything after one request instead of after a wave of failed uploads."""
+        rest = (self.settings.fal_url or REAL_HOSTS["REST_URL"]).rstrip("/")
+        try:
+            response = await self.request(
+                "POST",
+                f"{rest}/storage/auth/token",
+                "check_key",
+                params={"storage_type": "fal-cdn-v3"},
+                json={},
+            )
+        except FalTransientError:
+            return  # fal is flaky right now; the batch's own retries will deal with it
+        if response.status_code in (401, 403):
+            self.raise_for_response(response, "check_key")
 
     # -- the queue ---------------------------------------------------------------------
 
@@ -341,8 +366,11 @@ class FalConnection:
             raise FalError(f"status: unexpected answer from fal: {json.dumps(body)[:200]}")
         return body
 
-    async def result(self, response_url: str) -> dict[str, Any]:
-        _, body = await self.json_call("GET", response_url, "result")
+    async def result(self, response_url: str, *, failed: bool = False) -> dict[str, Any]:
+        """A job's output; for a job fal says failed, its 4xx/5xx answer *is* the error."""
+        _, body = await self.json_call(
+            "GET", response_url, "result", retry_server_errors=not failed
+        )
         if not isinstance(body, dict):
             raise FalError(f"result: fal's result is not a JSON object: {json.dumps(body)[:200]}")
         return body

@@ -1,0 +1,239 @@
+"""The batch engine end to end: the `i2vkit bulk` CLI in a subprocess against a live emulator."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import TEST_KEY, make_images
+
+from i2vkit.video import probe
+
+NAME = re.compile(r"^(\d+)_wan_\d{8}T\d{6}Z\.mp4$")
+
+
+def cli_env(tmp_path: Path, emulator, key: str = TEST_KEY) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "I2VKIT_"))}
+    env.update(
+        FAL_KEY=key,
+        I2VKIT_FAL_URL=emulator.url,
+        I2VKIT_DB=str(tmp_path / "ledger.db"),
+        AUTO_DOWNLOAD_DIR=str(tmp_path / "videos"),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def bulk_args(tmp_path: Path, prompts: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "i2vkit",
+        "bulk",
+        str(prompts),
+        "--images-dir",
+        str(tmp_path / "pics"),
+        "--model",
+        "wan",
+        "--yes",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=240, cwd=env.get("CWD")
+    )
+
+
+def write_prompts(path: Path, n: int) -> Path:
+    path.write_text("# prompts\n" + "\n".join(f"prompt {i}" for i in range(1, n + 1)) + "\n")
+    return path
+
+
+def videos(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix == ".mp4") if folder.exists() else []
+
+
+def ledger(tmp_path: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(tmp_path / "ledger.db")
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_five_by_six_then_rerun_does_nothing(tmp_path, emulator):
+    make_images(tmp_path / "pics", 5)
+    prompts = write_prompts(tmp_path / "prompts.txt", 6)
+    env = cli_env(tmp_path, emulator)
+    first = run_cli(bulk_args(tmp_path, prompts), env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    files = videos(tmp_path / "videos")
+    assert len(files) == 30
+    assert all(NAME.match(f.name) for f in files)
+    assert sorted(int(NAME.match(f.name).group(1)) for f in files) == sorted(
+        r[0] for r in ledger(tmp_path, "SELECT id FROM jobs")
+    )
+    stats = emulator.stats()
+    assert stats["uploads"] == 5
+    assert stats["submits"]["total"] == 30
+    assert stats["downloads"] == 30
+    info = probe(files[0])
+    assert info["codec"] == "h264" and info["duration"] >= 1.0
+    assert "30 downloaded" in first.stdout
+    # every job's row says where its file is and how many status requests it took
+    rows = ledger(tmp_path, "SELECT status, local_file, status_requests, backend FROM jobs")
+    assert all(r[0] == "downloaded" and Path(r[1]).exists() and r[2] >= 1 for r in rows)
+    assert {r[3] for r in rows} == {emulator.url}
+
+    again = run_cli(bulk_args(tmp_path, prompts), env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = emulator.stats()
+    assert after["uploads"] == 5
+    assert after["submits"]["total"] == 30
+    assert after["downloads"] == 30
+    assert len(videos(tmp_path / "videos")) == 30
+
+
+def test_one_to_one(tmp_path, emulator):
+    make_images(tmp_path / "pics", 5)
+    env = cli_env(tmp_path, emulator)
+    ok = run_cli(bulk_args(tmp_path, write_prompts(tmp_path / "p5.txt", 5), "--one-to-one"), env)
+    assert ok.returncode == 0, ok.stderr
+    assert len(videos(tmp_path / "videos")) == 5
+    assert emulator.stats()["submits"]["total"] == 5
+    prompts6 = write_prompts(tmp_path / "p6.txt", 6)
+    bad = run_cli(bulk_args(tmp_path, prompts6, "--one-to-one"), env)
+    assert bad.returncode == 2
+    assert "5 images" in bad.stderr and "6 prompts" in bad.stderr
+    assert emulator.stats()["submits"]["total"] == 5
+
+
+def test_dry_run_submits_nothing(tmp_path, emulator):
+    make_images(tmp_path / "pics", 2)
+    env = cli_env(tmp_path, emulator)
+    out = run_cli(bulk_args(tmp_path, write_prompts(tmp_path / "p.txt", 3), "--dry-run"), env)
+    assert out.returncode == 0
+    assert "6 jobs" in out.stdout and "estimated cost" in out.stdout
+    stats = emulator.stats()
+    assert stats["uploads"] == 0 and stats["submits"]["total"] == 0
+
+
+def test_failures_rate_limits_and_drops(tmp_path, emulator):
+    emulator.configure(
+        fail_rate=0.1, rate_limit=40, drop_downloads=0.3, seed=7, job_seconds=(0.05, 0.3)
+    )
+    make_images(tmp_path / "pics", 5)
+    env = cli_env(tmp_path, emulator)
+    out = run_cli(bulk_args(tmp_path, write_prompts(tmp_path / "p.txt", 6)), env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    rows = ledger(tmp_path, "SELECT id, status, local_file, error, request_id FROM jobs")
+    failed = [r for r in rows if r[1] == "failed"]
+    done = [r for r in rows if r[1] == "downloaded"]
+    assert failed and len(failed) + len(done) == 30
+    stats = emulator.stats()
+    assert stats["jobs"]["failed"] == len(failed)
+    for _, _, local, _, _ in done:
+        assert probe(local)["duration"] >= 1.0
+    for job_id, _, _, error, request_id in failed:
+        truth = emulator.job(request_id)
+        assert truth["error"] and truth["error"] in error
+        assert truth["error_type"] in error
+        assert f"FAILED job {job_id} " in out.stdout
+    assert stats["responses"].get("429", 0) > 0 or stats["rate_limited"] > 0
+    assert stats["downloads_dropped"] > 0
+    assert not list((tmp_path / "videos").glob(".*.part"))
+
+
+def test_kill_9_mid_batch_then_resume(tmp_path, emulator):
+    emulator.configure(job_seconds=(0.5, 1.5))
+    make_images(tmp_path / "pics", 5)
+    prompts = write_prompts(tmp_path / "p.txt", 6)
+    env = cli_env(tmp_path, emulator)
+    proc = subprocess.Popen(
+        bulk_args(tmp_path, prompts, "--concurrency", "30"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        # kill once everything is submitted and some videos are on disk: outside the submit window
+        while time.monotonic() < deadline:
+            s = emulator.stats()
+            if s["submits"]["total"] == 30 and s["downloads"] >= 3:
+                break
+            assert proc.poll() is None, "the batch finished before it could be killed"
+            time.sleep(0.02)  # polling a condition, not synchronising on time
+        else:
+            pytest.fail("batch never reached the kill point")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert len(videos(tmp_path / "videos")) < 30
+    again = run_cli(bulk_args(tmp_path, prompts), env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    files = videos(tmp_path / "videos")
+    assert len(files) == 30
+    ids = [int(NAME.match(f.name).group(1)) for f in files]
+    assert len(set(ids)) == 30  # exactly one video per pair
+    for f in files:
+        assert probe(f)["duration"] >= 1.0
+    assert not [p for p in (tmp_path / "videos").iterdir() if p.name.endswith(".part")]
+    assert emulator.stats()["submits"]["total"] == 30
+
+
+def test_wrong_key_stops_after_one_request(tmp_path):
+    from i2vkit.emulator import Emulator
+
+    with Emulator(port=0, key=TEST_KEY, job_seconds=0) as emu:
+        make_images(tmp_path / "pics", 3)
+        wrong = "wrongid:WRONG-SECRET-abcdef123"
+        env = cli_env(tmp_path, emu, key=wrong)
+        out = run_cli(bulk_args(tmp_path, write_prompts(tmp_path / "p.txt", 2)), env)
+        stats = emu.stats()
+    assert out.returncode == 3
+    assert "FAL_KEY was rejected by fal" in out.stderr + out.stdout
+    assert stats["responses"].get("401") == 1
+    assert stats["requests"] == 1
+    assert stats["submits"]["total"] == 0
+    for secret in (wrong, "WRONG-SECRET-abcdef123"):
+        assert secret not in out.stdout and secret not in out.stderr
+
+
+def test_locked_account_stops_with_top_up_advice(tmp_path, emulator):
+    emulator.configure(locked=True)
+    make_images(tmp_path / "pics", 2)
+    out = run_cli(
+        bulk_args(tmp_path, write_prompts(tmp_path / "p.txt", 2)), cli_env(tmp_path, emulator)
+    )
+    assert out.returncode == 3
+    assert "top up" in (out.stderr + out.stdout).lower()
+    assert emulator.stats()["submits"]["total"] == 0
+
+
+def test_status_and_retry(tmp_path, emulator):
+    emulator.configure(fail_rate=0.5, seed=3)
+    make_images(tmp_path / "pics", 2)
+    env = cli_env(tmp_path, emulator)
+    out = run_cli(bulk_args(tmp_path, write_prompts(tmp_path / "p.txt", 3)), env)
+    assert out.returncode == 1
+    batch = ledger(tmp_path, "SELECT id FROM batches")[0][0]
+    listing = run_cli([sys.executable, "-m", "i2vkit", "status"], env)
+    assert batch in listing.stdout
+    emulator.configure(fail_rate=0.0)
+    retried = run_cli([sys.executable, "-m", "i2vkit", "retry", batch[:6]], env)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    rows = ledger(tmp_path, "SELECT status FROM jobs")
+    assert {r[0] for r in rows} == {"downloaded"}
+    assert len(videos(tmp_path / "videos")) == 6
