@@ -132,17 +132,31 @@ def test_decompression_bomb_error_is_reported(tmp_path: Path) -> None:
     assert "too large" in result.skipped[0].reason
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
 def test_unreadable_file(tmp_path: Path) -> None:
+    # Root reads anything, so as root the scan runs in a child without the DAC capabilities.
+    import json
+    import subprocess
+    import sys
+
     locked = make(tmp_path / "locked.png")
     make(tmp_path / "ok.png")
     locked.chmod(0)
-    try:
-        result = scan_images(tmp_path)
-    finally:
-        locked.chmod(0o644)
-    assert names(result) == ["ok.png"]
-    assert "permission denied" in result.skipped[0].reason
+    code = (
+        "import json, sys; from i2vkit.images import scan_images; r = scan_images(sys.argv[1]);"
+        "print(json.dumps([[i.path.name for i in r.images], [s.reason for s in r.skipped]]))"
+    )
+    caps = "-dac_override,-dac_read_search"
+    drop = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--"]
+    out = subprocess.run(
+        [*(drop if os.geteuid() == 0 else []), sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    locked.chmod(0o644)
+    assert out.returncode == 0, out.stderr
+    images, reasons = json.loads(out.stdout)
+    assert images == ["ok.png"]
+    assert "permission denied" in reasons[0]
 
 
 def test_non_recursive_by_default(tmp_path: Path) -> None:
