@@ -594,9 +594,12 @@ def test_concurrency_queue_positions_fall(emu, client):
 
 
 def test_concurrency_never_exceeded_and_positions_never_rise(emu, client):
-    emu.configure(concurrency=3, job_seconds=0.02)
+    emu.configure(concurrency=3, job_seconds=1000, cancel_running=True)
     jobs = [submit(client, {"prompt": str(i), "image_url": "data:,x"}) for i in range(12)]
-    assert jobs[-1]["queue_position"] == 8
+    assert [j["queue_position"] for j in jobs] == [0, 0, 0, *range(9)]
+    emu.configure(job_seconds=0.02)  # jobs started from now on are short
+    for blocker in jobs[:3]:
+        assert client.put(blocker["cancel_url"]).status_code == 202
     seen = []
     for _ in range(3000):
         r = client.get(jobs[-1]["status_url"])
