@@ -1821,13 +1821,18 @@ def patch_fal_client(url: str):
 # --------------------------------------------------------------------------- CLI
 
 
+DEFAULT_CLI_PORT = 8765
+
+
 def build_parser(prog: str = "i2vkit emulator") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Run a local fal.ai emulator (queue, storage and CDN on one port). "
         "Prints its base URL on the first line of stdout and serves until Ctrl-C.",
     )
-    p.add_argument("--port", type=int, default=0, help="port (0 picks a free one; default 0)")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_CLI_PORT, help="port (0 picks a free one; default 8765)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--key", help="the one ID:SECRET key accepted (default: any ID:SECRET)")
     p.add_argument("--storage-dir", help="keep uploads and clips here (default: a temp dir)")

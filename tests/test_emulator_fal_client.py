@@ -252,7 +252,8 @@ def test_locked_and_bad_key_are_not_retried(fal):
 
 
 @pytest.mark.parametrize("status", [503, 429])
-def test_fal_client_retries_through_bursts(fal, image_path, status):
+def test_fal_client_retries_through_bursts(fal, image_path, status, monkeypatch):
+    monkeypatch.setattr(fc, "BASE_DELAY", 0.01)  # the sync client's backoff base
     client = fal_client.SyncClient(key=KEY)
     url = client.upload_file(image_path)
     fal.configure(fail_next=3, fail_status=status)
@@ -265,7 +266,8 @@ def test_fal_client_retries_through_bursts(fal, image_path, status):
     assert stats["submits"]["total"] == 1
 
 
-def test_rate_limit_is_survived_by_the_client(fal, image_path):
+def test_rate_limit_is_survived_by_the_client(fal, image_path, monkeypatch):
+    monkeypatch.setattr(fc, "BASE_DELAY", 0.01)
     client = fal_client.SyncClient(key=KEY)
     url = client.upload_file(image_path)
     fal.configure(rate_limit=20, rate_burst=1)
