@@ -342,6 +342,7 @@ class BatchRunner:
         self.schedule = PollSchedule()
         self.fatal: FalError | None = None
         self.batch_id = batch_id_for(plan, settings.backend)
+        self.image_urls: dict[str, str] = {}  # this run's valid URL for each image path
         self.model = plan.model
 
     def emit(self, message: str = "") -> None:
@@ -366,6 +367,7 @@ class BatchRunner:
             self.emit()
 
         report = await uploader.upload_all([im.path for im in self.plan.images], uploaded)
+        self.image_urls.update(report.urls)
         self.store.save_batch(
             {
                 "id": self.batch_id,
@@ -424,6 +426,14 @@ class BatchRunner:
                 return
             if status in (FAILED, CANCELLED):
                 return
+            if (
+                self.settings.emulated
+                and job["request_id"]
+                and not (job["status_url"] or "").startswith(self.fal.base + "/")
+            ):
+                # a demo emulator from an earlier run is gone, and its jobs with it (unpaid)
+                self.store.update_job(job_id, status=PENDING, request_id=None, owner=None)
+                status = PENDING
             if status == SUBMITTING and job["request_id"] is None:
                 if owner_alive(job["owner"]) and job["owner"] != self.owner:
                     return  # another live process is submitting it right now
@@ -467,14 +477,13 @@ class BatchRunner:
         job_id = job["id"]
         if not self.store.claim(job_id, self.owner, [PENDING, SUBMITTING]):
             return False
+        image_url = self.image_urls.get(job["image_path"], job["image_url"])
         try:
-            arguments = self.model.build_arguments(
-                job["image_url"], job["prompt"], self.plan.options
-            )
+            arguments = self.model.build_arguments(image_url, job["prompt"], self.plan.options)
         except InputError as exc:
             self.fail(job_id, str(exc), "invalid_input")
             return False
-        self.store.update_job(job_id, arguments=json.dumps(arguments))
+        self.store.update_job(job_id, arguments=json.dumps(arguments), image_url=image_url)
         try:
             answer = await self.fal.submit(self.model.endpoint_id, arguments)
         except (FalAuthError, FalLockedError):
