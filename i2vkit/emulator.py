@@ -76,7 +76,14 @@ from aiohttp import web
 
 from i2vkit import video as _video
 
-__all__ = ["DEFAULT_KNOBS", "Emulator", "main", "patch_fal_client"]
+__all__ = [
+    "DEFAULT_KNOBS",
+    "Emulator",
+    "EmulatorClient",
+    "EmulatorProcess",
+    "main",
+    "patch_fal_client",
+]
 
 log = logging.getLogger("i2vkit.emulator")
 
@@ -1816,6 +1823,110 @@ def patch_fal_client(url: str):
     finally:
         for n, v in saved.items():
             setattr(c, n, v)
+
+
+# --------------------------------------------------------------------------- other processes
+
+
+class EmulatorClient:
+    """Control an emulator running elsewhere (another process) over its
+    ``/_emulator/*`` endpoints: the same ``stats``/``configure``/``reset_stats``/
+    ``advance_clock`` methods as :class:`Emulator`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def _post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        import httpx
+
+        r = httpx.post(self.url + path, json=body or {}, timeout=30)
+        if r.status_code == 400:
+            raise ValueError(r.json().get("detail"))
+        r.raise_for_status()
+        return r.json()
+
+    def stats(self) -> dict[str, Any]:
+        import httpx
+
+        r = httpx.get(self.url + "/_emulator/stats", timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def configure(self, **knobs: Any) -> dict[str, Any]:
+        return self._post("/_emulator/config", knobs)
+
+    def reset_stats(self) -> None:
+        self._post("/_emulator/reset")
+
+    def advance_clock(self, seconds: float) -> None:
+        self._post("/_emulator/advance", {"seconds": seconds})
+
+
+class EmulatorProcess(EmulatorClient):
+    """The emulator in a child process (``python -m i2vkit.emulator``), so that
+    benchmarks do not share the GIL with it::
+
+        with EmulatorProcess(key="id:secret", job_seconds=0) as emu:
+            emu.url, emu.stats(), emu.configure(locked=True)
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        key: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        storage_dir: str | os.PathLike | None = None,
+        **knobs: Any,
+    ) -> None:
+        super().__init__("")
+        for k, v in knobs.items():
+            _coerce_knob(k, v)  # fail early on bad knobs
+        self._argv = [sys.executable, "-m", "i2vkit.emulator", "--port", str(port), "--host", host]
+        if key is not None:
+            self._argv += ["--key", key]
+        if storage_dir is not None:
+            self._argv += ["--storage-dir", str(storage_dir)]
+        self._knobs = {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()}
+        self._proc: Any = None
+
+    def start(self) -> EmulatorProcess:
+        import subprocess
+
+        self._proc = subprocess.Popen(
+            self._argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        line = self._proc.stdout.readline().strip()
+        if not line.startswith("http"):
+            self._proc.kill()
+            self._proc.wait()
+            raise RuntimeError(f"emulator process did not start (exit {self._proc.returncode})")
+        self.url = line
+        if self._knobs:
+            self.configure(**self._knobs)
+        return self
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=15)
+        except Exception:  # pragma: no cover
+            self._proc.kill()
+            self._proc.wait()
+        self._proc.stdout.close()
+        self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 # --------------------------------------------------------------------------- CLI

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from i2vkit.emulator import LOCKED_DETAIL, Emulator, main
+from i2vkit.emulator import LOCKED_DETAIL, Emulator, EmulatorProcess, main
 from i2vkit.video import output_size, probe
 
 KEY = {"Authorization": "Key test-id:test-secret"}
@@ -808,3 +808,20 @@ def test_start_timeout_header_fails_a_job_still_queued(emu, client):
     assert r.status_code == 504
     assert r.headers["x-fal-request-timeout-type"] == "user"
     assert r.json()["error_type"] == "request_timeout"
+
+
+def test_emulator_process_is_controlled_over_http():
+    with EmulatorProcess(key="k:s", job_seconds=[0, 0], concurrency=2) as emu:
+        assert emu.url.startswith("http://127.0.0.1:")
+        with httpx.Client(base_url=emu.url, headers={"Authorization": "Key k:s"}) as c:
+            job = submit(c, {"prompt": "p", "image_url": "data:,x"})
+            wait_done(c, job["status_url"])
+            emu.advance_clock(1)
+            emu.configure(locked=True)
+            assert c.post(f"/{WAN}", json={"prompt": "p", "image_url": "x"}).status_code == 403
+        stats = emu.stats()
+        assert stats["submits"]["total"] == 1 and stats["responses"]["403"] == 1
+        emu.reset_stats()
+        assert emu.stats()["requests"] == 0
+        with pytest.raises(ValueError):
+            emu.configure(no_such_knob=1)
