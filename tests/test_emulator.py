@@ -825,3 +825,21 @@ def test_emulator_process_is_controlled_over_http():
         assert emu.stats()["requests"] == 0
         with pytest.raises(ValueError):
             emu.configure(no_such_knob=1)
+
+
+def test_output_lifecycle_preference_on_submit(emu, client):
+    url = upload(client, make_image())
+    r = client.post(
+        f"/{WAN}",
+        json={"prompt": "p", "image_url": url},
+        headers={
+            "X-Fal-Object-Lifecycle-Preference": json.dumps({"expiration_duration_seconds": 60})
+        },
+    )
+    job = r.json()
+    wait_done(client, job["status_url"])
+    video_url = client.get(job["response_url"]).json()["video"]["url"]
+    assert httpx.head(video_url).status_code == 200
+    emu.advance_clock(61)
+    assert httpx.get(video_url).status_code == 404
+    assert httpx.get(url).status_code == 200  # the input keeps fal's default retention
