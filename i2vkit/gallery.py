@@ -1,0 +1,629 @@
+"""HTML for the notebooks: the video gallery, the batch timeline and small tables.
+
+Pure functions (no widgets, no IPython), so they are easy to test and reuse.
+
+Videos are *referenced* by a URL relative to the notebook's folder (``base``), not
+embedded, so an executed notebook stays small and a gallery of a hundred clips is
+a few dozen kilobytes of HTML. JupyterLab resolves such a relative URL through its
+file server, which only serves files under the folder Jupyter was started in (the
+"root"). A video outside that root cannot be served at all; for those the gallery
+embeds small files (a data URI, within a per-file and a total budget) and shows
+the path of the others. Everything that comes from a user (prompts, file names,
+errors) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import io
+import os
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+#: A thumbnail data URI is at most this many characters (about 8 KB).
+THUMB_MAX_CHARS = 8000
+THUMB_SIDE = 160
+#: Cards show a 48 px thumbnail; 96 px keeps it sharp on high-DPI screens and ~1.5 KB.
+CARD_THUMB_SIDE = 96
+#: Videos outside the Jupyter root are embedded only when this small...
+EMBED_MAX_BYTES = 256 * 1024
+#: ...and while the embedded total stays under this.
+EMBED_BUDGET_BYTES = 4 * 1024 * 1024
+#: Cards drawn at most; the rest are counted in a line under the grid.
+GALLERY_LIMIT = 200
+
+ROOT_MARKERS = ("pyproject.toml", ".git", "setup.py", "setup.cfg")
+
+STATUS_COLORS = {
+    "downloaded": "#2e7d32",
+    "completed": "#1565c0",
+    "running": "#1565c0",
+    "queued": "#ef6c00",
+    "submitting": "#ef6c00",
+    "pending": "#757575",
+    "failed": "#c62828",
+    "cancelled": "#c62828",
+}
+
+
+def esc(value: Any) -> str:
+    """HTML-escape anything (quotes too, so it is safe inside attributes)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+# ------------------------------------------------------------------------ items
+
+
+@dataclass
+class GalleryItem:
+    """One card: a job and what to show for it."""
+
+    job_id: int | None
+    image: str | None
+    prompt: str
+    model: str
+    status: str
+    video: str | None = None
+    error: str | None = None
+    request_id: str | None = None
+
+
+def items_from_result(result: Any) -> list[GalleryItem]:
+    """Cards for a :class:`~i2vkit.batch.BatchResult`."""
+    model = getattr(getattr(result, "plan", None), "model", None)
+    name = getattr(model, "name", "") or ""
+    return [
+        GalleryItem(
+            job_id=j.id,
+            image=j.image,
+            prompt=j.prompt,
+            model=name,
+            status=j.status,
+            video=j.video,
+            error=j.error,
+            request_id=j.request_id,
+        )
+        for j in result.jobs
+    ]
+
+
+def items_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[GalleryItem]:
+    """Cards for ledger rows (``Store.jobs(...)``)."""
+    items = []
+    for r in rows:
+        items.append(
+            GalleryItem(
+                job_id=r.get("id"),
+                image=r.get("image_path"),
+                prompt=r.get("prompt") or "",
+                model=r.get("model") or "",
+                status=r.get("status") or "",
+                video=r.get("local_file") if r.get("status") == "downloaded" else None,
+                error=r.get("error"),
+                request_id=r.get("request_id"),
+            )
+        )
+    return items
+
+
+def as_items(source: Any) -> list[GalleryItem]:
+    """Accept a BatchResult, ledger rows or GalleryItems."""
+    if hasattr(source, "jobs") and hasattr(source, "batch_id"):
+        return items_from_result(source)
+    source = list(source)
+    if source and isinstance(source[0], GalleryItem):
+        return source
+    return items_from_rows(source)
+
+
+# ------------------------------------------------------------------------ paths
+
+
+def find_root(base: str | os.PathLike) -> Path:
+    """Where Jupyter was most likely started: ``I2VKIT_JUPYTER_ROOT``, else the nearest
+    folder above ``base`` holding a project marker (pyproject.toml, .git), else the
+    parent of ``base`` (the usual layout: ``project/notebooks/x.ipynb``)."""
+    env = os.environ.get("I2VKIT_JUPYTER_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    base = Path(base).resolve()
+    for folder in (base, *base.parents):
+        if any((folder / m).exists() for m in ROOT_MARKERS):
+            return folder
+    return base.parent
+
+
+def is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def relative_url(path: str | os.PathLike, base: str | os.PathLike) -> str:
+    """A URL for ``path`` relative to the folder ``base`` (each part percent-quoted)."""
+    rel = os.path.relpath(Path(path).resolve(), Path(base).resolve())
+    return "/".join(quote(part) for part in Path(rel).as_posix().split("/"))
+
+
+@dataclass
+class VideoSource:
+    """How a card plays its video: ``url`` (relative or data URI) or only ``note``."""
+
+    url: str | None
+    embedded: bool = False
+    note: str | None = None
+
+
+class VideoLinker:
+    """Decides per video: relative URL (under the root), small embed, or a note."""
+
+    def __init__(
+        self,
+        base: str | os.PathLike,
+        root: str | os.PathLike | None = None,
+        embed_max_bytes: int = EMBED_MAX_BYTES,
+        embed_budget_bytes: int = EMBED_BUDGET_BYTES,
+    ):
+        self.base = Path(base).resolve()
+        self.root = Path(root).resolve() if root is not None else find_root(self.base)
+        self.embed_max_bytes = embed_max_bytes
+        self.budget = embed_budget_bytes
+        self.embedded_bytes = 0
+
+    def source(self, video: str | os.PathLike) -> VideoSource:
+        path = Path(video).resolve()
+        if not path.is_file():
+            return VideoSource(None, note=f"file missing: {path}")
+        if is_within(path, self.root):
+            return VideoSource(relative_url(path, self.base))
+        size = path.stat().st_size
+        if size <= self.embed_max_bytes and self.embedded_bytes + size <= self.budget:
+            self.embedded_bytes += size
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            return VideoSource(f"data:video/mp4;base64,{data}", embedded=True)
+        return VideoSource(
+            None,
+            note=(
+                f"{path} is outside the folder Jupyter serves ({self.root}), so the browser "
+                "cannot load it; choose an output folder under it (default ../downloads) "
+                "or set I2VKIT_JUPYTER_ROOT"
+            ),
+        )
+
+
+# ------------------------------------------------------------------- thumbnails
+
+
+@functools.lru_cache(maxsize=1024)
+def _thumbnail(path: str, mtime_ns: int, size: int, side: int, max_chars: int) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P") else im.convert("RGB")
+    except Exception:
+        return None
+    if img.mode == "RGBA":
+        flat = Image.new("RGB", img.size, (255, 255, 255))
+        flat.paste(img, mask=img.getchannel("A"))
+        img = flat
+    current = side
+    while current >= 16:
+        small = img.copy()
+        small.thumbnail((current, current))
+        for quality in (75, 55, 35):
+            buf = io.BytesIO()
+            small.save(buf, format="JPEG", quality=quality, optimize=True)
+            uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+            if len(uri) <= max_chars:
+                return uri
+        current = int(current * 0.7)
+    return None
+
+
+def thumbnail_data_uri(
+    path: str | os.PathLike, side: int = THUMB_SIDE, max_chars: int = THUMB_MAX_CHARS
+) -> str | None:
+    """A downscaled JPEG of an image as a data URI of at most ``max_chars``; None if unreadable."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return _thumbnail(str(Path(path).resolve()), st.st_mtime_ns, st.st_size, side, max_chars)
+
+
+# ---------------------------------------------------------------------- gallery
+
+_CARD = (
+    "border:1px solid #ccc;border-radius:6px;padding:6px;background:#fff;color:#222;"
+    "display:flex;flex-direction:column;gap:4px;min-width:0"
+)
+_GRID = (
+    "display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:10px;"
+    "font:12px/1.35 system-ui,sans-serif"
+)
+_BOX = (
+    "width:100%;aspect-ratio:16/10;background:#f3f3f3;border-radius:4px;display:flex;"
+    "align-items:center;justify-content:center;text-align:center;padding:6px;"
+    "box-sizing:border-box;overflow:auto;word-break:break-word"
+)
+
+
+def _card(item: GalleryItem, linker: VideoLinker) -> str:
+    color = STATUS_COLORS.get(item.status, "#555")
+    name = Path(item.image).name if item.image else "?"
+    parts = [
+        f'<div class="i2v-card" style="{_CARD}" data-job-id="{esc(item.job_id)}" '
+        f'data-status="{esc(item.status)}">'
+    ]
+    if item.video:
+        src = linker.source(item.video)
+        if src.url:
+            parts.append(
+                f'<video src="{esc(src.url)}" controls muted loop playsinline preload="metadata" '
+                f'style="width:100%;border-radius:4px;background:#000" '
+                f'title="{esc(Path(item.video).name)}"></video>'
+            )
+        else:
+            parts.append(f'<div style="{_BOX};color:#8a6d00">{esc(src.note)}</div>')
+    elif item.status in ("failed", "cancelled"):
+        parts.append(
+            f'<div class="i2v-error" style="{_BOX};color:#c62828;background:#fdecea">'
+            f"{esc(item.error or item.status)}</div>"
+        )
+    else:
+        parts.append(f'<div style="{_BOX};color:#555">{esc(item.status)}: no video yet</div>')
+    thumb = thumbnail_data_uri(item.image, side=CARD_THUMB_SIDE) if item.image else None
+    img = (
+        f'<img src="{esc(thumb)}" alt="{esc(name)}" title="{esc(item.image)}" '
+        'style="width:48px;height:48px;object-fit:cover;border-radius:3px;flex:none">'
+        if thumb
+        else ""
+    )
+    parts.append(
+        '<div style="display:flex;gap:6px;align-items:center;min-width:0">'
+        f"{img}<div style='min-width:0;overflow:hidden'>"
+        f"<b>job {esc(item.job_id)}</b> &middot; {esc(item.model)} &middot; "
+        f'<span class="i2v-status" style="color:{color};font-weight:600">{esc(item.status)}</span>'
+        f"<br><span style='color:#555'>{esc(name)}</span></div></div>"
+    )
+    parts.append(f'<div class="i2v-prompt" style="color:#333">{esc(item.prompt)}</div>')
+    if item.error and item.video:
+        parts.append(f'<div style="color:#c62828">{esc(item.error)}</div>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def status_counts(items: Sequence[GalleryItem]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for it in items:
+        counts[it.status] = counts.get(it.status, 0) + 1
+    return counts
+
+
+def gallery_html(
+    source: Any,
+    base: str | os.PathLike = ".",
+    *,
+    root: str | os.PathLike | None = None,
+    limit: int = GALLERY_LIMIT,
+    embed_max_bytes: int = EMBED_MAX_BYTES,
+    embed_budget_bytes: int = EMBED_BUDGET_BYTES,
+    title: str | None = None,
+) -> str:
+    """A grid of small looping videos (one card per job) for a notebook output.
+
+    ``source``: a BatchResult, ledger rows or GalleryItems. ``base``: the notebook's
+    folder, against which video URLs are made relative. ``root``: the folder
+    Jupyter serves (guessed by :func:`find_root`).
+    """
+    items = as_items(source)
+    linker = VideoLinker(base, root, embed_max_bytes, embed_budget_bytes)
+    counts = status_counts(items)
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
+    head = f"{esc(title)}: " if title else ""
+    out = [
+        '<div class="i2v-gallery">',
+        f'<div style="margin:4px 0;font:13px system-ui,sans-serif">{head}{len(items)} jobs '
+        f"({esc(summary)})</div>",
+        f'<div style="{_GRID}">',
+    ]
+    out.extend(_card(it, linker) for it in items[:limit])
+    out.append("</div>")
+    if len(items) > limit:
+        out.append(
+            f"<div style='margin-top:4px'>... and {len(items) - limit} more jobs "
+            f"(raise the limit, or filter by status).</div>"
+        )
+    if linker.embedded_bytes:
+        out.append(
+            f"<div style='margin-top:4px;color:#8a6d00'>{linker.embedded_bytes // 1024} KB of "
+            f"video embedded because the files are outside {esc(linker.root)}.</div>"
+        )
+    out.append("</div>")
+    return "".join(out)
+
+
+def gallery_text(source: Any) -> str:
+    """The gallery as plain text, for scripts and logs."""
+    items = as_items(source)
+    lines = []
+    for it in items:
+        where = it.video or (f"error: {it.error}" if it.error else "")
+        name = Path(it.image).name if it.image else "?"
+        lines.append(
+            f"job {it.job_id:>5} {it.status:<10} {name:<24} {it.prompt[:40]!r:<44} {where}"
+        )
+    return "\n".join(lines) or "no jobs"
+
+
+# --------------------------------------------------------------------- timeline
+
+#: (phase, colour, legend text)
+PHASES = [
+    ("local", "#bdbdbd", "waiting here (upload, concurrency slot)"),
+    ("queue", "#f0a030", "in fal's queue"),
+    ("run", "#3a7bd5", "running on fal"),
+    ("queue+run", "#8e7cc3", "queued or running (not told apart)"),
+    ("download", "#43a047", "downloading"),
+]
+PHASE_COLOR = {p: c for p, c, _ in PHASES}
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+@dataclass
+class JobTimes:
+    job_id: Any
+    label: str
+    status: str
+    segments: list[tuple[str, float, float]]  # (phase, start s, end s) from the batch start
+    error: str | None = None
+
+
+def job_phases(rows: Iterable[Mapping[str, Any]]) -> tuple[list[JobTimes], datetime | None]:
+    """Per job, the seconds spent in each phase, measured from the first job's creation.
+
+    created -> submitted: waiting here; submitted -> started: fal's queue;
+    started -> completed: running; completed -> downloaded: downloading. When a job
+    was never seen running (it finished between two polls) queue and run are one span.
+    """
+    rows = list(rows)
+    stamps = [parse_time(r.get("created_at")) for r in rows]
+    known = [s for s in stamps if s]
+    if not known:
+        return [], None
+    t0 = min(known)
+
+    def sec(t: datetime | None) -> float | None:
+        return None if t is None else (t - t0).total_seconds()
+
+    out = []
+    for r in rows:
+        c = sec(parse_time(r.get("created_at")))
+        s = sec(parse_time(r.get("submitted_at")))
+        st = sec(parse_time(r.get("started_at")))
+        done = sec(parse_time(r.get("completed_at")))
+        dl = sec(parse_time(r.get("downloaded_at")))
+        segs: list[tuple[str, float, float]] = []
+        if c is not None and s is not None:
+            segs.append(("local", c, s))
+        if s is not None and st is not None:
+            segs.append(("queue", s, st))
+            if done is not None:
+                segs.append(("run", st, done))
+        elif s is not None and done is not None:
+            segs.append(("queue+run", s, done))
+        if done is not None and dl is not None:
+            segs.append(("download", done, dl))
+        segs = [(p, a, max(a, b)) for p, a, b in segs]
+        name = Path(str(r.get("image_path") or "?")).name
+        out.append(
+            JobTimes(
+                r.get("id"), f"{r.get('id')} {name}", r.get("status") or "", segs, r.get("error")
+            )
+        )
+    return out, t0
+
+
+def _nice_step(span: float, ticks: int = 6) -> float:
+    raw = max(span, 1e-3) / ticks
+    magnitude = 10 ** int(f"{raw:e}".split("e")[1])
+    for m in (1, 2, 5, 10):
+        if raw <= m * magnitude:
+            return m * magnitude
+    return 10 * magnitude
+
+
+def peak_in_flight(times: Sequence[JobTimes]) -> int:
+    """Most jobs submitted to fal and not yet finished at the same moment."""
+    events = []
+    for t in times:
+        fal = [(a, b) for p, a, b in t.segments if p in ("queue", "run", "queue+run")]
+        if fal:
+            events.append((min(a for a, _ in fal), 1))
+            events.append((max(b for _, b in fal), -1))
+    peak = current = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def timeline_summary(rows: Iterable[Mapping[str, Any]], concurrency: int | None = None) -> str:
+    """Median time per phase and a one-line guess at the bottleneck."""
+    times, _ = job_phases(rows)
+    if not times:
+        return "no timing data"
+    per: dict[str, list[float]] = {}
+    for t in times:
+        for p, a, b in t.segments:
+            per.setdefault(p, []).append(b - a)
+    med = {p: statistics.median(v) for p, v in per.items()}
+    peak = peak_in_flight(times)
+    parts = [f"{p}: median {med[p]:.1f}s" for p, _, _ in PHASES if p in med]
+    line = "; ".join(parts) + f"; at most {peak} jobs at fal at once"
+    local, queue = med.get("local", 0.0), med.get("queue", 0.0)
+    run = med.get("run", med.get("queue+run", 0.0))
+    download = med.get("download", 0.0)
+    biggest = max(
+        [
+            ("local", local),
+            ("queue", queue),
+            ("run", run),
+            ("download", download),
+        ],
+        key=lambda x: x[1],
+    )[0]
+    if biggest == "local":
+        hint = "jobs mostly waited here before submission"
+        if concurrency and peak >= concurrency:
+            hint += f": the batch's concurrency ({concurrency}) was the limit, raise it"
+        else:
+            hint += " (uploads or the request rate)"
+    elif biggest == "queue":
+        hint = (
+            "jobs mostly waited in fal's queue: your account's concurrency on fal was the "
+            "bottleneck (more local concurrency will not help)"
+        )
+    elif biggest == "run":
+        hint = "jobs mostly ran: the model's own run time dominates"
+    else:
+        hint = "downloads dominated: the network to fal's CDN was the bottleneck"
+    return f"{line}. {hint}."
+
+
+def timeline_svg(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    width: int = 720,
+    label_width: int = 170,
+    limit: int = 300,
+    concurrency: int | None = None,
+) -> str:
+    """A Gantt chart (inline SVG, no matplotlib) of each job's phases, plus a legend."""
+    rows = list(rows)
+    times, t0 = job_phases(rows)
+    if not times:
+        return "<div>no jobs with timing data</div>"
+    shown = times[:limit]
+    end = max((b for t in shown for _, _, b in t.segments), default=0.0) or 1.0
+    row_h = 14 if len(shown) <= 60 else 8
+    top = 22
+    chart_w = width - label_width - 10
+    height = top + row_h * len(shown) + 8
+
+    def x(sec: float) -> float:
+        return label_width + chart_w * sec / end
+
+    svg = [
+        f'<svg class="i2v-timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" '
+        'style="font:10px system-ui,sans-serif;background:#fff">'
+    ]
+    step = _nice_step(end)
+    tick = 0.0
+    while tick <= end + 1e-9:
+        xx = x(tick)
+        svg.append(
+            f'<line x1="{xx:.1f}" y1="{top - 4}" x2="{xx:.1f}" y2="{height - 6}" '
+            'stroke="#eee" stroke-width="1"/>'
+            f'<text x="{xx:.1f}" y="{top - 8}" text-anchor="middle" fill="#555">'
+            f"{tick:g}s</text>"
+        )
+        tick += step
+    for i, t in enumerate(shown):
+        y = top + i * row_h
+        color = "#c62828" if t.status in ("failed", "cancelled") else "#333"
+        svg.append(
+            f'<text x="{label_width - 6}" y="{y + row_h - 3}" text-anchor="end" '
+            f'fill="{color}">{esc(t.label[:28])}</text>'
+        )
+        for phase, a, b in t.segments:
+            w = max(1.0, x(b) - x(a))
+            tip = f"job {t.job_id}: {phase} {b - a:.2f}s (from {a:.2f}s to {b:.2f}s)"
+            svg.append(
+                f'<rect x="{x(a):.1f}" y="{y + 1}" width="{w:.1f}" height="{row_h - 2}" '
+                f'fill="{PHASE_COLOR[phase]}" data-phase="{phase}"><title>{esc(tip)}</title></rect>'
+            )
+        if t.status in ("failed", "cancelled"):
+            last = max((b for _, _, b in t.segments), default=0.0)
+            svg.append(
+                f'<text x="{x(last) + 3:.1f}" y="{y + row_h - 3}" fill="#c62828">&#x2715;'
+                f"<title>{esc(t.error or t.status)}</title></text>"
+            )
+    svg.append("</svg>")
+    legend = " ".join(
+        f'<span style="white-space:nowrap"><span style="display:inline-block;width:10px;'
+        f'height:10px;background:{c};margin:0 3px 0 8px"></span>{esc(text)}</span>'
+        for _, c, text in PHASES
+    )
+    more = f"<div>... {len(times) - limit} more jobs not drawn.</div>" if len(times) > limit else ""
+    started = f" (t=0 is {t0.isoformat(timespec='seconds')})" if t0 else ""
+    return (
+        '<div class="i2v-timeline-box" style="font:12px system-ui,sans-serif">'
+        + "".join(svg)
+        + more
+        + f"<div style='margin:4px 0'>{legend}</div>"
+        + f"<div>{esc(timeline_summary(rows, concurrency))}{esc(started)}</div></div>"
+    )
+
+
+def timeline_text(rows: Iterable[Mapping[str, Any]], concurrency: int | None = None) -> str:
+    times, _ = job_phases(rows)
+    lines = []
+    for t in times:
+        phases = ", ".join(f"{p} {b - a:.1f}s" for p, a, b in t.segments)
+        lines.append(f"{t.label:<30} {t.status:<10} {phases}")
+    lines.append(timeline_summary(rows, concurrency))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- tables
+
+
+def table_html(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None
+) -> str:
+    """A plain HTML table of ``columns`` of ``rows`` (escaped)."""
+    headers = headers or columns
+    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{esc(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td style='text-align:left;padding:2px 8px'>{esc(r.get(c, ''))}</td>" for c in columns
+        )
+        + "</tr>"
+        for r in rows
+    )
+    return (
+        "<table style='border-collapse:collapse;font:12px system-ui,sans-serif'>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def table_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    widths = {
+        c: min(60, max([len(c)] + [len(str(r.get(c, "") or "")) for r in rows])) for c in columns
+    }
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    for r in rows:
+        lines.append("  ".join(str(r.get(c, "") or "")[:60].ljust(widths[c]) for c in columns))
+    return "\n".join(lines)

@@ -1,0 +1,413 @@
+"""The notebooks: they run top to bottom (as nbmake runs them), produce videos and a
+gallery, export to a script that makes the same files, never leak the key, and are
+committed without outputs.
+
+`python -m pytest` executes the notebooks here through nbclient (the engine nbmake
+uses), with the ledger and downloads in a temporary folder; `pytest --nbmake
+notebooks/` runs the same notebooks with the user's settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from i2vkit import notebook as nbk
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+NOTEBOOK_FILES = sorted(NOTEBOOKS.glob("*.ipynb"))
+EXPORT_COMMAND = ["nbconvert", "--to", "script", "notebooks/01_generate.ipynb", "--output-dir"]
+VIDEO_NAME = re.compile(r"^(\d+)_([A-Za-z0-9._-]+)_(\d{8}T\d{6}Z)\.mp4$")
+SENTINEL_KEY = "sentinelid:SENTINEL-SECRET-9f8e7d"
+SENTINEL_SECRET = SENTINEL_KEY.split(":", 1)[1]
+
+# Everything that could point a run at a real account or another folder: set to "" (which
+# i2vkit reads as unset, and which also hides any value in a developer's .env file).
+ISOLATED = [
+    "FAL_KEY",
+    "FAL_KEY_ID",
+    "FAL_KEY_SECRET",
+    "I2VKIT_FAL_URL",
+    "I2VKIT_NOTEBOOK_DIR",
+    "I2VKIT_JUPYTER_ROOT",
+    "I2VKIT_BATCH",
+    "I2VKIT_RETRY_FAILED",
+    "I2VKIT_PLAIN",
+    *nbk.ENV.values(),
+]
+
+
+def isolated_env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {name: "" for name in ISOLATED}
+    env.update(
+        I2VKIT_DB=str(tmp / "ledger.db"),
+        AUTO_DOWNLOAD_DIR=str(tmp / "downloads"),
+        UPLOAD_CACHE_ENABLED="true",
+    )
+    env.update(extra)
+    return env
+
+
+def execute(path: Path, env: dict[str, str], save_as: Path | None = None):
+    """Run a notebook like nbmake does: a fresh kernel whose cwd is the notebook's folder.
+
+    The kernel inherits this process's environment, so `env` is applied around it.
+    """
+    nb = nbformat.read(path, as_version=4)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        client = NotebookClient(
+            nb,
+            timeout=240,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        try:
+            client.execute()
+        finally:
+            if save_as is not None:
+                save_as.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, save_as)
+    return nb
+
+
+def html_outputs(nb) -> list[str]:
+    return [
+        "".join(out["data"]["text/html"])
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if "text/html" in out.get("data", {})
+    ]
+
+
+def all_text(nb) -> str:
+    return nbformat.writes(nb)
+
+
+def video_keys(folder: Path) -> set[str]:
+    """`{job_id}_{model}` of every finished video in `folder` (names must match the pattern)."""
+    keys = set()
+    for path in folder.iterdir():
+        if path.name.startswith("."):
+            continue
+        m = VIDEO_NAME.match(path.name)
+        assert m, f"unexpected file name {path.name}"
+        keys.add(f"{m.group(1)}_{m.group(2)}")
+    return keys
+
+
+def video_srcs(html: str) -> list[str]:
+    return re.findall(r'<video src="([^"]*)"', html)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """01_generate then 02_results, executed once on the sample data in demo mode."""
+    tmp = tmp_path_factory.mktemp("notebook-run")
+    env = isolated_env(tmp)
+    gen = execute(NOTEBOOKS / "01_generate.ipynb", env, tmp / "01_generate.out.ipynb")
+    res = execute(NOTEBOOKS / "02_results.ipynb", env, tmp / "02_results.out.ipynb")
+    return {"tmp": tmp, "env": env, "generate": gen, "results": res}
+
+
+# ------------------------------------------------------------------ execution
+
+
+def test_generate_notebook_produces_videos_and_gallery(generated):
+    downloads = generated["tmp"] / "downloads"
+    keys = video_keys(downloads)
+    assert keys == {f"{i}_wan" for i in range(1, 10)}  # 3 images x 3 prompts
+    nb = generated["generate"]
+    text = all_text(nb)
+    assert "backend: emulator (demo mode)" in text
+    assert "9 jobs" in text and "9 downloaded" in text
+    galleries = [h for h in html_outputs(nb) if 'class="i2v-gallery"' in h]
+    assert len(galleries) == 1
+    gallery = galleries[0]
+    assert gallery.count("<video") == 9
+    assert gallery.count('preload="metadata"') == 9
+    # each card carries a thumbnail, the prompt, the model and the job id
+    assert gallery.count("data:image/jpeg;base64,") == 9
+    assert "Slow cinematic push-in" in gallery and "job 9" in gallery
+    # the downloads are outside the folder Jupyter serves, so the small clips are embedded
+    assert all(src.startswith("data:video/mp4;base64,") for src in video_srcs(gallery))
+    # no error output anywhere
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+
+
+def test_results_notebook_shows_gallery_timeline_and_files(generated):
+    nb = generated["results"]
+    htmls = html_outputs(nb)
+    gallery = next(h for h in htmls if 'class="i2v-gallery"' in h)
+    assert gallery.count("<video") == 9
+    timeline = next(h for h in htmls if 'class="i2v-timeline"' in h)
+    assert timeline.count("<rect") >= 9
+    assert "in fal&#x27;s queue" in timeline
+    files = next(h for h in htmls if "<table" in h and "local_file" in h)
+    downloads = str(generated["tmp"] / "downloads")
+    assert files.count(downloads) >= 9
+    assert "0 failed job(s)" in all_text(nb)
+
+
+def test_gallery_references_videos_relative_to_the_notebook(tmp_path):
+    """With the default output folder (../downloads) the videos are linked, not embedded."""
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    shutil.copy(NOTEBOOKS / "01_generate.ipynb", project / "notebooks")
+    shutil.copytree(ROOT / "data" / "images", project / "data" / "images")
+    shutil.copy(ROOT / "data" / "prompts.txt", project / "data")
+    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    env = isolated_env(tmp_path, AUTO_DOWNLOAD_DIR="")
+    nb = execute(project / "notebooks" / "01_generate.ipynb", env)
+    gallery = next(h for h in html_outputs(nb) if 'class="i2v-gallery"' in h)
+    srcs = video_srcs(gallery)
+    assert len(srcs) == 9
+    for src in srcs:
+        assert src.startswith("../downloads/") and not src.startswith("data:")
+        assert (project / "notebooks" / src).resolve().is_file()
+    assert "data:video" not in all_text(nb)
+    assert len(gallery) < 40_000  # small thumbnails only; the clips stay on disk
+
+
+# ---------------------------------------------------------------------- export
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    """The documented one-line export, into a temporary build folder."""
+    build = tmp_path_factory.mktemp("build")
+    subprocess.run(
+        [sys.executable, "-m", "jupyter", *EXPORT_COMMAND, str(build)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    script = build / "01_generate.py"
+    assert script.is_file()
+    return script
+
+
+def run_script(script: Path, env: dict[str, str], *args: str, block_ipython: bool = False):
+    full_env = {**os.environ, **env}
+    if block_ipython:
+        # Prove the script needs neither IPython nor ipywidgets outside Jupyter.
+        code = (
+            "import runpy, sys; sys.modules['IPython'] = None; sys.modules['ipywidgets'] = None; "
+            f"sys.argv = [{str(script)!r}, *sys.argv[1:]]; "
+            f"runpy.run_path({str(script)!r}, run_name='__main__')"
+        )
+        cmd = [sys.executable, "-c", code, *args]
+    else:
+        cmd = [sys.executable, str(script), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=240)
+
+
+def test_exported_script_is_plain_python(exported):
+    source = exported.read_text()
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
+    assert "get_ipython" not in code and "await " not in code
+    compile(source, str(exported), "exec")  # a top-level await would be a SyntaxError here
+
+
+def test_exported_script_makes_the_same_files_as_the_notebook(generated, exported, tmp_path):
+    env = isolated_env(tmp_path)
+    proc = run_script(exported, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "backend: emulator (demo mode)" in proc.stdout
+    assert "downloaded 9/9" in proc.stdout
+    assert video_keys(tmp_path / "downloads") == video_keys(generated["tmp"] / "downloads")
+
+
+def test_exported_script_takes_flags_without_ipython(exported, tmp_path):
+    env = isolated_env(tmp_path)
+    proc = run_script(
+        exported,
+        env,
+        "--images-dir",
+        "data/images",
+        "--prompts-file",
+        "data/prompts.txt",
+        "--model",
+        "wan",
+        "--one-to-one",
+        "--concurrency",
+        "2",
+        block_ipython=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 images x 3 prompts (one_to_one) = 3 jobs" in proc.stdout
+    assert video_keys(tmp_path / "downloads") == {"1_wan", "2_wan", "3_wan"}
+
+
+def test_exported_script_takes_environment_values(exported, tmp_path):
+    out = tmp_path / "clips"
+    env = isolated_env(
+        tmp_path,
+        I2VKIT_IMAGES_DIR=str(ROOT / "data" / "images"),
+        I2VKIT_PROMPTS="one prompt for every image",
+        I2VKIT_MODEL="kling",
+        I2VKIT_OUTPUT_DIR=str(out),
+    )
+    proc = run_script(exported, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert video_keys(out) == {"1_kling", "2_kling", "3_kling"}
+
+
+def test_exported_script_reports_bad_input_in_one_line(exported, tmp_path):
+    proc = run_script(exported, isolated_env(tmp_path), "--images-dir", str(tmp_path / "nope"))
+    assert proc.returncode == 2
+    assert "error: Images folder not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------ key
+
+
+def test_sentinel_key_appears_in_no_output_log_or_ledger(tmp_path, capfd, caplog):
+    """01 against an emulator that accepts only the sentinel key (a third of the jobs fail
+    with errors), then 02 retries the failed ones: the key is in none of it."""
+    import logging
+
+    from i2vkit.emulator import Emulator
+
+    caplog.set_level(logging.DEBUG)
+    with Emulator(port=0, key=SENTINEL_KEY, job_seconds=0, fail_rate=0.34) as emu:
+        env = isolated_env(
+            tmp_path, FAL_KEY=SENTINEL_KEY, I2VKIT_FAL_URL=emu.url, I2VKIT_RETRY_FAILED="1"
+        )
+        gen = execute(NOTEBOOKS / "01_generate.ipynb", env, tmp_path / "01.out.ipynb")
+        db = sqlite3.connect(tmp_path / "ledger.db")
+        failed = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'failed'").fetchone()[0]
+        db.close()
+        emu.configure(fail_rate=0.0)
+        res = execute(NOTEBOOKS / "02_results.ipynb", env, tmp_path / "02.out.ipynb")
+        stats = emu.stats()
+
+    assert failed > 0, "the emulator should have failed some jobs"
+    gallery = next(h for h in html_outputs(gen) if 'class="i2v-gallery"' in h)
+    assert 'class="i2v-error"' in gallery  # failed jobs show their error
+    text_gen = all_text(gen)
+    assert f"backend: fal-compatible service at {emu.url} (FAL_KEY is set)" in text_gen
+    assert "retry" in all_text(res) and f"{failed} failed job(s)" in all_text(res)
+    assert json.dumps(stats)  # the emulator was really used
+    db = sqlite3.connect(tmp_path / "ledger.db")
+    statuses = [r[0] for r in db.execute("SELECT status FROM jobs")]
+    dump = "\n".join(db.iterdump())
+    db.close()
+    assert statuses.count("downloaded") == 9, statuses
+
+    captured = capfd.readouterr()
+    raw_db = b"".join(p.read_bytes() for p in tmp_path.glob("ledger.db*"))
+    haystacks = {
+        "01 notebook": text_gen,
+        "02 notebook": all_text(res),
+        "ledger dump": dump,
+        "kernel/test stdout": captured.out,
+        "kernel/test stderr": captured.err,
+        "logs": caplog.text,
+    }
+    for secret in (SENTINEL_KEY, SENTINEL_SECRET):
+        for where, text in haystacks.items():
+            assert secret not in text, f"the key leaked into {where}"
+        assert secret.encode() not in raw_db, "the key leaked into the ledger file"
+
+
+# ---------------------------------------------------------------- committed form
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=[p.name for p in NOTEBOOK_FILES])
+def test_notebooks_are_committed_without_outputs(path):
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert raw["metadata"]["kernelspec"]["name"] == "python3"
+    assert raw["metadata"]["language_info"]["file_extension"] == ".py"  # nbconvert --to script
+    assert "widgets" not in raw["metadata"]
+    for cell in raw["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [], cell["source"]
+            assert cell["execution_count"] is None
+            assert "await " not in "".join(cell["source"])  # the export must be plain Python
+        assert "execution" not in cell.get("metadata", {})
+
+
+def test_both_notebooks_exist():
+    assert {p.name for p in NOTEBOOK_FILES} >= {"01_generate.ipynb", "02_results.ipynb"}
+
+
+# ------------------------------------------------------------- form resolution
+
+
+def test_form_values_defaults_env_then_flags(monkeypatch, tmp_path):
+    for name in ISOLATED:
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("AUTO_DOWNLOAD_DIR", "")
+    values = nbk.resolve_values([])
+    assert values["images_dir"] == "../data/images"
+    assert values["prompts_file"] == "../data/prompts.txt"
+    assert values["output_dir"] == "../downloads"
+    env = {"I2VKIT_MODEL": "kling", "I2VKIT_PAIRING": "one_to_one", "I2VKIT_CONCURRENCY": "3"}
+    values = nbk.resolve_values([], env)
+    assert (values["model"], values["pairing"], values["concurrency"]) == ("kling", "one_to_one", 3)
+    values = nbk.resolve_values(["--model", "ltx", "-o", "seed=3", "--concurrency", "5"], env)
+    assert (values["model"], values["concurrency"]) == ("ltx", 5)
+    assert nbk.parse_options(values["options"]) == {"seed": "3"}
+
+
+def test_form_config_outside_jupyter_resolves_defaults_from_the_notebook_folder(
+    monkeypatch, tmp_path
+):
+    for name in ISOLATED:
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("AUTO_DOWNLOAD_DIR", str(tmp_path / "out"))
+    monkeypatch.chdir(tmp_path)
+    assert not nbk.in_kernel()
+    form = nbk.BatchForm(argv=["--prompts", "a\nb\nc"], base=NOTEBOOKS)
+    config = form.config()
+    assert Path(config.images_dir) == ROOT / "data" / "images"
+    assert config.prompts_file is None and config.prompts == "a\nb\nc"
+    assert config.output_dir == str(tmp_path / "out")
+    from i2vkit.batch import plan_batch
+    from i2vkit.config import load_settings
+
+    plan = plan_batch(config, load_settings())
+    assert len(plan.pairs) == 9 and plan.estimated_cost == pytest.approx(3.6)
+
+
+def test_settings_summary_never_shows_the_key():
+    from i2vkit.config import Settings
+
+    s = Settings(fal_key=SENTINEL_KEY, fal_url="http://user:pw@127.0.0.1:9")
+    text = nbk.settings_summary(s).text()
+    assert SENTINEL_SECRET not in text and "pw@" not in text
+    assert "FAL_KEY is set" in text
+    assert "demo mode" in nbk.settings_summary(Settings()).text()
+
+
+def test_model_labels_show_prices():
+    from i2vkit.models import get_model
+
+    assert nbk.model_label(get_model("wan")) == "wan: Wan 2.1 image-to-video ($0.4/video)"
+    assert "/s, ~$" in nbk.model_label(get_model("kling"))
+
+
+def test_progress_prints_outside_jupyter(capsys):
+    from i2vkit.batch import Progress
+
+    bars = nbk.ProgressBars(interval=3600)
+    bars.update(Progress(total=9, uploads_total=3, uploaded=1))
+    bars.update(Progress(total=9, uploads_total=3, uploaded=2))  # throttled
+    bars.update(Progress(total=9, uploads_total=3, uploaded=3, downloaded=9, message="finished"))
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and "downloaded 9/9" in out[-1]
