@@ -339,6 +339,8 @@ class BatchRunner:
         self.owner = process_owner()
         self.slots = asyncio.Semaphore(plan.config.concurrency)
         self.download_slots = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
+        # one submit POST in flight at a time: a crash can then cost at most one paid duplicate
+        self.submit_lock = asyncio.Lock()
         self.schedule = PollSchedule()
         self.fatal: FalError | None = None
         self.batch_id = batch_id_for(plan, settings.backend)
@@ -474,6 +476,12 @@ class BatchRunner:
         self.emit()
 
     async def submit(self, job: dict[str, Any]) -> bool:
+        """Claim, POST and record one job. Serialized: only one job of this process is ever
+        inside the window where fal may have it but the ledger has no request_id yet."""
+        async with self.submit_lock:
+            return await self.submit_one(job)
+
+    async def submit_one(self, job: dict[str, Any]) -> bool:
         job_id = job["id"]
         if not self.store.claim(job_id, self.owner, [PENDING, SUBMITTING]):
             return False
@@ -631,9 +639,9 @@ class BatchRunner:
         job_id = job["id"]
         out = self.plan.output_dir
         out.mkdir(parents=True, exist_ok=True)
-        found = existing_video(out, job_id, self.model.name)
+        found, unfinished = existing_video(out, job_id, self.model.name)
         if found is None:
-            dest = out / video_filename(job_id, self.model.name)
+            dest = unfinished or out / video_filename(job_id, self.model.name)
             url = job["video_url"]
             for attempt in range(2):
                 self.store.count(job_id, "download_attempts")

@@ -38,12 +38,16 @@ def video_filename(job_id: int, model: str, when: datetime | None = None) -> str
     return f"{job_id}_{slug[:60]}_{stamp}.mp4"
 
 
-def existing_video(output_dir: Path, job_id: int, model: str) -> Path | None:
-    """A finished file for this job from an earlier run, whatever its timestamp."""
+def existing_video(output_dir: Path, job_id: int, model: str) -> tuple[Path | None, Path | None]:
+    """This job's finished file from an earlier run, or the name its interrupted download
+    was heading for (so it resumes there instead of leaving an orphaned `.part`)."""
     slug = SAFE.sub("-", model).strip("-.") or "model"
-    for path in output_dir.glob(f"{job_id}_{slug[:60]}_*.mp4"):
-        return path
-    return None
+    pattern = f"{job_id}_{slug[:60]}_*.mp4"
+    for path in output_dir.glob(pattern):
+        return path, None
+    for part in output_dir.glob(f".{pattern}.part"):
+        return None, part.with_name(part.name[1 : -len(".part")])
+    return None, None
 
 
 def part_path(dest: Path) -> Path:

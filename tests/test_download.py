@@ -1,0 +1,91 @@
+"""The downloader against the emulator's file server: atomic, resumable, capped."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from i2vkit.download import download, existing_video, part_path, video_filename
+from i2vkit.errors import DownloadError
+
+
+def upload_blob(emulator, data: bytes) -> str:
+    token = httpx.post(
+        f"{emulator.url}/storage/auth/token",
+        params={"storage_type": "fal-cdn-v3"},
+        headers={"Authorization": "Key testid:testsecret-0123456789"},
+        json={},
+    ).json()
+    answer = httpx.post(
+        f"{emulator.url}/files/upload",
+        content=data,
+        headers={
+            "Authorization": f"{token['token_type']} {token['token']}",
+            "Content-Type": "video/mp4",
+            "X-Fal-File-Name": "clip.mp4",
+        },
+    )
+    return answer.json()["access_url"]
+
+
+def fetch(url, dest, **kwargs):
+    async def go():
+        async with httpx.AsyncClient() as client:
+            return await download(client, url, dest, **kwargs)
+
+    return asyncio.run(go())
+
+
+def test_filename_pattern_is_safe():
+    when = datetime(2026, 11, 25, 14, 15, 0, tzinfo=UTC)
+    assert video_filename(7, "wan", when) == "7_wan_20261125T141500Z.mp4"
+    name = video_filename(8, "../../etc/x", when)
+    assert "/" not in name and not name.startswith(".") and re.match(r"^8_[\w.-]+_\d{8}T", name)
+
+
+def test_dropped_transfers_resume_and_complete(emulator, tmp_path):
+    data = bytes(range(256)) * 4096  # 1 MiB
+    url = upload_blob(emulator, data)
+    emulator.configure(drop_downloads=2)
+    dest = tmp_path / "1_wan_20261125T000000Z.mp4"
+    assert fetch(url, dest) == len(data)
+    assert dest.read_bytes() == data
+    assert not part_path(dest).exists()
+    assert emulator.stats()["downloads_dropped"] == 2
+
+
+def test_a_failed_download_leaves_no_final_file(emulator, tmp_path):
+    url = upload_blob(emulator, b"x" * 100_000)
+    emulator.configure(drop_downloads=50)
+    dest = tmp_path / "v.mp4"
+    with pytest.raises(DownloadError):
+        fetch(url, dest, attempts=2)
+    assert not dest.exists()
+    # a later run resumes the partial file and finishes it
+    emulator.configure(drop_downloads=0)
+    assert fetch(url, dest) == 100_000 and dest.read_bytes() == b"x" * 100_000
+
+
+def test_size_cap_and_schemes(emulator, tmp_path):
+    url = upload_blob(emulator, b"y" * 50_000)
+    with pytest.raises(DownloadError, match="cap"):
+        fetch(url, tmp_path / "big.mp4", max_bytes=10_000)
+    assert not (tmp_path / "big.mp4").exists() and not part_path(tmp_path / "big.mp4").exists()
+    for bad in ("file:///etc/passwd", "ftp://example.invalid/v.mp4"):
+        with pytest.raises(DownloadError, match="only http"):
+            fetch(bad, tmp_path / "evil.mp4")
+
+
+def test_existing_video_finds_finished_and_unfinished(tmp_path):
+    assert existing_video(tmp_path, 3, "wan") == (None, None)
+    part = tmp_path / ".3_wan_20261125T000000Z.mp4.part"
+    part.write_bytes(b"half")
+    assert existing_video(tmp_path, 3, "wan") == (None, tmp_path / "3_wan_20261125T000000Z.mp4")
+    done = tmp_path / "3_wan_20261125T000001Z.mp4"
+    done.write_bytes(b"whole")
+    assert existing_video(tmp_path, 3, "wan") == (done, None)
+    assert existing_video(tmp_path, 33, "wan") == (None, None)
