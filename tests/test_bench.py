@@ -1,0 +1,67 @@
+"""Smoke test of the benchmark's plumbing (the benchmark itself runs in CI via bench/run.py --quick)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_percentiles():
+    bench = load_bench()
+    assert bench.pct([], 0.5) is None
+    assert bench.pct([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert bench.pct([0.0, 10.0], 0.95) == 9.5
+
+
+def test_sequential_child_against_bench_emulator(tmp_path):
+    bench = load_bench()
+    [image] = bench.make_small_images(tmp_path / "images", 1)
+    with bench.emulator("--job-seconds", "0") as url:
+        env = {**os.environ, "FAL_KEY": bench.KEY}
+        upload = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from i2vkit.fal import point_fal_client_at; "
+                "point_fal_client_at(sys.argv[1]); import fal_client; "
+                "print(fal_client.upload_file(sys.argv[2]))",
+                url,
+                str(image),
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        image_url = upload.stdout.strip()
+        spec = {
+            "url": url,
+            "out_dir": str(tmp_path / "out"),
+            "jobs": [[image_url, "one"], [image_url, "two"]],
+        }
+        res = bench.run_child("a", spec, tmp_path, timeout=120)
+        assert res["errors"] == 0 and len(res["done"]) == 2
+        assert res["peak_rss_mb"] > 0
+        views = httpx.get(url + "/_bench/jobs").json()
+        for request_id, done in res["done"].items():
+            assert views[request_id]["state"] == "COMPLETED"
+            assert views[request_id]["finished"] <= done
+        stats = httpx.get(url + "/_emulator/stats").json()
+        assert stats["submits"]["total"] == 2  # /_bench/jobs is not counted as a request
+        assert json.dumps(stats)  # plain JSON
