@@ -247,6 +247,8 @@ class BatchResult:
             lines.append(f"cost: ${cost:,.2f} ({billed})")
         for s in self.plan.skipped:
             lines.append(f"skipped image {s.path.name}: {s.reason}")
+        for path, reason in self.upload_failures.items():
+            lines.append(f"not uploaded {Path(path).name}: {reason}")
         for j in self.failed:
             lines.append(f"FAILED job {j.id} ({Path(j.image).name} / {j.prompt[:40]!r}): {j.error}")
         if self.fatal:

@@ -162,16 +162,16 @@ def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
     try:
         result = asyncio.run(run_batch(plan, settings, progress=bars))
     except KeyboardInterrupt:
-        bars.close()
-        print("\nInterrupted: jobs already submitted are kept in the ledger. Resume with:")
-        print("  " + shlex.join(["i2vkit", *sys.argv[1:]]))
-        return EXIT_INTERRUPTED
+        result = None
     finally:
         bars.close()
-    print(result.summary())
-    if result.fatal:
-        return EXIT_STOPPED
-    if result.interrupted:
+    if result is not None:
+        print(result.summary())
+        if result.fatal:
+            return EXIT_STOPPED
+    if result is None or result.interrupted:
+        print("Interrupted: jobs already submitted are kept in the ledger. Resume with:")
+        print("  " + shlex.join(["i2vkit", *sys.argv[1:]]))
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_FAILED
 

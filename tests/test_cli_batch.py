@@ -237,3 +237,32 @@ def test_status_and_retry(tmp_path, emulator):
     rows = ledger(tmp_path, "SELECT status FROM jobs")
     assert {r[0] for r in rows} == {"downloaded"}
     assert len(videos(tmp_path / "videos")) == 6
+
+
+def test_ctrl_c_keeps_jobs_and_prints_the_resume_command(tmp_path, emulator):
+    emulator.configure(job_seconds=(1.0, 2.0))
+    make_images(tmp_path / "pics", 3)
+    prompts = write_prompts(tmp_path / "p.txt", 3)
+    env = cli_env(tmp_path, emulator)
+    proc = subprocess.Popen(
+        bulk_args(tmp_path, prompts),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while emulator.stats()["submits"]["total"] < 3 and time.monotonic() < deadline:
+        assert proc.poll() is None
+        time.sleep(0.02)  # polling a condition, not synchronising on time
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout
+    assert "Resume with" in stdout and "i2vkit bulk" in stdout
+    kept = ledger(tmp_path, "SELECT COUNT(*) FROM jobs WHERE request_id IS NOT NULL")[0][0]
+    assert kept >= 3
+    submitted = emulator.stats()["submits"]["total"]
+    again = run_cli(bulk_args(tmp_path, prompts), env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(videos(tmp_path / "videos")) == 9
+    assert emulator.stats()["submits"]["total"] == 9 and submitted <= 9
