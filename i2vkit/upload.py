@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import mimetypes
 import os
 import random
 from collections.abc import Callable, Iterable
@@ -95,7 +96,7 @@ class Uploader:
         self.refresh_margin = refresh_margin
         self.clock = clock
         self.attempts = attempts
-        self.in_flight: dict[str, asyncio.Future[str]] = {}
+        self.in_flight: dict[str, asyncio.Task[tuple[str, str, str | None]]] = {}
 
     async def upload_all(
         self, paths: Iterable[str | os.PathLike], on_progress: Callable[[str], None] | None = None
@@ -169,40 +170,39 @@ class Uploader:
                         digest,
                         stat,
                         hit["fal_url"],
-                        hit["expires_at"],
                         hit["uploaded_at"],
+                        hit["expires_at"],
                         hit["content_type"],
                     )
                 return hit["fal_url"]
-        pending = self.in_flight.get(digest)
-        if pending is not None:
-            url = await asyncio.shield(pending)
-            report.reused += 1
-            if self.cache_enabled:
-                self.remember(path, digest, stat, url, None, None, None)
-            return url
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.in_flight[digest] = future
+        task = self.in_flight.get(digest)
+        first = task is None
+        if first:
+            task = self.in_flight[digest] = asyncio.create_task(self.send(path))
         try:
-            url, uploaded_at, expires_at = await self.send(path)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved; waiters re-raise it
-            self.in_flight.pop(digest, None)
-            raise
-        future.set_result(url)
-        report.uploaded += 1
+            url, uploaded_at, expires_at = await asyncio.shield(task)
+        except UploadError as exc:
+            if first:
+                raise
+            raise UploadError(f"{path}: same bytes as an image that failed: {exc}") from None
+        if first:
+            report.uploaded += 1
+        else:
+            report.reused += 1
         if self.cache_enabled:
-            self.remember(path, digest, stat, url, expires_at, uploaded_at, None)
+            self.remember(path, digest, stat, url, uploaded_at, expires_at)
         return url
 
-    def remember(self, path, digest, stat, url, expires_at, uploaded_at, content_type) -> None:
-        import mimetypes
-
-        if expires_at is None:
-            row = self.store.cached_by_hash(digest, self.backend, "")
-            if row:
-                expires_at, uploaded_at = row["expires_at"], row["uploaded_at"]
+    def remember(
+        self,
+        path: str,
+        digest: str,
+        stat: os.stat_result,
+        url: str,
+        uploaded_at: str | None,
+        expires_at: str | None,
+        content_type: str | None = None,
+    ) -> None:
         self.store.remember_upload(
             local_path=path,
             file_hash=digest,
