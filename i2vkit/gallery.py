@@ -253,7 +253,7 @@ _GRID = (
     "font:12px/1.35 system-ui,sans-serif"
 )
 _BOX = (
-    "width:100%;aspect-ratio:16/10;background:#f3f3f3;border-radius:4px;display:flex;"
+    "width:100%;height:150px;background:#f3f3f3;border-radius:4px;display:flex;"
     "align-items:center;justify-content:center;text-align:center;padding:6px;"
     "box-sizing:border-box;overflow:auto;word-break:break-word"
 )
@@ -271,7 +271,7 @@ def _card(item: GalleryItem, linker: VideoLinker) -> str:
         if src.url:
             parts.append(
                 f'<video src="{esc(src.url)}" controls muted loop playsinline preload="metadata" '
-                f'style="width:100%;border-radius:4px;background:#000" '
+                f'style="width:100%;height:150px;object-fit:contain;border-radius:4px;background:#000" '
                 f'title="{esc(Path(item.video).name)}"></video>'
             )
         else:

@@ -411,3 +411,143 @@ def test_progress_prints_outside_jupyter(capsys):
     bars.update(Progress(total=9, uploads_total=3, uploaded=3, downloaded=9, message="finished"))
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and "downloaded 9/9" in out[-1]
+
+
+# ------------------------------------------------------- widgets (no kernel needed)
+
+
+@pytest.fixture
+def widget_mode(monkeypatch):
+    """Pretend to be in a kernel: ipywidgets objects work without one (no front end)."""
+    for name in ISOLATED:
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("AUTO_DOWNLOAD_DIR", "")
+    monkeypatch.setattr(nbk, "in_kernel", lambda: True)
+    monkeypatch.setattr(nbk, "widgets_available", lambda: True)
+
+
+def test_form_widgets_defaults_and_config(widget_mode):
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    w = form.w
+    assert w["images_dir"].value == "../data/images"
+    assert w["prompts_file"].value == "../data/prompts.txt"
+    assert w["output_dir"].value == "../downloads"
+    assert "Slow cinematic push-in" in w["prompts"].value  # prefilled from the file
+    labels = [label for label, _ in w["model"].options]
+    assert all("$" in label or "price unknown" in label for label in labels)
+    config = form.config()
+    assert Path(config.images_dir) == ROOT / "data" / "images"
+    assert Path(config.prompts_file) == ROOT / "data" / "prompts.txt"
+    assert Path(config.output_dir) == ROOT / "downloads"
+    assert config.prompts is None and config.pairing == "all"
+
+    w["pairing"].value = "one_to_one"
+    w["model"].value = "kling"
+    w["concurrency"].value = 3
+    w["options"].value = "duration=10"
+    config = form.config()
+    assert (config.pairing, config.model, config.concurrency) == ("one_to_one", "kling", 3)
+    assert config.options == {"duration": "10"}
+
+
+def test_form_typing_prompts_switches_to_the_typed_text(widget_mode, tmp_path):
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    w = form.w
+    w["prompts"].value = "only one prompt"
+    assert w["prompts_source"].value == "text"
+    config = form.config()
+    assert config.prompts == "only one prompt" and config.prompts_file is None
+    other = tmp_path / "p.txt"
+    other.write_text("from another file\n")
+    w["prompts_source"].value = "file"
+    w["prompts_file"].value = str(other)
+    assert w["prompts"].value == "from another file\n"
+    assert w["prompts_source"].value == "file"  # loading the file is not "typing"
+    assert form.config().prompts_file == str(other)
+
+
+def test_form_env_values_prefill_the_widgets(widget_mode, monkeypatch):
+    monkeypatch.setenv("I2VKIT_MODEL", "ltx")
+    monkeypatch.setenv("I2VKIT_PAIRING", "one_to_one")
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    assert form.w["model"].value == "ltx" and form.w["pairing"].value == "one_to_one"
+
+
+def test_folder_browser_enters_and_leaves_folders(widget_mode, tmp_path):
+    import ipywidgets as w
+
+    (tmp_path / "nb").mkdir()
+    (tmp_path / "pics" / "holiday").mkdir(parents=True)
+    (tmp_path / "pics" / "a.png").write_bytes(b"x")
+    text = w.Text(value="../pics")
+    browser = nbk.FolderBrowser(text, tmp_path / "nb")
+    assert [label for label, _ in browser.select.options] == ["holiday/"]
+    assert "1 image file(s), 1 folder(s)" in browser.here.value
+    browser.select.value = browser.select.options[0][1]
+    assert text.value == "../pics/holiday"
+    assert browser.select.options == () and browser.select.value is None
+    browser.up.click()
+    assert text.value == "../pics"
+    text.value = "../does/not/exist"  # a typo: the list shows the nearest existing folder
+    assert browser.current() == tmp_path
+
+
+def test_preview_redraws_when_the_form_changes(widget_mode):
+    from i2vkit.config import Settings
+
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    preview = form.preview(Settings())
+    first = preview.render()
+    assert "9 jobs" in first.html and "nothing is billed" in first.html
+    assert first.html.count("<img") == 3 and "No files skipped" in first.html
+    fired = []
+    form.observe(lambda: fired.append(preview.render()))
+    form.w["pairing"].value = "one_to_one"
+    assert fired and "3 jobs" in fired[-1].html
+    form.w["images_dir"].value = "../nope"
+    assert "Cannot run yet: Images folder not found" in fired[-1].html
+
+
+def test_progress_widgets_follow_the_callback_from_another_thread(widget_mode):
+    import threading
+
+    from i2vkit.batch import Progress
+
+    bars = nbk.ProgressBars()
+    p = Progress(total=9, uploads_total=3, uploaded=3, submitted=9, downloaded=4, failed=1)
+    t = threading.Thread(target=bars.update, args=(p,))
+    t.start()
+    t.join()
+    uploads, _ = bars.bars["uploads"]
+    downloaded, count = bars.bars["downloaded"]
+    assert (uploads.value, uploads.max) == (3, 3)
+    assert (downloaded.value, downloaded.max) == (4, 9) and count.value == "4 / 9"
+
+
+def test_results_browser_filters_and_redraws(widget_mode, tmp_path, monkeypatch):
+    from i2vkit.batch import BatchConfig, run_batch_sync
+    from i2vkit.config import load_settings
+
+    monkeypatch.setenv("I2VKIT_DB", str(tmp_path / "ledger.db"))
+    monkeypatch.setenv("AUTO_DOWNLOAD_DIR", str(tmp_path / "downloads"))
+    settings = load_settings()
+    for pairing in ("one_to_one", "all"):
+        run_batch_sync(
+            BatchConfig(ROOT / "data" / "images", ROOT / "data" / "prompts.txt", pairing=pairing),
+            settings,
+        )
+    browser = nbk.ResultsBrowser(settings, base=NOTEBOOKS)
+    assert len(browser.batches) == 2
+    assert browser.batch_id == browser.batches[0]["id"]  # the newest
+    redraws = []
+    gallery = browser.gallery()
+    gallery.subscribe(lambda: redraws.append(gallery.render()))
+    assert gallery.first.html.count("<video") == len(browser.jobs())
+    browser.status_w.value = "failed"
+    assert redraws and "<video" not in redraws[-1].html and "0 jobs" in redraws[-1].html
+    browser.status_w.value = None
+    browser.batch_w.value = browser.batches[1]["id"]
+    assert redraws[-1].html.count("<video") == len(browser.jobs())
+    assert "<svg" in browser.timeline().first.html
+    assert str(tmp_path / "downloads") in browser.files().text()
+    browser.close()
