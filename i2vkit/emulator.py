@@ -121,6 +121,9 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "cancel_running": False,
     # CDN token lifetime in seconds
     "token_ttl": 3600,
+    # JSON values that replace the result of the next successful jobs, one each, in the
+    # order jobs finish (malformed results, odd URLs); an empty list = real results
+    "result_override": [],
     # clip shape
     "clip_seconds": 1.5,
     "clip_fps": 12,
@@ -265,6 +268,14 @@ def _coerce_knob(name: str, value: Any) -> Any:
         if v <= 0:
             raise ValueError("clip_seconds must be > 0")
         return v
+    if name == "result_override":
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = json.loads(value)
+        if not isinstance(value, list):
+            raise ValueError("result_override must be a list of JSON values")
+        return list(value)
     if name in ("clip_fps", "clip_max_side"):
         v = int(value)
         if v < 2:
@@ -674,6 +685,7 @@ class Emulator:
 
     def _knobs_view(self) -> dict[str, Any]:
         out = dict(self.knobs)
+        out["result_override"] = list(out["result_override"])
         if isinstance(out["job_seconds"], tuple):
             out["job_seconds"] = list(out["job_seconds"])
         return out
@@ -1396,6 +1408,8 @@ class Emulator:
                 if job.fail:
                     raise _injected_failure(job)
                 body = await self._produce(job)
+                if self.knobs["result_override"]:
+                    body = self.knobs["result_override"].pop(0)
                 outcome = (200, body, None, None, {})
             except JobError as exc:
                 self._log(job, f"Error: {exc.error}", "ERROR")
