@@ -478,8 +478,15 @@ def timeline_summary(rows: Iterable[Mapping[str, Any]], concurrency: int | None 
             per.setdefault(p, []).append(b - a)
     med = {p: statistics.median(v) for p, v in per.items()}
     peak = peak_in_flight(times)
-    parts = [f"{p}: median {med[p]:.1f}s" for p, _, _ in PHASES if p in med]
-    line = "; ".join(parts) + f"; at most {peak} jobs at fal at once"
+    names = {
+        "local": "waiting here",
+        "queue": "fal queue",
+        "run": "running",
+        "queue+run": "queued or running",
+        "download": "downloading",
+    }
+    parts = [f"{names[p]}: median {med[p]:.1f}s" for p, _, _ in PHASES if p in med]
+    line = "; ".join(parts) + f"; at most {peak} jobs at fal at once (times from status polls)"
     local, queue = med.get("local", 0.0), med.get("queue", 0.0)
     run = med.get("run", med.get("queue+run", 0.0))
     download = med.get("download", 0.0)
