@@ -648,7 +648,9 @@ class BatchRunner:
             for attempt in range(2):
                 self.store.count(job_id, "download_attempts")
                 try:
-                    await download(self.fal.http, url, dest)
+                    # the CDN client: a video URL may point anywhere, and only fal's own
+                    # API gets the key (fal.http sends it with every request)
+                    await download(self.fal.cdn_http, url, dest, budget=self.fal.budget)
                     break
                 except ExpiredURLError:
                     if attempt:

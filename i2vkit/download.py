@@ -16,11 +16,13 @@ import random
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from .errors import DownloadError
+from .fal import retry_after_seconds
 
 MAX_VIDEO_BYTES = 2 * 1024**3
 CHUNK = 1024 * 1024
@@ -66,18 +68,36 @@ async def download(
     *,
     max_bytes: int = MAX_VIDEO_BYTES,
     attempts: int = 6,
+    budget: Any = None,
 ) -> int:
-    """Download `url` to `dest` atomically; returns the size. Resumes drops with Range."""
+    """Download `url` to `dest` atomically; returns the size. Resumes drops with Range.
+
+    With a `budget` (the batch's :class:`~i2vkit.fal.RequestBudget`), each request waits
+    for a token and a 429 pauses the whole batch for Retry-After instead of burning an
+    attempt, so downloads never hammer a rate-limited server.
+    """
     check_url(url)
     dest = Path(dest)
     part = part_path(dest)
     delay = 0.5
     last_error = ""
-    for _ in range(attempts):
+    throttled = 0
+    attempt = 0
+    while attempt < attempts:
+        attempt += 1
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
+        if budget is not None:
+            await budget.acquire()
         try:
-            async with client.stream("GET", url, headers=headers) as response:
+            async with client.stream(
+                "GET", url, headers=headers, follow_redirects=True
+            ) as response:
+                if response.status_code == 429 and budget is not None and throttled < 100:
+                    throttled += 1
+                    attempt -= 1
+                    budget.throttle(retry_after_seconds(response))
+                    continue
                 if response.status_code in (401, 403, 404, 410):
                     raise ExpiredURLError(
                         f"the video URL answered HTTP {response.status_code}; it has expired."
