@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings, load_settings
-from .download import ExpiredURLError, download, existing_video, video_filename
+from .download import ExpiredURLError, check_url, download, existing_video, video_filename
 from .errors import (
     DownloadError,
     FalAuthError,
@@ -626,8 +626,12 @@ class BatchRunner:
             return
         try:
             url = self.model.video_url(result)
+            check_url(url)
         except FalError as exc:
             self.fail(job_id, str(exc), exc.error_type)
+            return
+        except DownloadError as exc:
+            self.fail(job_id, f"fal's result has an unusable video URL: {exc}", "bad_result")
             return
         video = result.get("video") if isinstance(result.get("video"), dict) else {}
         size = video.get("file_size") if isinstance(video.get("file_size"), int) else None
@@ -675,7 +679,8 @@ class BatchRunner:
         try:
             result = await self.fal.result(job["response_url"])
             url = self.model.video_url(result)
-        except FalError as exc:
+            check_url(url)
+        except (FalError, DownloadError) as exc:
             self.fail(
                 job["id"],
                 f"the video URL expired and fal no longer has the result ({exc})",
