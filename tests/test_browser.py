@@ -1,0 +1,606 @@
+"""The generate notebook, used the way a person uses it: JupyterLab in headless Chromium.
+
+nbmake proves the cells run; this proves what a user *sees* when they run them.
+The test copies ``notebooks/`` and ``data/`` into a temporary Jupyter root (so the
+repository stays clean and the downloaded videos sit under the root, where the
+browser can fetch them by the gallery's relative URLs), starts JupyterLab on
+127.0.0.1 with a random port and token, opens ``notebooks/01_generate.ipynb`` in
+Debian's ``chromium`` driven by Playwright, runs Run > Run All Cells, and checks:
+
+* no cell shows an error (traceback, stderr error, or a widget that failed to render);
+* the form's widgets render and the model dropdown lists every registered model, with prices;
+* the progress bars reach their end (uploads, submitted, downloaded full; running and
+  failed empty);
+* the gallery shows ``<video>`` elements, linked by relative URL, that actually load
+  (readyState >= 1 and a duration), and none that fails.
+
+It saves ``form.png``, ``gallery.png``, ``notebook.png``, the JupyterLab log and the browser
+console to ``test-artifacts/browser/`` (or ``$I2VKIT_TEST_ARTIFACTS/browser``), plus the page
+and its DOM on a failure; it rewrites ``docs/screenshots/{form,gallery}.png`` only when
+``I2VKIT_UPDATE_SCREENSHOTS=1``. The notebook runs in demo mode (the caller's FAL_*, I2VKIT_*
+and AUTO_DOWNLOAD_DIR variables are dropped: no key, the built-in emulator), so nothing
+leaves the machine.
+
+Chromium comes from apt (browser downloads are not possible here); run
+``.ci/browser-deps.sh`` once. Without it this test FAILS rather than skips, because a
+skipped browser test would hide a missing feature. ``I2VKIT_CHROMIUM`` overrides the
+browser path; ``I2VKIT_BROWSER_NOTEBOOK`` tests another copy of the notebook (used to
+show that a broken gallery cell makes this test fail).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from i2vkit.models import list_models
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = "notebooks/01_generate.ipynb"
+SETUP_SCRIPT = ".ci/browser-deps.sh"
+SCREENSHOTS = REPO / "docs" / "screenshots"
+
+SERVER_START_S = 90  # JupyterLab start on a slow 2-core CI box
+LAB_LOAD_MS = 60_000  # the Lab UI and the kernel coming up
+RUN_ALL_MS = 150_000  # every cell executed (imports, the demo batch, downloads)
+SETTLE_MS = 30_000  # widgets and videos catching up after the last cell
+VIEWPORT = {"width": 1280, "height": 900}
+
+
+# Nothing from the caller's environment reaches the notebook's settings or form defaults
+# (a key would send it to the real fal.ai; I2VKIT_PLAIN would turn the widgets off).
+def foreign_setting(name: str) -> bool:
+    return name.startswith(("FAL_", "I2VKIT_")) or name in (
+        "AUTO_DOWNLOAD_DIR",
+        "UPLOAD_CACHE_ENABLED",
+    )
+
+
+# JupyterLab user settings for a quiet, deterministic UI: every cell stays in the DOM
+# (no windowing), and no news/update toasts cover the screenshots.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+
+# ---------------------------------------------------------------- the browser
+
+
+def find_chromium() -> str | None:
+    explicit = os.environ.get("I2VKIT_CHROMIUM")
+    if explicit:
+        if not Path(explicit).is_file():
+            pytest.fail(f"I2VKIT_CHROMIUM={explicit} is not a file.", pytrace=False)
+        return explicit
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium from apt, driven by Playwright; closed even when the test fails."""
+    executable = find_chromium()
+    if executable is None:
+        pytest.fail(
+            "Chromium is not installed, so the end-to-end notebook test cannot run. "
+            f"Install it with `bash {SETUP_SCRIPT}` (apt-get install chromium; run as root or "
+            "with sudo), or point I2VKIT_CHROMIUM at a Chromium binary.",
+            pytrace=False,
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(
+            "The Playwright Python package is missing: `pip install -e '.[dev]'` "
+            f"(then `bash {SETUP_SCRIPT}` for the browser).",
+            pytrace=False,
+        )
+    with sync_playwright() as pw:
+        try:
+            chromium = pw.chromium.launch(
+                executable_path=executable,
+                headless=True,
+                args=["--disable-dev-shm-usage", "--no-first-run", "--mute-audio"],
+            )
+        except Exception as exc:  # a broken install: say how to fix it
+            pytest.fail(
+                f"Chromium at {executable} did not start ({exc}). Re-run `bash {SETUP_SCRIPT}`.",
+                pytrace=False,
+            )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+# ---------------------------------------------------------------- JupyterLab
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fresh_notebook(path: Path) -> None:
+    """Strip outputs and execution counts, so every prompt must come from this run."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+    path.write_text(json.dumps(nb, indent=1) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    folder = Path(os.environ.get("I2VKIT_TEST_ARTIFACTS") or REPO / "test-artifacts") / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, artifacts):
+    """JupyterLab on 127.0.0.1 (random port, random token) over a temp copy of the notebooks."""
+    source = Path(os.environ.get("I2VKIT_BROWSER_NOTEBOOK") or REPO / NOTEBOOK)
+    if not source.is_file():
+        pytest.fail(f"{source} does not exist: nothing to test in the browser.", pytrace=False)
+
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "i2vkit"  # reads like a checkout in the screenshots
+    shutil.copytree(
+        REPO / "notebooks",
+        root / "notebooks",
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "downloads", "*.py"),
+    )
+    shutil.copytree(REPO / "data", root / "data", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(source, root / NOTEBOOK)
+    fresh_notebook(root / NOTEBOOK)
+
+    settings_dir = base / "lab-settings"
+    for name, values in LAB_SETTINGS.items():
+        target = settings_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values), encoding="utf-8")
+
+    (root / ".env").write_text("# shadows any .env above the temp root\n", encoding="utf-8")
+
+    env = {k: v for k, v in os.environ.items() if not foreign_setting(k)}
+    env.update(
+        # Demo mode (no key), with a temp ledger. AUTO_DOWNLOAD_DIR stays unset, so the form
+        # shows its own default, `../downloads`: under the Jupyter root, where the gallery links
+        # the videos by relative URL instead of embedding them.
+        I2VKIT_DB=str(base / "ledger.db"),
+        I2VKIT_JUPYTER_ROOT=str(root),
+        # This checkout's package, even if another copy is installed.
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p),
+        # Nothing from the user's Jupyter/IPython state; nothing written to it.
+        JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
+        JUPYTER_RUNTIME_DIR=str(base / "jupyter-runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
+        JUPYTERLAB_WORKSPACES_DIR=str(base / "lab-workspaces"),
+        IPYTHONDIR=str(base / "ipython"),
+        PYDEVD_DISABLE_FILE_VALIDATION="1",
+    )
+    token = secrets.token_hex(16)
+    port = free_port()
+    log_path = artifacts / "jupyterlab.log"
+    log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in the finalizer
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []),
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the kernels go down with it
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_server(proc, url, token, log_path)
+        yield {"url": url, "token": token, "root": root, "log": log_path}
+    finally:
+        stop_process_group(proc)
+        log.close()
+
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 is local
+
+
+def wait_for_server(proc: subprocess.Popen, url: str, token: str, log_path: Path) -> None:
+    """Poll /api/status (which needs the token) until it answers, the server dies, or time is up."""
+    deadline = time.monotonic() + SERVER_START_S
+    request = urllib.request.Request(
+        f"{url}/api/status", headers={"Authorization": f"token {token}"}
+    )
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            with NO_PROXY.open(request, timeout=5) as answer:
+                if answer.status == 200:
+                    json.load(answer)
+                    return
+                last = f"HTTP {answer.status}"
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
+            last = repr(exc)
+        # Wait a little between polls, returning at once if the server exits.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.25)
+        if proc.returncode is not None:
+            break
+    tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+    state = f"exited with {proc.returncode}" if proc.returncode is not None else "still starting"
+    pytest.fail(
+        f"JupyterLab at {url} did not answer /api/status within {SERVER_START_S}s "
+        f"({state}; last: {last}). Log tail:\n{tail}",
+        pytrace=False,
+    )
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM (Jupyter shuts its kernels down), then SIGKILL whatever is left of the group."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=20)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- page helpers
+
+
+def js(template: str, **parts: str) -> str:
+    """Compose page functions: each ``$NAME`` in ``template`` becomes ``(parts[NAME])``."""
+    for name, code in parts.items():
+        template = template.replace(f"${name}", f"({code})")
+    return template
+
+
+# Code-cell prompts: "[3]:" once run, "[*]:" while queued/running, "[ ]:" never run.
+JS_PROMPTS = """() => Array.from(document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt'))
+    .map(e => e.textContent.trim())"""
+
+JS_ERRORS = """() => {
+  const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  if (!panel) return [];
+  const found = [];
+  panel.querySelectorAll('.jp-Cell').forEach((cell, index) => {
+    cell.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]').forEach(out => {
+      const text = out.innerText || '';
+      if (/Traceback|^\\s*\\w*(Error|Exception)\\b|\\bError: /m.test(text))
+        found.push(`cell ${index + 1}: ${text.trim().slice(0, 1500)}`);
+    });
+    cell.querySelectorAll('.jp-OutputArea-output').forEach(out => {
+      const text = out.innerText || '';
+      if (/Error displaying widget|Error rendering output|Javascript Error/.test(text))
+        found.push(`cell ${index + 1}: ${text.trim().slice(0, 500)}`);
+    });
+  });
+  return found;
+}"""
+
+JS_RUN_FINISHED = js(
+    """() => {
+  const prompts = $PROMPTS();
+  if (prompts.length === 0 || prompts.some(p => p.includes('*'))) return false;
+  if (prompts.every(p => /\\[\\d+\\]/.test(p))) return true;
+  return $ERRORS().length > 0;  // Run All stops at an error: the later cells stay "[ ]:"
+}""",
+    PROMPTS=JS_PROMPTS,
+    ERRORS=JS_ERRORS,
+)
+
+JS_PROGRESS = """() => Array.from(document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .widget-hprogress, '
+    + '.jp-NotebookPanel:not(.lm-mod-hidden) .widget-vprogress')).map(w => {
+  const bar = w.querySelector('.progress-bar');
+  const label = w.querySelector('.widget-label');
+  return {
+    label: label ? label.innerText.trim() : '',
+    width: bar ? bar.style.width : null,
+    height: bar ? bar.style.height : null,
+    visible: w.offsetParent !== null,
+  };
+})"""
+
+# The notebook's bars (uploads, submitted, running, downloaded, failed): the pipeline's bars
+# end full; "running" ends empty and "failed" stays empty in a clean demo run.
+EMPTY_AT_END = ("running", "failed")
+
+JS_PROGRESS_FULL = js(
+    """() => {
+  const bars = $PROGRESS();
+  const empty = $EMPTY;
+  const end = b => empty.includes(b.label.toLowerCase()) ? '0%' : '100%';
+  return bars.some(b => !empty.includes(b.label.toLowerCase()))
+    && bars.every(b => b.width === end(b) || b.height === end(b));
+}""",
+    PROGRESS=JS_PROGRESS,
+    EMPTY=json.dumps(EMPTY_AT_END),
+)
+
+
+JS_VIDEOS = """() => Array.from(document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea video')).map(v => ({
+  src: v.currentSrc || v.getAttribute('src')
+       || (v.querySelector('source') && v.querySelector('source').getAttribute('src')),
+  readyState: v.readyState,
+  duration: v.duration,
+  width: v.videoWidth,
+  error: v.error ? v.error.code : null,
+  visible: v.offsetParent !== null,
+}))"""
+
+# Settled: there are videos, and each has either loaded its metadata or failed.
+JS_VIDEOS_SETTLED = js(
+    """() => {
+  const videos = $VIDEOS();
+  const loaded = v => v.readyState >= 1 && isFinite(v.duration) && v.duration > 0;
+  return videos.length > 0 && videos.every(v => loaded(v) || v.error !== null);
+}""",
+    VIDEOS=JS_VIDEOS,
+)
+
+
+JS_FRAMES_SHOWN = """() => {
+  const videos = Array.from(document.querySelectorAll(
+      '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea video'));
+  if (!videos.every(v => v.readyState >= 2 || v.error)) { window.__i2vFramesAt = 0; return false; }
+  window.__i2vFramesAt = window.__i2vFramesAt || performance.now();
+  return performance.now() - window.__i2vFramesAt > 1500;
+}"""
+
+
+def dump_state(page, artifacts: Path, name: str) -> None:
+    """A screenshot and the notebook's DOM, for whoever reads a failure."""
+    with contextlib.suppress(Exception):
+        page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+    with contextlib.suppress(Exception):
+        (artifacts / f"{name}.html").write_text(page.content(), encoding="utf-8")
+
+
+def save_screenshot(locator, name: str, artifacts: Path) -> None:
+    """The whole element: the viewport grows to fit it (JupyterLab scrolls inside itself)."""
+    page = locator.page
+    height = locator.evaluate("e => e.getBoundingClientRect().height")
+    tall = {
+        "width": VIEWPORT["width"],
+        "height": min(4000, max(VIEWPORT["height"], int(height) + 300)),
+    }
+    page.set_viewport_size(tall)
+    try:
+        locator.scroll_into_view_if_needed()
+        locator.screenshot(path=str(artifacts / name), animations="disabled")
+    finally:
+        page.set_viewport_size(VIEWPORT)
+    if os.environ.get("I2VKIT_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(artifacts / name, SCREENSHOTS / name)
+
+
+def wait_or_fail(page, script: str, timeout_ms: int, message, artifacts: Path, name: str):
+    """Wait for ``script`` to return true; on timeout, save the page and fail with ``message()``."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(script, timeout=timeout_ms, polling=250)
+        return
+    except PlaywrightTimeout:
+        pass
+    dump_state(page, artifacts, name)
+    pytest.fail(
+        f"{message()} [after {timeout_ms / 1000:g}s; screenshot: {artifacts / (name + '.png')}]",
+        pytrace=False,
+    )
+
+
+MEDIA_ERRORS = {1: "aborted", 2: "network error", 3: "decode error", 4: "not found or not playable"}
+
+
+def describe_videos(videos: list[dict]) -> str:
+    if not videos:
+        return "no <video> element in any output"
+    lines = []
+    for v in videos:
+        src = (v["src"] or "(no src)").split("?")[0]
+        src = src[:60] + "..." if src.startswith("data:") else src
+        state = (
+            f"error {v['error']} ({MEDIA_ERRORS.get(v['error'], '?')})"
+            if v["error"] is not None
+            else f"readyState {v['readyState']}, duration {v['duration']}"
+        )
+        lines.append(f"  {src}: {state}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the test
+
+
+def test_generate_notebook_in_jupyterlab(browser, lab, artifacts):
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    page = context.new_page()
+    console_errors: list[str] = []
+    page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+    page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+    try:
+        run_notebook_and_check(page, lab, artifacts, console_errors)
+    finally:
+        (artifacts / "browser-console.log").write_text("\n".join(console_errors), encoding="utf-8")
+        context.close()
+
+
+def run_notebook_and_check(page, lab, artifacts: Path, console_errors: list[str]) -> None:
+    page.set_default_timeout(LAB_LOAD_MS)
+    page.goto(f"{lab['url']}/lab/tree/{NOTEBOOK}?token={lab['token']}")
+
+    # The notebook is open and its kernel is idle.
+    wait_or_fail(
+        page,
+        """() => {
+          const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+          if (!panel || !panel.querySelector('.jp-CodeCell')) return false;
+          // The indicator says "idle" before any kernel exists ("No Kernel"): wait for the
+          // kernel's name and then its first idle (initializing > connecting > idle).
+          const state = panel.querySelector('.jp-Notebook-ExecutionIndicator');
+          const name = panel.querySelector('.jp-Toolbar-kernelName');
+          const kernel = name ? name.textContent.trim() : '';
+          return !!(state && state.getAttribute('data-status') === 'idle'
+                    && kernel && !/No Kernel/i.test(kernel));
+        }""",
+        LAB_LOAD_MS,
+        lambda: (
+            "JupyterLab did not open the notebook with an idle kernel "
+            f"(server log: {lab['log']}; browser errors: {console_errors[-5:]})"
+        ),
+        artifacts,
+        "failure-open",
+    )
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count():
+        dump_state(page, artifacts, "failure-dialog")
+        pytest.fail(
+            f"JupyterLab shows a dialog on open: {dialog.first.inner_text()!r}", pytrace=False
+        )
+
+    # Run > Run All Cells, as a user would.
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+
+    wait_or_fail(
+        page,
+        JS_RUN_FINISHED,
+        RUN_ALL_MS,
+        lambda: (
+            f"Run All Cells did not finish in {RUN_ALL_MS // 1000}s; prompts: "
+            f"{page.evaluate(JS_PROMPTS)}"
+        ),
+        artifacts,
+        "failure-run",
+    )
+
+    # No cell shows an error.
+    errors = page.evaluate(JS_ERRORS)
+    prompts = page.evaluate(JS_PROMPTS)
+    if errors or not all(re.search(r"\[\d+\]", p) for p in prompts):
+        dump_state(page, artifacts, "failure-errors")
+        detail = "\n---\n".join(errors) or "(no error output, but some cells did not run)"
+        pytest.fail(
+            f"The notebook shows errors after Run All Cells (prompts {prompts}):\n{detail}",
+            pytrace=False,
+        )
+
+    # The form: widgets render, and the model dropdown lists the models (with prices).
+    form = page.locator(".jp-Cell-outputArea", has=page.locator(".widget-dropdown select")).first
+    if not form.count():
+        dump_state(page, artifacts, "failure-form")
+        pytest.fail("The form did not render: no dropdown widget in any output.", pytrace=False)
+    selects = page.evaluate(
+        """() => Array.from(document.querySelectorAll(
+              '.jp-NotebookPanel:not(.lm-mod-hidden) .widget-dropdown select'))
+            .map(s => Array.from(s.options).map(o => o.textContent.trim()))"""
+    )
+    names = [m.name for m in list_models()]
+    model_menus = [
+        opts
+        for opts in selects
+        if all(
+            any(re.search(rf"(^|[^\w-]){re.escape(n)}([^\w-]|$)", o, re.I) for o in opts)
+            for n in names
+        )
+    ]
+    assert model_menus, (
+        f"No dropdown lists every registered model {names}; the dropdowns show: {selects}"
+    )
+    assert any("$" in option for option in model_menus[0]), (
+        f"The model dropdown shows no prices: {model_menus[0]}"
+    )
+    save_screenshot(form, "form.png", artifacts)
+
+    # The progress bars reach their end.
+    wait_or_fail(
+        page,
+        JS_PROGRESS_FULL,
+        SETTLE_MS,
+        lambda: f"The progress bars did not all reach their end: {page.evaluate(JS_PROGRESS)}",
+        artifacts,
+        "failure-progress",
+    )
+
+    # The gallery: videos that the browser actually loads.
+    wait_or_fail(
+        page,
+        JS_VIDEOS_SETTLED,
+        SETTLE_MS,
+        lambda: (
+            "The gallery shows no video that loads:\n" + describe_videos(page.evaluate(JS_VIDEOS))
+        ),
+        artifacts,
+        "failure-gallery",
+    )
+    videos = page.evaluate(JS_VIDEOS)
+    loaded = [v for v in videos if v["error"] is None and v["readyState"] >= 1]
+    broken = [v for v in videos if v["error"] is not None]
+    if not loaded or broken:
+        dump_state(page, artifacts, "failure-gallery")
+        pytest.fail(
+            f"{len(broken)} of {len(videos)} gallery videos do not load in the browser:\n"
+            + describe_videos(videos),
+            pytrace=False,
+        )
+    embedded = [v["src"][:40] for v in videos if (v["src"] or "").startswith("data:")]
+    assert not embedded, (
+        f"The gallery embedded {len(embedded)} videos as data URIs instead of linking the "
+        "downloaded files by relative URL (are the downloads outside the Jupyter root?)"
+    )
+    assert any(v["visible"] for v in videos), f"No gallery video is visible: {videos}"
+    # Cosmetic, for the screenshot only (every check on the videos is done above): Chromium's
+    # player fades its loading spinner out about a second after the first frame, with no event
+    # to wait for, so wait until every player has shown its first frame for 1.5 s.
+    page.wait_for_function(JS_FRAMES_SHOWN, timeout=SETTLE_MS, polling=100)
+    gallery = page.locator(".jp-Cell-outputArea", has=page.locator("video")).last
+    save_screenshot(gallery, "gallery.png", artifacts)
+    page.screenshot(path=str(artifacts / "notebook.png"), full_page=True)
+
+    # Errors that appear late (e.g. a widget updated after its cell finished).
+    errors = page.evaluate(JS_ERRORS)
+    assert not errors, "The notebook shows errors:\n" + "\n---\n".join(errors)
