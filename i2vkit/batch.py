@@ -697,7 +697,10 @@ class BatchRunner:
         if jobs is None:
             jobs, upload_failures, uploads = await self.upload_and_record()
         self.progress.failed = sum(j["status"] == FAILED for j in jobs)
-        self.progress.downloaded = sum(j["status"] == DOWNLOADED for j in jobs)
+        self.progress.downloaded = sum(
+            j["status"] == DOWNLOADED and bool(j["local_file"]) and Path(j["local_file"]).exists()
+            for j in jobs
+        )
         self.emit("submitting")
         interrupted = False
         try:
@@ -835,23 +838,44 @@ def run_blocking(coro: Any) -> Any:
 
     A kernel's loop is already running, so asyncio.run() would refuse; instead of
     patching the loop (nest_asyncio, archived), the coroutine gets its own loop on a
-    worker thread while the caller waits.
+    worker thread while the caller waits. Interrupting the caller (Ctrl-C, the
+    kernel's stop button) cancels the batch there too, so it stops submitting and
+    leaves its in-flight jobs in the ledger for the next run.
     """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
     box: dict[str, Any] = {}
+    ready, done = threading.Event(), threading.Event()
+
+    async def main() -> Any:
+        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        ready.set()
+        return await coro
 
     def worker() -> None:
         try:
-            box["result"] = asyncio.run(coro)
+            box["result"] = asyncio.run(main())
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
+        finally:
+            ready.set()
+            done.set()
 
-    thread = threading.Thread(target=worker, name="i2vkit-batch")
-    thread.start()
-    thread.join()
+    # Wait on an Event, not Thread.join(): an interrupted join() marks a live thread as
+    # stopped on Python 3.11 (the bpo-45274 clean-up releases the thread's own lock).
+    threading.Thread(target=worker, name="i2vkit-batch", daemon=True).start()
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        ready.wait()
+        if "task" in box:
+            box["loop"].call_soon_threadsafe(box["task"].cancel)
+        while not done.is_set():  # let the batch wind down even if Ctrl-C is pressed again
+            with contextlib.suppress(KeyboardInterrupt):
+                done.wait()
+        raise
     if "error" in box:
         raise box["error"]
     return box["result"]

@@ -50,7 +50,7 @@ class Settings:
     @property
     def backend(self) -> str:
         """What jobs record as their backend: `fal`, `emulator` (demo), or the custom base URL."""
-        if self.emulated:
+        if self.emulated or self.demo:
             return EMULATOR
         return self.fal_url or REAL_FAL
 

@@ -14,7 +14,7 @@ def test_defaults_without_env(tmp_path):
     assert s.download_dir == Path("downloads")
     assert s.upload_cache_enabled is True
     assert s.fal_url is None
-    assert s.demo and s.backend == "fal"
+    assert s.demo and s.backend == "emulator" and s.url_scope == "fal"
 
 
 @pytest.mark.parametrize(
