@@ -48,6 +48,7 @@ from .store import (
     COMPLETED,
     DOWNLOADED,
     FAILED,
+    FINISHED,
     PENDING,
     QUEUED,
     RUNNING,
@@ -251,6 +252,16 @@ class BatchResult:
             lines.append(f"not uploaded {Path(path).name}: {reason}")
         for j in self.failed:
             lines.append(f"FAILED job {j.id} ({Path(j.image).name} / {j.prompt[:40]!r}): {j.error}")
+        unfinished = [j for j in self.jobs if j.status not in FINISHED and j.error]
+        for j in unfinished:
+            lines.append(
+                f"NOT DONE job {j.id} ({Path(j.image).name} / {j.prompt[:40]!r}): {j.error}"
+            )
+        if unfinished:
+            lines.append(
+                f"{len(unfinished)} job(s) are kept in the ledger; run the same command again "
+                "to finish them (nothing is paid twice)."
+            )
         if self.fatal:
             lines.append(f"STOPPED: {self.fatal}")
         return "\n".join(lines)
