@@ -452,11 +452,16 @@ class BatchRunner:
             if status == SUBMITTING and job["request_id"] is None:
                 if owner_alive(job["owner"]) and job["owner"] != self.owner:
                     return  # another live process is submitting it right now
-                status = PENDING  # we crashed inside the one-request submit window
-            if status in (QUEUED, RUNNING, SUBMITTING) and job["owner"] != self.owner:
+                # its process died inside the one-request submit window: back to pending,
+                # compare-and-set on the dead owner so only one resuming process does it
+                if not self.compare_and_set(job, status=PENDING, owner=None):
+                    return
+                status = PENDING
+            elif status in (QUEUED, RUNNING, SUBMITTING, COMPLETED) and job["owner"] != self.owner:
                 if owner_alive(job["owner"]):
-                    return  # another live process follows this request
-                self.store.update_job(job_id, owner=self.owner)
+                    return  # another live process follows (or downloads) this request
+                if not self.compare_and_set(job, owner=self.owner):
+                    return  # another resuming process took it over first
             if status == PENDING:
                 if self.stop.is_set() or self.fatal:
                     return
@@ -481,6 +486,16 @@ class BatchRunner:
         except Exception as exc:  # one job's surprise never stops the batch
             self.fail(job_id, f"unexpected error: {self.fal.clean(str(exc))}", "internal_error")
 
+    def compare_and_set(self, job: dict[str, Any], **fields: Any) -> bool:
+        """Update a job only if its status and owner are still what `job` says (another
+        process on the same ledger may have changed them since we read it)."""
+        cursor = self.store._write(
+            f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} "
+            "WHERE id = ? AND status = ? AND owner IS ?",
+            [*fields.values(), job["id"], job["status"], job["owner"]],
+        )
+        return cursor.rowcount == 1
+
     def fail(self, job_id: int, message: str, error_type: str | None) -> None:
         self.store.update_job(
             job_id, status=FAILED, error=message, error_type=error_type, completed_at=utcnow()
@@ -496,7 +511,9 @@ class BatchRunner:
 
     async def submit_one(self, job: dict[str, Any]) -> bool:
         job_id = job["id"]
-        if not self.store.claim(job_id, self.owner, [PENDING, SUBMITTING]):
+        # only from pending: a job read as pending that another process claimed meanwhile
+        # is 'submitting' now, and must not be claimed (and paid for) a second time
+        if not self.store.claim(job_id, self.owner, [PENDING]):
             return False
         image_url = self.image_urls.get(job["image_path"], job["image_url"])
         try:
