@@ -684,9 +684,16 @@ class BatchRunner:
                     # API gets the key (fal.http sends it with every request)
                     await download(self.fal.cdn_http, url, dest, budget=self.fal.budget)
                     break
-                except ExpiredURLError:
+                except ExpiredURLError as exc:
                     if attempt:
-                        raise
+                        self.fail(
+                            job_id,
+                            f"the video URL expired ({exc}) and fal's result, fetched again by "
+                            f"request id, names the same expired file; `i2vkit retry "
+                            f"{self.batch_id}` submits the job again (billed again).",
+                            "video_expired",
+                        )
+                        return
                     url = await self.refresh_video_url(job)
                     if url is None:
                         return
@@ -711,7 +718,8 @@ class BatchRunner:
         except (FalError, DownloadError) as exc:
             self.fail(
                 job["id"],
-                f"the video URL expired and fal no longer has the result ({exc})",
+                f"the video URL expired and fal no longer has the result ({exc}); "
+                f"`i2vkit retry {self.batch_id}` submits the job again (billed again).",
                 "video_expired",
             )
             return None
