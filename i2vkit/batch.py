@@ -358,6 +358,8 @@ class BatchRunner:
         self.fatal: FalError | None = None
         self.batch_id = batch_id_for(plan, settings.backend)
         self.image_urls: dict[str, str] = {}  # this run's valid URL for each image path
+        self.reuploads: dict[str, asyncio.Future[str | None]] = {}  # image path -> fresh URL
+        self.image_retried: set[int] = set()  # jobs resubmitted once for an expired image URL
         self.model = plan.model
 
     def emit(self, message: str = "") -> None:
@@ -650,6 +652,14 @@ class BatchRunner:
                 message = detail
             if error_type:
                 message += f" [{error_type}]"
+            if (
+                error_type == "file_download_error"
+                and f"{self.model.image_field}:" in (detail or "")
+                and job_id not in self.image_retried
+            ):
+                self.image_retried.add(job_id)
+                if await self.resubmit_with_fresh_image(job, message):
+                    return
             self.fail(job_id, message, error_type)
             return
         try:
@@ -668,6 +678,43 @@ class BatchRunner:
         )
         self.progress.done += 1
         self.emit()
+
+    async def resubmit_with_fresh_image(self, job: dict[str, Any], message: str) -> bool:
+        """fal could not fetch the image URL we gave it (a cached upload that expired early):
+        forget that URL, upload the image again (once per image) and submit the job once more.
+        False when the image cannot be uploaded again (the caller fails the job)."""
+        path = job["image_path"]
+        pending = self.reuploads.get(path)
+        if pending is None:
+            pending = self.reuploads[path] = asyncio.ensure_future(
+                self.reupload(path, job["image_url"])
+            )
+        url = await asyncio.shield(pending)
+        if url is None:
+            return False
+        self.store.update_job(
+            job["id"],
+            status=PENDING,
+            request_id=None,
+            owner=None,
+            image_url=url,
+            error=f"resubmitted with the image uploaded again after: {message}",
+        )
+        if await self.submit(self.store.job(job["id"])):
+            await self.follow(job["id"])
+        return True
+
+    async def reupload(self, path: str, stale_url: str | None) -> str | None:
+        if stale_url:  # every cache row with that URL is expired from now on
+            self.store._write(
+                "UPDATE upload_cache SET expires_at = ? WHERE fal_url = ?", [utcnow(), stale_url]
+            )
+        uploader = Uploader(self.store, self.fal, cache_enabled=self.settings.upload_cache_enabled)
+        report = await uploader.upload_all([path])
+        url = report.urls.get(path)
+        if url is not None:
+            self.image_urls[path] = url
+        return url
 
     async def fetch_video(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
