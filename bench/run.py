@@ -1,6 +1,6 @@
 """i2vkit benchmarks, side by side with the scripts a user would otherwise write.
 
-    python bench/run.py            # the full run (about 6 minutes on 2 cores)
+    python bench/run.py            # the full run (6-8 minutes on 2 cores)
     python bench/run.py --quick    # CI: smaller sizes, under 3 minutes
 
 Prints a table, writes JSON to bench/results/latest.json, and reports every target
