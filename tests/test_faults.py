@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ from clitools import (
     wait_until,
     write_prompts,
 )
-from helpers import TEST_KEY
+from helpers import TEST_KEY, make_images
 from PIL import Image
 
 from i2vkit.emulator import Emulator
@@ -126,7 +128,7 @@ def test_kill_9_at_random_moments_then_resume(tmp_path, emu):
         )
         try:
             wait_until(
-                lambda reached=reached: reached(emu.stats()) or proc.poll() is not None,
+                lambda reached=reached, proc=proc: reached(emu.stats()) or proc.poll() is not None,
                 120,
                 f"trial {trial}: the {phase} phase",
                 step=0.002,
@@ -167,5 +169,328 @@ def test_kill_9_at_random_moments_then_resume(tmp_path, emu):
         f"{sum(r[3] for r in report)}; duplicate (paid twice) submits: {duplicates}"
     )
     landed_in = {r[2] for r in report}
-    if TRIALS >= len(KILL_PHASES):
+    if len(KILL_PHASES) <= TRIALS:
         assert set(KILL_PHASES) <= landed_in, f"kills landed only in {sorted(landed_in)}"
+
+
+# ----------------------------------------------------------------------------- 429 storm
+
+
+STORM_RPS = float(os.environ.get("I2VKIT_STORM_RPS", "20"))
+
+
+def test_429_storm_200_jobs_complete_with_bounded_429s(tmp_path, emu):
+    """The emulator allows only STORM_RPS requests a second over everything (queue, CDN
+    uploads and downloads), less than half the client's own budget of 50/s. The 200-job batch
+    completes, and the 429s it provokes stay under one per ten successful requests: every
+    request (downloads included) waits for a token from one shared budget that halves its rate
+    and pauses for Retry-After on each 429, so 429s come only from the occasional probe above
+    the limit, never from retry storms (a client that retries each request on its own would
+    get several 429s per success at this overload)."""
+    make_images(tmp_path / "pics", 10)
+    prompts = write_prompts(tmp_path / "prompts.txt", 20)
+    emu.configure(rate_limit=STORM_RPS, job_seconds=0)
+    env = cli_env(tmp_path, emu.url)
+    out = run_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path, timeout=280)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert_one_playable_video_per_job(tmp_path / "ledger.db", tmp_path / "videos", 200)
+    stats = emu.stats()
+    throttled = stats["rate_limited"]
+    ok = stats["responses"].get("200", 0)
+    print(
+        f"\n429 storm at {STORM_RPS:g} req/s: {throttled} 429s for {ok} successful requests "
+        f"({stats['requests']} in all, {stats['submits']['total']} submits)"
+    )
+    assert stats["submits"]["total"] == 200
+    assert throttled > 0, "the storm never happened: the limit is too generous to test anything"
+    assert throttled <= ok / 10, f"{throttled} 429s for {ok} successful requests"
+
+
+# ----------------------------------------------------------------------------- 5xx, drops
+
+
+def start_cli(args: list[str], env: dict[str, str], cwd: Path, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        args,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_5xx_bursts_complete_without_duplicate_submits(tmp_path, emu):
+    """Three separate bursts of gateway errors (503 at the start, 502 while submitting, 500
+    while downloading), each shorter than the client's retries, hit whatever requests are in
+    flight: they are retried, the batch completes and no job is paid twice (an ingress error
+    means fal never got the request)."""
+    make_images(tmp_path / "pics", 4)
+    prompts = write_prompts(tmp_path / "prompts.txt", 5)
+    burst = 5
+    emu.configure(job_seconds=(0.2, 0.5), fail_next=3, fail_status=503, seed=5)
+    env = cli_env(tmp_path, emu.url)
+    proc = start_cli(bulk_args(prompts, tmp_path / "pics", "--concurrency", "8"), env, tmp_path)
+
+    def injected(n):
+        return lambda: emu.stats()["injected_failures"] >= n or proc.poll() is not None
+
+    wait_until(lambda: emu.stats()["submits"]["total"] >= 5 or proc.poll() is not None, 60, "5")
+    emu.configure(fail_next=burst, fail_status=502)
+    wait_until(injected(3 + burst), 60, "the 502 burst to pass")
+    wait_until(lambda: emu.stats()["downloads"] >= 5 or proc.poll() is not None, 60, "downloads")
+    emu.configure(fail_next=burst, fail_status=500)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stdout + stderr
+    assert_one_playable_video_per_job(tmp_path / "ledger.db", tmp_path / "videos", 20)
+    stats = emu.stats()
+    assert stats["submits"]["total"] == 20
+    assert stats["injected_failures"] >= 3 + burst  # the last burst may outlive the batch
+    print(f"\n5xx bursts: {stats['injected_failures']} injected errors, 20 jobs, 20 submits")
+
+
+def test_connections_dropped_mid_download_resume_with_range(tmp_path, emu):
+    """Video downloads cut off half-way: each resumes from its .part with a Range request
+    (the bytes served stay under a full restart's), every video is complete and playable."""
+    size = 3_000_000  # several 1 MiB chunks reach the .part before a cut
+    make_images(tmp_path / "pics", 3)
+    prompts = write_prompts(tmp_path / "prompts.txt", 3)
+    emu.configure(job_seconds=0, video_size=size, drop_downloads=5)
+    env = cli_env(tmp_path, emu.url)
+    out = run_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert_one_playable_video_per_job(tmp_path / "ledger.db", tmp_path / "videos", 9)
+    stats = emu.stats()
+    assert stats["downloads_dropped"] == 5
+    assert stats["downloads"] == 9
+    # complete responses only: resumed ones served the missing part, not the whole file again
+    assert stats["download_bytes"] < 9 * size
+    for f in videos(tmp_path / "videos"):
+        assert f.stat().st_size == size
+    assert stats["submits"]["total"] == 9
+
+
+# ----------------------------------------------------------------------------- expiry
+
+
+def completed_not_downloaded(db: Path, out: Path) -> None:
+    """The ledger as a crash between 'video URL recorded' and 'file on disk' leaves it."""
+    for f in videos(out):
+        f.unlink()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "UPDATE jobs SET status = 'completed', local_file = NULL, downloaded_at = NULL"
+        )
+    conn.close()
+
+
+def test_expired_video_url_is_refetched_by_request_id(tmp_path, emu):
+    """The recorded video URL answers 404 (expired); the engine asks fal for the result
+    again by request id and downloads from the URL it gets now. Nothing is resubmitted."""
+    make_images(tmp_path / "pics", 2)
+    prompts = write_prompts(tmp_path / "prompts.txt", 2)
+    env = cli_env(tmp_path, emu.url)
+    db, out = tmp_path / "ledger.db", tmp_path / "videos"
+    assert run_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path).returncode == 0
+    completed_not_downloaded(db, out)
+    conn = sqlite3.connect(db)
+    with conn:  # the CDN forgot these files: their URLs now answer 404
+        conn.execute("UPDATE jobs SET video_url = replace(video_url, '/files/', '/files/expired')")
+    conn.close()
+    before = emu.stats()
+    again = run_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_one_playable_video_per_job(db, out, 4)
+    after = emu.stats()
+    assert after["result_requests"]["total"] - before["result_requests"]["total"] == 4
+    assert after["submits"]["total"] == before["submits"]["total"] == 4
+    assert not ledger(db, "SELECT 1 FROM jobs WHERE video_url LIKE '%/files/expired%'")
+
+
+def test_video_gone_from_cdn_and_result_fails_clearly_then_retry(tmp_path, emu):
+    """The videos expired on the CDN (file_ttl, clock moved on) and fal's result, fetched
+    again by request id, names the same expired file: each job fails with a message saying
+    so and what to do; `i2vkit retry` then submits them again and gets the videos."""
+    make_images(tmp_path / "pics", 2)
+    prompts = write_prompts(tmp_path / "prompts.txt", 2)
+    env = cli_env(tmp_path, emu.url)
+    db, out = tmp_path / "ledger.db", tmp_path / "videos"
+    emu.configure(file_ttl=600)
+    assert run_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path).returncode == 0
+    completed_not_downloaded(db, out)
+    emu.advance_clock(601)  # files (images and videos) expire; results (1 h) do not
+    again = run_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path)
+    assert again.returncode == 1, again.stdout + again.stderr
+    rows = ledger(db, "SELECT status, error FROM jobs")
+    assert {r[0] for r in rows} == {"failed"}
+    for _, error in rows:
+        assert "expired" in error and "i2vkit retry" in error, error
+        assert "unexpected error" not in error
+    assert again.stdout.count("FAILED job") == 4
+    assert not videos(out) and not leftovers(out)
+    batch = ledger(db, "SELECT id FROM batches")[0][0]
+    retried = run_cli([*bulk_args(prompts, tmp_path / "pics")[:3], "retry", batch], env, tmp_path)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert_one_playable_video_per_job(db, out, 4)
+
+
+def test_expired_image_url_is_reuploaded_and_resubmitted_once(tmp_path, emu):
+    """Images uploaded (and cached) by an earlier batch expire on fal's CDN before this batch
+    submits them: fal answers file_download_error on image_url. The engine drops that cache
+    entry, uploads the image again (once per image) and resubmits each job once."""
+    make_images(tmp_path / "pics", 2)
+    env = cli_env(tmp_path, emu.url)
+    db = tmp_path / "ledger.db"
+    first = write_prompts(tmp_path / "first.txt", 1)
+    assert run_cli(bulk_args(first, tmp_path / "pics"), env, tmp_path).returncode == 0
+    assert emu.stats()["uploads"] == 2
+    emu.configure(file_ttl=600)
+    emu.advance_clock(601)  # the cached image URLs now answer 404 on the CDN
+    second = tmp_path / "second.txt"
+    second.write_text("another prompt\nand a third one\n")
+    out = run_cli(bulk_args(second, tmp_path / "pics"), env, tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert_one_playable_video_per_job(db, tmp_path / "videos", 6)
+    stats = emu.stats()
+    assert stats["uploads"] == 4  # each image uploaded again exactly once
+    assert stats["submits"]["total"] == 2 + 4 + 4  # 4 new jobs: refused once, resubmitted once
+    assert stats["jobs"]["failed"] == 4
+    fresh = {r[0] for r in ledger(db, "SELECT fal_url FROM upload_cache")}
+    used = {r[0] for r in ledger(db, "SELECT image_url FROM jobs WHERE prompt != 'prompt 1'")}
+    assert used <= fresh
+
+
+# ----------------------------------------------------------------------------- disk full
+
+
+FSIZE_LIMIT = 3_000_000
+
+
+def limit_file_size() -> None:
+    """In the CLI child: files may not grow past FSIZE_LIMIT (a full disk, as seen by write);
+    SIGXFSZ ignored so the write fails with EFBIG instead of killing the process."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FSIZE_LIMIT, FSIZE_LIMIT))
+
+
+def test_disk_full_while_downloading_then_rerun_completes(tmp_path, emu):
+    """Videos bigger than the space left: each download fails with a clear 'no space left'
+    message, no partial or corrupt file is left under a final name (or as .part), the jobs
+    are kept; a re-run with space downloads them all without submitting anything again."""
+    make_images(tmp_path / "pics", 2)
+    prompts = write_prompts(tmp_path / "prompts.txt", 2)
+    emu.configure(job_seconds=0, video_size=FSIZE_LIMIT + 1_000_000)
+    env = cli_env(tmp_path, emu.url)
+    db, out = tmp_path / "ledger.db", tmp_path / "videos"
+    full = run_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path, preexec_fn=limit_file_size)
+    assert full.returncode == 1, full.stdout + full.stderr
+    assert "no space left" in full.stdout, full.stdout
+    assert not videos(out) and not leftovers(out)
+    rows = ledger(db, "SELECT status, error, request_id FROM jobs")
+    assert len(rows) == 4 and {r[0] for r in rows} == {"completed"}
+    assert all("no space left" in r[1] and r[2] for r in rows)
+    again = run_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_one_playable_video_per_job(db, out, 4)
+    assert emu.stats()["submits"]["total"] == 4
+
+
+# ----------------------------------------------------------------------------- ledger
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))  # the fault itself: another program holds the ledger
+conn.execute("COMMIT")
+print("released", flush=True)
+"""
+
+
+def test_ledger_locked_by_another_process_for_a_while(tmp_path, emu):
+    """Another program holds an exclusive lock on the ledger for 3 s in the middle of the
+    batch: the engine waits (SQLite busy timeout) and finishes; nothing lost or doubled."""
+    make_images(tmp_path / "pics", 3)
+    prompts = write_prompts(tmp_path / "prompts.txt", 4)
+    emu.configure(job_seconds=(0.3, 0.8), seed=3)
+    env = cli_env(tmp_path, emu.url)
+    db = tmp_path / "ledger.db"
+    proc = start_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path)
+    wait_until(lambda: emu.stats()["submits"]["total"] >= 3 or proc.poll() is not None, 60, "3")
+    assert proc.poll() is None, "the batch ended before the lock could be taken"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(db), "3"], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    held_while_running = proc.poll() is None
+    assert holder.stdout.readline().strip() == "released"
+    holder.wait(timeout=30)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert held_while_running
+    assert proc.returncode == 0, stdout + stderr
+    assert_one_playable_video_per_job(db, tmp_path / "videos", 12)
+    assert emu.stats()["submits"]["total"] == 12
+
+
+def test_two_cli_processes_on_the_same_batch_submit_each_job_once(tmp_path, emu):
+    """Two `i2vkit bulk` processes started together on the same batch: every job is
+    submitted exactly once (the ledger's compare-and-set), each pair gets one video."""
+    make_images(tmp_path / "pics", 4)
+    prompts = write_prompts(tmp_path / "prompts.txt", 6)
+    emu.configure(job_seconds=(0.2, 0.6), seed=9)
+    env = cli_env(tmp_path, emu.url)
+    args = bulk_args(prompts, tmp_path / "pics", "--concurrency", "24")
+    procs = [start_cli(args, env, tmp_path) for _ in range(2)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for p, (stdout, stderr) in zip(procs, outputs, strict=True):
+        assert p.returncode in (0, 1), stdout + stderr
+    # the last one to finish may have left jobs to the other: a third run settles the ledger
+    final = run_cli(args, env, tmp_path)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert_one_playable_video_per_job(tmp_path / "ledger.db", tmp_path / "videos", 24)
+    stats = emu.stats()
+    assert stats["submits"]["total"] == 24, f"{stats['submits']['total']} submits for 24 jobs"
+    by_request = ledger(tmp_path / "ledger.db", "SELECT COUNT(DISTINCT request_id) FROM jobs")
+    assert by_request[0][0] == 24
+
+
+# ----------------------------------------------------------------------------- bad results
+
+
+def test_unexpected_result_json_fails_that_job_and_the_batch_goes_on(tmp_path, emu):
+    """fal answers results without a video URL or with the wrong types: each of those jobs
+    fails with a message naming what was wrong, every other job gets its video."""
+    odd = [
+        {"seed": 1},  # no video at all
+        {"video": {"url": 12345}},  # wrong type
+        {"video": {"url": ""}},  # empty
+        {"video": None},
+        {"video": ["http://127.0.0.1:1/x.mp4"]},  # a list where an object belongs
+        {"videos": "nope"},
+        ["not", "an", "object"],
+        "just a string",
+        None,
+    ]
+    make_images(tmp_path / "pics", 3)
+    prompts = write_prompts(tmp_path / "prompts.txt", 4)
+    emu.configure(job_seconds=0, result_override=odd)
+    env = cli_env(tmp_path, emu.url)
+    out = run_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    rows = ledger(tmp_path / "ledger.db", "SELECT status, error FROM jobs")
+    failed = [r for r in rows if r[0] == "failed"]
+    done = [r for r in rows if r[0] == "downloaded"]
+    assert len(failed) == len(odd) and len(done) == 12 - len(odd), rows
+    for _, error in failed:
+        assert "no video URL" in error or "not a JSON object" in error, error
+        assert "unexpected error" not in error
+    assert out.stdout.count("FAILED job") == len(odd)
+    assert len(videos(tmp_path / "videos")) == 12 - len(odd)
+    assert not leftovers(tmp_path / "videos")
+    assert emu.stats()["submits"]["total"] == 12
