@@ -147,6 +147,7 @@ def plan_batch(config: BatchConfig, settings: Settings | None = None) -> Plan:
     config.pairing = normalize_pairing(config.pairing)
     pairs = pair(scan.images, prompts, config.pairing)
     output_dir = Path(config.output_dir or settings.download_dir).expanduser().absolute()
+    check_output_dir(output_dir)
     return Plan(
         config=config,
         model=model,
@@ -158,6 +159,27 @@ def plan_batch(config: BatchConfig, settings: Settings | None = None) -> Plan:
         output_dir=output_dir,
         cost_per_video=model.estimate_cost(options),
     )
+
+
+def check_output_dir(path: Path) -> None:
+    """Refuse, before anything is paid for, an output folder that cannot exist or be written:
+    otherwise every video of the batch is generated, billed and then lost at download time."""
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink() or existing.parent == existing:
+            break
+        existing = existing.parent
+    what = "is" if existing == path else f"cannot be created: {existing}"
+    if not existing.is_dir():
+        raise InputError(
+            f"Output folder {path} {what} is not a folder. Pass --output-dir (or set "
+            "AUTO_DOWNLOAD_DIR to) a folder you can write to."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(
+            f"Output folder {path} {what} is not writable (permission denied). Pass "
+            "--output-dir (or set AUTO_DOWNLOAD_DIR to) a folder you can write to."
+        )
 
 
 def batch_id_for(plan: Plan, backend: str) -> str:
