@@ -59,7 +59,7 @@ from .store import (
 from .upload import Uploader
 
 DEFAULT_CONCURRENCY = 16
-DEFAULT_MAX_RPS = 50.0
+DEFAULT_MAX_RPS = 300.0
 DOWNLOAD_CONCURRENCY = 4
 
 

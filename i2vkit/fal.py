@@ -14,6 +14,7 @@ fal_client only reads its hosts from module globals, so we set those.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import random
@@ -85,20 +86,21 @@ class RequestBudget:
     """A process-wide token bucket for fal requests that every 429 slows down.
 
     Polling 1,000 jobs must never be what gets an account rate-limited, so every
-    request to fal waits for a token; a 429 pauses everyone for Retry-After and
-    halves the rate, which then creeps back up while fal stays happy (AIMD).
+    request to fal waits for a token (small bursts, a steady rate). A 429 pauses
+    everyone for Retry-After and halves the rate, once per episode rather than once
+    per request that was already in flight; successes win the rate back gradually.
     """
 
-    def __init__(self, rate: float = 50.0, burst: float | None = None, min_rate: float = 0.5):
-        self.max_rate = rate
-        self.rate = rate
+    def __init__(self, rate: float = 300.0, burst: float | None = None, min_rate: float = 0.5):
+        self.max_rate = self.rate = rate
         self.min_rate = min_rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
+        self.capacity = burst if burst is not None else max(2.0, min(20.0, rate / 4))
         self.tokens = self.capacity
         self.updated = time.monotonic()
         self.paused_until = 0.0
         self.lock = asyncio.Lock()
         self.throttled = 0
+        self.sent: collections.deque[float] = collections.deque()  # send times, last second
 
     async def acquire(self) -> None:
         async with self.lock:
@@ -111,21 +113,28 @@ class RequestBudget:
                 self.updated = now
                 if self.tokens >= 1:
                     self.tokens -= 1
+                    self.sent.append(now)
+                    while self.sent and self.sent[0] < now - 1.0:
+                        self.sent.popleft()
                     return
                 await asyncio.sleep((1 - self.tokens) / self.rate)
 
     def throttle(self, retry_after: float | None) -> None:
-        """fal said 429: everyone waits, and the rate halves."""
+        """fal said 429: everyone waits for Retry-After, and the rate halves."""
         self.throttled += 1
-        self.rate = max(self.min_rate, self.rate / 2)
+        now = time.monotonic()
+        if now >= self.paused_until:
+            # halve what we were really sending, not a cap we never reached
+            recent = sum(1 for t in self.sent if t >= now - 1.0)
+            self.rate = max(self.min_rate, min(self.rate, max(recent, 1)) / 2)
         wait = retry_after if retry_after is not None else 1.0 / self.rate
-        self.paused_until = max(self.paused_until, time.monotonic() + wait)
+        self.paused_until = max(self.paused_until, now + wait)
         self.tokens = 0
 
     def relax(self) -> None:
-        """A success: creep back towards the configured rate."""
+        """A success: win the rate back, 1% (at least 0.25/s) per success."""
         if self.rate < self.max_rate:
-            self.rate = min(self.max_rate, self.rate + 0.05 * self.max_rate / max(self.rate, 1))
+            self.rate = min(self.max_rate, self.rate + max(0.01 * self.rate, 0.25))
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:

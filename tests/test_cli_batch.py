@@ -130,7 +130,12 @@ def test_dry_run_submits_nothing(tmp_path, emulator):
 
 def test_failures_rate_limits_and_drops(tmp_path, emulator):
     emulator.configure(
-        fail_rate=0.1, rate_limit=40, drop_downloads=0.3, seed=7, job_seconds=(0.05, 0.3)
+        fail_rate=0.1,
+        rate_limit=10,
+        rate_burst=2,
+        drop_downloads=0.3,
+        seed=7,
+        job_seconds=(0.05, 0.3),
     )
     make_images(tmp_path / "pics", 5)
     env = cli_env(tmp_path, emulator)
