@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,17 +144,38 @@ def migrate(db: sqlite_utils.Database) -> int:
     db.execute(
         "CREATE TABLE IF NOT EXISTS _i2vkit_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
     )
-    done = {row[0] for row in db.execute("SELECT version FROM _i2vkit_migrations").fetchall()}
-    for version, step in enumerate(MIGRATIONS, start=1):
-        if version in done:
-            continue
-        with db.conn:
+    # one process migrates at a time (the others wait on the write lock, then see it done)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        done = {r[0] for r in db.execute("SELECT version FROM _i2vkit_migrations").fetchall()}
+        for version, step in enumerate(MIGRATIONS, start=1):
+            if version in done:
+                continue
             step(db)
             db.execute(
                 "INSERT INTO _i2vkit_migrations (version, applied_at) VALUES (?, ?)",
                 [version, utcnow()],
             )
+        db.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise
     return max(done | set(range(1, SCHEMA_VERSION + 1)))
+
+
+def enable_wal(db: sqlite_utils.Database, timeout: float) -> None:
+    """Switch to WAL, waiting while another process holds the file: SQLite answers a
+    journal-mode change with 'database is locked' at once, without its busy handler."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.enable_wal()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class Store:
@@ -171,7 +193,7 @@ class Store:
             )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db = sqlite_utils.Database(conn)
-            self.db.enable_wal()
+            enable_wal(self.db, BUSY_TIMEOUT_MS / 1000)
             self.version = migrate(self.db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
