@@ -33,6 +33,7 @@ from helpers import TEST_KEY, make_images
 from PIL import Image
 
 from i2vkit.emulator import Emulator
+from i2vkit.store import SCHEMA_VERSION
 
 pytestmark = pytest.mark.faults
 
@@ -436,6 +437,42 @@ def test_ledger_locked_by_another_process_for_a_while(tmp_path, emu):
     assert proc.returncode == 0, stdout + stderr
     assert_one_playable_video_per_job(db, tmp_path / "videos", 12)
     assert emu.stats()["submits"]["total"] == 12
+
+
+OPEN_LEDGER = """
+import os, sys, time
+from i2vkit.store import Store
+print("ready", flush=True)
+go = sys.argv[2]
+while not os.path.exists(go):  # a start line shared by every process
+    time.sleep(0.001)
+Store(sys.argv[1]).close()
+print("opened", flush=True)
+"""
+
+
+def test_processes_opening_a_new_ledger_at_the_same_moment(tmp_path):
+    """A notebook and a CLI (or two CLIs) creating the same new ledger at once: every
+    process opens it (WAL switch and migrations wait for each other), none fails 'locked'."""
+    for round_ in range(5):
+        db, go = tmp_path / f"ledger{round_}.db", tmp_path / f"go{round_}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_LEDGER, str(db), str(go)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready"
+        go.touch()
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=60)
+            assert p.returncode == 0 and "opened" in stdout, stderr
+        versions = ledger(db, "SELECT version FROM _i2vkit_migrations ORDER BY version")
+        assert [v[0] for v in versions] == list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_two_cli_processes_on_the_same_batch_submit_each_job_once(tmp_path, emu):
