@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import socket
 import sqlite3
 import subprocess
@@ -125,7 +124,9 @@ def test_fal_key_never_appears_in_output_logs_ledger_or_files(tmp_path, foreign_
         assert first.returncode == 1, first.stdout + first.stderr  # some jobs failed
         assert "DEBUG" in first.stderr  # the libraries really logged at DEBUG
         batch = ledger(tmp_path / "ledger.db", "SELECT id FROM batches")[0][0]
-        status = run_cli(debug_cli([sys.executable, "-m", "i2vkit", "status", batch]), env, tmp_path)
+        status = run_cli(
+            debug_cli([sys.executable, "-m", "i2vkit", "status", batch]), env, tmp_path
+        )
         emu.configure(fail_rate=0.0)
         retry = run_cli(debug_cli([sys.executable, "-m", "i2vkit", "retry", batch]), env, tmp_path)
         outputs += [status.stdout, status.stderr, retry.stdout, retry.stderr]
