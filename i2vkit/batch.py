@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings, load_settings
-from .download import ExpiredURLError, check_url, download, existing_video, video_filename
+from .download import ExpiredURLError, check_url, download, index_videos, video_filename
 from .errors import (
     DownloadError,
     FalAuthError,
@@ -380,6 +380,7 @@ class BatchRunner:
         self.fatal: FalError | None = None
         self.batch_id = batch_id_for(plan, settings.backend)
         self.image_urls: dict[str, str] = {}  # this run's valid URL for each image path
+        self.on_disk: dict[int, tuple[Path | None, Path | None]] | None = None
         self.reuploads: dict[str, asyncio.Future[str | None]] = {}  # image path -> fresh URL
         self.image_retried: set[int] = set()  # jobs resubmitted once for an expired image URL
         self.model = plan.model
@@ -742,7 +743,11 @@ class BatchRunner:
         job_id = job["id"]
         out = self.plan.output_dir
         out.mkdir(parents=True, exist_ok=True)
-        found, unfinished = existing_video(out, job_id, self.model.name)
+        if self.on_disk is None:  # list the folder once per run, not once per job
+            self.on_disk = index_videos(out, self.model.name)
+        found, unfinished = self.on_disk.pop(job_id, (None, None))
+        if found is not None and not found.exists():
+            found = None
         if found is None:
             dest = unfinished or out / video_filename(job_id, self.model.name)
             url = job["video_url"]

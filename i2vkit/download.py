@@ -40,16 +40,27 @@ def video_filename(job_id: int, model: str, when: datetime | None = None) -> str
     return f"{job_id}_{slug[:60]}_{stamp}.mp4"
 
 
-def existing_video(output_dir: Path, job_id: int, model: str) -> tuple[Path | None, Path | None]:
-    """This job's finished file from an earlier run, or the name its interrupted download
-    was heading for (so it resumes there instead of leaving an orphaned `.part`)."""
+def index_videos(output_dir: Path, model: str) -> dict[int, tuple[Path | None, Path | None]]:
+    """One listing of the output folder: per job id, its finished file from an earlier run
+    (whatever its timestamp), or the name its interrupted download was heading for (so it
+    resumes there instead of leaving an orphaned `.part`)."""
     slug = SAFE.sub("-", model).strip("-.") or "model"
-    pattern = f"{job_id}_{slug[:60]}_*.mp4"
-    for path in output_dir.glob(pattern):
-        return path, None
-    for part in output_dir.glob(f".{pattern}.part"):
-        return None, part.with_name(part.name[1 : -len(".part")])
-    return None, None
+    name = re.compile(rf"^(\.?)(\d+)_{re.escape(slug[:60])}_\d{{8}}T\d{{6}}Z\.mp4(\.part)?$")
+    index: dict[int, tuple[Path | None, Path | None]] = {}
+    if not output_dir.is_dir():
+        return index
+    for entry in os.scandir(output_dir):
+        match = name.match(entry.name)
+        if not match or bool(match.group(1)) != bool(match.group(3)):
+            continue
+        job_id = int(match.group(2))
+        found, unfinished = index.get(job_id, (None, None))
+        if match.group(3):
+            unfinished = unfinished or Path(entry.path).with_name(entry.name[1 : -len(".part")])
+        else:
+            found = found or Path(entry.path)
+        index[job_id] = (found, None if found else unfinished)
+    return index
 
 
 def part_path(dest: Path) -> Path:
@@ -119,10 +130,10 @@ async def download(
                         f"the video is {total} bytes, over the {max_bytes} byte cap; not downloaded."
                     )
                 size = offset
-                with open(part, "r+b" if offset else "wb") as f:
+                with open(part, "r+b" if offset else "wb", buffering=CHUNK) as f:
                     f.seek(offset)
                     f.truncate()
-                    async for chunk in response.aiter_raw(CHUNK):
+                    async for chunk in response.aiter_raw():
                         size += len(chunk)
                         if size > max_bytes:
                             raise DownloadError(
@@ -130,7 +141,8 @@ async def download(
                             )
                         f.write(chunk)
                     f.flush()
-                    os.fsync(f.fileno())
+                    # durable before the rename, without stalling the whole batch on the disk
+                    await asyncio.to_thread(os.fsync, f.fileno())
                 if total is not None and size != total:
                     last_error = f"got {size} of {total} bytes"
                     continue

@@ -194,6 +194,9 @@ class Store:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db = sqlite_utils.Database(conn)
             enable_wal(self.db, BUSY_TIMEOUT_MS / 1000)
+            # WAL + NORMAL: a commit survives a crash or kill -9 of this process (what resume
+            # relies on); only an OS crash or power cut can lose the last few commits.
+            conn.execute("PRAGMA synchronous = NORMAL")
             self.version = migrate(self.db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from i2vkit.download import download, existing_video, part_path, video_filename
+from i2vkit.download import download, index_videos, part_path, video_filename
 from i2vkit.errors import DownloadError
 
 
@@ -80,12 +80,16 @@ def test_size_cap_and_schemes(emulator, tmp_path):
             fetch(bad, tmp_path / "evil.mp4")
 
 
-def test_existing_video_finds_finished_and_unfinished(tmp_path):
-    assert existing_video(tmp_path, 3, "wan") == (None, None)
-    part = tmp_path / ".3_wan_20261125T000000Z.mp4.part"
-    part.write_bytes(b"half")
-    assert existing_video(tmp_path, 3, "wan") == (None, tmp_path / "3_wan_20261125T000000Z.mp4")
+def test_index_finds_finished_and_unfinished(tmp_path):
+    assert index_videos(tmp_path / "missing", "wan") == {}
+    (tmp_path / ".3_wan_20261125T000000Z.mp4.part").write_bytes(b"half")
+    (tmp_path / "4_kling_20261125T000000Z.mp4").write_bytes(b"other model")
+    (tmp_path / "notes.txt").write_text("not a video")
+    assert index_videos(tmp_path, "wan") == {3: (None, tmp_path / "3_wan_20261125T000000Z.mp4")}
     done = tmp_path / "3_wan_20261125T000001Z.mp4"
     done.write_bytes(b"whole")
-    assert existing_video(tmp_path, 3, "wan") == (done, None)
-    assert existing_video(tmp_path, 33, "wan") == (None, None)
+    (tmp_path / "33_wan_20261125T000000Z.mp4").write_bytes(b"another job")
+    index = index_videos(tmp_path, "wan")
+    assert index[3] == (done, None)
+    assert index[33] == (tmp_path / "33_wan_20261125T000000Z.mp4", None)
+    assert 4 not in index
