@@ -35,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from i2vkit.batch import DEFAULT_MAX_RPS  # noqa: E402
+
 KEY = "bench:i2vkit-bench-secret"
 ENDPOINT = "fal-ai/wan-i2v"  # what the "wan" model submits to
 RESULTS = HERE / "results" / "latest.json"
@@ -438,13 +440,13 @@ def bench_throughput(cfg: dict, work: Path) -> dict:
             ("a", "(a) sequential fal_client.subscribe", {"jobs": jobs[: cfg["seq_jobs"]]}),
             ("b", "(b) asyncio.gather(subscribe_async)", {"jobs": jobs}),
         ]
-        for tag, rps in (("c", 50.0), ("c_fast", FAST_RPS)):
+        for tag, rps in (("c", DEFAULT_MAX_RPS), ("c_fast", FAST_RPS)):
             runs.append(
                 (
                     tag,
                     f"({tag.replace('_fast', '')}) i2vkit run_batch, concurrency "
                     f"{I2VKIT_CONCURRENCY}, max_rps {rps:g}"
-                    + (" (default)" if rps == 50.0 else ""),
+                    + (" (default)" if rps == DEFAULT_MAX_RPS else ""),
                     {
                         "images_dir": str(work / "images"),
                         "images": [str(p) for p in images],
