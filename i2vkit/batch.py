@@ -637,7 +637,11 @@ class BatchRunner:
         """fal no longer knows a request we sent (expired, or an emulator that restarted)."""
         if self.settings.backend != "fal":
             self.store.update_job(job["id"], status=PENDING, request_id=None, owner=None)
-            return await self.run_job(self.store.job(job["id"]))
+            # submit again in the slot this job already holds (run_job would wait for a
+            # second slot, and with every slot held by a lost job the batch hung forever)
+            if await self.submit(self.store.job(job["id"])):
+                await self.follow(job["id"])
+            return
         self.fail(
             job["id"],
             f"fal no longer knows request {job['request_id']} (it expired); "
