@@ -497,6 +497,47 @@ def test_two_cli_processes_on_the_same_batch_submit_each_job_once(tmp_path, emu)
     assert by_request[0][0] == 24
 
 
+def test_restarted_fal_endpoint_forgets_requests_rerun_resubmits_without_hanging(tmp_path):
+    """The CLI dies with every concurrency slot holding a submitted job; the fal-compatible
+    endpoint (an `i2vkit emulator` on a fixed port) restarts and no longer knows those
+    requests (nor the images uploaded to it). The re-run learns that (404), resubmits each
+    such job once in the slot it already holds and finishes; it used to wait forever for a
+    second slot."""
+    make_images(tmp_path / "pics", 2)
+    prompts = write_prompts(tmp_path / "prompts.txt", 2)
+    db = tmp_path / "ledger.db"
+    first = Emulator(port=0, key=TEST_KEY, job_seconds=60).start()
+    port = first.port
+    env = cli_env(tmp_path, first.url)
+    args = bulk_args(prompts, tmp_path / "pics", "--concurrency", "2")
+    try:
+        proc = start_cli(args, env, tmp_path)
+
+        def submitted() -> int:
+            try:
+                return ledger(db, "SELECT COUNT(*) FROM jobs WHERE request_id IS NOT NULL")[0][0]
+            except sqlite3.OperationalError:  # the ledger is not created yet
+                return 0
+
+        wait_until(lambda: submitted() >= 2, 60, "two jobs submitted")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        first.stop()
+    with Emulator(port=port, key=TEST_KEY, job_seconds=0) as second:
+        again = run_cli(args, env, tmp_path, timeout=120)
+        stats = second.stats()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_one_playable_video_per_job(db, tmp_path / "videos", 4)
+    # 2 forgotten + 2 never submitted; the restarted endpoint lost the uploaded images as
+    # well, so each of the 4 is refused once (file_download_error), its image uploaded again
+    # (once per image) and resubmitted once
+    assert stats["uploads"] == 2
+    assert stats["jobs"]["failed"] == 4
+    assert stats["submits"]["total"] == 8
+    assert stats["responses"].get("404", 0) >= 2
+
+
 # ----------------------------------------------------------------------------- bad results
 
 
