@@ -313,8 +313,11 @@ def owner_alive(owner: str | None) -> bool:
 class PollSchedule:
     """When to ask fal about a job next, so polling never gets an account rate-limited.
 
-    Queued jobs back off (1 s, growing to 30 s), jobs that run are polled around
-    the time similar jobs of this batch took to finish, then every quarter of that.
+    A job is expected done one typical run time (the median of this batch's finished
+    jobs) after it starts, so that is when it is polled, then every eighth of that.
+    A job seen waiting in fal's queue backs off (1 s, growing to 30 s) and is polled
+    sooner the nearer it gets to the front. Before three jobs have finished there is
+    no typical time yet, and polls start at 0.5 s and grow by half each time.
     """
 
     def __init__(self) -> None:
@@ -338,17 +341,17 @@ class PollSchedule:
         queue_position: int | None,
     ) -> float:
         typical = self.typical
-        if state == "IN_QUEUE":
+        if state == "IN_QUEUE" and polls > 0 and queue_position:
             base = min(30.0, 1.0 * 1.5 ** min(polls, 10))
-            if queue_position is not None and queue_position > 0 and typical:
+            if typical:
                 base = min(base, max(1.0, typical * queue_position / 4))
             return base
         elapsed = since_start if since_start is not None else since_submit
         if typical:
             remaining = typical - elapsed
-            if remaining > 0.2:
+            if remaining > 0.05:
                 return min(remaining + 0.05, 60.0)
-            return min(max(typical / 4, 0.25), 15.0)
+            return min(max(typical / 8, 0.1), 15.0)
         return min(15.0, 0.5 * 1.5 ** min(polls, 10))
 
 
@@ -376,6 +379,7 @@ class BatchRunner:
         self.download_slots = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
         # one submit POST in flight at a time: a crash can then cost at most one paid duplicate
         self.submit_lock = asyncio.Lock()
+        self.submitting: set[asyncio.Task[bool]] = set()
         self.schedule = PollSchedule()
         self.fatal: FalError | None = None
         self.batch_id = batch_id_for(plan, settings.backend)
@@ -532,7 +536,11 @@ class BatchRunner:
         """Claim, POST and record one job. Serialized: only one job of this process is ever
         inside the window where fal may have it but the ledger has no request_id yet."""
         async with self.submit_lock:
-            return await self.submit_one(job)
+            # Ctrl-C must not cut a POST off from its answer: that is how duplicates are paid
+            task = asyncio.create_task(self.submit_one(job))
+            self.submitting.add(task)
+            task.add_done_callback(self.submitting.discard)
+            return await asyncio.shield(task)
 
     async def submit_one(self, job: dict[str, Any]) -> bool:
         job_id = job["id"]
@@ -593,11 +601,12 @@ class BatchRunner:
         position = job["queue_position"]
         state = "IN_QUEUE" if job["status"] in (QUEUED, SUBMITTING) else "IN_PROGRESS"
         was_running = job["status"] == RUNNING
+        waited = False  # seen waiting in fal's queue: its run then starts when we see it start
         while True:
             delay = self.schedule.next_delay(
                 state,
                 time.monotonic() - submitted,
-                None if started is None else time.monotonic() - started,
+                None if started is None or not waited else time.monotonic() - started,
                 polls,
                 position,
             )
@@ -615,6 +624,7 @@ class BatchRunner:
                 raise
             state = status["status"]
             if state == "IN_QUEUE":
+                waited = True
                 position = status.get("queue_position")
                 self.store.update_job(job_id, queue_position=position)
             elif state == "IN_PROGRESS" and started is None:
@@ -629,7 +639,11 @@ class BatchRunner:
             elif state == "COMPLETED":
                 if was_running:
                     self.progress.running -= 1
-                self.schedule.observe(time.monotonic() - (started or submitted))
+                metrics = status.get("metrics")
+                ran = metrics.get("inference_time") if isinstance(metrics, dict) else None
+                if not isinstance(ran, int | float) or ran <= 0:
+                    ran = time.monotonic() - (started if started and waited else submitted)
+                self.schedule.observe(ran)
                 await self.collect(job, status)
                 return
 
@@ -823,6 +837,8 @@ class BatchRunner:
                     group.create_task(self.run_job(job))
         except asyncio.CancelledError:
             interrupted = True
+            if self.submitting:  # let the POST already on the wire bring back its request_id
+                await asyncio.wait(self.submitting, timeout=self.fal.timeout)
         keys = [j["job_key"] for j in jobs]
         final = self.store.jobs(self.batch_id, keys=keys)
         self.emit("finished")
