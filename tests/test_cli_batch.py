@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import clitools
 import pytest
+from clitools import videos, write_prompts
 from helpers import TEST_KEY, make_images
 
 from i2vkit.video import probe
@@ -20,55 +21,19 @@ NAME = re.compile(r"^(\d+)_wan_\d{8}T\d{6}Z\.mp4$")
 
 
 def cli_env(tmp_path: Path, emulator, key: str = TEST_KEY) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "I2VKIT_"))}
-    env.update(
-        FAL_KEY=key,
-        I2VKIT_FAL_URL=emulator.url,
-        I2VKIT_DB=str(tmp_path / "ledger.db"),
-        AUTO_DOWNLOAD_DIR=str(tmp_path / "videos"),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return clitools.cli_env(tmp_path, emulator.url, key)
 
 
 def bulk_args(tmp_path: Path, prompts: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "i2vkit",
-        "bulk",
-        str(prompts),
-        "--images-dir",
-        str(tmp_path / "pics"),
-        "--model",
-        "wan",
-        "--yes",
-        "--no-progress",
-        *extra,
-    ]
+    return clitools.bulk_args(prompts, tmp_path / "pics", *extra)
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args, env=env, capture_output=True, text=True, timeout=240, cwd=env.get("CWD")
-    )
-
-
-def write_prompts(path: Path, n: int) -> Path:
-    path.write_text("# prompts\n" + "\n".join(f"prompt {i}" for i in range(1, n + 1)) + "\n")
-    return path
-
-
-def videos(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix == ".mp4") if folder.exists() else []
+    return clitools.run_cli(args, env, cwd=Path(env["I2VKIT_DB"]).parent)
 
 
 def ledger(tmp_path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(tmp_path / "ledger.db")
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+    return clitools.ledger(tmp_path / "ledger.db", sql)
 
 
 def test_five_by_six_then_rerun_does_nothing(tmp_path, emulator):
