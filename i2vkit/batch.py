@@ -518,12 +518,7 @@ class BatchRunner:
     def compare_and_set(self, job: dict[str, Any], **fields: Any) -> bool:
         """Update a job only if its status and owner are still what `job` says (another
         process on the same ledger may have changed them since we read it)."""
-        cursor = self.store._write(
-            f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} "
-            "WHERE id = ? AND status = ? AND owner IS ?",
-            [*fields.values(), job["id"], job["status"], job["owner"]],
-        )
-        return cursor.rowcount == 1
+        return self.store.update_job_if(job["id"], job["status"], job["owner"], **fields)
 
     def fail(self, job_id: int, message: str, error_type: str | None) -> None:
         self.store.update_job(
@@ -747,9 +742,7 @@ class BatchRunner:
 
     async def reupload(self, path: str, stale_url: str | None) -> str | None:
         if stale_url:  # every cache row with that URL is expired from now on
-            self.store._write(
-                "UPDATE upload_cache SET expires_at = ? WHERE fal_url = ?", [utcnow(), stale_url]
-            )
+            self.store.expire_url(stale_url)
         uploader = Uploader(self.store, self.fal, cache_enabled=self.settings.upload_cache_enabled)
         report = await uploader.upload_all([path])
         url = report.urls.get(path)

@@ -253,12 +253,9 @@ class Store:
             [row[c] for c in columns],
         )
 
-    def touch_cache_stat(self, local_path: str, size: int, mtime_ns: int) -> None:
-        """Same bytes, new mtime: remember the new stat so the next run skips hashing again."""
-        self._write(
-            "UPDATE upload_cache SET size = ?, mtime_ns = ? WHERE local_path = ?",
-            [size, mtime_ns, local_path],
-        )
+    def expire_url(self, fal_url: str) -> None:
+        """fal could not fetch this URL: no cache row may hand it out again."""
+        self._write("UPDATE upload_cache SET expires_at = ? WHERE fal_url = ?", [utcnow(), fal_url])
 
     # -- batches and jobs ----------------------------------------------------------------
 
@@ -343,6 +340,16 @@ class Store:
             f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
             [*fields.values(), job_id],
         )
+
+    def update_job_if(self, job_id: int, status: str, owner: str | None, **fields: Any) -> bool:
+        """Update a job only if its status and owner are still `status` and `owner`
+        (another process on the same ledger may have changed them since we read it)."""
+        cursor = self._write(
+            f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} "
+            "WHERE id = ? AND status = ? AND owner IS ?",
+            [*fields.values(), job_id, status, owner],
+        )
+        return cursor.rowcount == 1
 
     def count(self, job_id: int, column: str, by: int = 1) -> None:
         """Bump one of the request counters (status_requests, result_requests, ...)."""
