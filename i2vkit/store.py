@@ -341,13 +341,15 @@ class Store:
             [*fields.values(), job_id],
         )
 
-    def update_job_if(self, job_id: int, status: str, owner: str | None, **fields: Any) -> bool:
-        """Update a job only if its status and owner are still `status` and `owner`
-        (another process on the same ledger may have changed them since we read it)."""
+    def update_job_if(
+        self, job_id: int, expect_status: str, expect_owner: str | None, /, **fields: Any
+    ) -> bool:
+        """Update a job only if its status and owner are still the expected ones (another
+        process on the same ledger may have changed them since we read it)."""
         cursor = self._write(
             f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} "
             "WHERE id = ? AND status = ? AND owner IS ?",
-            [*fields.values(), job_id, status, owner],
+            [*fields.values(), job_id, expect_status, expect_owner],
         )
         return cursor.rowcount == 1
 

@@ -136,3 +136,36 @@ def test_claim_is_exclusive(tmp_path):
     assert len(a.jobs("b1")) == 1 and a.jobs("b1")[0]["status"] == SUBMITTING
     a.close()
     b.close()
+
+
+def test_update_job_if_is_a_compare_and_set_on_status_and_owner(tmp_path):
+    with Store(tmp_path / "l.db") as s:
+        s.save_batch(
+            {
+                "id": "b",
+                "model": "wan",
+                "endpoint_id": "fal-ai/wan-i2v",
+                "pairing": "all",
+                "output_dir": "/o",
+                "backend": "fal",
+                "job_count": 1,
+            }
+        )
+        s.add_jobs(
+            [
+                {
+                    "batch_id": "b",
+                    "job_key": "k",
+                    "pair_index": 0,
+                    "image_path": "/a.png",
+                    "prompt": "p",
+                    "model": "wan",
+                    "endpoint_id": "fal-ai/wan-i2v",
+                    "backend": "fal",
+                }
+            ]
+        )
+        job = s.jobs("b")[0]
+        assert s.update_job_if(job["id"], "pending", None, owner="me", status="queued")
+        assert not s.update_job_if(job["id"], "pending", None, owner="you")
+        assert s.job(job["id"])["owner"] == "me"
