@@ -84,34 +84,37 @@ def test_cache_filters_backend_and_expiry(tmp_path):
         assert s.cached_by_hash("h", "http://127.0.0.1:1", "2026-06-01") is None
 
 
+BATCH = {
+    "model": "wan",
+    "endpoint_id": "fal-ai/wan-i2v",
+    "pairing": "all",
+    "output_dir": "/o",
+    "backend": "fal",
+    "job_count": 1,
+}
+
+
+def one_job(batch_id: str) -> list[dict]:
+    """The planned row of a batch's single job."""
+    return [
+        {
+            "batch_id": batch_id,
+            "job_key": "k",
+            "pair_index": 0,
+            "image_path": "/a.png",
+            "prompt": "p",
+            "model": "wan",
+            "endpoint_id": "fal-ai/wan-i2v",
+            "backend": "fal",
+        }
+    ]
+
+
 def test_claim_is_exclusive(tmp_path):
     path = tmp_path / "l.db"
     a, b = Store(path), Store(path)
-    a.save_batch(
-        {
-            "id": "b1",
-            "model": "wan",
-            "endpoint_id": "fal-ai/wan-i2v",
-            "pairing": "all",
-            "output_dir": "/o",
-            "backend": "fal",
-            "job_count": 1,
-        }
-    )
-    a.add_jobs(
-        [
-            {
-                "batch_id": "b1",
-                "job_key": "k",
-                "pair_index": 0,
-                "image_path": "/a.png",
-                "prompt": "p",
-                "model": "wan",
-                "endpoint_id": "fal-ai/wan-i2v",
-                "backend": "fal",
-            }
-        ]
-    )
+    a.save_batch({"id": "b1", **BATCH})
+    a.add_jobs(one_job("b1"))
     job = a.jobs("b1")[0]
     assert job["status"] == PENDING
     assert a.claim(job["id"], "proc-a", [PENDING]) is True
@@ -119,20 +122,7 @@ def test_claim_is_exclusive(tmp_path):
     row = b.job(job["id"])
     assert row["status"] == SUBMITTING and row["owner"] == "proc-a" and row["submit_attempts"] == 1
     # planning the same job again keeps the existing row
-    a.add_jobs(
-        [
-            {
-                "batch_id": "b1",
-                "job_key": "k",
-                "pair_index": 0,
-                "image_path": "/a.png",
-                "prompt": "p",
-                "model": "wan",
-                "endpoint_id": "fal-ai/wan-i2v",
-                "backend": "fal",
-            }
-        ]
-    )
+    a.add_jobs(one_job("b1"))
     assert len(a.jobs("b1")) == 1 and a.jobs("b1")[0]["status"] == SUBMITTING
     a.close()
     b.close()
@@ -140,31 +130,8 @@ def test_claim_is_exclusive(tmp_path):
 
 def test_update_job_if_is_a_compare_and_set_on_status_and_owner(tmp_path):
     with Store(tmp_path / "l.db") as s:
-        s.save_batch(
-            {
-                "id": "b",
-                "model": "wan",
-                "endpoint_id": "fal-ai/wan-i2v",
-                "pairing": "all",
-                "output_dir": "/o",
-                "backend": "fal",
-                "job_count": 1,
-            }
-        )
-        s.add_jobs(
-            [
-                {
-                    "batch_id": "b",
-                    "job_key": "k",
-                    "pair_index": 0,
-                    "image_path": "/a.png",
-                    "prompt": "p",
-                    "model": "wan",
-                    "endpoint_id": "fal-ai/wan-i2v",
-                    "backend": "fal",
-                }
-            ]
-        )
+        s.save_batch({"id": "b", **BATCH})
+        s.add_jobs(one_job("b"))
         job = s.jobs("b")[0]
         assert s.update_job_if(job["id"], "pending", None, owner="me", status="queued")
         assert not s.update_job_if(job["id"], "pending", None, owner="you")
