@@ -42,7 +42,7 @@ from .fal import FalConnection, RequestBudget
 from .images import ImageFile, Skipped, scan_images
 from .models import ModelSpec, get_model
 from .pairing import Pair, normalize_pairing, pair
-from .prompts import parse_prompts, read_prompts
+from .prompts import check_prompt_lengths, parse_prompts, read_prompts
 from .store import (
     CANCELLED,
     COMPLETED,
@@ -137,12 +137,7 @@ def plan_batch(config: BatchConfig, settings: Settings | None = None) -> Plan:
     model = get_model(config.model)
     options = model.validate_options(config.options)
     prompts = load_prompts(config)
-    too_long = [i + 1 for i, p in enumerate(prompts) if len(p) > model.max_prompt_chars]
-    if too_long:
-        raise InputError(
-            f"prompt(s) {', '.join(map(str, too_long))} are longer than the "
-            f"{model.max_prompt_chars} characters {model.name} accepts; shorten them."
-        )
+    check_prompt_lengths(prompts, model.max_prompt_chars, model.name)
     scan = scan_images(config.images_dir, recursive=config.recursive)
     config.pairing = normalize_pairing(config.pairing)
     pairs = pair(scan.images, prompts, config.pairing)
@@ -205,7 +200,7 @@ def job_key(pair_: Pair, image_hash: str | None, occurrence: int) -> str:
 
 @dataclass
 class Progress:
-    """Counters a progress display draws; `on_change` is called after each change."""
+    """Counters a progress display draws; the `progress` callback gets it after each change."""
 
     total: int = 0
     uploads_total: int = 0

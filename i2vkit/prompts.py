@@ -107,10 +107,11 @@ def check_prompt_lengths(prompts: Sequence[str], max_chars: int, model_name: str
     too_long = [(i, len(p)) for i, p in enumerate(prompts, start=1) if len(p) > max_chars]
     if not too_long:
         return
+    numbers = ", ".join(str(i) for i, _ in too_long[:20])
     shown = ", ".join(f"#{i} ({n} chars)" for i, n in too_long[:20])
     more = f" and {len(too_long) - 20} more" if len(too_long) > 20 else ""
     raise InputError(
-        f"{len(too_long)} prompt(s) are longer than the {max_chars} characters model "
-        f"{model_name} accepts: {shown}{more}. Shorten them (prompt numbers count only "
+        f"prompt(s) {numbers}{more} are longer than the {max_chars} characters model "
+        f"{model_name} accepts: {shown}; shorten them (prompt numbers count only "
         "non-blank, non-comment lines)."
     )
