@@ -301,7 +301,8 @@ class FalConnection:
                     await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                     delay = min(delay * 2, 15.0)
                     continue
-                self.budget.relax()
+                if response.status_code < 400:
+                    self.budget.relax()  # only a real success wins rate back
                 return response
             if attempt == MAX_ATTEMPTS:
                 raise FalTransientError(
