@@ -12,17 +12,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import random
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from .errors import DownloadError
-from .fal import retry_after_seconds
+from .http import ATTEMPTS, RequestBudget, Retry, check, retrying
 
 MAX_VIDEO_BYTES = 2 * 1024**3
 CHUNK = 1024 * 1024
@@ -78,94 +76,81 @@ async def download(
     dest: Path,
     *,
     max_bytes: int = MAX_VIDEO_BYTES,
-    attempts: int = 6,
-    budget: Any = None,
+    attempts: int = ATTEMPTS,
+    budget: RequestBudget | None = None,
 ) -> int:
     """Download `url` to `dest` atomically; returns the size. Resumes drops with Range.
 
-    With a `budget` (the batch's :class:`~i2vkit.fal.RequestBudget`), each request waits
-    for a token and a 429 pauses the whole batch for Retry-After instead of burning an
-    attempt, so downloads never hammer a rate-limited server.
+    Each try is one attempt of :func:`i2vkit.http.retrying`, so downloads follow the same
+    policy as every other request: with a `budget` (the batch's RequestBudget), each try
+    waits for a token and a 429 pauses the whole batch for Retry-After instead of burning
+    an attempt, so downloads never hammer a rate-limited server. A try that dropped keeps
+    its bytes in the `.part` file and the next one asks only for the rest.
     """
     check_url(url)
     dest = Path(dest)
     part = part_path(dest)
-    delay = 0.5
-    last_error = ""
-    throttled = 0
-    attempt = 0
-    while attempt < attempts:
-        attempt += 1
+
+    async def attempt() -> int:
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        if budget is not None:
-            await budget.acquire()
-        try:
-            async with client.stream(
-                "GET", url, headers=headers, follow_redirects=True
-            ) as response:
-                if response.status_code == 429 and budget is not None and throttled < 100:
-                    throttled += 1
-                    attempt -= 1
-                    budget.throttle(retry_after_seconds(response))
-                    continue
-                if response.status_code in (401, 403, 404, 410):
-                    raise ExpiredURLError(
-                        f"the video URL answered HTTP {response.status_code}; it has expired."
-                    )
-                if response.status_code == 416 and offset:
-                    part.unlink(missing_ok=True)
-                    continue
-                if response.status_code not in (200, 206):
-                    last_error = f"HTTP {response.status_code}"
-                    raise httpx.HTTPStatusError(
-                        last_error, request=response.request, response=response
-                    )
-                if response.status_code == 200:
-                    offset = 0
-                length = response.headers.get("content-length")
-                total = offset + int(length) if length is not None else None
-                if total is not None and total > max_bytes:
-                    raise DownloadError(
-                        f"the video is {total} bytes, over the {max_bytes} byte cap; not downloaded."
-                    )
-                size = offset
-                with open(part, "r+b" if offset else "wb", buffering=CHUNK) as f:
-                    f.seek(offset)
-                    f.truncate()
-                    async for chunk in response.aiter_raw():
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise DownloadError(
-                                f"the download passed the {max_bytes} byte cap; stopped."
-                            )
-                        f.write(chunk)
-                    f.flush()
-                    # durable before the rename, without stalling the whole batch on the disk
-                    await asyncio.to_thread(os.fsync, f.fileno())
-                if total is not None and size != total:
-                    last_error = f"got {size} of {total} bytes"
-                    continue
-                if size == 0:
-                    last_error = "the server sent an empty file"
-                    continue
-                os.replace(part, dest)
-                return size
-        except OSError as exc:
-            part.unlink(missing_ok=True)
-            if exc.errno == errno.ENOSPC or exc.errno == errno.EFBIG:
+        async with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            if response.status_code in (401, 403, 404, 410):
+                raise ExpiredURLError(
+                    f"the video URL answered HTTP {response.status_code}; it has expired."
+                )
+            if response.status_code == 416 and offset:
+                part.unlink(missing_ok=True)  # the .part is not a prefix of this file
+                raise Retry("the partial download did not match; starting over")
+            check(response)
+            if response.status_code not in (200, 206):
                 raise DownloadError(
-                    f"no space left to write {dest.name} in {dest.parent}; free some space and "
-                    "run the same command again (the job is kept and will download then)."
-                ) from None
-            raise DownloadError(f"cannot write {dest}: {exc.strerror}.") from None
-        except ExpiredURLError:
-            raise
-        except DownloadError:
-            part.unlink(missing_ok=True)
-            raise
-        except httpx.HTTPError as exc:
-            last_error = f"{type(exc).__name__}: {exc}"
-        await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-        delay = min(delay * 2, 10)
-    raise DownloadError(f"download of {dest.name} failed after {attempts} tries ({last_error}).")
+                    f"download of {dest.name} failed: the server answered HTTP "
+                    f"{response.status_code}."
+                )
+            return await write_part(response, 0 if response.status_code == 200 else offset)
+
+    async def write_part(response: httpx.Response, offset: int) -> int:
+        length = response.headers.get("content-length")
+        total = offset + int(length) if length is not None else None
+        if total is not None and total > max_bytes:
+            raise DownloadError(
+                f"the video is {total} bytes, over the {max_bytes} byte cap; not downloaded."
+            )
+        size = offset
+        with open(part, "r+b" if offset else "wb", buffering=CHUNK) as f:
+            f.seek(offset)
+            f.truncate()
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise DownloadError(f"the download passed the {max_bytes} byte cap; stopped.")
+                f.write(chunk)
+            f.flush()
+            # durable before the rename, without stalling the whole batch on the disk
+            await asyncio.to_thread(os.fsync, f.fileno())
+        if total is not None and size != total:
+            raise Retry(f"got {size} of {total} bytes")
+        if size == 0:
+            raise Retry("the server sent an empty file")
+        os.replace(part, dest)
+        return size
+
+    def give_up(last: Retry) -> DownloadError:
+        return DownloadError(f"download of {dest.name} failed after {attempts} tries ({last}).")
+
+    try:
+        return await retrying(attempt, give_up=give_up, budget=budget, attempts=attempts)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC or exc.errno == errno.EFBIG:
+            raise DownloadError(
+                f"no space left to write {dest.name} in {dest.parent}; free some space and "
+                "run the same command again (the job is kept and will download then)."
+            ) from None
+        raise DownloadError(f"cannot write {dest}: {exc.strerror}.") from None
+    except ExpiredURLError:
+        raise
+    except DownloadError:
+        part.unlink(missing_ok=True)
+        raise

@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from helpers import make_images
 
+from i2vkit.backend import URL, Backend
 from i2vkit.fal import FalConnection
 from i2vkit.store import Store
-from i2vkit.upload import Uploader, hash_file
+from i2vkit.uploads import Uploader, hash_file
 
 
 def uploads(emulator) -> int:
@@ -23,7 +24,7 @@ def uploads(emulator) -> int:
 def run_upload(settings, paths, **kwargs):
     async def go():
         with Store(settings.db_path) as store:
-            async with FalConnection(settings) as fal:
+            async with FalConnection(Backend(URL, settings.fal_url), settings.fal_key) as fal:
                 uploader = Uploader(
                     store, fal, cache_enabled=settings.upload_cache_enabled, **kwargs
                 )
@@ -125,10 +126,21 @@ def test_expired_entry_uploads_again(settings, emulator, tmp_path):
 
 
 def test_urls_never_cross_backends(settings, emulator, tmp_path):
+    """A URL cached for one backend is never handed to another: the emulator's URLs mean
+    nothing to fal (or to a second emulator)."""
     paths = make_images(tmp_path / "pics", 2)
-    run_upload(settings, paths)
+    first = run_upload(settings, paths)
+    digest = hash_file(paths[0])[0]
     with Store(settings.db_path) as store:
-        assert store.cached_by_hash(hash_file(paths[0])[0], "fal", "") is None
+        row = store.cached_by_hash(digest, emulator.url, "")
+        assert row is not None and row["fal_url"] == first.urls[str(paths[0])]
+        assert store.cached_by_hash(digest, "fal", "") is None
+    # the same images for another scope are uploaded again, not reused
+    other = run_upload(settings, paths, scope="http://127.0.0.1:9/other-service")
+    assert other.uploaded == 2 and other.reused == 0
+    assert uploads(emulator) == 4
+    with Store(settings.db_path) as store:
+        assert store.cached_by_hash(digest, "http://127.0.0.1:9/other-service", "") is not None
 
 
 def test_per_file_errors_do_not_stop_the_batch(settings, emulator, tmp_path):
@@ -146,10 +158,10 @@ def test_per_file_errors_do_not_stop_the_batch(settings, emulator, tmp_path):
 
 
 def test_too_large_file_names_the_limit(settings, emulator, tmp_path, monkeypatch):
-    import i2vkit.upload as upload
+    import i2vkit.uploads as uploads_module
 
     [p] = make_images(tmp_path / "pics", 1)
-    monkeypatch.setattr(upload, "MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr(uploads_module, "MAX_UPLOAD_BYTES", 100)
     report = run_upload(settings, [p])
     assert "MiB i2vkit uploads" in report.failed[str(p)]
 

@@ -14,16 +14,12 @@ import asyncio
 import hashlib
 import mimetypes
 import os
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-from fal_client.client import FalClientHTTPError
-
-from .errors import FalAuthError, FalLockedError, UploadError
+from .errors import FalAuthError, FalError, FalLockedError, UploadError
 from .fal import FalConnection
 from .store import Store
 
@@ -73,7 +69,7 @@ class UploadReport:
 
 
 class Uploader:
-    """Uploads a batch's images once, with bounded concurrency and backoff on errors."""
+    """Uploads a batch's images once, with bounded concurrency."""
 
     def __init__(
         self,
@@ -82,20 +78,21 @@ class Uploader:
         *,
         cache_enabled: bool = True,
         concurrency: int = 4,
+        scope: str | None = None,
         lifetime: timedelta = DEFAULT_LIFETIME,
         refresh_margin: timedelta = REFRESH_MARGIN,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        attempts: int = 4,
     ):
+        """`scope` is which service the URLs belong to; it defaults to the connection's
+        backend (`fal.backend.url_scope`), so cached URLs never cross backends."""
         self.store = store
         self.fal = fal
-        self.backend = fal.settings.url_scope
+        self.backend = scope if scope is not None else fal.backend.url_scope
         self.cache_enabled = cache_enabled
         self.semaphore = asyncio.Semaphore(max(1, concurrency))
         self.lifetime = lifetime
         self.refresh_margin = refresh_margin
         self.clock = clock
-        self.attempts = attempts
         self.in_flight: dict[str, asyncio.Task[tuple[str, str, str | None]]] = {}
 
     async def upload_all(
@@ -216,35 +213,17 @@ class Uploader:
         )
 
     async def send(self, path: str) -> tuple[str, str, str | None]:
-        """Upload with retries on 429/5xx/connection errors; 401/403 stop the whole batch."""
-        delay = 1.0
-        for attempt in range(1, self.attempts + 1):
-            started = self.clock()
-            try:
-                async with self.semaphore:
-                    url = await self.fal.upload_file(path, int(self.lifetime.total_seconds()))
-                expires = started + self.lifetime if self.lifetime else None
-                return url, started.isoformat(), expires.isoformat() if expires else None
-            except FalClientHTTPError as exc:
-                if exc.status_code == 401:
-                    raise FalAuthError(
-                        "FAL_KEY was rejected by fal (401) while uploading images. Check the key "
-                        "at fal.ai/dashboard/keys; nothing was submitted.",
-                        status_code=401,
-                    ) from None
-                if exc.status_code == 403:
-                    raise FalLockedError(
-                        f"fal refused the upload (403): {self.fal.clean(str(exc))}. If your "
-                        "account is locked, top up at fal.ai/dashboard/billing and run again.",
-                        status_code=403,
-                    ) from None
-                transient = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-                reason = f"HTTP {exc.status_code}: {self.fal.clean(str(exc))[:200]}"
-            except (httpx.HTTPError, OSError) as exc:
-                transient = True
-                reason = f"{type(exc).__name__}: {self.fal.clean(str(exc))[:200]}"
-            if not transient or attempt == self.attempts:
-                raise UploadError(f"{path}: upload to fal failed ({reason}).")
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay *= 2
-        raise AssertionError("unreachable")
+        """Upload one file (retries live in the connection's one retry loop); a rejected key
+        or a locked account stops the whole batch, any other failure only this image."""
+        started = self.clock()
+        try:
+            async with self.semaphore:
+                url = await self.fal.upload_file(path, int(self.lifetime.total_seconds()))
+        except (FalAuthError, FalLockedError):
+            raise
+        except FalError as exc:
+            raise UploadError(f"{path}: upload to fal failed ({exc}).") from None
+        except OSError as exc:
+            raise UploadError(f"{path}: cannot read it ({exc.strerror}).") from None
+        expires = started + self.lifetime if self.lifetime else None
+        return url, started.isoformat(), expires.isoformat() if expires else None
