@@ -134,7 +134,7 @@ def _natural_key(rel: str) -> tuple:
 # ------------------------------------------------------------------------ checking
 
 
-def _check_image(path: Path, max_pixels: int) -> ImageFile | Skipped:
+def check_image(path: Path, max_pixels: int) -> ImageFile | Skipped:
     """Open one candidate with Pillow and decide whether it is a usable image."""
     try:
         st = path.stat()
@@ -297,7 +297,7 @@ def scan_images(
             if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
                 ignored += 1
                 continue
-            result = _check_image(entry_path, max_pixels)
+            result = check_image(entry_path, max_pixels)
             (images if isinstance(result, ImageFile) else skipped).append(result)
         pending.extend(reversed(child_dirs))
 

@@ -20,21 +20,10 @@ from typing import Any
 
 import sqlite_utils
 
+from . import jobs  # the status vocabulary (jobs.py imports this module too)
 from .errors import StoreError
 
 BUSY_TIMEOUT_MS = 60_000
-
-# Job states, in the order a job normally walks through them.
-PENDING = "pending"  # in the ledger, never sent to fal
-SUBMITTING = "submitting"  # POST in flight: if we crash here, fal may or may not have it
-QUEUED = "queued"  # fal gave us a request_id
-RUNNING = "running"
-COMPLETED = "completed"  # result fetched, video URL recorded, not on disk yet
-DOWNLOADED = "downloaded"  # the mp4 is on disk: done
-FAILED = "failed"
-CANCELLED = "cancelled"
-IN_FLIGHT = (SUBMITTING, QUEUED, RUNNING)
-FINISHED = (DOWNLOADED, FAILED, CANCELLED)
 
 
 def utcnow() -> str:
@@ -289,12 +278,13 @@ class Store:
 
     def list_batches(self) -> list[dict[str, Any]]:
         return self._rows(
-            """SELECT b.*,
-                 SUM(j.status = 'downloaded') AS done,
-                 SUM(j.status = 'failed') AS failed,
-                 SUM(j.status IN ('pending','submitting','queued','running','completed')) AS open
+            f"""SELECT b.*,
+                 SUM(j.status = ?) AS done,
+                 SUM(j.status = ?) AS failed,
+                 SUM(j.status IN ({", ".join("?" * len(jobs.OPEN))})) AS open
                FROM batches b LEFT JOIN jobs j ON j.batch_id = b.id
-               GROUP BY b.id ORDER BY b.created_at DESC"""
+               GROUP BY b.id ORDER BY b.created_at DESC""",
+            [jobs.JobStatus.DOWNLOADED, jobs.JobStatus.FAILED, *jobs.OPEN],
         )
 
     def add_jobs(self, rows: list[dict[str, Any]]) -> None:
@@ -306,7 +296,7 @@ class Store:
         with self.db.conn:
             self.db.conn.executemany(
                 f"INSERT OR IGNORE INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                [[*r.values(), PENDING, now] for r in rows],
+                [[*r.values(), jobs.JobStatus.PENDING, now] for r in rows],
             )
 
     def jobs(
@@ -372,6 +362,6 @@ class Store:
         cursor = self._write(
             f"""UPDATE jobs SET status = ?, owner = ?, submit_attempts = submit_attempts + 1
                 WHERE id = ? AND status IN ({", ".join("?" * len(from_statuses))})""",
-            [SUBMITTING, owner, job_id, *from_statuses],
+            [jobs.JobStatus.SUBMITTING, owner, job_id, *from_statuses],
         )
         return cursor.rowcount == 1

@@ -2,7 +2,10 @@
 
 import sqlite3
 
-from i2vkit.store import PENDING, SCHEMA_VERSION, SUBMITTING, Store
+from i2vkit.jobs import JobStatus
+from i2vkit.store import SCHEMA_VERSION, Store
+
+PENDING, SUBMITTING = JobStatus.PENDING, JobStatus.SUBMITTING
 
 
 def make_v1_file(path):

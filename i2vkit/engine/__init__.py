@@ -1,0 +1,88 @@
+"""The batch engine: run a planned batch (or resume it, or retry its failures) on a backend.
+
+Naming, here and everywhere in i2vkit: a plain name blocks until the batch is over
+(`run_batch`, `retry_batch`), and the `_async` twin is the coroutine
+(`run_batch_async`, `retry_batch_async`), as in fal_client (`subscribe`,
+`subscribe_async`). The blocking ones also work inside a running notebook loop.
+
+The parts, in the order a job meets them: runner.py (upload and record, the task
+group, stopping), submit.py (claim, POST, request_id), follow.py with schedule.py
+(polling), fetch.py with outcome.py (result, then the mp4), image_urls.py (a fresh
+upload when fal cannot fetch an image).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ..backend import resolve_backend
+from ..config import Settings, load_settings
+from ..fal import FalConnection
+from ..http import RequestBudget
+from ..jobs import Jobs
+from ..plan import DEFAULT_CONCURRENCY, BatchSpec, Plan, batch_id_for, plan_batch, plan_retry
+from ..store import Store
+from .blocking import run_blocking
+from .context import RunContext
+from .progress import BatchResult, JobResult, Progress
+from .runner import Runner
+
+__all__ = [
+    "BatchResult",
+    "JobResult",
+    "Progress",
+    "retry_batch",
+    "retry_batch_async",
+    "run_batch",
+    "run_batch_async",
+    "run_blocking",
+]
+
+
+async def run_batch_async(
+    batch: BatchSpec | Plan,
+    settings: Settings | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+) -> BatchResult:
+    """Run (or resume) a batch and return its summary. The notebook's and the CLI's engine."""
+    settings = settings or load_settings()
+    plan = batch if isinstance(batch, Plan) else plan_batch(batch, settings)
+    with resolve_backend(settings) as backend, Store(settings.db_path) as store:
+        budget = RequestBudget(rate=plan.spec.max_rps)
+        async with FalConnection(backend, settings.fal_key, budget=budget) as fal:
+            run = RunContext(
+                plan=plan,
+                backend=backend,
+                jobs=Jobs(store),
+                fal=fal,
+                batch_id=batch_id_for(plan, backend.label),
+                on_progress=progress,
+                stop=stop or threading.Event(),
+            )
+            return await Runner(run, cache_enabled=settings.upload_cache_enabled).run_all()
+
+
+def run_batch(batch: BatchSpec | Plan, settings: Settings | None = None, **kwargs) -> BatchResult:
+    """Blocking :func:`run_batch_async`, for scripts and notebook cells."""
+    return run_blocking(run_batch_async(batch, settings, **kwargs))
+
+
+async def retry_batch_async(
+    batch_id: str,
+    settings: Settings | None = None,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    **kwargs,
+) -> BatchResult:
+    """Submit the failed and cancelled jobs of a batch again: plan from the ledger, then run."""
+    settings = settings or load_settings()
+    plan = plan_retry(batch_id, settings, concurrency=concurrency)
+    return await run_batch_async(plan, settings, **kwargs)
+
+
+def retry_batch(batch_id: str, settings: Settings | None = None, **kwargs) -> BatchResult:
+    """Blocking :func:`retry_batch_async`."""
+    return run_blocking(retry_batch_async(batch_id, settings, **kwargs))

@@ -1,0 +1,66 @@
+"""Running the async engine from plain code: scripts, the CLI, and notebook cells."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end from plain code, also under a running notebook loop.
+
+    A kernel's loop is already running, so asyncio.run() would refuse; instead of
+    patching the loop (nest_asyncio, archived), the coroutine gets its own loop on a
+    worker thread while the caller waits. Interrupting the caller (Ctrl-C, the
+    kernel's stop button) cancels the batch there, and the caller waits until the
+    batch has finished cancelling (a submit POST already on the wire has recorded its
+    request_id) before the KeyboardInterrupt goes on: however early or late the
+    interrupt lands, even while the worker is still starting.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+    ready, done = threading.Event(), threading.Event()
+
+    async def main() -> T:
+        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        ready.set()
+        return await coro
+
+    def worker() -> None:
+        try:
+            box["result"] = asyncio.run(main())
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+        finally:
+            ready.set()
+            done.set()
+
+    thread = threading.Thread(target=worker, name="i2vkit-batch", daemon=True)
+    interrupted = False
+    try:
+        thread.start()
+        # Wait on an Event, not Thread.join(): an interrupted join() marks a live thread as
+        # stopped on Python 3.11 (the bpo-45274 clean-up releases the thread's own lock).
+        done.wait()
+    except KeyboardInterrupt:
+        interrupted = True
+    if interrupted:
+        cancelled = False
+        while not done.is_set():  # let the batch wind down even if Ctrl-C is pressed again
+            with contextlib.suppress(KeyboardInterrupt):
+                if not cancelled and ready.wait(0.1) and "task" in box:
+                    box["loop"].call_soon_threadsafe(box["task"].cancel)
+                    cancelled = True
+                done.wait(0.1)
+        raise KeyboardInterrupt
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

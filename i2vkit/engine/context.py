@@ -1,0 +1,53 @@
+"""The state one run of a batch shares between its parts (submit, follow, fetch)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..backend import Backend
+from ..errors import FalError
+from ..fal import FalConnection
+from ..jobs import Jobs
+from ..plan import Plan
+from .progress import Progress
+from .schedule import PollSchedule
+
+
+@dataclass
+class RunContext:
+    plan: Plan
+    backend: Backend
+    jobs: Jobs
+    fal: FalConnection
+    batch_id: str
+    on_progress: Callable[[Progress], None] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: Progress = field(default_factory=Progress)
+    schedule: PollSchedule = field(default_factory=PollSchedule)
+    fatal: FalError | None = None
+
+    @property
+    def model(self):  # noqa: ANN201 - a ModelSpec
+        return self.plan.model
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop.is_set() or self.fatal is not None
+
+    def emit(self, message: str = "") -> None:
+        if message:
+            self.progress.message = message
+        if self.on_progress:
+            with contextlib.suppress(Exception):
+                self.on_progress(self.progress)
+
+    def fail(self, job_id: int, message: str, error_type: str | None) -> None:
+        self.jobs.failed(job_id, message, error_type)
+        self.progress.failed += 1
+        self.emit()
+
+    def retry_hint(self) -> str:
+        return f"`i2vkit retry {self.batch_id}` submits it again (billed again)"

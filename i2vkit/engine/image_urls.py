@@ -1,0 +1,48 @@
+"""This run's URL for each image, and uploading an image again when fal cannot fetch it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..uploads import Uploader
+from .context import RunContext
+
+
+class ImageURLs:
+    """Image path -> a URL fal can fetch now. A URL fal failed to fetch (a cached upload
+    that expired early) is expired in the cache and the image uploaded again, once per
+    image however many jobs hit it at the same time."""
+
+    def __init__(self, run: RunContext, cache_enabled: bool):
+        self.run = run
+        self.cache_enabled = cache_enabled
+        self.urls: dict[str, str] = {}
+        self.reuploads: dict[str, asyncio.Future[str | None]] = {}
+
+    def uploader(self, concurrency: int = 4) -> Uploader:
+        return Uploader(
+            self.run.jobs.store,
+            self.run.fal,
+            cache_enabled=self.cache_enabled,
+            concurrency=concurrency,
+        )
+
+    def for_job(self, job: dict[str, Any]) -> str:
+        return self.urls.get(job["image_path"], job["image_url"])
+
+    async def fresh(self, path: str, stale_url: str | None) -> str | None:
+        """A new URL for `path`, or None when the image cannot be uploaded again."""
+        pending = self.reuploads.get(path)
+        if pending is None:
+            pending = self.reuploads[path] = asyncio.ensure_future(self._reupload(path, stale_url))
+        return await asyncio.shield(pending)
+
+    async def _reupload(self, path: str, stale_url: str | None) -> str | None:
+        if stale_url:  # every cache row with that URL is expired from now on
+            self.run.jobs.store.expire_url(stale_url)
+        report = await self.uploader().upload_all([path])
+        url = report.urls.get(path)
+        if url is not None:
+            self.urls[path] = url
+        return url

@@ -1,0 +1,84 @@
+"""What a finished fal request means for its job: a pure function, testable without HTTP.
+
+fal has no FAILED state: a failed run is COMPLETED with `error` set in its status,
+and the real message (a 422 detail list, a 5xx detail) is the answer to the result
+request. :func:`outcome` turns status + result (or the error fetching it) into one of
+three things the engine does next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..download import check_url
+from ..errors import DownloadError, FalError
+from ..models import ModelSpec
+
+RESULT_GONE = (
+    "fal no longer has this request's result (results are kept 1 hour, "
+    "6 minutes when large); `i2vkit retry` submits it again."
+)
+
+
+@dataclass(frozen=True)
+class Completed:
+    video_url: str
+    size: int | None
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+    error_type: str | None
+
+
+@dataclass(frozen=True)
+class FreshImage:
+    """fal could not fetch the image URL we gave it (a cached upload expired early):
+    upload the image again and resubmit (the caller allows this once per job)."""
+
+    message: str
+
+
+Outcome = Completed | Failed | FreshImage
+
+
+def outcome(
+    status: Mapping[str, Any],
+    result: Mapping[str, Any] | None,
+    error: FalError | None,
+    model: ModelSpec,
+) -> Outcome:
+    """Decide a completed request's fate from its status, its result or the result's error.
+
+    `error` is the non-transient error the result request got (for a failed run,
+    fal's answer to it *is* the reason); a transient one is passed as None.
+    """
+    failed = bool(status.get("error"))
+    if failed or result is None:
+        detail = str(error) if error is not None else None
+        error_type = (error.error_type if error else None) or status.get("error_type")
+        if error is not None and error.status_code == 404 and not failed:
+            detail = RESULT_GONE
+        message = f"fal reported an error: {status.get('error') or 'job failed'}"
+        if detail and (status.get("error") or "") not in detail:
+            message += f" ({detail})"
+        elif detail and not status.get("error"):
+            message = detail
+        if error_type:
+            message += f" [{error_type}]"
+        if error_type == "file_download_error" and f"{model.image_field}:" in (detail or ""):
+            return FreshImage(message)
+        return Failed(message, error_type)
+    try:
+        url = model.video_url(result)
+        check_url(url)
+    except FalError as exc:
+        return Failed(str(exc), exc.error_type)
+    except DownloadError as exc:
+        return Failed(f"fal's result has an unusable video URL: {exc}", "bad_result")
+    video = result.get("video") if isinstance(result.get("video"), Mapping) else {}
+    size = video.get("file_size") if isinstance(video.get("file_size"), int) else None
+    return Completed(url, size)

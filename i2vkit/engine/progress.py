@@ -1,0 +1,96 @@
+"""What a run reports while it goes (Progress) and when it ends (BatchResult)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..jobs import FINISHED, UNSUCCESSFUL
+from ..plan import Plan
+
+
+@dataclass
+class Progress:
+    """Counters a progress display draws; the `progress` callback gets it after each change."""
+
+    total: int = 0
+    uploads_total: int = 0
+    uploaded: int = 0
+    submitted: int = 0
+    running: int = 0
+    done: int = 0
+    downloaded: int = 0
+    failed: int = 0
+    message: str = ""
+
+
+@dataclass
+class JobResult:
+    id: int
+    image: str
+    prompt: str
+    status: str
+    video: str | None
+    error: str | None
+    request_id: str | None
+
+
+@dataclass
+class BatchResult:
+    """The summary of a run: per-job outcomes, counts and where the files are."""
+
+    batch_id: str
+    plan: Plan
+    jobs: list[JobResult]
+    backend: str  # the ledger's label: "fal", "emulator" or the I2VKIT_FAL_URL
+    billed: bool = True
+    interrupted: bool = False
+    fatal: str | None = None
+    upload_failures: dict[str, str] = field(default_factory=dict)
+    uploads: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and not self.fatal and all(j.video for j in self.jobs)
+
+    @property
+    def failed(self) -> list[JobResult]:
+        return [j for j in self.jobs if j.status in UNSUCCESSFUL]
+
+    @property
+    def videos(self) -> list[Path]:
+        return [Path(j.video) for j in self.jobs if j.video]
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for j in self.jobs:
+            counts[j.status] = counts.get(j.status, 0) + 1
+        cost = self.plan.estimated_cost
+        lines = [
+            f"batch {self.batch_id} on {self.backend}: {len(self.jobs)} jobs, "
+            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+            f"videos in {self.plan.output_dir}",
+        ]
+        if cost is not None:
+            billed = "estimate" if self.billed else "not billed: emulator"
+            lines.append(f"cost: ${cost:,.2f} ({billed})")
+        for s in self.plan.skipped:
+            lines.append(f"skipped image {s.path.name}: {s.reason}")
+        for path, reason in self.upload_failures.items():
+            lines.append(f"not uploaded {Path(path).name}: {reason}")
+        for j in self.failed:
+            lines.append(f"FAILED job {j.id} ({Path(j.image).name} / {j.prompt[:40]!r}): {j.error}")
+        unfinished = [j for j in self.jobs if j.status not in FINISHED and j.error]
+        for j in unfinished:
+            lines.append(
+                f"NOT DONE job {j.id} ({Path(j.image).name} / {j.prompt[:40]!r}): {j.error}"
+            )
+        if unfinished:
+            lines.append(
+                f"{len(unfinished)} job(s) are kept in the ledger; run the same command again "
+                "to finish them (nothing is paid twice)."
+            )
+        if self.fatal:
+            lines.append(f"STOPPED: {self.fatal}")
+        return "\n".join(lines)

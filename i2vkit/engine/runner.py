@@ -1,0 +1,275 @@
+"""One run of a planned batch: upload and record, then every job to its end, concurrently.
+
+The runner owns the task group, the concurrency slots, and stopping: Ctrl-C (task
+cancellation), the `stop` event, and a fatal answer from fal (401 bad key, 403
+locked account) all stop new submits; what is already submitted is left in the
+ledger for the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from ..errors import FalAuthError, FalLockedError
+from ..jobs import (
+    RELEASE,
+    SKIP,
+    TAKE_OVER,
+    UNSUCCESSFUL,
+    JobStatus,
+    owner_alive,
+    resume_action,
+)
+from ..plan import job_key
+from .context import RunContext
+from .fetch import VideoFetcher, fetch_result
+from .follow import LOST, follow
+from .image_urls import ImageURLs
+from .outcome import Completed, FreshImage
+from .progress import BatchResult, JobResult
+from .submit import Submitter
+
+DOWNLOAD_CONCURRENCY = 4
+
+
+class Runner:
+    def __init__(self, run: RunContext, *, cache_enabled: bool):
+        self.run = run
+        self.images = ImageURLs(run, cache_enabled)
+        self.submitter = Submitter(run, self.images.for_job)
+        self.fetcher = VideoFetcher(run)
+        self.slots = asyncio.Semaphore(run.plan.spec.concurrency)
+        self.download_slots = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
+        self.image_retried: set[int] = set()  # jobs resubmitted once for an expired image URL
+        self.upload_failures: dict[str, str] = {}
+        self.uploads = 0
+
+    # -- into the ledger ---------------------------------------------------------------
+
+    async def record(self) -> list[dict[str, Any]]:
+        """Upload the plan's images (through the cache) and write its jobs to the ledger.
+
+        A fresh plan adds one row per pair (a row already there from an earlier run
+        is kept as it is: that is what resume means); a retry plan releases its failed
+        jobs back to pending with their image's new URL.
+        """
+        run, store = self.run, self.run.jobs.store
+        plan = run.plan
+        uploader = self.images.uploader(plan.spec.upload_concurrency)
+
+        def uploaded(_path: str) -> None:
+            run.progress.uploaded += 1
+            run.emit()
+
+        report = await uploader.upload_all([str(im.path) for im in plan.images], uploaded)
+        self.images.urls.update(report.urls)
+        self.upload_failures, self.uploads = dict(report.failed), report.uploaded
+        if plan.retry_of:
+            for job in store.jobs(run.batch_id, statuses=UNSUCCESSFUL):
+                url = report.urls.get(job["image_path"])
+                if job["id"] in plan.job_ids and url is not None:
+                    run.jobs.release(job, image_url=url, error_type=None)
+            return [store.job(i) for i in plan.job_ids]
+        store.save_batch(
+            {
+                "id": run.batch_id,
+                "model": run.model.name,
+                "endpoint_id": run.model.endpoint_id,
+                "options": plan.options,
+                "pairing": plan.spec.pairing,
+                "images_dir": str(Path(plan.spec.images_dir).absolute()),
+                "prompts_source": str(plan.spec.prompts_file or "inline"),
+                "output_dir": str(plan.output_dir),
+                "backend": run.backend.label,
+                "job_count": len(plan.pairs),
+            }
+        )
+        rows, seen = [], {}
+        for p in plan.pairs:
+            path = str(p.image.path)
+            digest = report.hashes.get(path)
+            occurrence = seen[(path, p.prompt)] = seen.get((path, p.prompt), -1) + 1
+            rows.append(
+                {
+                    "batch_id": run.batch_id,
+                    "job_key": job_key(p, digest, occurrence),
+                    "pair_index": p.index,
+                    "image_path": path,
+                    "image_hash": digest,
+                    "image_url": report.urls.get(path),
+                    "prompt": p.prompt,
+                    "model": run.model.name,
+                    "endpoint_id": run.model.endpoint_id,
+                    "backend": run.backend.label,
+                }
+            )
+        store.add_jobs(rows)
+        keys = [r["job_key"] for r in rows]
+        for job in store.jobs(run.batch_id, keys=keys):
+            url = report.urls.get(job["image_path"])
+            if job["status"] != JobStatus.PENDING:
+                continue
+            if url is None:
+                reason = report.failed.get(job["image_path"], "the image was not uploaded")
+                run.jobs.failed(job["id"], reason, "upload_failed")
+            elif url != job["image_url"]:
+                store.update_job(job["id"], image_url=url)
+        return store.jobs(run.batch_id, keys=keys)
+
+    # -- one job, start to finish ----------------------------------------------------
+
+    async def run_job(self, job: dict[str, Any]) -> None:
+        """Take one job from wherever the ledger says it is to its video (or its failure).
+
+        Errors are the job's own (recorded, the batch goes on), except a rejected key
+        or a locked account, which stop the whole batch.
+        """
+        run, job_id = self.run, job["id"]
+        try:
+            if job["status"] == JobStatus.DOWNLOADED and Path(job["local_file"] or "").is_file():
+                return
+            if self._left_by_a_vanished_demo(job):
+                run.jobs.release(job)  # that emulator is gone, and its jobs with it (unpaid)
+                job = run.jobs.get(job_id)
+            action = resume_action(job, run.jobs.owner, owner_alive(job["owner"]))
+            if action == SKIP:
+                return
+            if action == RELEASE and not run.jobs.release_if(job):
+                return
+            if action == TAKE_OVER and not run.jobs.take_over(job):
+                return
+            status = JobStatus.PENDING if action == RELEASE else job["status"]
+            if status == JobStatus.PENDING:
+                if run.stopping:
+                    return
+                async with self.slots:
+                    if run.stopping or not await self.submitter.submit(job):
+                        return
+                    await self._follow_to_end(job_id)
+            elif status in (JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.RUNNING):
+                async with self.slots:
+                    await self._follow_to_end(job_id)
+            job = run.jobs.get(job_id)
+            if job["status"] in (JobStatus.COMPLETED, JobStatus.DOWNLOADED):
+                async with self.download_slots:
+                    await self.fetcher.fetch(job)
+        except (FalAuthError, FalLockedError) as exc:
+            run.fatal = run.fatal or exc
+            run.stop.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one job's surprise never stops the batch
+            run.fail(job_id, f"unexpected error: {run.fal.clean(str(exc))}", "internal_error")
+
+    def _left_by_a_vanished_demo(self, job: dict[str, Any]) -> bool:
+        return (
+            self.run.backend.kind == "emulator"
+            and job["request_id"] is not None
+            and not (job["status_url"] or "").startswith(self.run.fal.base + "/")
+            and job["status"] in (JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.RUNNING)
+        )
+
+    async def _follow_to_end(self, job_id: int) -> None:
+        """Follow a submitted job (in the slot it holds) until its outcome is recorded."""
+        run = self.run
+        while True:
+            status = await follow(run, job_id)
+            job = run.jobs.get(job_id)
+            if status is LOST:
+                if not await self._lost(job):
+                    return
+                continue
+            decided = await fetch_result(run, job, status)
+            if isinstance(decided, Completed):
+                run.jobs.completed(job_id, decided.video_url, decided.size)
+                run.progress.done += 1
+                run.emit()
+                return
+            if isinstance(decided, FreshImage) and job_id not in self.image_retried:
+                self.image_retried.add(job_id)
+                url = await self.images.fresh(job["image_path"], job["image_url"])
+                if url is not None:
+                    run.jobs.release(
+                        job,
+                        image_url=url,
+                        error=f"resubmitted with the image uploaded again after: {decided.message}",
+                    )
+                    if not await self.submitter.submit(run.jobs.get(job_id)):
+                        return
+                    continue
+            error_type = "file_download_error" if isinstance(decided, FreshImage) else None
+            run.fail(job_id, decided.message, error_type or decided.error_type)
+            return
+
+    async def _lost(self, job: dict[str, Any]) -> bool:
+        """fal no longer knows a request we sent. True when it was submitted again.
+
+        Only on the built-in emulator is that free (a restarted emulator forgets its
+        requests), so only there is the job resubmitted, in the slot it already holds.
+        Anywhere else it may be billed: it is reported with the retry command instead.
+        """
+        run = self.run
+        if run.backend.billed:
+            run.fail(
+                job["id"],
+                f"fal no longer knows request {job['request_id']} (it expired or the service "
+                f"lost it); {run.retry_hint()}.",
+                "request_lost",
+            )
+            return False
+        run.jobs.release(job)
+        return await self.submitter.submit(run.jobs.get(job["id"]))
+
+    # -- the whole batch -------------------------------------------------------------
+
+    async def run_all(self) -> BatchResult:
+        run = self.run
+        await run.fal.check_key()
+        jobs = await self.record()
+        run.progress.total = len(jobs)
+        run.progress.uploads_total = len(run.plan.images)
+        run.progress.failed = sum(j["status"] in UNSUCCESSFUL for j in jobs)
+        run.progress.downloaded = sum(
+            j["status"] == JobStatus.DOWNLOADED and Path(j["local_file"] or "").is_file()
+            for j in jobs
+        )
+        run.emit("submitting")
+        interrupted = False
+        try:
+            async with asyncio.TaskGroup() as group:
+                for job in jobs:
+                    group.create_task(self.run_job(job))
+        except asyncio.CancelledError:
+            interrupted = True
+            await self.submitter.settle(run.fal.timeout)
+        run.emit("finished")
+        return self.result([j["id"] for j in jobs], interrupted)
+
+    def result(self, job_ids: list[int], interrupted: bool) -> BatchResult:
+        run = self.run
+        final = [run.jobs.get(i) for i in job_ids]
+        return BatchResult(
+            batch_id=run.batch_id,
+            plan=run.plan,
+            jobs=[
+                JobResult(
+                    id=j["id"],
+                    image=j["image_path"],
+                    prompt=j["prompt"],
+                    status=j["status"],
+                    video=j["local_file"] if j["status"] == JobStatus.DOWNLOADED else None,
+                    error=j["error"],
+                    request_id=j["request_id"],
+                )
+                for j in final
+            ],
+            backend=run.backend.label,
+            billed=run.backend.billed,
+            interrupted=interrupted or (run.stop.is_set() and not run.fatal),
+            fatal=str(run.fatal) if run.fatal else None,
+            upload_failures=self.upload_failures,
+            uploads=self.uploads,
+            requests=dict(run.fal.requests),
+        )

@@ -1,0 +1,205 @@
+"""A job's life in the ledger: one status vocabulary and the named moves between statuses.
+
+Every place that reads or writes a job's status uses :class:`JobStatus` (SQL
+parameters included), and every move is one function here, so "back to pending"
+means the same thing (and clears the same fields) wherever it happens.
+
+    pending -> submitting -> queued -> running -> completed -> downloaded
+                   |            \\________\\___________\\-> failed / cancelled
+                   '-> pending (released: not sent, or sent and known lost)
+
+`submitting` is the one-request window: the job is claimed (compare-and-set, so two
+processes never both pay for it) right before the POST and gets its request_id
+right after.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from . import store as ledger  # the module: store.py imports JobStatus from here
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"  # in the ledger, never sent to fal
+    SUBMITTING = "submitting"  # POST in flight: after a crash fal may or may not have it
+    QUEUED = "queued"  # fal gave us a request_id
+    RUNNING = "running"
+    COMPLETED = "completed"  # result fetched, video URL recorded, not on disk yet
+    DOWNLOADED = "downloaded"  # the mp4 is on disk: done
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+IN_FLIGHT = (JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.RUNNING)
+OPEN = (JobStatus.PENDING, *IN_FLIGHT, JobStatus.COMPLETED)
+FINISHED = (JobStatus.DOWNLOADED, JobStatus.FAILED, JobStatus.CANCELLED)
+UNSUCCESSFUL = (JobStatus.FAILED, JobStatus.CANCELLED)
+
+# What a job forgets when it goes back to pending: everything about a submission.
+_SUBMISSION = {
+    "request_id": None,
+    "status_url": None,
+    "response_url": None,
+    "cancel_url": None,
+    "queue_position": None,
+    "video_url": None,
+    "video_size": None,
+    "owner": None,
+    "submitted_at": None,
+    "started_at": None,
+    "completed_at": None,
+}
+
+
+def process_owner() -> str:
+    """Who owns a claimed job: host, pid and a per-run nonce (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Is the process that owns a job still running? (Only knowable on this host.)"""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Jobs:
+    """The ledger transitions of one process (`owner`) over a :class:`Store`."""
+
+    def __init__(self, store: Store, owner: str | None = None):
+        self.store = store
+        self.owner = owner or process_owner()
+
+    def get(self, job_id: int) -> dict[str, Any]:
+        return self.store.job(job_id)
+
+    def claim(self, job_id: int) -> bool:
+        """pending -> submitting for this process; False if another process got there first.
+
+        Only from pending: a job another process claimed meanwhile is `submitting`
+        and must not be claimed (and paid for) a second time."""
+        return self.store.claim(job_id, self.owner, [JobStatus.PENDING])
+
+    def take_over(self, job: dict[str, Any]) -> bool:
+        """Adopt a job whose owner died (compare-and-set on that owner: of several
+        resuming processes exactly one wins)."""
+        return self.store.update_job_if(job["id"], job["status"], job["owner"], owner=self.owner)
+
+    def release(self, job: dict[str, Any] | int, *, error: str | None = None, **extra: Any) -> None:
+        """Back to pending, forgetting the submission: it was never sent, or fal lost it.
+
+        With a `job` row the move is a compare-and-set on its status and owner, so a
+        process only releases what it still holds."""
+        fields = {**_SUBMISSION, "status": JobStatus.PENDING, "error": error, **extra}
+        if isinstance(job, int):
+            self.store.update_job(job, **fields)
+        else:
+            self.store.update_job_if(job["id"], job["status"], job["owner"], **fields)
+
+    def release_if(self, job: dict[str, Any], **extra: Any) -> bool:
+        """Release only if status and owner are still what `job` says; True if it moved."""
+        fields = {**_SUBMISSION, "status": JobStatus.PENDING, **extra}
+        return self.store.update_job_if(job["id"], job["status"], job["owner"], **fields)
+
+    def submitted(self, job_id: int, request_id: str, urls: dict[str, str], position: Any) -> None:
+        self.store.update_job(
+            job_id,
+            request_id=request_id,
+            status_url=urls["status_url"],
+            response_url=urls["response_url"],
+            cancel_url=urls["cancel_url"],
+            status=JobStatus.QUEUED,
+            queue_position=position if isinstance(position, int) else None,
+            submitted_at=ledger.utcnow(),
+            error=None,
+            error_type=None,
+        )
+
+    def running(self, job_id: int) -> None:
+        self.store.update_job(
+            job_id, status=JobStatus.RUNNING, started_at=ledger.utcnow(), queue_position=0
+        )
+
+    def completed(self, job_id: int, video_url: str, size: int | None) -> None:
+        self.store.update_job(
+            job_id,
+            status=JobStatus.COMPLETED,
+            video_url=video_url,
+            video_size=size,
+            completed_at=ledger.utcnow(),
+        )
+
+    def downloaded(self, job_id: int, path: str) -> None:
+        self.store.update_job(
+            job_id,
+            status=JobStatus.DOWNLOADED,
+            local_file=path,
+            downloaded_at=ledger.utcnow(),
+            error=None,
+        )
+
+    def failed(self, job_id: int, message: str, error_type: str | None) -> None:
+        self.store.update_job(
+            job_id,
+            status=JobStatus.FAILED,
+            error=message,
+            error_type=error_type,
+            completed_at=ledger.utcnow(),
+        )
+
+    def cancelled(self, job_id: int, message: str) -> None:
+        self.store.update_job(
+            job_id,
+            status=JobStatus.CANCELLED,
+            error=message,
+            error_type="cancelled",
+            completed_at=ledger.utcnow(),
+        )
+
+    def note(self, job_id: int, message: str | None) -> None:
+        """A remark about a job that does not change its status (a download to retry)."""
+        self.store.update_job(job_id, error=message)
+
+
+# What a run does with a job it finds in the ledger (see :func:`resume_action`).
+SKIP, RELEASE, TAKE_OVER, CONTINUE = "skip", "release", "take over", "continue"
+
+
+def resume_action(job: dict[str, Any], me: str, alive: bool) -> str:
+    """The takeover rules: what this process (`me`) may do with a job of the ledger.
+
+    `alive` says whether the job's recorded owner process is still running. A live
+    other owner keeps its job (it is submitting, following or downloading it). A job
+    left `submitting` without a request_id by a dead owner died inside the submit
+    window: it goes back to pending. A dead owner's submitted job is taken over (a
+    compare-and-set on that owner, so of several resuming processes one wins).
+    """
+    status, owner = job["status"], job["owner"]
+    if status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        return SKIP
+    if status == JobStatus.DOWNLOADED:
+        return CONTINUE
+    foreign = owner is not None and owner != me
+    if status == JobStatus.SUBMITTING and job["request_id"] is None:
+        return SKIP if foreign and alive else RELEASE
+    if status in (*IN_FLIGHT, JobStatus.COMPLETED) and owner != me:
+        return SKIP if foreign and alive else TAKE_OVER
+    return CONTINUE
