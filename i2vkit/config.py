@@ -20,8 +20,6 @@ from .errors import ConfigError
 
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off"}
-REAL_FAL = "fal"
-EMULATOR = "emulator"
 
 
 def default_db_path() -> Path:
@@ -40,24 +38,11 @@ class Settings:
     db_path: Path = field(default_factory=default_db_path)
     fal_url: str | None = None
     env_file: Path | None = None
-    emulated: bool = False  # fal_url is the built-in emulator started for demo mode
 
     @property
     def demo(self) -> bool:
-        """Neither a key nor a fal URL: run against the built-in emulator."""
+        """Neither a key nor a fal URL: run against the built-in emulator (backend.py)."""
         return not self.fal_key and not self.fal_url
-
-    @property
-    def backend(self) -> str:
-        """What jobs record as their backend: `fal`, `emulator` (demo), or the custom base URL."""
-        if self.emulated or self.demo:
-            return EMULATOR
-        return self.fal_url or REAL_FAL
-
-    @property
-    def url_scope(self) -> str:
-        """Which service an uploaded URL belongs to; cache hits never cross scopes."""
-        return self.fal_url or REAL_FAL
 
     def __repr__(self) -> str:  # the key never shows, not even masked
         key = "set" if self.fal_key else "unset"

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from i2vkit.backend import backend_for
 from i2vkit.config import load_settings, redact
 from i2vkit.errors import ConfigError
 
@@ -14,7 +15,8 @@ def test_defaults_without_env(tmp_path):
     assert s.download_dir == Path("downloads")
     assert s.upload_cache_enabled is True
     assert s.fal_url is None
-    assert s.demo and s.backend == "emulator" and s.url_scope == "fal"
+    backend = backend_for(s)
+    assert s.demo and backend.label == "emulator" and not backend.billed
 
 
 @pytest.mark.parametrize(
@@ -42,8 +44,16 @@ def test_bad_fal_url(tmp_path, value):
 def test_fal_url_sets_backend_and_strips_slash(tmp_path):
     s = load_settings({"I2VKIT_FAL_URL": "http://127.0.0.1:9/"}, env_file=tmp_path / "none")
     assert s.fal_url == "http://127.0.0.1:9"
-    assert s.backend == "http://127.0.0.1:9"
+    backend = backend_for(s)
+    assert backend.label == "http://127.0.0.1:9" and backend.url_scope == "http://127.0.0.1:9"
     assert not s.demo
+    # a fal-compatible URL may be a proxy of fal: never assumed free
+    assert backend.billed
+
+
+def test_real_fal_is_billed_and_scoped_to_fal(tmp_path):
+    backend = backend_for(load_settings({"FAL_KEY": "id:secret"}, env_file=tmp_path / "none"))
+    assert (backend.label, backend.url_scope, backend.billed) == ("fal", "fal", True)
 
 
 def test_key_with_whitespace_is_rejected_without_echoing_it(tmp_path):
