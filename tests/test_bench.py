@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -63,5 +62,11 @@ def test_sequential_child_against_bench_emulator(tmp_path):
             assert views[request_id]["state"] == "COMPLETED"
             assert views[request_id]["finished"] <= done
         stats = httpx.get(url + "/_emulator/stats").json()
-        assert stats["submits"]["total"] == 2  # /_bench/jobs is not counted as a request
-        assert json.dumps(stats)  # plain JSON
+        assert httpx.get(url + "/_bench/jobs").status_code == 200
+        after = httpx.get(url + "/_emulator/stats").json()
+        assert after["requests"] == stats["requests"]  # /_bench/jobs is not counted
+        assert after["responses"] == stats["responses"]
+        # what the sequential child did: one upload, then per job submit, result, download
+        assert stats["uploads"] == 1 and stats["submits"]["total"] == 2
+        assert stats["result_requests"]["total"] == 2 and stats["downloads"] == 2
+        assert stats["jobs"]["COMPLETED"] == 2 and stats["jobs"]["failed"] == 0

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from i2vkit.emulator import LOCKED_DETAIL, Emulator, EmulatorProcess, main
-from i2vkit.video import output_size, probe
+from i2vkit.emulator.clips import output_size, probe
 
 KEY = {"Authorization": "Key test-id:test-secret"}
 WAN = "fal-ai/wan-i2v"
@@ -597,21 +597,31 @@ def test_concurrency_never_exceeded_and_positions_never_rise(emu, client):
     emu.configure(concurrency=3, job_seconds=1000, cancel_running=True)
     jobs = [submit(client, {"prompt": str(i), "image_url": "data:,x"}) for i in range(12)]
     assert [j["queue_position"] for j in jobs] == [0, 0, 0, *range(9)]
-    emu.configure(job_seconds=0.02)  # jobs started from now on are short
-    for blocker in jobs[:3]:
-        assert client.put(blocker["cancel_url"]).status_code == 202
-    seen = []
-    for _ in range(3000):
-        r = client.get(jobs[-1]["status_url"])
-        body = r.json()
-        if body["status"] == "IN_QUEUE":
-            seen.append(body["queue_position"])
-        if r.status_code == 200:
-            break
-        time.sleep(0.005)
-    assert seen == sorted(seen, reverse=True)
+    last = jobs[-1]
+
+    def last_status() -> tuple[str, int | None]:
+        body = client.get(last["status_url"]).json()
+        return body["status"], body.get("queue_position")
+
+    # Free one slot at a time (abort the oldest running job): the queue moves up by exactly
+    # one, so the last job must pass through every position from 8 down to 0, then start.
+    seen = [last_status()[1]]
+    for k in range(9):
+        assert client.put(jobs[k]["cancel_url"]).status_code == 202
+        want = ("IN_QUEUE", 7 - k) if k < 8 else ("IN_PROGRESS", None)
+        deadline = time.monotonic() + 30
+        while (now := last_status()) != want:
+            assert now[0] == "IN_QUEUE" and now[1] == seen[-1], f"after cancel {k}: {now}"
+            assert time.monotonic() < deadline, f"after cancel {k}: still {now}, want {want}"
+            time.sleep(0.005)  # poll interval
+        seen.append(now[1])
+        stats = emu.stats()
+        assert stats["in_progress"] == 3 and stats["max_concurrency"] == 3
+    assert seen == [*range(8, -1, -1), None]
+    for job in jobs[9:]:
+        assert client.put(job["cancel_url"]).status_code == 202
     for job in jobs:
-        wait_done(client, job["status_url"])
+        assert wait_done(client, job["status_url"])["error_type"] == "request_cancelled"
     assert emu.stats()["max_concurrency"] == 3
 
 

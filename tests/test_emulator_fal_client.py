@@ -1,7 +1,7 @@
 """The installed fal_client, pointed at the emulator, gets what it expects.
 
-fal_client's module constants are patched inside a fixture that restores them,
-so these tests prove the emulator answers the real client's requests: uploads
+fal_client's module constants are pointed at the emulator by :func:`pointed_at`,
+which restores them, so these tests prove the emulator answers the real client's requests: uploads
 (CDN v3 and the legacy signed-URL path), submit, status with and without logs,
 result, cancel, errors and retries.
 """
@@ -9,8 +9,10 @@ result, cancel, errors and retries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
+from collections.abc import Iterator
 
 import fal_client
 import fal_client.client as fc
@@ -18,12 +20,28 @@ import httpx
 import pytest
 from PIL import Image
 
-from i2vkit.emulator import Emulator, patch_fal_client
-from i2vkit.video import probe
+from i2vkit.emulator import Emulator
+from i2vkit.emulator.clips import probe
 
 KEY = "test-id:test-secret"
 KLING = "fal-ai/kling-video/v1.6/standard/image-to-video"
 WAN = "fal-ai/wan-i2v"
+
+
+HOSTS = ("QUEUE_URL_FORMAT", "RUN_URL_FORMAT", "REST_URL", "CDN_URL")
+
+
+@contextlib.contextmanager
+def pointed_at(url: str) -> Iterator[None]:
+    """fal_client's hosts set to the emulator's ``url`` inside the block, then put back."""
+    saved = {name: getattr(fc, name) for name in HOSTS}
+    fc.QUEUE_URL_FORMAT = fc.RUN_URL_FORMAT = url + "/"
+    fc.REST_URL = fc.CDN_URL = url
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(fc, name, value)
 
 
 @pytest.fixture
@@ -35,11 +53,11 @@ def emu():
 @pytest.fixture
 def fal(emu):
     """fal_client's module constants pointed at the emulator, restored afterwards."""
-    before = (fc.QUEUE_URL_FORMAT, fc.RUN_URL_FORMAT, fc.REST_URL, fc.CDN_URL)
-    with patch_fal_client(emu.url):
+    before = [getattr(fc, name) for name in HOSTS]
+    with pointed_at(emu.url):
         assert emu.url == fc.REST_URL
         yield emu
-    assert before == (fc.QUEUE_URL_FORMAT, fc.RUN_URL_FORMAT, fc.REST_URL, fc.CDN_URL)
+    assert before == [getattr(fc, name) for name in HOSTS]
 
 
 @pytest.fixture
@@ -267,14 +285,26 @@ def test_fal_client_retries_through_bursts(fal, image_path, status, monkeypatch)
 
 
 def test_rate_limit_is_survived_by_the_client(fal, image_path, monkeypatch):
-    monkeypatch.setattr(fc, "BASE_DELAY", 0.01)
     client = fal_client.SyncClient(key=KEY)
     url = client.upload_file(image_path)
-    fal.configure(rate_limit=20, rate_burst=1)
+    # One token, refilled only after 1000 s: the submit takes it, the status call gets a 429.
+    fal.configure(rate_limit=0.001, rate_burst=1)
+    retries = []
+
+    def lift_the_limit_then_retry(*args, **kwargs):
+        """fal_client decided to retry: record it and let the retry through at once."""
+        retries.append(fal.stats()["rate_limited"])
+        fal.configure(rate_limit=None)
+        return 0.0
+
+    monkeypatch.setattr(fc, "_get_retry_delay", lift_the_limit_then_retry)
     handle = client.submit(WAN, {"prompt": "p", "image_url": url})
-    for _ in range(10):
-        handle.status()  # any 429 on the way is retried by fal_client
+    handle.status()  # 429, retried by fal_client
+    assert retries == [1]  # the retry followed the emulator's 429
     assert handle.get()["video"]["url"]
+    stats = fal.stats()
+    assert stats["rate_limited"] == 1 and stats["responses"]["429"] == 1
+    assert stats["status_requests"]["total"] >= 1 and stats["submits"]["total"] == 1
 
 
 def test_fal_client_multipart_upload(fal, tmp_path, monkeypatch):

@@ -1,0 +1,619 @@
+"""fal's queue: submit, status, result and cancel, and the jobs behind them.
+
+``POST /{endpoint_id}`` validates the payload and queues a :class:`Job`; jobs start in
+order while fewer than the ``concurrency`` knob run; a running job fetches its input
+image (a data URI or one of our stored files), gets its clip from the
+:class:`~i2vkit.emulator.clips.ClipCache`, waits out its drawn duration and completes
+with a result or an error. ``GET /{owner}/{alias}/requests/{id}[/status[/stream]]``
+and ``PUT .../cancel`` read and steer it.
+
+Where fal's behaviour is not documented, the choices are:
+
+* ``GET .../requests/{id}`` before the job is COMPLETED answers ``400 {"detail":
+  "Request is still in progress", "status": ...}`` (fal_client polls status first).
+* A cancelled queued job becomes COMPLETED with ``error_type`` ``"request_cancelled"``
+  and a 400 result. A running job keeps running (fal only signals the runner) unless the
+  ``cancel_running`` knob is set.
+* Expired results (``result_ttl``) answer 404 on the result endpoint; the status
+  endpoint still says COMPLETED.
+* Result: ``{"video": {"url", "content_type": "video/mp4", "file_name": "output.mp4",
+  "file_size"}, "seed"}``; every job gets its own URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import math
+import random
+import re
+import urllib.parse
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from .auth import Auth
+from .clips import GREY_PNG, ClipCache, ImageLoadError
+from .routes import Route
+from .runtime import Runtime
+from .storage import Storage
+from .wire import invalid_json, json_response, lifecycle_seconds, rand_id, validation_error
+
+__all__ = ["Job", "JobError", "JobQueue"]
+
+log = logging.getLogger("i2vkit.emulator")
+
+RESERVED_ROOTS = {"files", "storage", "_emulator"}
+APP_NAMESPACES = ("workflows", "comfy")
+SMALL_RESULT_TTL = 3600.0
+LARGE_RESULT_TTL = 360.0
+LARGE_RESULT_BYTES = 10 * 1024
+MAX_IMAGE_BYTES = 256 * 1024**2
+
+Outcome = tuple[int, Any, str | None, str | None, dict[str, str]]
+"""(result status, result body, error, error_type, result headers) of a finished job."""
+
+
+@dataclass(eq=False)
+class Job:
+    id: str
+    index: int
+    endpoint: str
+    app: str
+    payload: dict[str, Any]
+    image_field: str | None
+    fail: str | None  # failure kind drawn at submit, or None
+    seed: int
+    submitted_at: float  # loop clock
+    output_ttl: float | None = None
+    base: str = ""
+    duration: float = 0.0  # drawn when the job starts (job_seconds may change meanwhile)
+    state: str = "IN_QUEUE"
+    started_at: float | None = None
+    finished_at: float | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    error_type: str | None = None
+    result_status: int = 200
+    result_body: Any = None
+    result_headers: dict[str, str] = field(default_factory=dict)
+    result_size: int = 0
+    cancelled: bool = False
+    aborting: bool = False
+    task: asyncio.Task | None = None
+    done_at: float | None = None  # expiry clock at completion (result expiry)
+
+    def log(self, message: str, level: str = "INFO") -> None:
+        self.logs.append(
+            {
+                "message": message,
+                "level": level,
+                "source": "user",
+                "timestamp": datetime.now(UTC).isoformat(),
+            }
+        )
+
+    def view(self) -> dict[str, Any]:
+        """The debug view of :meth:`Emulator.job <i2vkit.emulator.Emulator.job>`."""
+        return {
+            "request_id": self.id,
+            "endpoint": self.endpoint,
+            "state": self.state,
+            "duration": self.duration,
+            "fail": self.fail,
+            "submitted_at": self.submitted_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+            "error_type": self.error_type,
+            "result_status": self.result_status if self.state == "COMPLETED" else None,
+            "cancelled": self.cancelled,
+        }
+
+
+class JobError(Exception):
+    """A job's failure, carrying the result fal would answer with."""
+
+    def __init__(
+        self,
+        status: int,
+        body: Any,
+        error: str,
+        error_type: str,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(error)
+        self.outcome: Outcome = (status, body, error, error_type, headers or {})
+
+
+def _error_outcome(status: int, msg: str, etype: str, **headers: str) -> Outcome:
+    body = {"detail": msg, "error_type": etype}
+    return (status, body, msg, etype, {"x-fal-error-type": etype, **headers})
+
+
+def _field_error(field_name: str, type_: str, msg: str, value: Any) -> JobError:
+    if isinstance(value, str) and value.startswith("data:") and len(value) > 80:
+        value = value[:64] + "..."
+    detail = [validation_error(["body", field_name], msg, type_, value)]
+    return JobError(422, {"detail": detail}, msg, type_)
+
+
+CANCELLED: Outcome = (
+    400,
+    {"detail": "Request was cancelled", "error_type": "request_cancelled"},
+    "Request was cancelled",
+    "request_cancelled",
+    {"x-fal-error-type": "request_cancelled"},
+)
+
+_INJECTED = {
+    "runner": (503, "Runner disconnected", "runner_disconnected"),
+    "timeout": (504, "Request timed out", "request_timeout"),
+    "internal": (500, "Internal server error", "internal_server_error"),
+}
+
+
+def _injected_failure(job: Job) -> Outcome:
+    """The result of a job the ``fail_rate`` knob picked to fail."""
+    if job.fail == "validation":
+        msg = (
+            "The content could not be processed because it contained material flagged "
+            "by a content checker."
+        )
+        prompt = job.payload.get("prompt")
+        detail = [validation_error(["body", "prompt"], msg, "content_policy_violation", prompt)]
+        return (422, {"detail": detail}, msg, "content_policy_violation", {})
+    return _error_outcome(*_INJECTED[job.fail or "runner"])
+
+
+def app_of(endpoint: str) -> str:
+    """The ``owner/alias`` (or ``workflows/owner/alias``) part that request URLs use."""
+    parts = endpoint.split("/")
+    if parts[0] in APP_NAMESPACES and len(parts) >= 3:
+        return "/".join(parts[:3])
+    return "/".join(parts[:2])
+
+
+def required_fields(endpoint: str) -> tuple[list[str], str | None]:
+    """(required string fields, the image field) for an endpoint id."""
+    if re.search(r"kling-video/(v2\.6|v3)/", endpoint):
+        return ["prompt", "start_image_url"], "start_image_url"
+    if "luma-dream-machine/ray-2" in endpoint:
+        return ["prompt"], "image_url"
+    return ["prompt", "image_url"], "image_url"
+
+
+def payload_problems(endpoint: str, payload: Any) -> list[dict[str, Any]]:
+    """fal's 422 ``detail`` entries for a submit body (empty when it is acceptable)."""
+    if not isinstance(payload, dict):
+        return [validation_error(["body"], "value is not a valid dict", "type_error.dict")]
+    required, image_field = required_fields(endpoint)
+    problems = []
+    for name in required:
+        if name not in payload or payload[name] is None:
+            problems.append(
+                validation_error(["body", name], "field required", "value_error.missing")
+            )
+        elif not isinstance(payload[name], str):
+            problems.append(validation_error(["body", name], "str type expected", "type_error.str"))
+    if (
+        image_field not in required
+        and image_field in payload
+        and not isinstance(payload[image_field], str)
+    ):
+        problems.append(
+            validation_error(["body", image_field], "str type expected", "type_error.str")
+        )
+    return problems
+
+
+def _decode_data_uri(uri: str) -> bytes | None:
+    head, sep, data = uri.partition(",")
+    if not sep:
+        return None
+    try:
+        if head.endswith(";base64"):
+            return base64.b64decode(data, validate=False)
+        return urllib.parse.unquote_to_bytes(data)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _positive_seconds(value: str | None) -> float | None:
+    try:
+        v = float(value) if value else None
+    except ValueError:
+        return None
+    return v if v is not None and v > 0 and math.isfinite(v) else None
+
+
+class JobQueue:
+    """All jobs, the FIFO of queued ones and the queue routes."""
+
+    def __init__(self, runtime: Runtime, auth: Auth, storage: Storage, clips: ClipCache) -> None:
+        self._rt = runtime
+        self._auth = auth
+        self._storage = storage
+        self._clips = clips
+        self.jobs: dict[str, Job] = {}
+        self._queue: deque[Job] = deque()
+        self._positions: dict[str, int] | None = None  # cache, rebuilt after queue changes
+        self.running = 0
+        self._submitted = 0
+        self._state_counts = {"IN_QUEUE": 0, "IN_PROGRESS": 0, "COMPLETED": 0}
+        self._failed = 0
+        self._cancelled = 0
+
+    def routes(self) -> list[Route]:
+        """The catch-all queue routes: register them after every more specific route."""
+        return [
+            Route("POST", "/{tail:.+}", self._h_submit),
+            Route("GET", "/{tail:.+}", self._h_get),
+            Route("PUT", "/{tail:.+}", self._h_cancel),
+        ]
+
+    def knobs_changed(self, names: Any) -> None:
+        if "concurrency" in names:
+            self._pump()
+
+    def summary(self) -> dict[str, Any]:
+        """The queue's part of the stats."""
+        return {
+            "in_progress": self.running,
+            "in_queue": len(self._queue),
+            "jobs": {
+                **self._state_counts,
+                "failed": self._failed,
+                "cancelled": self._cancelled,
+                "total": len(self.jobs),
+            },
+        }
+
+    def stop_all(self) -> None:
+        for job in list(self.jobs.values()):
+            if job.task is not None and not job.task.done():
+                job.task.cancel()
+
+    # ------------------------------------------------------------ submit
+
+    async def _h_submit(self, request: web.Request) -> web.Response:
+        endpoint = request.match_info["tail"].strip("/")
+        if err := self._auth.key_or_locked_error(request):
+            return err
+        segments = endpoint.split("/")
+        if (
+            len(segments) < 2
+            or segments[0] in RESERVED_ROOTS
+            or any(not s for s in segments)
+            or (len(segments) >= 3 and segments[2] == "requests")
+        ):
+            return json_response(404, {"detail": f"Application '{endpoint}' not found"})
+        self._rt.stats.submits.add(endpoint)
+        try:
+            payload = await request.json()
+        except ValueError:
+            return invalid_json()
+        if problems := payload_problems(endpoint, payload):
+            return json_response(422, {"detail": problems})
+        job = self._new_job(request, endpoint, payload)
+        self.jobs[job.id] = job
+        self._state_counts["IN_QUEUE"] += 1
+        self._queue.append(job)
+        self._positions = None
+        self._pump()
+        start_timeout = _positive_seconds(request.headers.get("X-Fal-Request-Timeout"))
+        if start_timeout and job.state == "IN_QUEUE":
+            asyncio.get_running_loop().call_later(start_timeout, self._start_deadline, job)
+        body = self._urls(job)
+        body.update({"status": "IN_QUEUE", "queue_position": self._position(job)})
+        return json_response(200, body)
+
+    def _new_job(self, request: web.Request, endpoint: str, payload: dict[str, Any]) -> Job:
+        """A job with its failure and seed drawn from the ``seed`` knob and its submit order,
+        so the same batch fails the same way on every run."""
+        k = self._rt.knobs
+        self._submitted += 1
+        rng = random.Random(f"{k['seed']}:{self._submitted}")
+        fail = None
+        if rng.random() < k["fail_rate"]:
+            fail = k["fail_kind"]
+            if fail == "mixed":
+                fail = rng.choice(("validation", "runner", "timeout"))
+        seed = payload.get("seed")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            seed = rng.randrange(2**31)
+        _, image_field = required_fields(endpoint)
+        return Job(
+            id=str(uuid.uuid4()),
+            index=self._submitted,
+            endpoint=endpoint,
+            app=app_of(endpoint),
+            payload=payload,
+            image_field=image_field if image_field in payload else None,
+            fail=fail,
+            seed=seed,
+            submitted_at=self._rt.clock.loop_time(),
+            output_ttl=lifecycle_seconds(request, "X-Fal-Object-Lifecycle-Preference"),
+            base=self._rt.base(request),
+        )
+
+    def _urls(self, job: Job) -> dict[str, Any]:
+        base = f"{job.base}/{job.app}/requests/{job.id}"
+        return {
+            "request_id": job.id,
+            "response_url": base,
+            "status_url": base + "/status",
+            "cancel_url": base + "/cancel",
+        }
+
+    def _position(self, job: Job) -> int:
+        if job.state != "IN_QUEUE":
+            return 0
+        if self._positions is None:
+            self._positions = {j.id: i for i, j in enumerate(self._queue)}
+        return self._positions.get(job.id, 0)
+
+    def _dequeue(self, job: Job) -> None:
+        self._queue.remove(job)
+        self._positions = None
+
+    def _start_deadline(self, job: Job) -> None:
+        """X-Fal-Request-Timeout: a job still queued at its deadline fails with a
+        user-deadline 504 (fal_client never retries those)."""
+        if job.state != "IN_QUEUE":
+            return
+        self._dequeue(job)
+        msg = "Request timed out before it started (X-Fal-Request-Timeout)"
+        outcome = _error_outcome(
+            504, msg, "request_timeout", **{"X-Fal-Request-Timeout-Type": "user"}
+        )
+        self._finish(job, outcome)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _set_state(self, job: Job, state: str) -> None:
+        self._state_counts[job.state] -= 1
+        job.state = state
+        self._state_counts[state] += 1
+
+    def _pump(self) -> None:
+        """Start queued jobs while there is capacity (FIFO)."""
+        limit = self._rt.knobs["concurrency"]
+        while self._queue and (limit is None or self.running < limit):
+            job = self._queue.popleft()
+            self._positions = None
+            self._start(job)
+
+    def _start(self, job: Job) -> None:
+        self._set_state(job, "IN_PROGRESS")
+        job.started_at = self._rt.clock.loop_time()
+        js = self._rt.knobs["job_seconds"]
+        if isinstance(js, tuple):
+            rng = random.Random(f"{self._rt.knobs['seed']}:{job.index}:duration")
+            job.duration = rng.uniform(js[0], js[1])
+        else:
+            job.duration = float(js)
+        self.running += 1
+        stats = self._rt.stats
+        stats.max_concurrency = max(stats.max_concurrency, self.running)
+        job.task = asyncio.get_running_loop().create_task(self._run(job))
+
+    async def _run(self, job: Job) -> None:
+        """Run one job to its outcome: the injected failure or the real clip, delivered no
+        earlier than its drawn duration after it started. Only a ``cancel_running`` abort
+        turns a cancellation into an outcome; the emulator shutting down just cancels."""
+        try:
+            job.log(f"Starting {job.endpoint} (emulated)")
+            outcome = await self._outcome(job)
+            remaining = (job.started_at or 0) + job.duration - self._rt.clock.loop_time()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+            if outcome[0] == 200:
+                job.log("Video generated")
+        except asyncio.CancelledError:
+            if not job.aborting:
+                raise
+            outcome = CANCELLED
+        except Exception as exc:  # pragma: no cover - emulator bug
+            log.exception("job %s crashed", job.id)
+            outcome = _error_outcome(500, "Internal server error", "internal_server_error")
+            outcome[1]["detail"] = f"Internal server error: {exc}"
+        self._finish(job, outcome)
+
+    async def _outcome(self, job: Job) -> Outcome:
+        if job.fail:
+            outcome = _injected_failure(job)
+        else:
+            try:
+                body = await self._produce(job)
+                if self._rt.knobs["result_override"]:
+                    body = self._rt.knobs["result_override"].pop(0)
+                return (200, body, None, None, {})
+            except JobError as exc:
+                outcome = exc.outcome
+        job.log(f"Error: {outcome[2]}", "ERROR")
+        return outcome
+
+    def _finish(self, job: Job, outcome: Outcome) -> None:
+        status, body, error, error_type, headers = outcome
+        was_running = job.state == "IN_PROGRESS"
+        self._set_state(job, "COMPLETED")
+        job.finished_at = self._rt.clock.loop_time()
+        job.done_at = self._rt.clock.now()
+        job.result_status = status
+        job.result_body = body
+        job.result_headers = headers
+        job.error = error
+        job.error_type = error_type
+        job.result_size = len(json.dumps(body).encode())
+        job.task = None
+        if error is not None:
+            self._failed += 1
+        if was_running:
+            self.running -= 1
+            self._pump()
+
+    # ------------------------------------------------------------ producing a result
+
+    async def _produce(self, job: Job) -> dict[str, Any]:
+        image_bytes = await self._fetch_image(job)
+        job.log("Generating video")
+        field_name = job.image_field or "image_url"
+        try:
+            path, size = await self._clips.clip(image_bytes)
+        except ImageLoadError as exc:
+            raise _field_error(
+                field_name,
+                "image_load_error",
+                "Failed to load the image. Please ensure the image file is not corrupted "
+                "and is in a supported format.",
+                job.payload.get(field_name),
+            ) from exc
+        fid, name = rand_id(), "output.mp4"
+        self._storage.add(fid, name, path, "video/mp4", size, job.output_ttl, shared=True)
+        return {
+            "video": {
+                "url": f"{job.base}/files/{fid}/{name}",
+                "content_type": "video/mp4",
+                "file_name": name,
+                "file_size": size,
+            },
+            "seed": job.seed,
+        }
+
+    async def _fetch_image(self, job: Job) -> bytes:
+        field_name = job.image_field or "image_url"
+        url = job.payload.get(field_name)
+        if url is None:
+            return GREY_PNG  # an endpoint where the image is optional
+        if url.startswith("data:"):
+            data = _decode_data_uri(url)
+        else:
+            sf = self._storage.resolve(url, job.base)
+            if sf is not None and sf.size > MAX_IMAGE_BYTES:
+                raise _field_error(field_name, "image_too_large", "Image file is too large.", url)
+            data = None if sf is None else await self._rt.in_thread(sf.path.read_bytes)
+        if data is None:
+            raise _field_error(
+                field_name,
+                "file_download_error",
+                "Failed to download the file. Please check if the URL is accessible.",
+                url,
+            )
+        return data
+
+    # ------------------------------------------------------------ status, result, cancel
+
+    async def _h_get(self, request: web.Request) -> web.StreamResponse:
+        tail = request.match_info["tail"]
+        m = re.fullmatch(r"(.+)/requests/([^/]+)(/status(/stream)?)?/?", tail)
+        if not m:
+            return json_response(404, {"detail": "Not Found"})
+        if err := self._auth.key_error(request):
+            return err
+        app, request_id, status_part, stream = m.groups()
+        if status_part:
+            return await self._status(request, app, request_id, stream=bool(stream))
+        return self._result(app, request_id)
+
+    def _find(self, app: str, request_id: str) -> Job | None:
+        job = self.jobs.get(request_id)
+        if job is None or job.app != app.strip("/"):
+            return None
+        return job
+
+    def _status_body(self, job: Job, with_logs: bool) -> tuple[int, dict[str, Any]]:
+        body = self._urls(job)
+        body["status"] = job.state
+        if job.state == "IN_QUEUE":
+            body["queue_position"] = self._position(job)
+            return 202, body
+        body["logs"] = list(job.logs) if with_logs else None
+        if job.state == "IN_PROGRESS":
+            return 202, body
+        ran = (job.finished_at or 0) - (job.started_at or job.finished_at or 0)
+        body["metrics"] = {"inference_time": round(ran, 3)} if job.started_at else {}
+        body["error"] = job.error
+        body["error_type"] = job.error_type
+        return 200, body
+
+    async def _status(
+        self, request: web.Request, app: str, request_id: str, *, stream: bool
+    ) -> web.StreamResponse:
+        self._rt.stats.status_requests.add(request_id)
+        job = self._find(app, request_id)
+        if job is None:
+            return json_response(404, {"detail": f"Request {request_id} not found"})
+        with_logs = request.query.get("logs", "").strip().lower() in ("1", "true", "yes", "on")
+        if not stream:
+            return json_response(*self._status_body(job, with_logs))
+        # SSE stream of status updates until COMPLETED (fal-js uses it; fal_client does not)
+        resp = web.StreamResponse(
+            status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await resp.prepare(request)
+        last = None
+        while True:
+            text = json.dumps(self._status_body(job, with_logs)[1])
+            if text != last:
+                await resp.write(f"data: {text}\n\n".encode())
+                last = text
+            if job.state == "COMPLETED":
+                break
+            await asyncio.sleep(0.1)
+        await resp.write_eof()
+        return resp
+
+    def _result(self, app: str, request_id: str) -> web.Response:
+        self._rt.stats.result_requests.add(request_id)
+        job = self._find(app, request_id)
+        if job is None:
+            return json_response(404, {"detail": f"Request {request_id} not found"})
+        if job.state != "COMPLETED":
+            return json_response(
+                400, {"detail": "Request is still in progress", "status": job.state}
+            )
+        ttl = self._rt.knobs["result_ttl"]
+        if ttl is None:
+            ttl = LARGE_RESULT_TTL if job.result_size >= LARGE_RESULT_BYTES else SMALL_RESULT_TTL
+        if self._rt.clock.now() >= (job.done_at or 0) + ttl:
+            return json_response(
+                404, {"detail": f"Request {request_id} not found (result expired)"}
+            )
+        return json_response(job.result_status, job.result_body, dict(job.result_headers))
+
+    async def _h_cancel(self, request: web.Request) -> web.Response:
+        m = re.fullmatch(r"(.+)/requests/([^/]+)/cancel/?", request.match_info["tail"])
+        if not m:
+            return json_response(404, {"detail": "Not Found"})
+        if err := self._auth.key_error(request):
+            return err
+        app, request_id = m.groups()
+        self._rt.stats.cancels.add(request_id)
+        job = self._find(app, request_id)
+        if job is None:
+            return json_response(404, {"status": "NOT_FOUND"})
+        if job.state == "COMPLETED":
+            return json_response(400, {"status": "ALREADY_COMPLETED"})
+        if job.state == "IN_QUEUE":
+            self._dequeue(job)
+            job.cancelled = True
+            self._cancelled += 1
+            self._finish(job, CANCELLED)
+            return json_response(202, {"status": "CANCELLATION_REQUESTED"})
+        # IN_PROGRESS: fal signals the runner; the app decides
+        if not job.cancelled:
+            job.cancelled = True
+            job.log("Cancellation requested", "WARN")
+        if self._rt.knobs["cancel_running"] and job.task is not None and not job.aborting:
+            job.aborting = True
+            self._cancelled += 1
+            job.task.cancel()
+        return json_response(202, {"status": "CANCELLATION_REQUESTED"})

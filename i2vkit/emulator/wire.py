@@ -1,0 +1,67 @@
+"""fal's wire shapes that more than one part of the emulator answers with.
+
+JSON responses, pydantic-style validation errors, fal's random ids and the object
+lifecycle headers look the same whether storage or the queue sends them, so they are
+written here once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["invalid_json", "json_response", "lifecycle_seconds", "rand_id", "validation_error"]
+
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+_UNLINKED_ERROR_TYPES = ("value_error.missing", "type_error.str", "type_error.dict")
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def validation_error(
+    loc: list[str], msg: str, type_: str, value: Any = None, **extra: Any
+) -> dict[str, Any]:
+    """One entry of a 422 ``detail`` list, as fal's pydantic models write it."""
+    d: dict[str, Any] = {"loc": loc, "msg": msg, "type": type_}
+    if type_ not in _UNLINKED_ERROR_TYPES:
+        d["url"] = f"https://docs.fal.ai/errors#{type_}"
+        d["ctx"] = {}
+        d["input"] = value
+    d.update(extra)
+    return d
+
+
+def invalid_json(msg: str = "Invalid JSON body", type_: str = "value_error.jsondecode"):
+    """422 for a request body that is not the JSON the route wants."""
+    return json_response(422, {"detail": [validation_error(["body"], msg, type_)]})
+
+
+def rand_id(n: int = 21) -> str:
+    """An id shaped like fal's file ids."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(n))
+
+
+def lifecycle_seconds(request: web.Request, *headers: str) -> float | None:
+    """``expiration_duration_seconds`` from the first of ``headers`` that holds a valid
+    ``{"expiration_duration_seconds": N}`` (fal's object lifecycle headers); else None."""
+    for h in headers:
+        raw = request.headers.get(h)
+        if not raw:
+            continue
+        try:
+            secs = json.loads(raw).get("expiration_duration_seconds")
+            if secs is not None and float(secs) > 0:
+                return float(secs)
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return None
