@@ -514,12 +514,13 @@ def test_two_cli_processes_on_the_same_batch_submit_each_job_once(tmp_path, emu)
     assert by_request[0][0] == 24
 
 
-def test_restarted_fal_endpoint_forgets_requests_rerun_resubmits_without_hanging(tmp_path):
+def test_restarted_fal_endpoint_forgets_requests_rerun_reports_them_never_resubmits(tmp_path):
     """The CLI dies with every concurrency slot holding a submitted job; the fal-compatible
-    endpoint (an `i2vkit emulator` on a fixed port) restarts and no longer knows those
-    requests (nor the images uploaded to it). The re-run learns that (404), resubmits each
-    such job once in the slot it already holds and finishes; it used to wait forever for a
-    second slot."""
+    endpoint (an `i2vkit emulator` on a fixed port, which i2vkit must treat as billed: it
+    may be a proxy of fal) restarts and no longer knows those requests (nor the images
+    uploaded to it). The re-run learns that (404) and reports each lost job with the retry
+    command instead of paying for it again behind the user's back; the jobs never submitted
+    run. `i2vkit retry` then resubmits exactly the lost ones, after the same confirmation."""
     make_images(tmp_path / "pics", 2)
     prompts = write_prompts(tmp_path / "prompts.txt", 2)
     db = tmp_path / "ledger.db"
@@ -541,17 +542,35 @@ def test_restarted_fal_endpoint_forgets_requests_rerun_resubmits_without_hanging
         proc.communicate(timeout=30)
     finally:
         first.stop()
+    lost = dict(ledger(db, "SELECT id, image_path FROM jobs WHERE request_id IS NOT NULL"))
+    lost_ids = set(lost)
+    assert len(lost_ids) == 2
+    unsent_images = {
+        row[0] for row in ledger(db, "SELECT image_path FROM jobs WHERE request_id IS NULL")
+    }
+    batch = ledger(db, "SELECT id FROM batches")[0][0]
     with Emulator(port=port, key=TEST_KEY, job_seconds=0) as second:
         again = run_cli(args, env, tmp_path, timeout=120)
         stats = second.stats()
-    assert again.returncode == 0, again.stdout + again.stderr
+        assert again.returncode == 1, again.stdout + again.stderr
+        failed = ledger(db, "SELECT id, error_type, error FROM jobs WHERE status = 'failed'")
+        assert {row[0] for row in failed} == lost_ids
+        for _, error_type, error in failed:
+            assert error_type == "request_lost"
+            assert f"i2vkit retry {batch}" in error
+        assert f"i2vkit retry {batch}" in again.stdout
+        # only the 2 never submitted were sent: each refused once (the restarted endpoint
+        # lost the uploaded images too), its image uploaded again (once per image) and
+        # resubmitted once
+        assert stats["submits"]["total"] == 4
+        assert stats["uploads"] == len(unsent_images)
+        retried = run_cli([*args[:3], "retry", batch, "--yes"], env, tmp_path, timeout=120)
+        assert retried.returncode == 0, retried.stdout + retried.stderr
+        # each lost job once, plus once more where its image's upload was lost with the
+        # restart and not uploaded again by the re-run (refused once, uploaded, resubmitted)
+        stale = sum(path not in unsent_images for path in lost.values())
+        assert second.stats()["submits"]["total"] == 4 + 2 + stale
     assert_one_playable_video_per_job(db, tmp_path / "videos", 4)
-    # 2 forgotten + 2 never submitted; the restarted endpoint lost the uploaded images as
-    # well, so each of the 4 is refused once (file_download_error), its image uploaded again
-    # (once per image) and resubmitted once
-    assert stats["uploads"] == 2
-    assert stats["jobs"]["failed"] == 4
-    assert stats["submits"]["total"] == 8
     assert stats["responses"].get("404", 0) >= 2
 
 
