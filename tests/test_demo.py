@@ -65,25 +65,30 @@ def test_interrupted_demo_resumes_on_a_new_emulator(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     db = tmp_path / "ledger.db"
+
+    def count(where: str) -> int:
+        if not db.exists():
+            return 0
+        conn = sqlite3.connect(db, timeout=30)
+        try:
+            return conn.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}").fetchone()[0]
+        except sqlite3.OperationalError:  # the ledger's tables are not created yet
+            return 0
+        finally:
+            conn.close()
+
     deadline = time.monotonic() + 120
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if db.exists():
-                conn = sqlite3.connect(db, timeout=30)
-                try:
-                    n = conn.execute(
-                        "SELECT COUNT(*) FROM jobs WHERE request_id IS NOT NULL"
-                    ).fetchone()[0]
-                except sqlite3.OperationalError:
-                    n = 0
-                finally:
-                    conn.close()
-                if n >= 3:
-                    break
+        while count("request_id IS NOT NULL") < 3:
+            assert proc.poll() is None, "the demo ended before 3 jobs were submitted"
+            assert time.monotonic() < deadline, "3 jobs not submitted within 120 s"
             time.sleep(0.02)  # polling a condition, not synchronising on time
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
+    # the kill landed mid-batch: the process died of it and work was left to resume
+    assert proc.returncode == -signal.SIGKILL
+    assert count("status = 'downloaded'") < 9
     again = subprocess.run(
         [sys.executable, "-m", "i2vkit", *DEMO],
         cwd=tmp_path,
