@@ -1,4 +1,7 @@
-"""Smoke test of the benchmark's plumbing (the benchmark itself runs in CI via bench/run.py --quick)."""
+"""Smoke test of the benchmark's plumbing.
+
+The benchmark itself runs in CI via ``bench/run.py --quick``.
+"""
 
 from __future__ import annotations
 

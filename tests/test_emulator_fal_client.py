@@ -1,18 +1,16 @@
 """The installed fal_client, pointed at the emulator, gets what it expects.
 
-fal_client's module constants are pointed at the emulator by :func:`pointed_at`,
-which restores them, so these tests prove the emulator answers the real client's requests: uploads
-(CDN v3 and the legacy signed-URL path), submit, status with and without logs,
-result, cancel, errors and retries.
+fal_client's module constants are pointed at the emulator by
+``i2vkit.fal.fal_client_pointed_at``, which restores them, so these tests prove the
+emulator answers the real client's requests: uploads (CDN v3 and the legacy signed-URL
+path), submit, status with and without logs, result, cancel, errors and retries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import time
-from collections.abc import Iterator
 
 import fal_client
 import fal_client.client as fc
@@ -22,6 +20,7 @@ from PIL import Image
 
 from i2vkit.emulator import Emulator
 from i2vkit.emulator.clips import probe
+from i2vkit.fal import fal_client_pointed_at
 
 KEY = "test-id:test-secret"
 KLING = "fal-ai/kling-video/v1.6/standard/image-to-video"
@@ -29,19 +28,6 @@ WAN = "fal-ai/wan-i2v"
 
 
 HOSTS = ("QUEUE_URL_FORMAT", "RUN_URL_FORMAT", "REST_URL", "CDN_URL")
-
-
-@contextlib.contextmanager
-def pointed_at(url: str) -> Iterator[None]:
-    """fal_client's hosts set to the emulator's ``url`` inside the block, then put back."""
-    saved = {name: getattr(fc, name) for name in HOSTS}
-    fc.QUEUE_URL_FORMAT = fc.RUN_URL_FORMAT = url + "/"
-    fc.REST_URL = fc.CDN_URL = url
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(fc, name, value)
 
 
 @pytest.fixture
@@ -54,7 +40,7 @@ def emu():
 def fal(emu):
     """fal_client's module constants pointed at the emulator, restored afterwards."""
     before = [getattr(fc, name) for name in HOSTS]
-    with pointed_at(emu.url):
+    with fal_client_pointed_at(emu.url):
         assert emu.url == fc.REST_URL
         yield emu
     assert before == [getattr(fc, name) for name in HOSTS]

@@ -194,7 +194,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("file_ttl", None, _SECONDS, "seconds before stored files answer 404 (default never)"),
     Knob("result_ttl", None, _SECONDS,
          "seconds results stay fetchable (default fal's: 1 h, 6 min for results of 10 KB+)"),
-    Knob("video_size", None, _size, "pad served videos to exactly this size, e.g. 500MB"),
+    Knob("video_size", None, _size,
+         "pad served videos to exactly this size, e.g. 500MB (default: the real clip)"),
     Knob("seed", 0, _number(int),
          "seed for job durations, failures, dropped downloads and result seeds"),
     Knob("cancel_running", False, _boolean,
@@ -202,7 +203,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("token_ttl", 3600, _number(float, above=0), "CDN token lifetime in seconds"),
     Knob("result_override", [], _json_list,
          "JSON list of values that replace the results of the next successful jobs, one each "
-         "in the order jobs finish (malformed results, odd URLs)", metavar="JSON"),
+         "in the order jobs finish (malformed results, odd URLs; default none)", metavar="JSON"),
     Knob("clip_seconds", 1.5, _number(float, above=0), "clip length in seconds"),
     Knob("clip_fps", 12, _number(int, low=2), "clip frame rate"),
     Knob("clip_max_side", 256, _number(int, low=2), "clip long side in pixels"),
@@ -261,14 +262,16 @@ def add_knob_arguments(parser: argparse.ArgumentParser) -> None:
                 raise argparse.ArgumentTypeError(str(exc)) from None
 
         parse.__name__ = knob.name  # argparse names the type in its "invalid ..." message
-        default = knob.default if knob.default not in (None, []) else "unset"
+        help_text = knob.help
+        if "default" not in help_text:
+            help_text += f" (default {knob.default})"
         group.add_argument(
             _flag(knob.name),
             type=parse,
             default=None,
             metavar=knob.metavar or (None if knob.choices else knob.name.upper()),
             choices=knob.choices,
-            help=f"{knob.help} (default {default})",
+            help=help_text,
         )
 
 

@@ -33,185 +33,38 @@ import re
 import urllib.parse
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from .auth import Auth
 from .clips import GREY_PNG, ClipCache, ImageLoadError
+from .jobs import (
+    CANCELLED,
+    Job,
+    JobError,
+    Outcome,
+    app_of,
+    error_outcome,
+    field_error,
+    injected_failure,
+    payload_problems,
+    required_fields,
+)
 from .routes import Route
 from .runtime import Runtime
 from .storage import Storage
-from .wire import invalid_json, json_response, lifecycle_seconds, rand_id, validation_error
+from .wire import invalid_json, json_response, lifecycle_seconds, rand_id
 
-__all__ = ["Job", "JobError", "JobQueue"]
+__all__ = ["JobQueue"]
 
 log = logging.getLogger("i2vkit.emulator")
 
 RESERVED_ROOTS = {"files", "storage", "_emulator"}
-APP_NAMESPACES = ("workflows", "comfy")
 SMALL_RESULT_TTL = 3600.0
 LARGE_RESULT_TTL = 360.0
 LARGE_RESULT_BYTES = 10 * 1024
 MAX_IMAGE_BYTES = 256 * 1024**2
-
-Outcome = tuple[int, Any, str | None, str | None, dict[str, str]]
-"""(result status, result body, error, error_type, result headers) of a finished job."""
-
-
-@dataclass(eq=False)
-class Job:
-    id: str
-    index: int
-    endpoint: str
-    app: str
-    payload: dict[str, Any]
-    image_field: str | None
-    fail: str | None  # failure kind drawn at submit, or None
-    seed: int
-    submitted_at: float  # loop clock
-    output_ttl: float | None = None
-    base: str = ""
-    duration: float = 0.0  # drawn when the job starts (job_seconds may change meanwhile)
-    state: str = "IN_QUEUE"
-    started_at: float | None = None
-    finished_at: float | None = None
-    logs: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-    error_type: str | None = None
-    result_status: int = 200
-    result_body: Any = None
-    result_headers: dict[str, str] = field(default_factory=dict)
-    result_size: int = 0
-    cancelled: bool = False
-    aborting: bool = False
-    task: asyncio.Task | None = None
-    done_at: float | None = None  # expiry clock at completion (result expiry)
-
-    def log(self, message: str, level: str = "INFO") -> None:
-        self.logs.append(
-            {
-                "message": message,
-                "level": level,
-                "source": "user",
-                "timestamp": datetime.now(UTC).isoformat(),
-            }
-        )
-
-    def view(self) -> dict[str, Any]:
-        """The debug view of :meth:`Emulator.job <i2vkit.emulator.Emulator.job>`."""
-        return {
-            "request_id": self.id,
-            "endpoint": self.endpoint,
-            "state": self.state,
-            "duration": self.duration,
-            "fail": self.fail,
-            "submitted_at": self.submitted_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "error": self.error,
-            "error_type": self.error_type,
-            "result_status": self.result_status if self.state == "COMPLETED" else None,
-            "cancelled": self.cancelled,
-        }
-
-
-class JobError(Exception):
-    """A job's failure, carrying the result fal would answer with."""
-
-    def __init__(
-        self,
-        status: int,
-        body: Any,
-        error: str,
-        error_type: str,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(error)
-        self.outcome: Outcome = (status, body, error, error_type, headers or {})
-
-
-def _error_outcome(status: int, msg: str, etype: str, **headers: str) -> Outcome:
-    body = {"detail": msg, "error_type": etype}
-    return (status, body, msg, etype, {"x-fal-error-type": etype, **headers})
-
-
-def _field_error(field_name: str, type_: str, msg: str, value: Any) -> JobError:
-    if isinstance(value, str) and value.startswith("data:") and len(value) > 80:
-        value = value[:64] + "..."
-    detail = [validation_error(["body", field_name], msg, type_, value)]
-    return JobError(422, {"detail": detail}, msg, type_)
-
-
-CANCELLED: Outcome = (
-    400,
-    {"detail": "Request was cancelled", "error_type": "request_cancelled"},
-    "Request was cancelled",
-    "request_cancelled",
-    {"x-fal-error-type": "request_cancelled"},
-)
-
-_INJECTED = {
-    "runner": (503, "Runner disconnected", "runner_disconnected"),
-    "timeout": (504, "Request timed out", "request_timeout"),
-    "internal": (500, "Internal server error", "internal_server_error"),
-}
-
-
-def _injected_failure(job: Job) -> Outcome:
-    """The result of a job the ``fail_rate`` knob picked to fail."""
-    if job.fail == "validation":
-        msg = (
-            "The content could not be processed because it contained material flagged "
-            "by a content checker."
-        )
-        prompt = job.payload.get("prompt")
-        detail = [validation_error(["body", "prompt"], msg, "content_policy_violation", prompt)]
-        return (422, {"detail": detail}, msg, "content_policy_violation", {})
-    return _error_outcome(*_INJECTED[job.fail or "runner"])
-
-
-def app_of(endpoint: str) -> str:
-    """The ``owner/alias`` (or ``workflows/owner/alias``) part that request URLs use."""
-    parts = endpoint.split("/")
-    if parts[0] in APP_NAMESPACES and len(parts) >= 3:
-        return "/".join(parts[:3])
-    return "/".join(parts[:2])
-
-
-def required_fields(endpoint: str) -> tuple[list[str], str | None]:
-    """(required string fields, the image field) for an endpoint id."""
-    if re.search(r"kling-video/(v2\.6|v3)/", endpoint):
-        return ["prompt", "start_image_url"], "start_image_url"
-    if "luma-dream-machine/ray-2" in endpoint:
-        return ["prompt"], "image_url"
-    return ["prompt", "image_url"], "image_url"
-
-
-def payload_problems(endpoint: str, payload: Any) -> list[dict[str, Any]]:
-    """fal's 422 ``detail`` entries for a submit body (empty when it is acceptable)."""
-    if not isinstance(payload, dict):
-        return [validation_error(["body"], "value is not a valid dict", "type_error.dict")]
-    required, image_field = required_fields(endpoint)
-    problems = []
-    for name in required:
-        if name not in payload or payload[name] is None:
-            problems.append(
-                validation_error(["body", name], "field required", "value_error.missing")
-            )
-        elif not isinstance(payload[name], str):
-            problems.append(validation_error(["body", name], "str type expected", "type_error.str"))
-    if (
-        image_field not in required
-        and image_field in payload
-        and not isinstance(payload[image_field], str)
-    ):
-        problems.append(
-            validation_error(["body", image_field], "str type expected", "type_error.str")
-        )
-    return problems
 
 
 def _decode_data_uri(uri: str) -> bytes | None:
@@ -371,7 +224,7 @@ class JobQueue:
             return
         self._dequeue(job)
         msg = "Request timed out before it started (X-Fal-Request-Timeout)"
-        outcome = _error_outcome(
+        outcome = error_outcome(
             504, msg, "request_timeout", **{"X-Fal-Request-Timeout-Type": "user"}
         )
         self._finish(job, outcome)
@@ -423,13 +276,13 @@ class JobQueue:
             outcome = CANCELLED
         except Exception as exc:  # pragma: no cover - emulator bug
             log.exception("job %s crashed", job.id)
-            outcome = _error_outcome(500, "Internal server error", "internal_server_error")
+            outcome = error_outcome(500, "Internal server error", "internal_server_error")
             outcome[1]["detail"] = f"Internal server error: {exc}"
         self._finish(job, outcome)
 
     async def _outcome(self, job: Job) -> Outcome:
         if job.fail:
-            outcome = _injected_failure(job)
+            outcome = injected_failure(job)
         else:
             try:
                 body = await self._produce(job)
@@ -469,7 +322,7 @@ class JobQueue:
         try:
             path, size = await self._clips.clip(image_bytes)
         except ImageLoadError as exc:
-            raise _field_error(
+            raise field_error(
                 field_name,
                 "image_load_error",
                 "Failed to load the image. Please ensure the image file is not corrupted "
@@ -498,10 +351,10 @@ class JobQueue:
         else:
             sf = self._storage.resolve(url, job.base)
             if sf is not None and sf.size > MAX_IMAGE_BYTES:
-                raise _field_error(field_name, "image_too_large", "Image file is too large.", url)
+                raise field_error(field_name, "image_too_large", "Image file is too large.", url)
             data = None if sf is None else await self._rt.in_thread(sf.path.read_bytes)
         if data is None:
-            raise _field_error(
+            raise field_error(
                 field_name,
                 "file_download_error",
                 "Failed to download the file. Please check if the URL is accessible.",

@@ -266,25 +266,25 @@ class Storage:
 
     def _multipart_target(
         self, request: web.Request, *, complete: bool
-    ) -> tuple[web.Response, None] | tuple[None, tuple[str, str, str, str]]:
-        """(error, None) or (None, (file id, name, upload id, part number or "complete"))
-        for a part PUT or a complete POST."""
+    ) -> web.Response | tuple[str, str, dict[str, Any]]:
+        """(upload id, part number or "complete", the pending upload) for a part PUT or a
+        complete POST, or the error response to send."""
         m = _MULTIPART.match(request.match_info["tail"])
         if not m or (m.group(4) == "complete") != complete:
-            return json_response(404, _NOT_FOUND), None
+            return json_response(404, _NOT_FOUND)
         if err := self._auth.token_error(request):
-            return err, None
-        mp = self._multipart.get(m.group(3))
-        if mp is None or mp["fid"] != m.group(1):
-            return json_response(404, {"detail": "Upload not found"}), None
-        return None, m.groups()  # type: ignore[return-value]
+            return err
+        fid, _name, upload_id, part = m.groups()
+        mp = self._multipart.get(upload_id)
+        if mp is None or mp["fid"] != fid:
+            return json_response(404, {"detail": "Upload not found"})
+        return upload_id, part, mp
 
     async def _h_multipart_part(self, request: web.Request) -> web.Response:
-        err, target = self._multipart_target(request, complete=False)
-        if target is None:
-            return err
-        _fid, _name, upload_id, part = target
-        mp = self._multipart[upload_id]
+        target = self._multipart_target(request, complete=False)
+        if isinstance(target, web.Response):
+            return target
+        upload_id, part, mp = target
         n = int(part)
         if n < 1 or n > 10000:
             return json_response(400, {"detail": "partNumber must be within 1..10000"})
@@ -296,11 +296,11 @@ class Storage:
         return web.Response(status=200, headers={"ETag": etag})
 
     async def _h_multipart_complete(self, request: web.Request) -> web.Response:
-        err, target = self._multipart_target(request, complete=True)
-        if target is None:
-            return err
-        fid, _name, upload_id, _ = target
-        mp = self._multipart[upload_id]
+        target = self._multipart_target(request, complete=True)
+        if isinstance(target, web.Response):
+            return target
+        upload_id, _, mp = target
+        fid = mp["fid"]
         try:
             body = await request.json()
             order = []
