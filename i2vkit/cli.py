@@ -1,77 +1,170 @@
-"""The `i2vkit` command: a plain CLI over the library.
+"""The `i2vkit` command, and the one argument schema the exported notebook script shares.
 
-Exit codes: 0 every job has its video; 1 some jobs failed (the summary says which
-and why); 2 bad input or settings (nothing submitted); 3 the batch was stopped
-(401 bad key, 403 locked account); 130 interrupted with Ctrl-C (resume with the
-same command).
+Exit codes (the same from `i2vkit bulk` and from `python 01_generate.py`):
+0 every job has its video; 1 some jobs failed (the summary says which and why);
+2 bad input or settings, or spending not confirmed (nothing submitted); 3 the batch
+was stopped (401 bad key, 403 locked account); 130 interrupted with Ctrl-C (resume
+with the same command).
+
+Everything a batch command line needs is written here once: the flags
+(:func:`add_batch_arguments`), ``-o KEY=VALUE`` parsing (:func:`parse_options`), the
+spec they describe (:func:`spec_from_args`), the confirmation before spending
+(:func:`confirm_spend`), progress on a terminal or in a log (:func:`progress_reporter`),
+and the exit codes (:func:`exit_code`, :func:`error_exit_code`). The notebook's form
+calls these in its script mode, so the two command lines cannot drift apart.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import os
 import shlex
 import sys
 import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import __version__
-from .batch import DEFAULT_CONCURRENCY, BatchConfig, Progress, plan_batch, run_batch
 from .config import Settings, load_settings, redact
 from .errors import ConfigError, I2vkitError, InputError, StoreError
 
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .engine import BatchResult, Progress
+    from .plan import BatchSpec, Plan
+
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a C tool killed by `| head` returns
 ASK_ABOVE_USD = 5.0
+PROGRESS_EVERY_SECONDS = 5.0  # progress lines when stderr is a log, not a terminal
+
+ENVIRONMENT_HELP = """\
+settings (environment or a .env file in the current folder):
+  FAL_KEY            your fal.ai key; without it (and without I2VKIT_FAL_URL) jobs run on
+                     the built-in emulator: demo mode, nothing billed
+  I2VKIT_FAL_URL     a fal-compatible service instead of fal.ai (treated as billed)
+  AUTO_DOWNLOAD_DIR  where videos go unless --output-dir says otherwise
+  I2VKIT_DB          the ledger (SQLite) that makes re-runs resume; default
+                     $XDG_DATA_HOME/i2vkit/i2vkit.db (XDG_DATA_HOME defaults to ~/.local/share)
+"""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="i2vkit", description="Batch image-to-video on fal.ai (or the built-in emulator)."
-    )
-    parser.add_argument("--version", action="version", version=f"i2vkit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+# ------------------------------------------------------------------ the schema
 
-    bulk = sub.add_parser("bulk", help="run (or resume) a batch: every image x every prompt")
-    bulk.add_argument("prompts_file", help="text file, one prompt per line (# comments ok)")
-    bulk.add_argument("--images-dir", required=True, help="folder of jpg/jpeg/png/webp images")
-    bulk.add_argument(
-        "--model", default="wan", help="short name (see `i2vkit models`) or fal endpoint id"
+
+def add_batch_arguments(parser: argparse.ArgumentParser, *, script: bool = False) -> None:
+    """Add the flags of one batch to ``parser``: `i2vkit bulk`'s, and the exported script's.
+
+    With ``script=True`` (the 01_generate notebook exported to a script) nothing is
+    required, because the notebook's form fills what is not given from ``I2VKIT_*``
+    environment variables and then from its defaults; it also takes ``--prompts-file``
+    and ``--prompts TEXT`` (the form's two prompt sources). Defaults are then ``None``
+    so the form can tell "not given" from "given".
+    """
+    from .plan import DEFAULT_CONCURRENCY
+
+    def default(value: Any) -> Any:
+        return None if script else value
+
+    if script:
+        parser.add_argument(
+            "prompts_file", nargs="?", help="text file, one prompt per line (# comments ok)"
+        )
+        parser.add_argument(
+            "--prompts-file", dest="prompts_path", help="the same, as a flag [I2VKIT_PROMPTS_FILE]"
+        )
+        parser.add_argument(
+            "--prompts", help="prompts as text, one per line, instead of a file [I2VKIT_PROMPTS]"
+        )
+    else:
+        parser.add_argument("prompts_file", help="text file, one prompt per line (# comments ok)")
+    tag = (lambda env: f" [{env}]") if script else (lambda env: "")
+    parser.add_argument(
+        "--images-dir",
+        required=not script,
+        help="folder of jpg/jpeg/png/webp images" + tag("I2VKIT_IMAGES_DIR"),
     )
-    bulk.add_argument(
-        "--output-dir", default=None, help="where videos go (default AUTO_DOWNLOAD_DIR)"
+    parser.add_argument(
+        "--model",
+        default=default("wan"),
+        help="short name (see `i2vkit models`) or fal endpoint id (default wan)"
+        + tag("I2VKIT_MODEL"),
     )
-    bulk.add_argument("--one-to-one", action="store_true", help="pair image i with prompt i")
-    bulk.add_argument(
+    parser.add_argument(
+        "--output-dir",
+        default=None,
+        help="where videos go (default AUTO_DOWNLOAD_DIR)" + tag("I2VKIT_OUTPUT_DIR"),
+    )
+    parser.add_argument(
+        "--one-to-one",
+        action="store_true",
+        default=default(False),
+        help="pair image i with prompt i",
+    )
+    parser.add_argument(
         "--concurrency",
         type=int,
-        default=DEFAULT_CONCURRENCY,
-        help=f"jobs kept submitted and unfinished at once (default {DEFAULT_CONCURRENCY})",
+        default=default(DEFAULT_CONCURRENCY),
+        help=f"jobs kept submitted and unfinished at once (default {DEFAULT_CONCURRENCY})"
+        + tag("I2VKIT_CONCURRENCY"),
     )
-    bulk.add_argument("--recursive", action="store_true", help="also scan sub-folders")
-    bulk.add_argument(
+    parser.add_argument(
+        "--recursive", action="store_true", default=default(False), help="also scan sub-folders"
+    )
+    parser.add_argument(
         "--option",
         "-o",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="model option, e.g. -o duration=10 (repeatable)",
+        help="model option, e.g. -o duration=10 (repeatable)" + tag("I2VKIT_OPTIONS"),
     )
-    bulk.add_argument(
+    parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and cost; submit nothing"
     )
-    bulk.add_argument(
+    add_spend_arguments(parser)
+
+
+def add_spend_arguments(parser: argparse.ArgumentParser) -> None:
+    """--yes and --no-progress: every command that submits jobs takes them."""
+    parser.add_argument(
         "--yes",
         "-y",
         action="store_true",
-        help=f"do not ask before spending over ${ASK_ABOVE_USD:.0f}",
+        help=f"do not ask before spending over US$ {ASK_ABOVE_USD:.0f} on a billed backend",
     )
-    bulk.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (or, when stderr is not a terminal, no progress lines)",
+    )
 
-    status = sub.add_parser("status", help="list batches, or the jobs of one batch")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="i2vkit",
+        description="Batch image-to-video on fal.ai (or the built-in emulator).",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"i2vkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bulk = sub.add_parser(
+        "bulk",
+        help="run (or resume) a batch: every image x every prompt",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_batch_arguments(bulk)
+
+    status = sub.add_parser("status", help="where the ledger is; its batches, or one batch's jobs")
     status.add_argument("batch", nargs="?", help="batch id (a prefix is enough)")
 
     retry = sub.add_parser("retry", help="submit the failed jobs of a batch again")
     retry.add_argument("batch", help="batch id (a prefix is enough)")
-    retry.add_argument("--yes", "-y", action="store_true")
+    add_spend_arguments(retry)
 
     sub.add_parser("models", help="list the known models and their prices")
     sub.add_parser(
@@ -80,9 +173,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_options(pairs: list[str]) -> dict[str, str]:
-    options = {}
-    for item in pairs:
+def build_script_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The exported notebook script's command line: `i2vkit bulk`'s flags, all optional."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run the 01_generate notebook's batch without Jupyter. It takes the flags "
+        "of `i2vkit bulk`; each can also be an environment variable (in brackets), and what "
+        "is given neither way falls back to the notebook's defaults (the sample data).",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_batch_arguments(parser, script=True)
+    return parser
+
+
+def parse_options(pairs: Sequence[str] | str | None) -> dict[str, str]:
+    """``["duration=10", "seed=3"]`` (the repeated ``-o``) -> ``{"duration": "10", ...}``.
+
+    A single string is split like a shell would (the notebook form's options field and
+    ``I2VKIT_OPTIONS`` hold ``duration=10 seed=3``). Values stay strings; the model's
+    option table converts and checks them when the batch is planned.
+    """
+    if not pairs:
+        return {}
+    items = shlex.split(pairs) if isinstance(pairs, str) else list(pairs)
+    options: dict[str, str] = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise InputError(f"--option {item!r} is not KEY=VALUE, e.g. --option duration=10.")
@@ -90,38 +206,216 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
     return options
 
 
-class Bars:
-    """tqdm bars for the terminal, fed by the engine's progress callback."""
+def format_options(options: dict[str, Any]) -> str:
+    """Options as the user types them (``duration=10 seed=3``), not as a Python dict."""
+    return " ".join(shlex.quote(f"{k}={v}") for k, v in options.items())
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bars: dict[str, object] = {}
+
+def spec_from_args(args: argparse.Namespace) -> BatchSpec:
+    """The batch the parsed flags describe (the form fills script defaults in first)."""
+    from .plan import BatchSpec
+
+    spec = BatchSpec(
+        images_dir=args.images_dir,
+        prompts_file=args.prompts_file,
+        prompts=getattr(args, "prompts", None),
+        model=args.model,
+        options=parse_options(args.option),
+        pairing="one_to_one" if args.one_to_one else "all",
+        output_dir=args.output_dir,
+        recursive=bool(args.recursive),
+    )
+    if args.concurrency is not None:
+        spec.concurrency = args.concurrency
+    return spec
+
+
+# ------------------------------------------------------------ spending and codes
+
+
+def is_interactive(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and not stream.closed and stream.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+def confirm_spend(
+    plan: Plan,
+    backend: Backend,
+    *,
+    yes: bool = False,
+    interactive: bool | None = None,
+    ask: Callable[[str], str] = input,
+    say: Callable[[str], None] = print,
+) -> int | None:
+    """Ask before a batch spends more than US$ 5 on a billed backend.
+
+    Returns None to go on, or the exit code to stop with before anything is uploaded:
+    EXIT_INPUT when nobody can answer (stdin is not a terminal and no ``--yes``: a
+    script or CI job must say it wants to spend), EXIT_OK when the user said no. The
+    built-in emulator (demo mode) is never billed, so it never asks. ``interactive``
+    overrides the terminal check (a Jupyter kernel can answer ``input()`` although its
+    stdin is no terminal).
+    """
+    cost = plan.estimated_cost or 0.0
+    if yes or not backend.billed or cost <= ASK_ABOVE_USD:
+        return None
+    amount = f"US$ {cost:,.2f}"
+    if interactive is None:
+        interactive = is_interactive(sys.stdin)
+    if not interactive:
+        say(
+            f"This batch may cost {amount} on {backend.describe()}. Nothing was submitted: "
+            "re-run with --yes to confirm."
+        )
+        return EXIT_INPUT
+    try:
+        answer = ask(f"Spend about {amount} on {backend.describe()}? [y/N] ").strip().lower()
+    except EOFError:
+        answer = ""
+    if answer not in ("y", "yes"):
+        say("Nothing submitted.")
+        return EXIT_OK
+    return None
+
+
+def exit_code(result: BatchResult) -> int:
+    """The exit code of a finished (or stopped, or interrupted) batch."""
+    if result.fatal:
+        return EXIT_STOPPED
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def error_exit_code(exc: BaseException) -> int:
+    """Bad input or settings is 2 (nothing submitted); any other i2vkit error stopped a batch."""
+    if isinstance(exc, ConfigError | InputError | StoreError):
+        return EXIT_INPUT
+    return EXIT_STOPPED
+
+
+def report_error(exc: BaseException, key: str | None = None) -> int:
+    """Print an i2vkit error as one line (the key redacted) and return its exit code."""
+    print(f"error: {redact(str(exc), key)}", file=sys.stderr)
+    return error_exit_code(exc)
+
+
+def print_resume(command: Sequence[str]) -> None:
+    print("Interrupted: jobs already submitted are kept in the ledger. Resume with:")
+    print("  " + shlex.join(command))
+
+
+def install_script_hooks(resume: Sequence[str]) -> None:
+    """In the exported script, end an i2vkit error or a Ctrl-C the way `i2vkit bulk` does:
+    one line (no traceback) and the same exit code, or the resume command and 130."""
+    if getattr(sys.excepthook, "_i2vkit", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):  # type: ignore[no-untyped-def]
+        if isinstance(value, KeyboardInterrupt):
+            print_resume(resume)
+            sys.stdout.flush()
+            os._exit(EXIT_INTERRUPTED)
+        if isinstance(value, I2vkitError):
+            try:
+                key = load_settings().fal_key
+            except I2vkitError:
+                key = None
+            code = report_error(value, key)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        previous(kind, value, tb)
+
+    hook._i2vkit = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
+# -------------------------------------------------------------------- progress
+
+
+class Reporter(Protocol):
+    def __call__(self, p: Progress) -> None: ...
+    def close(self) -> None: ...
+
+
+def progress_line(p: Progress) -> str:
+    return (
+        f"uploaded {p.uploaded}/{p.uploads_total}  submitted {p.submitted}/{p.total}  "
+        f"running {p.running}  downloaded {p.downloaded}/{p.total}  failed {p.failed}"
+        + (f"  ({p.message})" if p.message else "")
+    )
+
+
+class ProgressLines:
+    """One plain line at the first update, then at most one every ``interval`` seconds,
+    and the last state when every job is finished (or on close): for logs and pipes, where tqdm's redrawn bars would be
+    either invisible or a wall of carriage returns."""
+
+    def __init__(self, stream: IO[str] | None = None, interval: float = PROGRESS_EVERY_SECONDS):
+        self.stream = stream
+        self.interval = interval
+        self.last: Progress | None = None
+        self._printed = ""
+        self._printed_at: float | None = None
+        self._lock = threading.Lock()
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream or sys.stderr, flush=True)
+        self._printed, self._printed_at = line, time.monotonic()
+
+    def __call__(self, p: Progress) -> None:
+        if not (p.total or p.uploads_total):
+            return  # nothing counted yet: a line of zeros says nothing
+        with self._lock:
+            self.last = p
+            line = progress_line(p)
+            finished = p.total > 0 and p.downloaded + p.failed >= p.total
+            due = self._printed_at is None or time.monotonic() - self._printed_at >= self.interval
+            if (due or finished) and line != self._printed:
+                self._print(line)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.last is not None and progress_line(self.last) != self._printed:
+                self._print(progress_line(self.last))
+
+
+class TerminalBars:
+    """tqdm bars on an interactive stderr, fed by the engine's progress callback."""
+
+    ROWS = [  # label, value field, total field, unit
+        ("uploads", "uploaded", "uploads_total", "image"),
+        ("submitted", "submitted", "total", "job"),
+        ("downloaded", "downloaded", "total", "job"),
+        ("failed", "failed", "total", "job"),
+    ]
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream
+        self.bars: dict[str, Any] = {}
         self.lock = threading.Lock()
 
     def __call__(self, p: Progress) -> None:
-        if not self.enabled:
-            return
         from tqdm import tqdm
 
         with self.lock:
-            for name, value, total in [
-                ("uploads", p.uploaded, p.uploads_total),
-                ("submitted", p.submitted, p.total),
-                ("downloaded", p.downloaded, p.total),
-                ("failed", p.failed, p.total),
-            ]:
+            for name, value, total, unit in self.ROWS:
                 bar = self.bars.get(name)
                 if bar is None:
                     bar = self.bars[name] = tqdm(
-                        total=total,
+                        total=getattr(p, total),
                         desc=f"{name:>10}",
-                        unit="job",
+                        unit=unit,
                         position=len(self.bars),
                         leave=True,
-                        file=sys.stderr,
+                        file=self.stream or sys.stderr,
                     )
-                bar.total = total
-                bar.n = value
+                bar.total = getattr(p, total)
+                bar.n = getattr(p, value)
                 bar.refresh()
 
     def close(self) -> None:
@@ -129,56 +423,97 @@ class Bars:
             bar.close()
 
 
-def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
-    config = BatchConfig(
-        images_dir=args.images_dir,
-        prompts_file=args.prompts_file,
-        model=args.model,
-        options=parse_options(args.option),
-        pairing="one_to_one" if args.one_to_one else "all",
-        output_dir=args.output_dir,
-        concurrency=args.concurrency,
-        recursive=args.recursive,
-    )
-    plan = plan_batch(config, settings)
-    if settings.demo:
-        from .backend import DEMO_BANNER
+class NoProgress:
+    def __call__(self, p: Progress) -> None:
+        pass
 
+    def close(self) -> None:
+        pass
+
+
+def progress_reporter(enabled: bool = True, stream: IO[str] | None = None) -> Reporter:
+    """Bars on a terminal, a line every few seconds in a log or pipe, nothing if disabled."""
+    stream = stream or sys.stderr
+    if not enabled:
+        return NoProgress()
+    return TerminalBars(stream) if is_interactive(stream) else ProgressLines(stream)
+
+
+# -------------------------------------------------------------------- commands
+
+
+def run_and_report(
+    plan: Plan,
+    settings: Settings,
+    *,
+    yes: bool,
+    dry_run: bool = False,
+    show_progress: bool = True,
+    resume: Sequence[str] = (),
+) -> int:
+    """Show the plan, confirm the spend, run it with progress, print the summary and
+    return the exit code: what `i2vkit bulk` and `i2vkit retry` do once their plan exists."""
+    from .backend import DEMO_BANNER, backend_for
+    from .engine import run_batch
+
+    backend = backend_for(settings)
+    if not backend.billed:
         print(DEMO_BANNER)
     print(plan.describe())
-    if args.dry_run:
+    if dry_run:
         print("dry run: nothing uploaded or submitted.")
         return EXIT_OK
-    cost = plan.estimated_cost or 0.0
-    if not settings.demo and cost > ASK_ABOVE_USD and not args.yes:
-        if not sys.stdin.isatty():
-            print(f"This batch may cost ${cost:,.2f}. Re-run with --yes to confirm.")
-            return EXIT_INPUT
-        answer = input(f"Spend about ${cost:,.2f} on fal? [y/N] ").strip().lower()
-        if answer not in ("y", "yes"):
-            print("Nothing submitted.")
-            return EXIT_OK
-    bars = Bars(enabled=not args.no_progress and sys.stderr.isatty())
+    stop = confirm_spend(plan, backend, yes=yes)
+    if stop is not None:
+        return stop
+    sys.stdout.flush()
+    reporter = progress_reporter(show_progress)
+    result = None
     try:
-        result = asyncio.run(run_batch(plan, settings, progress=bars))
+        result = run_batch(plan, settings, progress=reporter)  # a retry plan runs like any
     except KeyboardInterrupt:
-        result = None
+        pass
     finally:
-        bars.close()
+        reporter.close()
     if result is not None:
         print(result.summary())
-        if result.fatal:
-            return EXIT_STOPPED
-    if result is None or result.interrupted:
-        print("Interrupted: jobs already submitted are kept in the ledger. Resume with:")
-        print("  " + shlex.join(["i2vkit", *sys.argv[1:]]))
-        return EXIT_INTERRUPTED
-    return EXIT_OK if result.ok else EXIT_FAILED
+    code = EXIT_INTERRUPTED if result is None else exit_code(result)
+    if code == EXIT_INTERRUPTED:
+        print_resume(resume)
+    return code
+
+
+def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
+    from .plan import plan_batch
+
+    plan = plan_batch(spec_from_args(args), settings)
+    return run_and_report(
+        plan,
+        settings,
+        yes=args.yes,
+        dry_run=args.dry_run,
+        show_progress=not args.no_progress,
+        resume=["i2vkit", *sys.argv[1:]],
+    )
+
+
+def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from .plan import plan_retry
+
+    plan = plan_retry(args.batch, settings)
+    return run_and_report(
+        plan,
+        settings,
+        yes=args.yes,
+        show_progress=not args.no_progress,
+        resume=["i2vkit", *sys.argv[1:]],
+    )
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from .store import Store
 
+    print(f"ledger: {settings.db_path}")
     with Store(settings.db_path) as store:
         if not args.batch:
             rows = store.list_batches()
@@ -204,16 +539,6 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
-    from .batch import retry_batch
-
-    result = retry_batch(args.batch, settings)
-    print(result.summary())
-    if result.fatal:
-        return EXIT_STOPPED
-    return EXIT_OK if result.ok else EXIT_FAILED
-
-
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from .models import list_models
 
@@ -223,27 +548,27 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+COMMANDS = {"bulk": cmd_bulk, "status": cmd_status, "retry": cmd_retry, "models": cmd_models}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["emulator"]:
-        from . import emulator
-
-        return emulator.main(argv[1:])
-    args = build_parser().parse_args(argv)
-    key = None
     try:
-        settings = load_settings()
-        key = settings.fal_key
-        handler = {
-            "bulk": cmd_bulk,
-            "status": cmd_status,
-            "retry": cmd_retry,
-            "models": cmd_models,
-        }[args.command]
-        return handler(args, settings)
-    except (ConfigError, InputError, StoreError) as exc:
-        print(f"error: {redact(str(exc), key)}", file=sys.stderr)
-        return EXIT_INPUT
-    except I2vkitError as exc:
-        print(f"error: {redact(str(exc), key)}", file=sys.stderr)
-        return EXIT_STOPPED
+        if argv[:1] == ["emulator"]:
+            from . import emulator
+
+            return emulator.main(argv[1:])
+        args = build_parser().parse_args(argv)
+        key = None
+        try:
+            settings = load_settings()
+            key = settings.fal_key
+            return COMMANDS[args.command](args, settings)
+        except I2vkitError as exc:
+            return report_error(exc, key)
+    except BrokenPipeError:
+        # `i2vkit status | head -1`: the reader left. Say nothing more, and keep Python from
+        # complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

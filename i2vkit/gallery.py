@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .jobs import UNSUCCESSFUL, JobStatus
+
 #: A thumbnail data URI is at most this many characters (about 8 KB).
 THUMB_MAX_CHARS = 8000
 THUMB_SIDE = 160
@@ -42,14 +44,14 @@ GALLERY_LIMIT = 200
 ROOT_MARKERS = ("pyproject.toml", ".git", "setup.py", "setup.cfg")
 
 STATUS_COLORS = {
-    "downloaded": "#2e7d32",
-    "completed": "#1565c0",
-    "running": "#1565c0",
-    "queued": "#ef6c00",
-    "submitting": "#ef6c00",
-    "pending": "#757575",
-    "failed": "#c62828",
-    "cancelled": "#c62828",
+    JobStatus.DOWNLOADED: "#2e7d32",
+    JobStatus.COMPLETED: "#1565c0",
+    JobStatus.RUNNING: "#1565c0",
+    JobStatus.QUEUED: "#ef6c00",
+    JobStatus.SUBMITTING: "#ef6c00",
+    JobStatus.PENDING: "#757575",
+    JobStatus.FAILED: "#c62828",
+    JobStatus.CANCELLED: "#c62828",
 }
 
 
@@ -105,7 +107,7 @@ def items_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[GalleryItem]:
                 prompt=r.get("prompt") or "",
                 model=r.get("model") or "",
                 status=r.get("status") or "",
-                video=r.get("local_file") if r.get("status") == "downloaded" else None,
+                video=r.get("local_file") if r.get("status") == JobStatus.DOWNLOADED else None,
                 error=r.get("error"),
                 request_id=r.get("request_id"),
             )
@@ -276,7 +278,7 @@ def _card(item: GalleryItem, linker: VideoLinker) -> str:
             )
         else:
             parts.append(f'<div style="{_BOX};color:#8a6d00">{esc(src.note)}</div>')
-    elif item.status in ("failed", "cancelled"):
+    elif item.status in UNSUCCESSFUL:
         parts.append(
             f'<div class="i2v-error" style="{_BOX};color:#c62828;background:#fdecea">'
             f"{esc(item.error or item.status)}</div>"
@@ -558,7 +560,7 @@ def timeline_svg(
         tick += step
     for i, t in enumerate(shown):
         y = top + i * row_h
-        color = "#c62828" if t.status in ("failed", "cancelled") else "#333"
+        color = "#c62828" if t.status in UNSUCCESSFUL else "#333"
         svg.append(
             f'<text x="{label_width - 6}" y="{y + row_h - 3}" text-anchor="end" '
             f'fill="{color}">{esc(t.label[:28])}</text>'
@@ -570,7 +572,7 @@ def timeline_svg(
                 f'<rect x="{x(a):.1f}" y="{y + 1}" width="{w:.1f}" height="{row_h - 2}" '
                 f'fill="{PHASE_COLOR[phase]}" data-phase="{phase}"><title>{esc(tip)}</title></rect>'
             )
-        if t.status in ("failed", "cancelled"):
+        if t.status in UNSUCCESSFUL:
             last = max((b for _, _, b in t.segments), default=0.0)
             svg.append(
                 f'<text x="{x(last) + 3:.1f}" y="{y + row_h - 3}" fill="#c62828">&#x2715;'

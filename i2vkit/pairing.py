@@ -82,7 +82,8 @@ def pair(
             raise InputError(
                 "one-to-one pairing needs as many prompts as images: "
                 f"{n_img} image{'s' if n_img != 1 else ''}, {n_pr} prompt{'s' if n_pr != 1 else ''}. "
-                f"{fix}, or use all combinations (mode 'all') to run every image with every prompt."
+                f"{fix}, or run every image with every prompt: drop --one-to-one (in the "
+                "notebook form: choose 'all combinations')."
             )
         return [
             Pair(index=i, image=img, prompt=prompt, prompt_index=i)

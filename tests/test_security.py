@@ -174,7 +174,8 @@ def test_exceptions_and_settings_repr_never_show_the_key(tmp_path):
     whole traceback and chained causes, and Settings' repr."""
     import traceback
 
-    from i2vkit.batch import BatchConfig, run_batch_sync
+    from i2vkit.engine import run_batch
+    from i2vkit.plan import BatchSpec
 
     make_images(tmp_path / "pics", 1)
     seen = []
@@ -188,9 +189,7 @@ def test_exceptions_and_settings_repr_never_show_the_key(tmp_path):
             )
             assert SENTINEL_SECRET not in repr(settings) + str(settings)
             with pytest.raises(I2vkitError) as caught:
-                run_batch_sync(
-                    BatchConfig(images_dir=tmp_path / "pics", prompts=["a prompt"]), settings
-                )
+                run_batch(BatchSpec(images_dir=tmp_path / "pics", prompts=["a prompt"]), settings)
         text = "".join(traceback.format_exception(caught.value))
         seen.append(text)
         for secret in SECRETS:

@@ -1,40 +1,33 @@
-"""The notebooks' widget layer: a batch form, a preview, progress bars, the gallery,
-and a results browser, all of which fall back to plain text outside Jupyter.
+"""The batch form of 01_generate: widgets in a notebook, the CLI's flags in the exported script.
 
-The notebooks stay thin: every cell is one or two calls into this module or the
-batch API, so a notebook exported to a script (``jupyter nbconvert --to script``)
-runs with plain ``python``: ``in_kernel()`` is false there, no widget or IPython
-module is imported, :class:`BatchForm` reads its values from the command line and
-the environment instead of widgets, and :func:`show` prints text.
-
-Why the run cell calls ``run_batch_sync`` and not ``await run_batch``: top-level
-``await`` works in a kernel but is a SyntaxError in the exported script. The
-blocking twin runs the async engine on a worker thread when a loop is already
-running (the kernel's), and with ``asyncio.run`` in a script, so one cell works in
-both. The progress callback then runs on the worker thread; setting ipywidgets
-values from there is fine (the kernel sends comm messages through its
-thread-safe IOPub socket), so the bars move while the cell runs.
+In a kernel the form is ipywidgets (with a small folder browser). In the exported
+script (``jupyter nbconvert --to script``) there are no widgets: the form parses the
+script's command line with `i2vkit bulk`'s own schema (:func:`i2vkit.cli.build_script_parser`),
+fills what is not given from ``I2VKIT_*`` environment variables and then from the
+notebook's defaults, and :meth:`BatchForm.confirmed_plan` asks before spending exactly
+as `i2vkit bulk` does, with the same exit codes. So a notebook run and
+``python 01_generate.py ...`` are the same batch with the same behaviour.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
-from . import gallery as g
-from .batch import DEFAULT_CONCURRENCY, BatchConfig, BatchResult, Plan, Progress, plan_batch
-from .config import Settings, load_dotenv_values, load_settings, parse_bool
-from .errors import I2vkitError
-from .models import ModelSpec, get_model, list_models
-from .pairing import normalize_pairing
+from .. import cli
+from .. import gallery as g
+from ..config import Settings, load_dotenv_values, load_settings, parse_bool
+from ..errors import I2vkitError, InputError
+from ..models import ModelSpec, get_model, list_models
+from ..pairing import normalize_pairing
+from .display import Live, Rich, in_kernel, money, notebook_dir, widgets_available
+
+if TYPE_CHECKING:
+    from ..plan import BatchSpec, Plan
 
 DEFAULT_IMAGES = "../data/images"  # relative to the notebook's folder
 DEFAULT_PROMPTS = "../data/prompts.txt"
@@ -42,7 +35,7 @@ DEFAULT_OUTPUT = "../downloads"
 DEFAULT_MODEL = "wan"
 PAIRINGS = [("all combinations", "all"), ("one-to-one", "one_to_one")]
 
-#: Environment variables the form reads (in a kernel and in a script).
+#: Environment variables the form reads (in a kernel and in a script); flags win.
 ENV = {
     "images_dir": "I2VKIT_IMAGES_DIR",
     "prompts_file": "I2VKIT_PROMPTS_FILE",
@@ -53,275 +46,30 @@ ENV = {
     "output_dir": "I2VKIT_OUTPUT_DIR",
     "concurrency": "I2VKIT_CONCURRENCY",
     "recursive": "I2VKIT_RECURSIVE",
+    "yes": "I2VKIT_YES",
 }
 
-EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
+
+class SpendNotConfirmed(InputError):
+    """The batch would spend above the threshold and nobody said yes (nothing submitted)."""
 
 
-# ----------------------------------------------------------------- environment
-
-
-def in_kernel() -> bool:
-    """True inside a Jupyter kernel. Never imports IPython (a script must not need it)."""
-    if os.environ.get("I2VKIT_PLAIN"):  # force the text fallback (tests, CI logs)
-        return False
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    try:
-        shell = ipython.get_ipython()
-    except Exception:
-        return False
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def widgets_available() -> bool:
-    if not in_kernel():
-        return False
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def project_root() -> Path:
-    """The project folder (holding notebooks/ and data/): from the current folder up,
-    else where this package lives (an editable install), else the current folder."""
-    cwd = Path.cwd().resolve()
-    for folder in (cwd, *cwd.parents):
-        if (folder / "notebooks").is_dir() and (folder / "data").is_dir():
-            return folder
-    here = Path(__file__).resolve().parents[1]
-    if (here / "notebooks").is_dir():
-        return here
-    return cwd
-
-
-def notebook_dir() -> Path:
-    """The folder relative paths in the form are read against.
-
-    In a kernel: its working folder, which Jupyter (and nbmake) set to the
-    notebook's folder. In a script: ``I2VKIT_NOTEBOOK_DIR``, else the project's
-    ``notebooks`` folder, so the defaults (``../data/images``) still find the sample data.
-    """
-    env = os.environ.get("I2VKIT_NOTEBOOK_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
-    if in_kernel():
-        return Path.cwd().resolve()
-    root = project_root()
-    return root / "notebooks" if (root / "notebooks").is_dir() else root
-
-
-def install_script_excepthook() -> None:
-    """In a script, an i2vkit error (bad folder, bad option...) ends with one line and
-    exit code 2 instead of a traceback, like the CLI."""
-    if getattr(sys.excepthook, "_i2vkit", False):
-        return
-    previous = sys.excepthook
-
-    def hook(kind, value, tb):  # type: ignore[no-untyped-def]
-        if isinstance(value, I2vkitError):
-            from .config import redact
-
-            try:
-                key = load_settings().fal_key
-            except Exception:
-                key = None
-            print(f"error: {redact(str(value), key)}", file=sys.stderr)
-            sys.exit(2)
-        previous(kind, value, tb)
-
-    hook._i2vkit = True  # type: ignore[attr-defined]
-    sys.excepthook = hook
-
-
-def env_flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    return default if value in (None, "") else parse_bool(name, value)
-
-
-def show(obj: Any) -> None:
-    """Display ``obj`` in a notebook (widget or HTML), or print its text form in a script."""
-    if obj is None:
-        return
-    if in_kernel():
-        from IPython.display import display
-
-        live = getattr(obj, "display_live", None)
-        if live is not None:
-            live()
-            return
-        widget = getattr(obj, "widget", None)
-        display(widget if widget is not None else obj)
-        return
-    text = obj.text() if hasattr(obj, "text") else str(obj)
-    print(text, flush=True)
-
-
-class Live:
-    """A view that is drawn as an HTML output (kept in the saved notebook, unlike a widget)
-    and redrawn in place, through a display id, whenever ``subscribe``'s event fires."""
-
-    def __init__(self, render: Callable[[], Rich], subscribe: Callable[[Callable[[], None]], None]):
-        self.render = render
-        self.subscribe = subscribe
-        self.first = render()
-
-    def display_live(self) -> None:
-        from IPython.display import display
-
-        handle = display(self.first, display_id=True)
-
-        def redraw() -> None:
-            handle.update(self.render())
-
-        self.subscribe(redraw)
-
-    def _repr_html_(self) -> str:
-        return self.first.html
-
-    def text(self) -> str:
-        return self.first.text()
-
-
-class Rich:
-    """HTML for a notebook plus its text twin for a script."""
-
-    def __init__(self, html: str, text: str):
-        self.html = html
-        self._text = text
-
-    def _repr_html_(self) -> str:
-        return self.html
-
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
-        return {"text/html": self.html, "text/plain": self._text[:2000]}
-
-    def text(self) -> str:
-        return self._text
-
-    def __str__(self) -> str:
-        return self._text
-
-
-# --------------------------------------------------------------------- settings
-
-
-def safe_url(url: str | None) -> str | None:
-    """A URL without any user:password part."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
-    return urlunsplit(parts)
-
-
-def backend_description(settings: Settings) -> str:
-    """Which backend a run will use, without ever showing the key."""
-    if settings.demo:
-        from .backend import DEMO_BANNER
-
-        return f"backend: emulator (demo mode)\n{DEMO_BANNER}"
-    key = "FAL_KEY is set" if settings.fal_key else "no FAL_KEY"
-    if settings.fal_url:
-        return f"backend: fal-compatible service at {safe_url(settings.fal_url)} ({key})"
-    return f"backend: fal.ai ({key}; jobs are billed to your fal account)"
-
-
-def settings_summary(settings: Settings) -> Rich:
-    lines = [
-        backend_description(settings),
-        f"ledger: {settings.db_path}",
-        f"default download folder (AUTO_DOWNLOAD_DIR): {settings.download_dir}",
-    ]
-    if settings.env_file:
-        lines.append(f"settings file: {settings.env_file}")
-    text = "\n".join(lines)
-    color = "#8a6d00" if settings.demo else "#1b5e20"
-    first, *rest = lines
-    html = (
-        f"<div style='font:13px system-ui,sans-serif'><b style='color:{color}'>{g.esc(first)}</b>"
-        + "".join(f"<br>{g.esc(x)}" for x in rest)
-        + "</div>"
-    )
-    return Rich(html, text)
-
-
-# ------------------------------------------------------------------------- form
-
-
-def model_label(model: ModelSpec) -> str:
-    """Dropdown text: name, title and price."""
-    if model.pricing is None:
-        price = "price unknown"
-    else:
-        est = model.estimate_cost({})
-        unit = "video" if model.pricing.unit == "video" else "s"
-        price = f"${model.pricing.usd:g}/{unit}"
-        if est is not None and model.pricing.unit != "video":
-            price += f", ~${est:.2f}/video"
-    return f"{model.name}: {model.title} ({price})"
-
-
-def parse_options(text: str | Sequence[str] | None) -> dict[str, str]:
-    """``"duration=5 resolution=480p"`` (or a list of KEY=VALUE) -> a dict."""
-    if not text:
-        return {}
-    items = shlex.split(text) if isinstance(text, str) else list(text)
-    options = {}
-    for item in items:
-        for piece in item.split(","):
-            if not piece.strip():
-                continue
-            key, sep, value = piece.partition("=")
-            if not sep or not key.strip():
-                raise I2vkitError(f"Model option {piece!r} is not KEY=VALUE (e.g. duration=5).")
-            options[key.strip()] = value.strip()
-    return options
-
-
-def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Run the 01_generate notebook's batch headlessly. Every flag can also be "
-        "given as an environment variable (shown in brackets); flags win.",
-    )
-    p.add_argument("--images-dir", help=f"folder of images [{ENV['images_dir']}]")
-    p.add_argument("--prompts-file", help=f"one prompt per line [{ENV['prompts_file']}]")
-    p.add_argument(
-        "--prompts", help=f"prompts as text, one per line (instead of a file) [{ENV['prompts']}]"
-    )
-    p.add_argument("--model", help=f"model name or fal endpoint id [{ENV['model']}]")
-    p.add_argument(
-        "--option", "-o", action="append", metavar="KEY=VALUE", help="model option (repeatable)"
-    )
-    p.add_argument("--pairing", choices=["all", "one_to_one"], help=f"[{ENV['pairing']}]")
-    p.add_argument("--one-to-one", action="store_true", help="same as --pairing one_to_one")
-    p.add_argument(
-        "--output-dir", help=f"where videos go [{ENV['output_dir']}, else AUTO_DOWNLOAD_DIR]"
-    )
-    p.add_argument("--concurrency", type=int, help=f"[{ENV['concurrency']}]")
-    p.add_argument("--recursive", action="store_true", default=None, help="scan sub-folders")
-    return p
-
-
-def _given(name: str) -> str | None:
-    """An environment variable, else the same name in the .env file."""
-    if name in os.environ:  # set, even to "" (= unset on purpose): the .env file is not read
-        return os.environ[name] or None
+def _auto_download_dir() -> str | None:
+    """AUTO_DOWNLOAD_DIR from the environment, else from the .env file (config's reader)."""
+    if "AUTO_DOWNLOAD_DIR" in os.environ:  # set, even to "" (= unset on purpose)
+        return os.environ["AUTO_DOWNLOAD_DIR"] or None
     try:
         values, _ = load_dotenv_values(None)
     except I2vkitError:
         return None
-    return values.get(name) or None
+    return values.get("AUTO_DOWNLOAD_DIR") or None
 
 
 def resolve_values(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """The form's values: defaults, overridden by the environment, overridden by ``argv``.
+    """The form's values: defaults, overridden by the environment, overridden by ``argv``
+    (parsed with the CLI's schema, so the flags are `i2vkit bulk`'s).
 
     Paths that come from the defaults are relative to the notebook's folder; paths
     given on the command line or in the environment are used as given.
@@ -334,9 +82,12 @@ def resolve_values(
         "model": DEFAULT_MODEL,
         "options": "",
         "pairing": "all",
-        "output_dir": _given("AUTO_DOWNLOAD_DIR") or DEFAULT_OUTPUT,
-        "concurrency": DEFAULT_CONCURRENCY,
+        "output_dir": _auto_download_dir() or DEFAULT_OUTPUT,
+        "concurrency": None,
         "recursive": False,
+        "yes": False,
+        "dry_run": False,
+        "no_progress": False,
         "from_default": {"images_dir", "prompts_file"},
     }
     if values["output_dir"] == DEFAULT_OUTPUT:
@@ -349,38 +100,96 @@ def resolve_values(
             try:
                 values[field] = int(raw)
             except ValueError:
-                raise I2vkitError(f"{name}={raw!r} is not a whole number.") from None
-        elif field == "recursive":
+                raise InputError(f"{name}={raw!r} is not a whole number.") from None
+        elif field in ("recursive", "yes"):
             values[field] = parse_bool(name, raw)
+        elif field == "pairing":
+            values[field] = normalize_pairing(raw)
         else:
             values[field] = raw
         values["from_default"].discard(field)
     if argv is not None:
-        args = build_arg_parser().parse_args(list(argv))
-        for field in ("images_dir", "prompts_file", "prompts", "model", "output_dir"):
-            if getattr(args, field) is not None:
-                values[field] = getattr(args, field)
+        args = cli.build_script_parser().parse_args(list(argv))
+        prompts_file = args.prompts_path or args.prompts_file
+        given = {
+            "images_dir": args.images_dir,
+            "prompts_file": prompts_file,
+            "prompts": args.prompts,
+            "model": args.model,
+            "output_dir": args.output_dir,
+        }
+        for field, value in given.items():
+            if value is not None:
+                values[field] = value
                 values["from_default"].discard(field)
         if args.option:
-            values["options"] = " ".join(shlex.quote(o) for o in args.option)
-        if args.pairing:
-            values["pairing"] = args.pairing
+            values["options"] = cli.format_options(cli.parse_options(args.option))
         if args.one_to_one:
             values["pairing"] = "one_to_one"
         if args.concurrency is not None:
             values["concurrency"] = args.concurrency
-        if args.recursive:
-            values["recursive"] = True
+        for flag in ("recursive", "yes", "dry_run", "no_progress"):
+            if getattr(args, flag):
+                values[flag] = True
     if values["prompts"] is not None and "prompts_file" in values["from_default"]:
         values["prompts_file"] = None  # inline prompts given: do not also read the sample file
     return values
 
 
-def read_text(path: str | os.PathLike) -> str:
+def confirmed(plan: Plan, settings: Settings, *, yes: bool = False) -> Plan:
+    """``plan``, once spending it is confirmed; every notebook path that submits calls this.
+
+    The rule is `i2vkit bulk`'s (:func:`i2vkit.cli.confirm_spend`): above US$ 5 on a
+    billed backend, ask unless ``--yes`` / ``I2VKIT_YES=1``. In the script a refusal
+    ends the script with the CLI's exit code. In a kernel the question is asked with
+    ``input()``; a "no", or a kernel that cannot ask (nbmake's), raises
+    :class:`SpendNotConfirmed`, which stops *Run All* before anything is uploaded.
+    """
+    from ..backend import backend_for
+
+    backend = backend_for(settings)
+    yes = yes or parse_bool(ENV["yes"], os.environ.get(ENV["yes"]) or "false")
+    if not in_kernel():
+        code = cli.confirm_spend(plan, backend, yes=yes)
+        if code is not None:
+            sys.stdout.flush()
+            sys.exit(code)
+        return plan
+
+    def ask(question: str) -> str:
+        try:
+            return input(question)
+        except Exception:  # the kernel cannot ask (no front end attached: nbmake)
+            return ""
+
+    if cli.confirm_spend(plan, backend, yes=yes, interactive=True, ask=ask) is not None:
+        raise SpendNotConfirmed(
+            f"Spending {money(plan.estimated_cost or 0.0)} was not confirmed; nothing was "
+            f"submitted. Answer y when asked, or set {ENV['yes']}=1 before starting Jupyter."
+        )
+    return plan
+
+
+def read_text(path: str | os.PathLike | None) -> str:
+    if not path:
+        return ""
     try:
         return Path(path).read_text(encoding="utf-8-sig")
     except OSError:
         return ""
+
+
+def model_label(model: ModelSpec) -> str:
+    """Dropdown text: name, title and price."""
+    if model.pricing is None:
+        price = "price unknown"
+    else:
+        est = model.estimate_cost({})
+        unit = "video" if model.pricing.unit == "video" else "s"
+        price = f"US$ {model.pricing.usd:g}/{unit}"
+        if est is not None and model.pricing.unit != "video":
+            price += f", ~{money(est)}/video"
+    return f"{model.name}: {model.title} ({price})"
 
 
 class FolderBrowser:
@@ -428,7 +237,7 @@ class FolderBrowser:
             self.go(Path(change["new"]))
 
     def refresh(self) -> None:
-        from .images import IMAGE_EXTENSIONS
+        from ..images import IMAGE_EXTENSIONS
 
         here = self.current()
         try:
@@ -457,7 +266,8 @@ class FolderBrowser:
 class BatchForm:
     """Everything a batch needs, as widgets in a notebook or as flags/env in a script.
 
-    ``form.config()`` returns the :class:`BatchConfig` either way.
+    ``form.spec()`` returns the :class:`~i2vkit.plan.BatchSpec` either way, and
+    ``form.confirmed_plan(settings)`` its plan once spending it is confirmed.
     """
 
     def __init__(
@@ -469,8 +279,8 @@ class BatchForm:
         self.base = Path(base).resolve() if base is not None else notebook_dir()
         interactive = widgets_available()
         if argv is None and not interactive:
-            argv = sys.argv[1:]  # a script: its command line
-            install_script_excepthook()
+            argv = sys.argv[1:]  # a script: its command line, with `i2vkit bulk`'s endings
+            cli.install_script_hooks(resume=[Path(sys.executable).name, *sys.argv])
         self.values = resolve_values(None if interactive else argv, environ)
         self.widget = None
         if interactive:
@@ -480,47 +290,72 @@ class BatchForm:
 
     def _path(self, value: str | None, field: str) -> str | None:
         """Defaults are relative to the notebook folder; given paths are used as given."""
-        if value is None:
+        if not value:
             return None
         if field in self.values["from_default"] or in_kernel():
             path = Path(value).expanduser()
             return str(path if path.is_absolute() else Path(os.path.normpath(self.base / path)))
         return value
 
-    def config(self) -> BatchConfig:
-        """The batch to run, from the widgets (notebook) or from argv/env/defaults (script)."""
+    def _args(self) -> argparse.Namespace:
+        """The form's values as the CLI's parsed flags, for :func:`i2vkit.cli.spec_from_args`."""
         if self.widget is not None:
             v = self.w
             source = v["prompts_source"].value
             prompts_file = self._path(v["prompts_file"].value.strip(), "prompts_file")
-            return BatchConfig(
+            return argparse.Namespace(
                 images_dir=self._path(v["images_dir"].value.strip(), "images_dir"),
                 prompts_file=prompts_file if source == "file" else None,
                 prompts=v["prompts"].value if source == "text" else None,
                 model=v["model"].value,
-                options=parse_options(v["options"].value),
-                pairing=v["pairing"].value,
+                option=v["options"].value,
+                one_to_one=v["pairing"].value == "one_to_one",
                 output_dir=self._path(v["output_dir"].value.strip(), "output_dir"),
                 concurrency=int(v["concurrency"].value),
                 recursive=bool(v["recursive"].value),
             )
         vals = self.values
-        return BatchConfig(
+        return argparse.Namespace(
             images_dir=self._path(vals["images_dir"], "images_dir"),
             prompts_file=self._path(vals["prompts_file"], "prompts_file"),
             prompts=vals["prompts"],
             model=vals["model"],
-            options=parse_options(vals["options"]),
-            pairing=normalize_pairing(vals["pairing"]),
+            option=vals["options"],
+            one_to_one=vals["pairing"] == "one_to_one",
             output_dir=self._path(vals["output_dir"], "output_dir"),
-            concurrency=int(vals["concurrency"]),
+            concurrency=vals["concurrency"],
             recursive=bool(vals["recursive"]),
         )
+
+    def spec(self) -> BatchSpec:
+        """The batch to run, from the widgets (notebook) or from argv/env/defaults (script)."""
+        return cli.spec_from_args(self._args())
+
+    config = spec  # the name the notebooks used before BatchConfig became BatchSpec
+
+    def confirmed_plan(self, settings: Settings) -> Plan:
+        """The plan of the form's batch, once spending it is confirmed (see :func:`confirmed`).
+
+        In the script a ``--dry-run`` ends here, after the preview printed the plan.
+        """
+        from ..plan import plan_batch
+
+        plan = plan_batch(self.spec(), settings)
+        if self.values["dry_run"] and not in_kernel():
+            print("dry run: nothing uploaded or submitted.", flush=True)
+            sys.exit(cli.EXIT_OK)
+        return confirmed(plan, settings, yes=bool(self.values["yes"]))
+
+    @property
+    def show_progress(self) -> bool:
+        return not self.values["no_progress"]
 
     # -- widgets ------------------------------------------------------------------
 
     def _build_widgets(self) -> None:
         import ipywidgets as w
+
+        from ..plan import DEFAULT_CONCURRENCY
 
         v = self.values
         wide = w.Layout(width="560px")
@@ -594,7 +429,7 @@ class BatchForm:
                 continuous_update=False,
             ),
             "concurrency": w.BoundedIntText(
-                value=int(v["concurrency"]),
+                value=int(v["concurrency"] or DEFAULT_CONCURRENCY),
                 min=1,
                 max=1000,
                 description="Concurrency",
@@ -659,15 +494,13 @@ class BatchForm:
         return Preview(self, settings or load_settings())
 
     def text(self) -> str:
-        c = self.config()
+        c = self.spec()
+        options = cli.format_options(c.options)
         return (
-            f"images: {c.images_dir}\nprompts: {c.prompts_file or 'inline'}\nmodel: {c.model} "
-            f"{c.options or ''}\npairing: {c.pairing}\noutput: {c.output_dir}\n"
-            f"concurrency: {c.concurrency}"
+            f"images: {c.images_dir}\nprompts: {c.prompts_file or 'inline'}\n"
+            f"model: {c.model}{'  ' + options if options else ''}\npairing: {c.pairing}\n"
+            f"output: {c.output_dir or 'AUTO_DOWNLOAD_DIR'}\nconcurrency: {c.concurrency}"
         )
-
-
-# ---------------------------------------------------------------------- preview
 
 
 def plan_html(plan: Plan, settings: Settings, base: Path | None = None) -> str:
@@ -692,7 +525,8 @@ def plan_html(plan: Plan, settings: Settings, base: Path | None = None) -> str:
     if plan.estimated_cost is None:
         cost = "unknown (no published price for this endpoint)"
     else:
-        cost = f"${plan.estimated_cost:,.2f} (${plan.cost_per_video:,.3f} per video)"
+        per_video = money(plan.cost_per_video, 3)
+        cost = f"{money(plan.estimated_cost)} ({per_video} per video)"
         if settings.demo:
             cost += " on fal; demo mode: nothing is billed"
     skipped = "".join(
@@ -708,7 +542,7 @@ def plan_html(plan: Plan, settings: Settings, base: Path | None = None) -> str:
     return (
         "<div style='font:13px system-ui,sans-serif'>"
         f"<div><b>{len(plan.pairs)} jobs</b>: {len(plan.images)} images x "
-        f"{len(plan.prompts)} prompts ({g.esc(plan.config.pairing)}) on "
+        f"{len(plan.prompts)} prompts ({g.esc(plan.spec.pairing)}) on "
         f"<b>{g.esc(plan.model.name)}</b> ({g.esc(plan.model.endpoint_id)})</div>"
         f"<div>estimated cost: <b>{g.esc(cost)}</b></div>"
         f"<div>videos go to: <code>{g.esc(plan.output_dir)}</code></div>{warn}"
@@ -734,8 +568,15 @@ class Preview:
         self.refresh()
 
     def refresh(self) -> None:
+        """Plan the form's batch. In a notebook a bad value is shown in the preview (the form
+        stays usable); in the script it ends the script, once, as `i2vkit bulk` would."""
+        from ..plan import plan_batch
+
+        if not in_kernel():
+            self.plan, self.error = plan_batch(self.form.spec(), self.settings), None
+            return
         try:
-            self.plan = plan_batch(self.form.config(), self.settings)
+            self.plan = plan_batch(self.form.spec(), self.settings)
             self.error = None
         except I2vkitError as exc:
             self.plan, self.error = None, str(exc)
@@ -762,298 +603,3 @@ class Preview:
         prompts = "\n".join(f"  {i}. {p}" for i, p in enumerate(self.plan.prompts, 1))
         images = ", ".join(im.name for im in self.plan.images[:20])
         return f"{text}\nimages: {images}\nprompts:\n{prompts}"
-
-
-# --------------------------------------------------------------------- progress
-
-
-class ProgressBars:
-    """Bars for uploads, submitted, running, downloaded and failed, fed by ``update``.
-
-    Pass ``bars.update`` as the ``progress=`` callback of ``run_batch``/``run_batch_sync``.
-    It may be called from the event loop or from the batch's worker thread; widget
-    values are set directly. Outside Jupyter it prints a line at most every
-    ``interval`` seconds (and always the last one).
-    """
-
-    ROWS = [
-        ("uploads", "uploaded", "uploads_total", "info"),
-        ("submitted", "submitted", "total", ""),
-        ("running", "running", "total", "warning"),
-        ("downloaded", "downloaded", "total", "success"),
-        ("failed", "failed", "total", "danger"),
-    ]
-
-    def __init__(self, interval: float = 1.0, stream: Any = None):
-        self.interval = interval
-        self.stream = stream
-        self.last: Progress | None = None
-        self._printed_at: float | None = None
-        self._printed = ""
-        self._lock = threading.Lock()
-        self.widget = None
-        self.bars: dict[str, Any] = {}
-        self.updates = 0
-        if widgets_available():
-            import ipywidgets as w
-
-            rows = []
-            for label, _value, _total, style in self.ROWS:
-                bar = w.IntProgress(
-                    value=0,
-                    min=0,
-                    max=1,
-                    description=label,
-                    bar_style=style,
-                    style={"description_width": "90px"},
-                    layout=w.Layout(width="480px"),
-                )
-                count = w.Label("0 / 0")
-                self.bars[label] = (bar, count)
-                rows.append(w.HBox([bar, count]))
-            self.message = w.Label("")
-            self.widget = w.VBox([*rows, self.message])
-
-    def update(self, p: Progress) -> None:
-        with self._lock:
-            self.updates += 1
-            self.last = Progress(**vars(p))
-            if self.widget is not None:
-                for label, value, total, _style in self.ROWS:
-                    bar, count = self.bars[label]
-                    top = max(1, getattr(p, total))
-                    bar.max = top
-                    bar.value = min(getattr(p, value), top)
-                    count.value = f"{getattr(p, value)} / {getattr(p, total)}"
-                self.message.value = p.message
-                return
-            line = self.line(p)
-            now = time.monotonic()
-            final = p.message == "finished"
-            due = self._printed_at is None or now - self._printed_at >= self.interval
-            if line != self._printed and (final or due):
-                print(line, file=self.stream or sys.stdout, flush=True)
-                self._printed, self._printed_at = line, now
-
-    @staticmethod
-    def line(p: Progress) -> str:
-        return (
-            f"uploaded {p.uploaded}/{p.uploads_total}  submitted {p.submitted}/{p.total}  "
-            f"running {p.running}  downloaded {p.downloaded}/{p.total}  failed {p.failed}"
-            + (f"  ({p.message})" if p.message else "")
-        )
-
-    def __call__(self, p: Progress) -> None:
-        self.update(p)
-
-    def text(self) -> str:
-        return "" if self.last is None else self.line(self.last)
-
-
-# ---------------------------------------------------------------------- gallery
-
-
-def gallery(source: Any, base: str | os.PathLike | None = None, **kwargs: Any) -> Rich:
-    """The inline gallery of a BatchResult or ledger rows (text in a script)."""
-    base = base if base is not None else notebook_dir()
-    return Rich(g.gallery_html(source, base, **kwargs), g.gallery_text(source))
-
-
-def timeline(rows: Sequence[Mapping[str, Any]], concurrency: int | None = None) -> Rich:
-    return Rich(g.timeline_svg(rows, concurrency=concurrency), g.timeline_text(rows, concurrency))
-
-
-def exit_code(result: BatchResult) -> int:
-    if result.fatal:
-        return EXIT_STOPPED
-    if result.interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if result.ok else EXIT_FAILED
-
-
-def done(result: BatchResult) -> None:
-    """End of a notebook run: in a script, exit with the CLI's code (1 when jobs failed)."""
-    code = exit_code(result)
-    if not in_kernel() and code:
-        sys.exit(code)
-
-
-# -------------------------------------------------------------- results browser
-
-FILE_COLUMNS = ["id", "status", "image", "prompt", "local_file", "error"]
-
-
-class ResultsBrowser:
-    """Past batches from the ledger, filtered by model, batch and status.
-
-    In a notebook the filters are widgets and the views (gallery, timeline, files)
-    redraw when they change; in a script the batch comes from ``I2VKIT_BATCH``
-    (a prefix is enough; default: the newest) and the views print text.
-    """
-
-    def __init__(self, settings: Settings | None = None, base: str | os.PathLike | None = None):
-        from .store import Store
-
-        self.settings = settings or load_settings()
-        self.base = Path(base) if base is not None else notebook_dir()
-        self.store = Store(self.settings.db_path)
-        self.batches = self.store.list_batches()
-        wanted = os.environ.get("I2VKIT_BATCH") or None
-        chosen = None
-        if wanted:
-            batch = self.store.get_batch(wanted)
-            chosen = batch["id"] if batch else None
-        elif self.batches:
-            chosen = self.batches[0]["id"]
-        self.batch_id: str | None = chosen
-        self.model: str | None = None
-        self.status: str | None = None
-        self._listeners: list[Callable[[], None]] = []
-        self.widget = None
-        if widgets_available():
-            self._build_widgets()
-
-    def _batch_label(self, b: Mapping[str, Any]) -> str:
-        return (
-            f"{b['id']}  {str(b['created_at'])[:19]}  {b['model']}  {b['backend']}  "
-            f"{b['job_count']} jobs, {b['done'] or 0} done, {b['failed'] or 0} failed"
-        )
-
-    def _build_widgets(self) -> None:
-        import ipywidgets as w
-
-        style = {"description_width": "70px"}
-        models = sorted({b["model"] for b in self.batches})
-        self.model_w = w.Dropdown(
-            options=[("any", None)] + [(m, m) for m in models], description="Model", style=style
-        )
-        self.batch_w = w.Dropdown(
-            options=[(self._batch_label(b), b["id"]) for b in self.batches],
-            value=self.batch_id,
-            description="Batch",
-            style=style,
-            layout=w.Layout(width="720px"),
-        )
-        self.status_w = w.Dropdown(
-            options=[("any", None)]
-            + [
-                (s, s)
-                for s in (
-                    "downloaded",
-                    "failed",
-                    "cancelled",
-                    "pending",
-                    "queued",
-                    "running",
-                    "completed",
-                )
-            ],
-            description="Status",
-            style=style,
-        )
-        self.table_w = w.HTML(self.batches_html())
-
-        def model_changed(change: Mapping[str, Any]) -> None:
-            self.model = change["new"]
-            shown = [b for b in self.batches if self.model in (None, b["model"])]
-            self.batch_w.options = [(self._batch_label(b), b["id"]) for b in shown]
-            self.batch_w.value = shown[0]["id"] if shown else None
-
-        def batch_changed(change: Mapping[str, Any]) -> None:
-            self.batch_id = change["new"]
-            self._notify()
-
-        def status_changed(change: Mapping[str, Any]) -> None:
-            self.status = change["new"]
-            self._notify()
-
-        self.model_w.observe(model_changed, names="value")
-        self.batch_w.observe(batch_changed, names="value")
-        self.status_w.observe(status_changed, names="value")
-        self.widget = w.VBox([self.table_w, w.HBox([self.model_w, self.status_w]), self.batch_w])
-
-    def _notify(self) -> None:
-        for fn in self._listeners:
-            fn()
-
-    def _live(self, render: Callable[[], Rich]) -> Live:
-        """A view that redraws when the filters change."""
-        return Live(render, self._listeners.append)
-
-    # -- data ---------------------------------------------------------------------
-
-    def batch(self) -> dict[str, Any] | None:
-        return self.store.get_batch(self.batch_id) if self.batch_id else None
-
-    def jobs(self) -> list[dict[str, Any]]:
-        if not self.batch_id:
-            return []
-        statuses = [self.status] if self.status else None
-        rows = self.store.jobs(self.batch_id, statuses=statuses)
-        return [r for r in rows if self.model in (None, r["model"])]
-
-    def failed_jobs(self) -> list[dict[str, Any]]:
-        if not self.batch_id:
-            return []
-        return self.store.jobs(self.batch_id, statuses=["failed", "cancelled"])
-
-    # -- views --------------------------------------------------------------------
-
-    def batches_html(self) -> str:
-        if not self.batches:
-            return "<div>No batches in the ledger yet: run 01_generate first.</div>"
-        cols = ["id", "created_at", "model", "backend", "job_count", "done", "failed", "output_dir"]
-        return g.table_html(self.batches, cols)
-
-    def text(self) -> str:
-        if not self.batches:
-            return f"No batches in {self.settings.db_path} yet: run 01_generate first."
-        cols = ["id", "created_at", "model", "backend", "job_count", "done", "failed", "output_dir"]
-        return g.table_text(self.batches, cols) + f"\nselected batch: {self.batch_id}"
-
-    def _empty(self) -> Rich:
-        msg = "No batch selected (the ledger has none yet): run 01_generate first."
-        return Rich(f"<div>{g.esc(msg)}</div>", msg)
-
-    def gallery(self, **kwargs: Any) -> Any:
-        def render() -> Rich:
-            if not self.batch_id:
-                return self._empty()
-            return gallery(self.jobs(), self.base, title=f"batch {self.batch_id}", **kwargs)
-
-        return self._live(render)
-
-    def timeline(self) -> Any:
-        def render() -> Rich:
-            if not self.batch_id:
-                return self._empty()
-            return timeline(self.jobs())
-
-        return self._live(render)
-
-    def files(self) -> Any:
-        def render() -> Rich:
-            if not self.batch_id:
-                return self._empty()
-            rows = [
-                {
-                    **r,
-                    "image": Path(r["image_path"]).name,
-                    "prompt": r["prompt"][:60],
-                    "local_file": r["local_file"] or "",
-                    "error": r["error"] or "",
-                }
-                for r in self.jobs()
-            ]
-            batch = self.batch() or {}
-            head = f"batch {self.batch_id}: videos in {batch.get('output_dir')}"
-            return Rich(
-                f"<div style='font:13px system-ui'>{g.esc(head)}</div>"
-                + g.table_html(rows, FILE_COLUMNS),
-                head + "\n" + g.table_text(rows, FILE_COLUMNS),
-            )
-
-        return self._live(render)
-
-    def close(self) -> None:
-        self.store.close()

@@ -1,0 +1,78 @@
+"""The notebooks' widget layer: a batch form and its preview, progress bars, the gallery
+and a results browser, each falling back to plain text outside Jupyter.
+
+The notebooks stay thin: every cell is one or two calls into this package or the
+engine, so a notebook exported to a script (``jupyter nbconvert --to script``) runs
+with plain ``python``: ``in_kernel()`` is false there, no widget or IPython module
+is imported, :class:`BatchForm` reads `i2vkit bulk`'s flags (and ``I2VKIT_*``
+variables) instead of widgets, and :func:`show` prints text. There is no second
+command line here: flags, ``-o`` parsing, the confirmation before spending and the
+exit codes all come from :mod:`i2vkit.cli`.
+
+Why the run cell calls the blocking ``run_batch`` and not ``await run_batch_async``:
+top-level ``await`` works in a kernel but is a SyntaxError in the exported script.
+The blocking entry point runs the batch on a worker thread when a loop is already
+running (the kernel's), so one cell works in both.
+
+    display.py   in_kernel, show, Rich/Live views, settings_summary, money
+    form.py      BatchForm (+ FolderBrowser), its Preview, confirmed_plan
+    progress.py  ProgressBars (widgets, or the CLI's reporter in a script)
+    results.py   ResultsBrowser, gallery, timeline, done (the script's exit code)
+"""
+
+from .display import (
+    Live,
+    Rich,
+    backend_description,
+    env_flag,
+    in_kernel,
+    money,
+    notebook_dir,
+    project_root,
+    safe_url,
+    settings_summary,
+    show,
+    widgets_available,
+)
+from .form import (
+    ENV,
+    BatchForm,
+    FolderBrowser,
+    Preview,
+    SpendNotConfirmed,
+    confirmed,
+    model_label,
+    plan_html,
+    resolve_values,
+)
+from .progress import ProgressBars
+from .results import ResultsBrowser, done, gallery, timeline
+
+__all__ = [
+    "ENV",
+    "BatchForm",
+    "FolderBrowser",
+    "Live",
+    "Preview",
+    "ProgressBars",
+    "ResultsBrowser",
+    "Rich",
+    "SpendNotConfirmed",
+    "confirmed",
+    "backend_description",
+    "done",
+    "env_flag",
+    "gallery",
+    "in_kernel",
+    "model_label",
+    "money",
+    "notebook_dir",
+    "plan_html",
+    "project_root",
+    "resolve_values",
+    "safe_url",
+    "settings_summary",
+    "show",
+    "timeline",
+    "widgets_available",
+]

@@ -1,0 +1,84 @@
+"""Progress bars for a running batch: ipywidgets in a notebook, the CLI's reporter in a script."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .. import cli
+from .display import widgets_available
+
+if TYPE_CHECKING:
+    from ..engine import Progress
+
+
+class ProgressBars:
+    """Bars for uploads, submitted, running, downloaded and failed, fed by ``update``.
+
+    Pass ``bars.update`` as the ``progress=`` callback of ``run_batch``/``retry_batch``.
+    It is called from the batch's worker thread; setting widget values from there is fine
+    (the kernel sends comm messages through its thread-safe IOPub socket). Outside Jupyter
+    it is exactly the `i2vkit bulk` reporter (:func:`i2vkit.cli.progress_reporter`): tqdm
+    bars on a terminal, a line every few seconds on stderr otherwise, nothing with
+    ``enabled=False`` (the script's ``--no-progress``).
+    """
+
+    ROWS = [
+        ("uploads", "uploaded", "uploads_total", "info"),
+        ("submitted", "submitted", "total", ""),
+        ("running", "running", "total", "warning"),
+        ("downloaded", "downloaded", "total", "success"),
+        ("failed", "failed", "total", "danger"),
+    ]
+
+    def __init__(self, enabled: bool = True, stream: Any = None):
+        self.last: Progress | None = None
+        self._lock = threading.Lock()
+        self.widget = None
+        self.bars: dict[str, Any] = {}
+        self.reporter: cli.Reporter | None = None
+        if not widgets_available():
+            self.reporter = cli.progress_reporter(enabled, stream)
+            return
+        import ipywidgets as w
+
+        rows = []
+        for label, _value, _total, style in self.ROWS:
+            bar = w.IntProgress(
+                value=0,
+                min=0,
+                max=1,
+                description=label,
+                bar_style=style,
+                style={"description_width": "90px"},
+                layout=w.Layout(width="480px"),
+            )
+            count = w.Label("0 / 0")
+            self.bars[label] = (bar, count)
+            rows.append(w.HBox([bar, count]))
+        self.message = w.Label("")
+        self.widget = w.VBox([*rows, self.message])
+
+    def update(self, p: Progress) -> None:
+        with self._lock:
+            self.last = p
+            if self.reporter is not None:
+                self.reporter(p)
+                return
+            for label, value, total, _style in self.ROWS:
+                bar, count = self.bars[label]
+                top = max(1, getattr(p, total))
+                bar.max = top
+                bar.value = min(getattr(p, value), top)
+                count.value = f"{getattr(p, value)} / {getattr(p, total)}"
+            self.message.value = p.message
+
+    __call__ = update
+
+    def close(self) -> None:
+        """Print the last state (script); the batch is over."""
+        if self.reporter is not None:
+            self.reporter.close()
+
+    def text(self) -> str:
+        return ""  # nothing to show before the run; the reporter prints as it goes
