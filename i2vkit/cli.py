@@ -554,21 +554,27 @@ COMMANDS = {"bulk": cmd_bulk, "status": cmd_status, "retry": cmd_retry, "models"
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] == ["emulator"]:
-            from . import emulator
-
-            return emulator.main(argv[1:])
-        args = build_parser().parse_args(argv)
-        key = None
-        try:
-            settings = load_settings()
-            key = settings.fal_key
-            return COMMANDS[args.command](args, settings)
-        except I2vkitError as exc:
-            return report_error(exc, key)
+        code = _run(argv)
+        sys.stdout.flush()  # a closed pipe shows up here, not at exit with a traceback
+        return code
     except BrokenPipeError:
         # `i2vkit status | head -1`: the reader left. Say nothing more, and keep Python from
-        # complaining again when it flushes stdout at exit.
+        # failing again when it flushes stdout at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+
+
+def _run(argv: list[str]) -> int:
+    if argv[:1] == ["emulator"]:
+        from . import emulator
+
+        return emulator.main(argv[1:])
+    args = build_parser().parse_args(argv)
+    key = None
+    try:
+        settings = load_settings()
+        key = settings.fal_key
+        return COMMANDS[args.command](args, settings)
+    except I2vkitError as exc:
+        return report_error(exc, key)

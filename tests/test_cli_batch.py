@@ -80,6 +80,7 @@ def test_one_to_one(tmp_path, emulator):
     bad = run_cli(bulk_args(tmp_path, prompts6, "--one-to-one"), env)
     assert bad.returncode == 2
     assert "5 images" in bad.stderr and "6 prompts" in bad.stderr
+    assert "drop --one-to-one" in bad.stderr  # the fix in the CLI's words, not the API's
     assert emulator.stats()["submits"]["total"] == 5
 
 
@@ -89,6 +90,7 @@ def test_dry_run_submits_nothing(tmp_path, emulator):
     out = run_cli(bulk_args(tmp_path, write_prompts(tmp_path / "p.txt", 3), "--dry-run"), env)
     assert out.returncode == 0
     assert "6 jobs" in out.stdout and "estimated cost" in out.stdout
+    assert f"ledger: {tmp_path / 'ledger.db'}" in out.stdout
     stats = emulator.stats()
     assert stats["uploads"] == 0 and stats["submits"]["total"] == 0
 
@@ -201,6 +203,7 @@ def test_status_and_retry(tmp_path, emulator):
     batch = ledger(tmp_path, "SELECT id FROM batches")[0][0]
     listing = run_cli([sys.executable, "-m", "i2vkit", "status"], env)
     assert batch in listing.stdout
+    assert listing.stdout.splitlines()[0] == f"ledger: {tmp_path / 'ledger.db'}"
     emulator.configure(fail_rate=0.0)
     retried = run_cli([sys.executable, "-m", "i2vkit", "retry", batch[:6]], env)
     assert retried.returncode == 0, retried.stdout + retried.stderr
@@ -221,10 +224,12 @@ def test_ctrl_c_keeps_jobs_and_prints_the_resume_command(tmp_path, emulator):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while emulator.stats()["submits"]["total"] < 3 and time.monotonic() < deadline:
-        assert proc.poll() is None
-        time.sleep(0.02)  # polling a condition, not synchronising on time
+
+    def three_submitted() -> bool:
+        assert proc.poll() is None, "the batch finished before it could be interrupted"
+        return emulator.stats()["submits"]["total"] >= 3
+
+    clitools.wait_until(three_submitted, 60, "3 submits")  # fails at its deadline
     proc.send_signal(signal.SIGINT)
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout
@@ -236,3 +241,62 @@ def test_ctrl_c_keeps_jobs_and_prints_the_resume_command(tmp_path, emulator):
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(videos(tmp_path / "videos")) == 9
     assert emulator.stats()["submits"]["total"] == 9 and submitted <= 9
+
+
+def test_status_into_a_closed_pipe_ends_quietly(tmp_path, emulator):
+    """`i2vkit status | head -1`: the reader is gone before the output is flushed."""
+    make_images(tmp_path / "pics", 2)
+    env = cli_env(tmp_path, emulator)
+    assert run_cli(bulk_args(tmp_path, write_prompts(tmp_path / "p.txt", 3)), env).returncode == 0
+    env.pop("PYTHONUNBUFFERED")  # block-buffered, as in a shell pipeline
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `head` after its first line: every write now fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "i2vkit", "status"],
+            env=env,
+            cwd=tmp_path,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == ""  # no BrokenPipeError traceback, no "Exception ignored"
+    assert proc.returncode == 141  # 128 + SIGPIPE, as a C tool in the pipeline would
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, emulator):
+    """In a log (stderr a pipe) the CLI prints plain progress lines, not tqdm bars."""
+    emulator.configure(job_seconds=(0.2, 0.6))
+    make_images(tmp_path / "pics", 2)
+    prompts = write_prompts(tmp_path / "p.txt", 3)
+    args = [a for a in bulk_args(tmp_path, prompts) if a != "--no-progress"]
+    out = subprocess.run(
+        args,
+        env=cli_env(tmp_path, emulator),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one pipe, so the order of progress and summary shows
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stdout
+    lines = out.stdout.splitlines()
+    progress = [i for i, line in enumerate(lines) if line.startswith("uploaded ")]
+    summary = next(i for i, line in enumerate(lines) if line.startswith("batch "))
+    assert progress and progress[0] < summary, out.stdout
+    assert lines[progress[-1]].startswith("uploaded 2/2  submitted 6/6")
+    assert "\r" not in out.stdout and "it/s" not in out.stdout  # no tqdm redraws
+
+
+def test_help_documents_the_ledger_location_and_every_flag(tmp_path):
+    env = clitools.cli_env(tmp_path, "http://127.0.0.1:9")
+    bulk = run_cli([sys.executable, "-m", "i2vkit", "bulk", "--help"], env)
+    retry = run_cli([sys.executable, "-m", "i2vkit", "retry", "--help"], env)
+    assert bulk.returncode == 0 and retry.returncode == 0
+    for flag in ("--no-progress", "--yes", "--dry-run", "-o KEY=VALUE", "XDG_DATA_HOME"):
+        assert flag in bulk.stdout, flag
+    for flag in ("--no-progress", "--yes"):
+        assert flag in retry.stdout, flag
