@@ -39,7 +39,7 @@ from .errors import (
 T = TypeVar("T")
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
-ATTEMPTS = 6  # tries per request for 5xx and dropped connections (429s are not counted)
+ATTEMPTS = 8  # tries per request for 5xx and dropped connections (429s are not counted)
 MAX_THROTTLES = 100  # 429s one request may wait out before giving up
 BACKOFF_FIRST = 0.5  # seconds before the second try; doubles each time ...
 BACKOFF_CAP = 15.0  # ... up to this, each jittered by x0.5..1.5
