@@ -29,8 +29,33 @@ if ((${#missing[@]})); then
     fi
     echo "browser-deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Another apt/dpkg (unattended-upgrades on a fresh machine) may hold the lock: wait for
+    # it, polling, up to APT_LOCK_WAIT seconds, instead of failing at once. apt's own
+    # DPkg::Lock::Timeout covers the dpkg lock; the loop also covers the lists lock.
+    wait_s=${APT_LOCK_WAIT:-300}
+    apt_retry() {
+        local deadline=$((SECONDS + wait_s)) log
+        log=$(mktemp)
+        until "${sudo[@]}" apt-get -o DPkg::Lock::Timeout="$wait_s" "$@" 2>"$log"; do
+            if ! grep -qiE "could not get lock|unable to acquire|is another process using it" \
+                "$log"; then
+                cat "$log" >&2
+                rm -f "$log"
+                return 1
+            fi
+            if ((SECONDS >= deadline)); then
+                echo "browser-deps: apt is still locked by another process after ${wait_s}s;" \
+                     "let it finish (or raise APT_LOCK_WAIT) and run .ci/browser-deps.sh again" >&2
+                rm -f "$log"
+                return 1
+            fi
+            echo "browser-deps: waiting for another apt/dpkg process to release its lock..." >&2
+            sleep 5
+        done
+        rm -f "$log"
+    }
+    apt_retry update -qq
+    apt_retry install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 python=${PYTHON:-python}
