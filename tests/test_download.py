@@ -93,3 +93,27 @@ def test_index_finds_finished_and_unfinished(tmp_path):
     assert index[3] == (done, None)
     assert index[33] == (tmp_path / "33_wan_20261125T000000Z.mp4", None)
     assert 4 not in index
+
+
+def test_a_429_pauses_the_budget_without_spending_an_attempt(emulator, tmp_path):
+    from i2vkit.http import RequestBudget
+
+    url = upload_blob(emulator, b"z" * 20_000)
+    emulator.configure(rate_limit=0.5, rate_burst=1)  # one request per 2 s
+    assert httpx.get(url).status_code == 200  # spends the token: the download gets a 429
+    budget = RequestBudget(rate=100, min_rate=100)
+    dest = tmp_path / "v.mp4"
+    assert fetch(url, dest, attempts=1, budget=budget) == 20_000
+    assert emulator.stats()["rate_limited"] >= 1 and budget.throttled >= 1
+    assert dest.read_bytes() == b"z" * 20_000
+
+
+def test_gateway_errors_are_retried_until_the_attempts_run_out(emulator, tmp_path, monkeypatch):
+    monkeypatch.setattr("i2vkit.http.BACKOFF_FIRST", 0.001)
+    url = upload_blob(emulator, b"w" * 20_000)
+    emulator.configure(fail_next=2, fail_status=502)
+    with pytest.raises(DownloadError, match=r"after 2 tries \(HTTP 502\)"):
+        fetch(url, tmp_path / "a.mp4", attempts=2)
+    emulator.configure(fail_next=2, fail_status=502)
+    assert fetch(url, tmp_path / "b.mp4", attempts=3) == 20_000
+    assert not (tmp_path / "a.mp4").exists()
