@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .errors import DownloadError
-from .http import ATTEMPTS, RequestBudget, Retry, check, retrying
+from .http import ATTEMPTS, RequestBudget, Retry, retry_if_transient, retrying
 
 MAX_VIDEO_BYTES = 2 * 1024**3
 CHUNK = 1024 * 1024
@@ -102,7 +102,7 @@ async def download(
             if response.status_code == 416 and offset:
                 part.unlink(missing_ok=True)  # the .part is not a prefix of this file
                 raise Retry("the partial download did not match; starting over")
-            check(response)
+            retry_if_transient(response)
             if response.status_code not in (200, 206):
                 raise DownloadError(
                     f"download of {dest.name} failed: the server answered HTTP "

@@ -20,7 +20,7 @@ import json
 import mimetypes
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +32,7 @@ import httpx
 from .backend import Backend
 from .config import redact
 from .errors import FalAuthError, FalError, FalLockedError, FalTransientError
-from .http import RequestBudget, Retry, check, fal_error, retrying
+from .http import RequestBudget, Retry, fal_error, retry_if_transient, retrying
 
 FAL_QUEUE_URL = "https://queue.fal.run"
 FAL_REST_URL = "https://rest.fal.ai"
@@ -154,7 +154,6 @@ class FalConnection:
         url: str,
         what: str,
         *,
-        client: httpx.AsyncClient | None = None,
         idempotent: bool = True,
         retry_server_errors: bool = True,
         raise_errors: bool = True,
@@ -167,17 +166,33 @@ class FalConnection:
         after the body was sent may have created a paid job, so we stop and let the ledger
         decide instead of paying twice.
         """
-        http = client or self.http
 
         async def attempt() -> httpx.Response:
-            self.requests[what] += 1
-            response = await http.request(method, url, **kwargs)
-            if response.status_code == 429:
-                self.requests["429"] += 1
-            check(response, idempotent=idempotent, retry_server_errors=retry_server_errors)
+            response = await self.send(self.http, what, method, url, **kwargs)
+            retry_if_transient(
+                response, idempotent=idempotent, retry_server_errors=retry_server_errors
+            )
             if raise_errors and response.status_code >= 400:
                 raise fal_error(response, what, self.key)
             return response
+
+        return await retrying(
+            attempt, give_up=self.gave_up(what), budget=self.budget, idempotent=idempotent
+        )
+
+    async def send(
+        self, client: httpx.AsyncClient, what: str, method: str, url: str, **kwargs: Any
+    ) -> httpx.Response:
+        """One try, counted by kind (answered or not), and every 429 counted too: what the
+        batch summary and the benchmarks report."""
+        self.requests[what] += 1
+        response = await client.request(method, url, **kwargs)
+        if response.status_code == 429:
+            self.requests["429"] += 1
+        return response
+
+    def gave_up(self, what: str) -> Callable[[Retry], Exception]:
+        """How a request to fal that ran out of tries (or became ambiguous) is reported."""
 
         def give_up(last: Retry) -> Exception:
             if last.response is not None:
@@ -189,7 +204,7 @@ class FalConnection:
                 )
             return FalTransientError(self.clean(f"{what}: could not reach fal ({last.reason})."))
 
-        return await retrying(attempt, give_up=give_up, budget=self.budget, idempotent=idempotent)
+        return give_up
 
     async def json_call(self, method: str, url: str, what: str, **kwargs: Any) -> Any:
         response = await self.request(method, url, what, **kwargs)
@@ -293,24 +308,18 @@ class FalConnection:
 
         async def attempt() -> httpx.Response:
             nonlocal token, renewed
-            self.requests[what] += 1
             headers["Authorization"] = token.header
-            response = await self.cdn_http.request(method, url, headers=headers, **kwargs)
+            response = await self.send(self.cdn_http, what, method, url, headers=headers, **kwargs)
             if response.status_code == 401 and not renewed:
                 renewed = True
                 token = await self.cdn_token(stale=token)
                 raise Retry("the CDN token was rejected", response=response)
-            check(response)
+            retry_if_transient(response)
             if response.status_code >= 400:
                 raise fal_error(response, what, self.key)
             return response
 
-        def give_up(last: Retry) -> Exception:
-            if last.response is not None:
-                return fal_error(last.response, what, self.key)
-            return FalTransientError(self.clean(f"{what}: could not reach fal ({last.reason})."))
-
-        return await retrying(attempt, give_up=give_up, budget=self.budget)
+        return await retrying(attempt, give_up=self.gave_up(what), budget=self.budget)
 
     async def upload_file(self, path: str | os.PathLike, lifetime_seconds: int | None) -> str:
         """Upload one file to fal's CDN; returns its URL. Files over fal_client's multipart

@@ -260,7 +260,7 @@ class Retry(Exception):
         return self.response.status_code if self.response is not None else None
 
 
-def check(
+def retry_if_transient(
     response: httpx.Response, *, idempotent: bool = True, retry_server_errors: bool = True
 ) -> httpx.Response:
     """Inside an attempt: raise :class:`Retry` for an answer worth another try, else return it."""
@@ -283,7 +283,7 @@ async def retrying(
     """Run `attempt()` until it returns, under the budget: THE retry loop.
 
     Each try first waits for a budget token. An attempt asks for another try by raising
-    :class:`Retry` (see :func:`check`); httpx transport errors are judged by :func:`verdict`
+    :class:`Retry` (see :func:`retry_if_transient`); httpx transport errors are judged by :func:`verdict`
     here, so a streaming download's dropped connection and a status poll's are the same
     case. A 429 pauses the whole budget for Retry-After instead of spending one of the
     `attempts` (the server is asking us to slow down, not failing), up to MAX_THROTTLES;
