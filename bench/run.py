@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from i2vkit.batch import DEFAULT_MAX_RPS  # noqa: E402
+from i2vkit.plan import DEFAULT_MAX_RPS  # noqa: E402
 
 KEY = "bench:i2vkit-bench-secret"
 ENDPOINT = "fal-ai/wan-i2v"  # what the "wan" model submits to
@@ -272,11 +272,13 @@ def child_gather(spec: dict) -> dict:
 
 def child_i2vkit(spec: dict) -> dict:
     """(c) i2vkit's run_batch; the images are already in its upload cache."""
-    from i2vkit.batch import BatchConfig, run_batch
+    from i2vkit.backend import backend_for
     from i2vkit.config import Settings
+    from i2vkit.engine import run_batch
     from i2vkit.fal import FalConnection
+    from i2vkit.plan import BatchSpec
     from i2vkit.store import Store
-    from i2vkit.upload import Uploader
+    from i2vkit.uploads import Uploader
 
     settings = Settings(
         fal_key=KEY,
@@ -287,12 +289,12 @@ def child_i2vkit(spec: dict) -> dict:
 
     async def warm_cache() -> int:
         with Store(settings.db_path) as store:
-            async with FalConnection(settings) as fal:
+            async with FalConnection(backend_for(settings), settings.fal_key) as fal:
                 report = await Uploader(store, fal).upload_all(spec["images"])
                 return report.uploaded
 
     uploaded = asyncio.run(warm_cache())
-    config = BatchConfig(
+    config = BatchSpec(
         images_dir=spec["images_dir"],
         prompts=spec["prompts"],
         model="wan",
@@ -302,7 +304,7 @@ def child_i2vkit(spec: dict) -> dict:
         max_rps=spec["max_rps"],
     )
     t0 = time.perf_counter()
-    result = asyncio.run(run_batch(config, settings))
+    result = run_batch(config, settings)
     wall = time.perf_counter() - t0
     done = {}
     with Store(settings.db_path) as store:
@@ -324,12 +326,13 @@ def child_i2vkit(spec: dict) -> dict:
 def child_replan(spec: dict) -> dict:
     """A re-plan of an all-cached folder: plan_batch (scan + Pillow verify) + cached upload step."""
     t_start = time.perf_counter()
-    from i2vkit.batch import BatchConfig, plan_batch
+    from i2vkit.backend import backend_for
     from i2vkit.config import Settings
     from i2vkit.fal import FalConnection
     from i2vkit.images import scan_images
+    from i2vkit.plan import BatchSpec, plan_batch
     from i2vkit.store import Store
-    from i2vkit.upload import Uploader
+    from i2vkit.uploads import Uploader
 
     t_imported = time.perf_counter()
     settings = Settings(
@@ -338,14 +341,14 @@ def child_replan(spec: dict) -> dict:
         db_path=Path(spec["db_path"]),
         fal_url=spec["url"],
     )
-    config = BatchConfig(images_dir=spec["images_dir"], prompts=["a slow zoom"], model="wan")
+    config = BatchSpec(images_dir=spec["images_dir"], prompts=["a slow zoom"], model="wan")
 
     async def replan() -> dict:
         t0 = time.perf_counter()
         plan = plan_batch(config, settings)
         t1 = time.perf_counter()
         with Store(settings.db_path) as store:
-            async with FalConnection(settings) as fal:
+            async with FalConnection(backend_for(settings), settings.fal_key) as fal:
                 t2 = time.perf_counter()
                 report = await Uploader(store, fal).upload_all([im.path for im in plan.images])
                 t3 = time.perf_counter()
@@ -502,10 +505,11 @@ def bench_throughput(cfg: dict, work: Path) -> dict:
 
 
 def bench_replan(cfg: dict, work: Path) -> dict:
+    from i2vkit.backend import backend_for
     from i2vkit.config import Settings
     from i2vkit.fal import FalConnection
     from i2vkit.store import Store
-    from i2vkit.upload import Uploader, hash_file
+    from i2vkit.uploads import Uploader, hash_file
 
     count = cfg["replan_images"]
     log(f"replan: {count} images of ~1 MB (cached in {IMAGE_CACHE}) ...")
@@ -524,7 +528,7 @@ def bench_replan(cfg: dict, work: Path) -> dict:
 
         async def first_run():
             with Store(settings.db_path) as store:
-                async with FalConnection(settings) as fal:
+                async with FalConnection(backend_for(settings), settings.fal_key) as fal:
                     t = time.perf_counter()
                     rep = await Uploader(store, fal).upload_all(paths)
                     return rep, time.perf_counter() - t

@@ -1,9 +1,11 @@
 """i2vkit: a folder of images and a file of prompts in, a folder of image-to-video clips out.
 
-The data's path through the package: images.py (scan) -> upload.py (cached CDN uploads)
--> pairing.py (image x prompt) -> batch.py (ledger, submit, poll) -> download.py (mp4s)
--> gallery.py (notebooks). store.py is the ledger under all of it; fal.py talks to fal
-(or the built-in emulator.py).
+The library API: ``i2vkit.plan`` (``BatchSpec``, ``plan_batch``, ``plan_retry``) and
+``i2vkit.engine`` (``run_batch`` blocks, ``run_batch_async`` is the coroutine; likewise
+``retry_batch``). The data's path through the package reads from the module names:
+images -> plan -> uploads -> jobs (store) -> fal -> download -> gallery; engine/ drives a
+batch along it, cli.py and notebook/ are thin layers over it, and emulator/ is the
+built-in stand-in for fal. docs/architecture.md has one line per module.
 """
 
 from .config import Settings, load_settings

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 from helpers import TEST_KEY
 
-from i2vkit.video import probe
+from i2vkit.emulator.clips import probe
 
 VIDEO_NAME = re.compile(r"^(\d+)_(.+)_\d{8}T\d{6}Z\.mp4$")
 

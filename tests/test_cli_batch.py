@@ -15,7 +15,7 @@ import pytest
 from clitools import videos, write_prompts
 from helpers import TEST_KEY, make_images
 
-from i2vkit.video import probe
+from i2vkit.emulator.clips import probe
 
 NAME = re.compile(r"^(\d+)_wan_\d{8}T\d{6}Z\.mp4$")
 

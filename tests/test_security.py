@@ -24,8 +24,8 @@ from PIL import Image
 from i2vkit.config import Settings
 from i2vkit.download import download, part_path, video_filename
 from i2vkit.emulator import Emulator
+from i2vkit.emulator.clips import synthesize_clip
 from i2vkit.errors import DownloadError, I2vkitError
-from i2vkit.video import synthesize_clip
 
 SENTINEL_ID = "sentinelid"
 SENTINEL_SECRET = "S3NT1NEL-secret-9f8e7d6c5b4a"
