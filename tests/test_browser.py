@@ -551,10 +551,27 @@ def run_notebook_and_check(page, lab, artifacts: Path, console_errors: list[str]
     assert model_menus, (
         f"No dropdown lists every registered model {names}; the dropdowns show: {selects}"
     )
-    assert any("$" in option for option in model_menus[0]), (
+    assert any(re.search(r"US\$\s\d", option) for option in model_menus[0]), (
         f"The model dropdown shows no prices: {model_menus[0]}"
     )
     save_screenshot(form, "form.png", artifacts)
+
+    # Money as a person reads it: JupyterLab typesets $...$ in HTML outputs as LaTeX, which
+    # once turned "$3.60 ($0.400 per video)" into "3.60(0.400 per video)". Read the rendered
+    # text of the preview (3 images x 3 prompts on wan at US$ 0.40 a video).
+    preview = page.locator(".jp-OutputArea-output", has_text="estimated cost").first
+    if not preview.count():
+        dump_state(page, artifacts, "failure-preview")
+        pytest.fail("The preview (estimated cost) did not render.", pytrace=False)
+    shown = " ".join(preview.inner_text().split())
+    assert "estimated cost: US$ 3.60 (US$ 0.400 per video)" in shown, shown
+    typeset = page.evaluate(
+        """() => document.querySelectorAll(
+              '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea mjx-container, '
+              + '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea .MathJax').length"""
+    )
+    assert typeset == 0, f"{typeset} pieces of an output were typeset as math"
+    assert "pytest-of" not in form.inner_text(), "the form shows a pytest temporary path"
 
     # The progress bars reach their end.
     wait_or_fail(

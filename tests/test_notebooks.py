@@ -517,6 +517,9 @@ def test_preview_redraws_when_the_form_changes(widget_mode):
     preview = form.preview(Settings())
     first = preview.render()
     assert "9 jobs" in first.html and "nothing is billed" in first.html
+    # money keeps its currency, inside an element JupyterLab's MathJax leaves alone
+    assert "US$ 3.60 (US$ 0.400 per video)" in first.html
+    assert first.html.startswith("<div class='tex2jax_ignore mathjax_ignore'>")
     assert first.html.count("<img") == 3 and "No files skipped" in first.html
     fired = []
     form.observe(lambda: fired.append(preview.render()))

@@ -462,9 +462,11 @@ class BatchForm:
         ww["prompts_file"].observe(file_changed, names="value")
         ww["prompts"].observe(text_edited, names="value")
         ww["prompts_source"].observe(file_changed, names="value")
+        root = g.find_root(self.base)
+        here = os.path.relpath(self.base, root) if g.is_within(self.base, root) else self.base
         help_html = w.HTML(
             "<span style='color:#666;font-size:12px'>Relative paths are read from the "
-            f"notebook's folder (<code>{g.esc(self.base)}</code>).</span>"
+            f"notebook's folder (<code>{g.esc(here)}</code> in the folder Jupyter serves).</span>"
         )
         self.widget = w.VBox(
             [
