@@ -300,3 +300,26 @@ def test_help_documents_the_ledger_location_and_every_flag(tmp_path):
         assert flag in bulk.stdout, flag
     for flag in ("--no-progress", "--yes"):
         assert flag in retry.stdout, flag
+
+
+def test_retry_shows_its_plan_and_asks_before_spending(tmp_path, emulator):
+    """A retry is planned from the ledger and confirmed like any batch: 16 failed wan jobs are
+    US$ 6.40 on a billed backend, so without --yes and with no terminal it submits nothing."""
+    emulator.configure(fail_rate=1.0)
+    make_images(tmp_path / "pics", 4)
+    env = cli_env(tmp_path, emulator)
+    first = run_cli(bulk_args(tmp_path, write_prompts(tmp_path / "p.txt", 4)), env)
+    assert first.returncode == 1, first.stdout + first.stderr
+    batch = ledger(tmp_path, "SELECT id FROM batches")[0][0]
+    emulator.configure(fail_rate=0.0)
+    submits = emulator.stats()["submits"]["total"]
+    retry = [sys.executable, "-m", "i2vkit", "retry", batch, "--no-progress"]
+    refused = run_cli(retry, env)  # stdin is not a terminal
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "retry of batch" in refused.stdout and "16 failed or cancelled jobs" in refused.stdout
+    assert "US$ 6.40" in refused.stdout and "re-run with --yes" in refused.stdout
+    assert emulator.stats()["submits"]["total"] == submits
+    confirmed = run_cli([*retry, "--yes"], env)
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+    assert emulator.stats()["submits"]["total"] == submits + 16
+    assert len(videos(tmp_path / "videos")) == 16

@@ -271,7 +271,25 @@ def test_exported_script_reports_bad_input_in_one_line(exported, tmp_path):
     proc = run_script(exported, isolated_env(tmp_path), "--images-dir", str(tmp_path / "nope"))
     assert proc.returncode == 2
     assert "error: Images folder not found" in proc.stderr
+    assert (proc.stdout + proc.stderr).count("Images folder not found") == 1  # once, not twice
     assert "Traceback" not in proc.stderr
+
+
+def test_exported_script_help_comes_before_any_banner(exported, tmp_path):
+    proc = run_script(exported, isolated_env(tmp_path), "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: ")
+    assert "backend:" not in proc.stdout and "DEMO MODE" not in proc.stdout
+    for flag in ("--yes", "--no-progress", "--dry-run", "--one-to-one", "XDG_DATA_HOME"):
+        assert flag in proc.stdout, flag
+
+
+def test_exported_script_shows_options_as_typed_and_dry_runs(exported, tmp_path):
+    proc = run_script(exported, isolated_env(tmp_path), "-o", "seed=3", "--dry-run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "model: wan  seed=3" in proc.stdout and "{'seed'" not in proc.stdout
+    assert "dry run: nothing uploaded or submitted." in proc.stdout
+    assert not (tmp_path / "downloads").exists() and not (tmp_path / "ledger.db").exists()
 
 
 # ------------------------------------------------------------------------ key
