@@ -78,7 +78,7 @@ class GalleryItem:
 
 
 def items_from_result(result: Any) -> list[GalleryItem]:
-    """Cards for a :class:`~i2vkit.batch.BatchResult`."""
+    """Cards for a :class:`~i2vkit.engine.BatchResult`."""
     model = getattr(getattr(result, "plan", None), "model", None)
     name = getattr(model, "name", "") or ""
     return [

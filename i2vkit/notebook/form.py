@@ -360,6 +360,18 @@ class BatchForm:
         v = self.values
         wide = w.Layout(width="560px")
         style = {"description_width": "120px"}
+
+        def text(value: str, description: str, placeholder: str = "") -> Any:
+            """A one-line field that reports its value when editing is done, not per key."""
+            return w.Text(
+                value=value,
+                description=description,
+                placeholder=placeholder,
+                layout=wide,
+                style=style,
+                continuous_update=False,
+            )
+
         models = list_models()
         model_options = [(model_label(m), m.name) for m in models]
         if v["model"] not in [m.name for m in models]:
@@ -371,13 +383,7 @@ class BatchForm:
         model_value = v["model"] if v["model"] in [o[1] for o in model_options] else "wan"
         prompts_text = v["prompts"] or read_text(self._path(v["prompts_file"], "prompts_file"))
         self.w: dict[str, Any] = {
-            "images_dir": w.Text(
-                value=v["images_dir"],
-                description="Images folder",
-                layout=wide,
-                style=style,
-                continuous_update=False,
-            ),
+            "images_dir": text(v["images_dir"], "Images folder"),
             "recursive": w.Checkbox(value=bool(v["recursive"]), description="include sub-folders"),
             "prompts_source": w.ToggleButtons(
                 options=[("prompts file", "file"), ("typed below", "text")],
@@ -385,13 +391,7 @@ class BatchForm:
                 description="Prompts from",
                 style=style,
             ),
-            "prompts_file": w.Text(
-                value=v["prompts_file"] or "",
-                description="Prompts file",
-                layout=wide,
-                style=style,
-                continuous_update=False,
-            ),
+            "prompts_file": text(v["prompts_file"] or "", "Prompts file"),
             "prompts": w.Textarea(
                 value=prompts_text,
                 description="Prompts",
@@ -407,27 +407,14 @@ class BatchForm:
                 layout=wide,
                 style=style,
             ),
-            "options": w.Text(
-                value=v["options"],
-                description="Model options",
-                placeholder="e.g. resolution=480p num_frames=81",
-                layout=wide,
-                style=style,
-                continuous_update=False,
-            ),
+            "options": text(v["options"], "Model options", "e.g. resolution=480p num_frames=81"),
             "pairing": w.ToggleButtons(
                 options=PAIRINGS,
                 value=normalize_pairing(v["pairing"]),
                 description="Pairing",
                 style=style,
             ),
-            "output_dir": w.Text(
-                value=v["output_dir"],
-                description="Output folder",
-                layout=wide,
-                style=style,
-                continuous_update=False,
-            ),
+            "output_dir": text(v["output_dir"], "Output folder"),
             "concurrency": w.BoundedIntText(
                 value=int(v["concurrency"] or DEFAULT_CONCURRENCY),
                 min=1,
