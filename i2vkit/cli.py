@@ -96,12 +96,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, script: bool = False
         default=None,
         help="where videos go (default AUTO_DOWNLOAD_DIR)" + tag("I2VKIT_OUTPUT_DIR"),
     )
-    parser.add_argument(
-        "--one-to-one",
-        action="store_true",
-        default=default(False),
-        help="pair image i with prompt i",
-    )
+    parser.add_argument("--one-to-one", action="store_true", help="pair image i with prompt i")
     parser.add_argument(
         "--concurrency",
         type=int,
@@ -109,9 +104,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, script: bool = False
         help=f"jobs kept submitted and unfinished at once (default {DEFAULT_CONCURRENCY})"
         + tag("I2VKIT_CONCURRENCY"),
     )
-    parser.add_argument(
-        "--recursive", action="store_true", default=default(False), help="also scan sub-folders"
-    )
+    parser.add_argument("--recursive", action="store_true", help="also scan sub-folders")
     parser.add_argument(
         "--option",
         "-o",
