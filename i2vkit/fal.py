@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import fal_client
 import fal_client.client as fal_client_module
@@ -326,7 +327,8 @@ class FalConnection:
         threshold go up in parts, like fal_client sends them."""
         name = os.path.basename(path)
         headers = {"Content-Type": mimetypes.guess_type(name)[0] or "application/octet-stream"}
-        headers["X-Fal-File-Name"] = name
+        # header values are ASCII: a name like "café 1.jpg" goes percent-encoded
+        headers["X-Fal-File-Name"] = quote(name)
         if lifetime_seconds:
             lifecycle = json.dumps({"expiration_duration_seconds": int(lifetime_seconds)})
             headers["X-Fal-Object-Lifecycle"] = headers["X-Fal-Object-Lifecycle-Preference"] = (

@@ -57,6 +57,8 @@ class Runner:
         """
         run, store = self.run, self.run.jobs.store
         plan = run.plan
+        run.progress.total = plan.job_count
+        run.progress.uploads_total = len(plan.images)
         uploader = self.images.uploader(plan.spec.upload_concurrency)
 
         def uploaded(_path: str) -> None:
@@ -229,7 +231,6 @@ class Runner:
         await run.fal.check_key()
         jobs = await self.record()
         run.progress.total = len(jobs)
-        run.progress.uploads_total = len(run.plan.images)
         run.progress.failed = sum(j["status"] in UNSUCCESSFUL for j in jobs)
         run.progress.downloaded = sum(
             j["status"] == JobStatus.DOWNLOADED and Path(j["local_file"] or "").is_file()
