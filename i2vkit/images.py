@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,8 +135,27 @@ def _natural_key(rel: str) -> tuple:
 # ------------------------------------------------------------------------ checking
 
 
-def check_image(path: Path, max_pixels: int) -> ImageFile | Skipped:
-    """Open one candidate with Pillow and decide whether it is a usable image."""
+#: Decides whether a file that was decoded in full before, unchanged since (same path, size
+#: and mtime), may skip the full decode now; :func:`i2vkit.plan.plan_batch` passes one that
+#: trusts the upload cache.
+Trusted = Callable[[Path, os.stat_result], bool]
+
+#: Files this process has decoded in full, by (path, size, mtime_ns): the notebook form
+#: re-plans on every change, and decoding a folder of photos again each time is seconds.
+_decoded: set[tuple[str, int, int]] = set()
+
+
+def check_image(
+    path: Path, max_pixels: int, *, trusted: Trusted | None = None
+) -> ImageFile | Skipped:
+    """Open one candidate with Pillow and decide whether it is a usable image.
+
+    The whole image is decoded, not only its header: a JPEG or PNG cut short (a download
+    or copy that stopped half-way) has a perfect header and would be uploaded and paid
+    for, and only fal would find out. Decoding is the slow part of planning, so a file
+    already decoded by this process, or one ``trusted`` vouches for (unchanged since it
+    was last checked and uploaded), only has its header read.
+    """
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -162,7 +182,10 @@ def check_image(path: Path, max_pixels: int) -> ImageFile | Skipped:
                         f"is too large ({width}x{height} = {width * height / 1e6:.0f} megapixels, "
                         f"limit {max_pixels / 1e6:.0f}); downscale it before running a batch",
                     )
-                im.verify()
+                key = (str(path), st.st_size, st.st_mtime_ns)
+                if key not in _decoded and not (trusted is not None and trusted(path, st)):
+                    im.load()  # decodes every pixel: a truncated file raises here
+                    _decoded.add(key)
     except PermissionError:
         return Skipped(path, "cannot be read (permission denied); fix its permissions or remove it")
     except Image.DecompressionBombError as exc:
@@ -173,6 +196,8 @@ def check_image(path: Path, max_pixels: int) -> ImageFile | Skipped:
         return Skipped(path, f"is not a valid image (cannot identify image file); {_FIX}")
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow raises all of these for truncated or corrupt data.
+        if "truncated" in str(exc).lower():
+            return Skipped(path, f"is not a valid image (its data is cut short: {exc}); {_FIX}")
         return Skipped(path, f"is not a valid image ({exc}); {_FIX}")
 
     if pil_format not in ACCEPTED_FORMATS:
@@ -232,6 +257,7 @@ def scan_images(
     *,
     recursive: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    trusted: Trusted | None = None,
 ) -> ScanResult:
     """List the usable images in ``folder``, in natural order, and say why others were skipped.
 
@@ -243,7 +269,9 @@ def scan_images(
     symlinked folder is followed only when it points outside the tree and only
     once, so symlink loops end and no image is listed twice.
 
-    Raises :class:`InputError` when the folder is unusable or holds no usable image.
+    Every image is decoded in full (see :func:`check_image`; ``trusted`` may vouch for
+    unchanged files checked before). Raises :class:`InputError` when the folder is
+    unusable or holds no usable image.
     """
     root = _resolve_folder(folder)
     images: list[ImageFile] = []
@@ -297,7 +325,7 @@ def scan_images(
             if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
                 ignored += 1
                 continue
-            result = check_image(entry_path, max_pixels)
+            result = check_image(entry_path, max_pixels, trusted=trusted)
             (images if isinstance(result, ImageFile) else skipped).append(result)
         pending.extend(reversed(child_dirs))
 

@@ -256,3 +256,94 @@ def test_image_file_is_frozen(tmp_path: Path) -> None:
     assert isinstance(img, ImageFile)
     with pytest.raises(AttributeError):
         img.size = 3  # type: ignore[misc]
+
+
+# -- images cut short: the header is fine, the data is not (issue 14, item 5) -------------
+
+
+def noise(path: Path, fmt: str, size: tuple[int, int] = (256, 256)) -> bytes:
+    """A photo-like image (noise compresses badly, so its data spans many bytes/chunks)."""
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(path, format=fmt)
+    return path.read_bytes()
+
+
+def png_chunks(data: bytes) -> list[bytes]:
+    """A PNG's chunks as raw bytes (length, type, data, CRC), signature excluded."""
+    chunks, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append(data[pos : pos + 12 + length])
+        pos += 12 + length
+    return chunks
+
+
+def test_truncated_jpeg_is_skipped_like_a_corrupt_file(tmp_path: Path) -> None:
+    data = noise(tmp_path / "good.jpg", "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) * 2 // 3])  # the header is intact
+    result = scan_images(tmp_path)
+    assert names(result) == ["good.jpg"]
+    [skipped] = result.skipped
+    assert skipped.path.name == "cut.jpg"
+    assert "is not a valid image" in skipped.reason and "cut short" in skipped.reason
+    assert "remove it from the folder" in skipped.reason
+
+
+def test_png_missing_image_data_but_well_formed_chunks_is_skipped(tmp_path: Path) -> None:
+    """Every chunk's CRC is right and IEND is there, but half the pixel data is missing:
+    a header-and-checksum check passes it, only decoding finds it."""
+    from PIL import ImageFile as PilImageFile
+
+    old = PilImageFile.MAXBLOCK
+    PilImageFile.MAXBLOCK = 4096  # Pillow writes one IDAT chunk per block: many chunks
+    try:
+        data = noise(tmp_path / "good.png", "PNG")
+    finally:
+        PilImageFile.MAXBLOCK = old
+    chunks = png_chunks(data)
+    idats = [c for c in chunks if c[4:8] == b"IDAT"]
+    assert len(idats) > 4
+    kept = [c for c in chunks if c[4:8] != b"IDAT" or c in idats[: len(idats) // 2]]
+    (tmp_path / "cut.png").write_bytes(data[:8] + b"".join(kept))
+    with Image.open(tmp_path / "cut.png") as im:
+        im.verify()  # what the check used to do: it passes
+    result = scan_images(tmp_path)
+    assert names(result) == ["good.png"]
+    assert [s.path.name for s in result.skipped] == ["cut.png"]
+    assert "cut short" in result.skipped[0].reason
+
+
+def test_truncated_webp_is_skipped(tmp_path: Path) -> None:
+    data = noise(tmp_path / "good.webp", "WEBP")
+    (tmp_path / "cut.webp").write_bytes(data[: len(data) * 2 // 3])
+    result = scan_images(tmp_path)
+    assert names(result) == ["good.webp"]
+    assert [s.path.name for s in result.skipped] == ["cut.webp"]
+    assert "is not a valid image" in result.skipped[0].reason
+
+
+def test_a_file_cut_after_it_was_checked_is_checked_again(tmp_path: Path) -> None:
+    """Decoded files are remembered by path, size and mtime: a change is never trusted."""
+    data = noise(tmp_path / "a.jpg", "JPEG")
+    assert names(scan_images(tmp_path)) == ["a.jpg"]
+    (tmp_path / "a.jpg").write_bytes(data[: len(data) // 2])
+    noise(tmp_path / "b.jpg", "JPEG")
+    result = scan_images(tmp_path)
+    assert names(result) == ["b.jpg"] and [s.path.name for s in result.skipped] == ["a.jpg"]
+
+
+def test_trusted_files_are_not_decoded_again(tmp_path: Path) -> None:
+    """What `trusted` vouches for (plan: unchanged since it was uploaded) only has its
+    header read; the others are decoded in full."""
+    data = noise(tmp_path / "x.jpg", "JPEG")
+    (tmp_path / "trusted.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "other.jpg").write_bytes(data[: len(data) // 2])
+    seen: list[str] = []
+
+    def trusted(path: Path, st: os.stat_result) -> bool:
+        seen.append(path.name)
+        return path.name == "trusted.jpg" and st.st_size == len(data) // 2
+
+    result = scan_images(tmp_path, trusted=trusted)
+    assert names(result) == ["trusted.jpg", "x.jpg"]
+    assert [s.path.name for s in result.skipped] == ["other.jpg"]
+    assert "trusted.jpg" in seen
