@@ -8,7 +8,7 @@ Every bad value raises :class:`ConfigError` naming the variable and what it acce
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -38,6 +38,7 @@ class Settings:
     db_path: Path = field(default_factory=default_db_path)
     fal_url: str | None = None
     env_file: Path | None = None
+    max_cost: float | None = None  # US$ this run may add at most (I2VKIT_MAX_COST); None: no cap
 
     @property
     def demo(self) -> bool:
@@ -49,7 +50,7 @@ class Settings:
         return (
             f"Settings(fal_key=<{key}>, download_dir={str(self.download_dir)!r}, "
             f"upload_cache_enabled={self.upload_cache_enabled}, db_path={str(self.db_path)!r}, "
-            f"fal_url={self.fal_url!r})"
+            f"fal_url={self.fal_url!r}, max_cost={self.max_cost!r})"
         )
 
 
@@ -72,6 +73,58 @@ def parse_fal_url(name: str, value: str) -> str:
             f"http://127.0.0.1:8765 for `i2vkit emulator`, or unset it to use fal.ai."
         )
     return value.strip().rstrip("/")
+
+
+NO_CAP_WORDS = {"none", "off", "no"}
+
+
+def parse_max_cost(name: str, value: str) -> float | None:
+    """A spend cap in US$ (``5``, ``12.50``, ``$20``); ``none``/``off`` means no cap."""
+    word = value.strip().lower().lstrip("$").replace(",", "")
+    if word in NO_CAP_WORDS:
+        return None
+    try:
+        cap = float(word)
+    except ValueError:
+        cap = -1.0
+    if not cap >= 0 or cap == float("inf"):  # also refuses nan
+        raise ConfigError(
+            f"{name}={value!r} is not an amount in US$. Use a number such as 5 or 12.50 (the "
+            "most this run may add), or none for no cap."
+        )
+    return cap
+
+
+def read_fal_key(get: Callable[[str], str | None]) -> str | None:
+    """FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET together, checked for fal's ``<id>:<secret>``
+    shape. A half-set pair or a key without its colon is an error, not demo mode: silently
+    running the free emulator (or sending a key fal will reject) hides the mistake."""
+    key = get("FAL_KEY")
+    key_id, secret = get("FAL_KEY_ID"), get("FAL_KEY_SECRET")
+    if key is None and (key_id or secret):
+        if not (key_id and secret):
+            missing, present = (
+                ("FAL_KEY_SECRET", "FAL_KEY_ID") if key_id else ("FAL_KEY_ID", "FAL_KEY_SECRET")
+            )
+            raise ConfigError(
+                f"{present} is set but {missing} is not: set both (the two halves of a key "
+                "from fal.ai/dashboard/keys), or set FAL_KEY=<id>:<secret> instead."
+            )
+        key = f"{key_id}:{secret}"
+    if key is None:
+        return None
+    if key != key.strip() or any(c.isspace() for c in key):
+        raise ConfigError(
+            "FAL_KEY contains white space. Copy the key again from fal.ai/dashboard/keys "
+            "(it looks like <id>:<secret>)."
+        )
+    key_id, colon, secret = key.partition(":")
+    if not (colon and key_id and secret):
+        raise ConfigError(
+            "FAL_KEY is not a fal key: a key has two parts joined by a colon, <id>:<secret>. "
+            "Copy the whole key again from fal.ai/dashboard/keys (the value is not shown here)."
+        )
+    return key
 
 
 def check_dotenv(path: Path) -> None:
@@ -111,15 +164,9 @@ def load_settings(
         value = env.get(name)
         return value if value not in (None, "") else None
 
-    key = get("FAL_KEY")
-    if key is None and get("FAL_KEY_ID") and get("FAL_KEY_SECRET"):
-        key = f"{get('FAL_KEY_ID')}:{get('FAL_KEY_SECRET')}"
-    if key is not None and (key != key.strip() or any(c.isspace() for c in key)):
-        raise ConfigError(
-            "FAL_KEY contains white space. Copy the key again from fal.ai/dashboard/keys "
-            "(it looks like <id>:<secret>)."
-        )
+    key = read_fal_key(get)
     cache = get("UPLOAD_CACHE_ENABLED")
+    max_cost = get("I2VKIT_MAX_COST")
     fal_url = get("I2VKIT_FAL_URL")
     db = get("I2VKIT_DB")
     return Settings(
@@ -129,6 +176,7 @@ def load_settings(
         db_path=Path(db).expanduser() if db else default_db_path(),
         fal_url=parse_fal_url("I2VKIT_FAL_URL", fal_url) if fal_url else None,
         env_file=path,
+        max_cost=parse_max_cost("I2VKIT_MAX_COST", max_cost) if max_cost else None,
     )
 
 

@@ -95,3 +95,41 @@ def test_redact_removes_key_and_secret():
     text = f"Authorization: Key {key} and the secret alone supersecret456"
     out = redact(text, key)
     assert key not in out and "supersecret456" not in out
+
+
+# -- keys that cannot work, and the spend cap (issue 14, item 6 and --max-cost) -----------
+
+
+def test_key_without_colon_is_refused_without_echoing_it(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_settings({"FAL_KEY": "justonelongtoken42"}, env_file=tmp_path / "none")
+    message = str(err.value)
+    assert "FAL_KEY" in message and "<id>:<secret>" in message
+    assert "justonelongtoken42" not in message
+    for half_missing in ("id:", ":secret"):
+        with pytest.raises(ConfigError):
+            load_settings({"FAL_KEY": half_missing}, env_file=tmp_path / "none")
+
+
+@pytest.mark.parametrize(
+    "given, missing",
+    [({"FAL_KEY_ID": "abc123"}, "FAL_KEY_SECRET"), ({"FAL_KEY_SECRET": "xyz789"}, "FAL_KEY_ID")],
+)
+def test_half_a_key_pair_is_an_error_not_demo_mode(tmp_path, given, missing):
+    with pytest.raises(ConfigError) as err:
+        load_settings(given, env_file=tmp_path / "none")
+    message = str(err.value)
+    assert f"{missing} is not" in message
+    assert not any(value in message for value in given.values())
+
+
+def test_max_cost_from_the_environment(tmp_path):
+    def cap(value):
+        return load_settings({"I2VKIT_MAX_COST": value}, env_file=tmp_path / "none").max_cost
+
+    assert cap("5") == 5.0 and cap("$12.50") == 12.5 and cap("0") == 0.0
+    assert cap("none") is None and load_settings({}, env_file=tmp_path / "none").max_cost is None
+    for bad in ("five", "-1", "nan", "inf"):
+        with pytest.raises(ConfigError) as err:
+            cap(bad)
+        assert "I2VKIT_MAX_COST" in str(err.value) and "US$" in str(err.value)
