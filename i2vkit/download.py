@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .errors import DownloadError
+from .filenames import safe_component
 from .http import ATTEMPTS, RequestBudget, Retry, retry_if_transient, retrying
 
 MAX_VIDEO_BYTES = 2 * 1024**3
@@ -31,34 +32,80 @@ class ExpiredURLError(DownloadError):
     """The video URL answers 403/404/410: ask fal for the result again."""
 
 
-def video_filename(job_id: int, model: str, when: datetime | None = None) -> str:
-    """`{job_id}_{model}_{timestamp}.mp4`, with the model made filesystem-safe."""
-    slug = SAFE.sub("-", model).strip("-.") or "model"
+class RenameBlockedError(DownloadError):
+    """The video is downloaded whole but cannot take its final name; its `.part` is kept.
+
+    On Windows a rename fails while another program holds either file open (a video
+    player, an antivirus or indexer scanning the fresh file): PermissionError,
+    winerror 32 or 5. Nothing is wrong with the bytes, so they are not thrown away: the
+    next run finds the complete `.part` (``size`` bytes) and only renames it.
+    """
+
+    def __init__(self, dest: Path, size: int, exc: OSError):
+        self.dest, self.size = dest, size
+        why = (
+            "another program has it open (a video player?) or access was denied"
+            if isinstance(exc, PermissionError)
+            else (exc.strerror or str(exc)).lower()
+        )
+        super().__init__(
+            f"{dest.name} is downloaded ({size} bytes) but cannot be given its final name: "
+            f"{why}. The finished download is kept as {part_path(dest).name}; close what "
+            "uses the file and run the same command again to finish it without downloading."
+        )
+
+
+def finish(dest: Path, size: int) -> None:
+    """Rename the complete `.part` of `dest` (`size` bytes) to `dest`, or say why it can't."""
+    try:
+        os.replace(part_path(dest), dest)
+    except OSError as exc:
+        raise RenameBlockedError(dest, size, exc) from None
+
+
+def video_filename(
+    job_id: int, model: str, when: datetime | None = None, batch: str | None = None
+) -> str:
+    """`{job_id}_{model}_{timestamp}_{batch}.mp4`, with the model made filesystem-safe.
+
+    The name starts as the PRD asks; the batch id is added because job ids start at 1 in
+    every ledger, so two batches (or two ledgers) writing to one folder would otherwise
+    pick the same names and one would take the other's videos for its own.
+    """
+    slug = safe_component(model or "model", max_len=60)
     stamp = (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{job_id}_{slug[:60]}_{stamp}.mp4"
+    tail = f"_{SAFE.sub('-', batch).strip('-.')[:24]}" if batch else ""
+    return f"{job_id}_{slug[:60]}_{stamp}{tail}.mp4"
 
 
-def index_videos(output_dir: Path, model: str) -> dict[int, tuple[Path | None, Path | None]]:
-    """One listing of the output folder: per job id, its finished file from an earlier run
-    (whatever its timestamp), or the name its interrupted download was heading for (so it
-    resumes there instead of leaving an orphaned `.part`)."""
-    slug = SAFE.sub("-", model).strip("-.") or "model"
-    name = re.compile(rf"^(\.?)(\d+)_{re.escape(slug[:60])}_\d{{8}}T\d{{6}}Z\.mp4(\.part)?$")
-    index: dict[int, tuple[Path | None, Path | None]] = {}
-    if not output_dir.is_dir():
-        return index
-    for entry in os.scandir(output_dir):
-        match = name.match(entry.name)
-        if not match or bool(match.group(1)) != bool(match.group(3)):
-            continue
-        job_id = int(match.group(2))
-        found, unfinished = index.get(job_id, (None, None))
-        if match.group(3):
-            unfinished = unfinished or Path(entry.path).with_name(entry.name[1 : -len(".part")])
-        else:
-            found = found or Path(entry.path)
-        index[job_id] = (found, None if found else unfinished)
-    return index
+def unused_video_path(output_dir: Path, job_id: int, model: str, batch: str) -> Path:
+    """A new name for a job's video that no file (finished or `.part`) in the folder has.
+
+    Only a name no one uses may be recorded for a job: a file found on disk is the job's
+    only when its ledger recorded that name (see :func:`owned_video`).
+    """
+    when = datetime.now(UTC)
+    base = video_filename(job_id, model, when, batch)
+    dest = output_dir / base
+    n = 1
+    while dest.exists() or part_path(dest).exists():
+        n += 1
+        dest = output_dir / f"{base[: -len('.mp4')]}-{n}.mp4"
+    return dest
+
+
+def owned_video(dest: Path, size: int | None) -> bool:
+    """Is the finished file at `dest` (a name the job's ledger recorded) the job's video?
+
+    The name was recorded before the download started and no other job picks a name that
+    exists, so a complete file there was written by this job's download (it is renamed
+    into place only when whole); `size`, when fal said it, must match too.
+    """
+    try:
+        found = dest.stat().st_size
+    except OSError:
+        return False
+    return found > 0 and (size is None or found == size)
 
 
 def part_path(dest: Path) -> Path:
@@ -78,8 +125,13 @@ async def download(
     max_bytes: int = MAX_VIDEO_BYTES,
     attempts: int = ATTEMPTS,
     budget: RequestBudget | None = None,
+    size: int | None = None,
 ) -> int:
     """Download `url` to `dest` atomically; returns the size. Resumes drops with Range.
+
+    `size` is the video's length when the ledger knows it: a `.part` that already holds
+    that many bytes is a finished download whose rename failed (:class:`RenameBlockedError`)
+    and is only renamed, with no request.
 
     Each try is one attempt of :func:`i2vkit.http.retrying`, so downloads follow the same
     policy as every other request: with a `budget` (the batch's RequestBudget), each try
@@ -90,6 +142,9 @@ async def download(
     check_url(url)
     dest = Path(dest)
     part = part_path(dest)
+    if size and part.is_file() and part.stat().st_size == size:
+        finish(dest, size)
+        return size
 
     async def attempt() -> int:
         offset = part.stat().st_size if part.exists() else 0
@@ -133,7 +188,7 @@ async def download(
             raise Retry(f"got {size} of {total} bytes")
         if size == 0:
             raise Retry("the server sent an empty file")
-        os.replace(part, dest)
+        finish(dest, size)
         return size
 
     def give_up(last: Retry) -> DownloadError:
@@ -149,7 +204,7 @@ async def download(
                 "run the same command again (the job is kept and will download then)."
             ) from None
         raise DownloadError(f"cannot write {dest}: {exc.strerror}.") from None
-    except ExpiredURLError:
+    except (ExpiredURLError, RenameBlockedError):
         raise
     except DownloadError:
         part.unlink(missing_ok=True)

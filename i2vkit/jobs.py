@@ -52,6 +52,7 @@ _SUBMISSION = {
     "queue_position": None,
     "video_url": None,
     "video_size": None,
+    "local_file": None,  # a new submission's video gets a new name
     "owner": None,
     "submitted_at": None,
     "started_at": None,

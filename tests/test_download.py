@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from i2vkit.download import download, index_videos, part_path, video_filename
+from i2vkit.download import download, owned_video, part_path, unused_video_path, video_filename
 from i2vkit.errors import DownloadError
 
 
@@ -43,6 +43,9 @@ def fetch(url, dest, **kwargs):
 def test_filename_pattern_is_safe():
     when = datetime(2026, 11, 25, 14, 15, 0, tzinfo=UTC)
     assert video_filename(7, "wan", when) == "7_wan_20261125T141500Z.mp4"
+    assert (
+        video_filename(7, "wan", when, "0a1b2c3d4e5f") == "7_wan_20261125T141500Z_0a1b2c3d4e5f.mp4"
+    )
     name = video_filename(8, "../../etc/x", when)
     assert "/" not in name and not name.startswith(".") and re.match(r"^8_[\w.-]+_\d{8}T", name)
 
@@ -80,19 +83,28 @@ def test_size_cap_and_schemes(emulator, tmp_path):
             fetch(bad, tmp_path / "evil.mp4")
 
 
-def test_index_finds_finished_and_unfinished(tmp_path):
-    assert index_videos(tmp_path / "missing", "wan") == {}
-    (tmp_path / ".3_wan_20261125T000000Z.mp4.part").write_bytes(b"half")
-    (tmp_path / "4_kling_20261125T000000Z.mp4").write_bytes(b"other model")
-    (tmp_path / "notes.txt").write_text("not a video")
-    assert index_videos(tmp_path, "wan") == {3: (None, tmp_path / "3_wan_20261125T000000Z.mp4")}
-    done = tmp_path / "3_wan_20261125T000001Z.mp4"
-    done.write_bytes(b"whole")
-    (tmp_path / "33_wan_20261125T000000Z.mp4").write_bytes(b"another job")
-    index = index_videos(tmp_path, "wan")
-    assert index[3] == (done, None)
-    assert index[33] == (tmp_path / "33_wan_20261125T000000Z.mp4", None)
-    assert 4 not in index
+def test_a_new_name_is_one_no_file_has_and_carries_the_batch(tmp_path):
+    """Job 3 of batch aaa and job 3 of batch bbb get different names; a name a finished
+    file or a `.part` already has is never handed out again."""
+    a = unused_video_path(tmp_path, 3, "wan", "aaa")
+    b = unused_video_path(tmp_path, 3, "wan", "bbb")
+    assert a != b and a.name.startswith("3_wan_") and a.name.endswith("_aaa.mp4")
+    a.write_bytes(b"taken")
+    part_path(b).write_bytes(b"half")
+    again_a = unused_video_path(tmp_path, 3, "wan", "aaa")
+    again_b = unused_video_path(tmp_path, 3, "wan", "bbb")
+    assert again_a not in (a, b) and again_b not in (a, b)
+    assert again_a.name.startswith("3_wan_") and again_b.name.startswith("3_wan_")
+
+
+def test_a_file_is_the_jobs_only_at_its_recorded_name_and_size(tmp_path):
+    dest = tmp_path / "1_wan_20261125T000000Z_aaa.mp4"
+    assert not owned_video(dest, None)  # nothing there
+    dest.write_bytes(b"x" * 10)
+    assert owned_video(dest, 10) and owned_video(dest, None)
+    assert not owned_video(dest, 11)  # the size fal announced differs: not this video
+    dest.write_bytes(b"")
+    assert not owned_video(dest, None)
 
 
 def test_a_429_pauses_the_budget_without_spending_an_attempt(emulator, tmp_path):

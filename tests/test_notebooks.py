@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NOTEBOOK_FILES = sorted(NOTEBOOKS.glob("*.ipynb"))
 EXPORT_COMMAND = ["nbconvert", "--to", "script", "notebooks/01_generate.ipynb", "--output-dir"]
-VIDEO_NAME = re.compile(r"^(\d+)_([A-Za-z0-9._-]+)_(\d{8}T\d{6}Z)\.mp4$")
+VIDEO_NAME = re.compile(r"^(\d+)_([A-Za-z0-9._-]+)_(\d{8}T\d{6}Z)_[0-9a-f]{12}\.mp4$")
 SENTINEL_KEY = "sentinelid:SENTINEL-SECRET-9f8e7d"
 SENTINEL_SECRET = SENTINEL_KEY.split(":", 1)[1]
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..download import ExpiredURLError, check_url, download, index_videos, video_filename
+from ..download import (
+    ExpiredURLError,
+    check_url,
+    download,
+    owned_video,
+    part_path,
+    unused_video_path,
+)
 from ..errors import DownloadError, FalError, FalTransientError
 from .context import RunContext
 from .outcome import Outcome, outcome
@@ -37,23 +44,29 @@ class VideoFetcher:
 
     def __init__(self, run: RunContext):
         self.run = run
-        self.on_disk: dict[int, tuple[Path | None, Path | None]] | None = None
 
     async def fetch(self, job: dict[str, Any]) -> None:
+        """Download one job's video to the name its ledger row records.
+
+        The name is chosen (one no file has) and recorded before the download starts, so
+        a crash leaves a `.part` the next run finds through the ledger and resumes, and a
+        file on disk is taken as this job's video only when the ledger names it: another
+        batch's or another ledger's files in the same folder are never adopted.
+        """
         run, job_id = self.run, job["id"]
         out = run.plan.output_dir
         out.mkdir(parents=True, exist_ok=True)
-        if self.on_disk is None:  # list the folder once per run, not once per job
-            self.on_disk = index_videos(out, run.model.name)
-        found, unfinished = self.on_disk.pop(job_id, (None, None))
-        if found is not None and not found.exists():
-            found = None
-        if found is None:
-            dest = unfinished or out / video_filename(job_id, run.model.name)
-            if not await self._download(job, dest):
-                return
-            found = dest
-        run.jobs.downloaded(job_id, str(found))
+        recorded = job["local_file"]
+        if recorded and Path(recorded).parent == out:
+            dest = Path(recorded)
+        else:
+            dest = unused_video_path(out, job_id, run.model.name, run.batch_id)
+            run.jobs.store.update_job(job_id, local_file=str(dest))
+        if owned_video(dest, job["video_size"]):  # finished before a crash: renamed, not recorded
+            part_path(dest).unlink(missing_ok=True)
+        elif not await self._download(job, dest):
+            return
+        run.jobs.downloaded(job_id, str(dest))
         run.progress.downloaded += 1
         run.emit()
 
@@ -69,6 +82,7 @@ class VideoFetcher:
                 return True
             except ExpiredURLError as exc:
                 if attempt:
+                    part_path(dest).unlink(missing_ok=True)  # a resubmit gets a new video
                     run.fail(
                         job_id,
                         f"the video URL expired ({exc}) and fal's result, fetched again by "
