@@ -120,10 +120,22 @@ def _m003_batches_and_jobs(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_request ON jobs (request_id)")
 
 
+def _m004_catalogue(db: sqlite_utils.Database) -> None:
+    """The model catalogue read from fal's Platform API, one copy per backend."""
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS catalogue (
+            backend TEXT PRIMARY KEY,
+            read_at TEXT NOT NULL,
+            data TEXT NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_upload_cache,
     _m002_upload_cache_validity,
     _m003_batches_and_jobs,
+    _m004_catalogue,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
