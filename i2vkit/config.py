@@ -8,6 +8,7 @@ Every bad value raises :class:`ConfigError` naming the variable and what it acce
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +23,26 @@ TRUE_WORDS = {"true", "1", "yes", "on"}
 FALSE_WORDS = {"false", "0", "no", "off"}
 
 
-def default_db_path() -> Path:
-    """One ledger per user, so the upload cache is shared by every project and notebook."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "i2vkit" / "i2vkit.db"
+def default_db_path(platform: str = sys.platform) -> Path:
+    """One ledger per user, so the upload cache is shared by every project and notebook.
+
+    It lives where the platform keeps an app's data (platformdirs): ``$XDG_DATA_HOME/i2vkit``
+    or ``~/.local/share/i2vkit`` on Linux, ``%LOCALAPPDATA%\\i2vkit`` on Windows and
+    ``~/Library/Application Support/i2vkit`` on macOS. Earlier versions used the Linux place
+    on every platform: a ledger found there stays in use while the new place has none, so
+    an upgrade loses no batch and no cached upload. `platform` takes ``sys.platform``'s
+    values, so each platform's choice can be checked on any machine.
+    """
+    if platform == "win32":
+        from platformdirs.windows import Windows as Dirs
+    elif platform == "darwin":
+        from platformdirs.macos import MacOS as Dirs
+    else:
+        from platformdirs.unix import Unix as Dirs
+    new = Path(Dirs(appname="i2vkit", appauthor=False).user_data_dir) / "i2vkit.db"
+    old_base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    old = Path(old_base) / "i2vkit" / "i2vkit.db"
+    return old if old.is_file() and not new.exists() else new
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
+from .filenames import file_url
 from .jobs import UNSUCCESSFUL, JobStatus
 
 #: A thumbnail data URI is at most this many characters (about 8 KB).
@@ -151,9 +151,8 @@ def is_within(path: Path, folder: Path) -> bool:
 
 
 def relative_url(path: str | os.PathLike, base: str | os.PathLike) -> str:
-    """A URL for ``path`` relative to the folder ``base`` (each part percent-quoted)."""
-    rel = os.path.relpath(Path(path).resolve(), Path(base).resolve())
-    return "/".join(quote(part) for part in Path(rel).as_posix().split("/"))
+    """A URL for ``path`` relative to the folder ``base`` (see :func:`filenames.file_url`)."""
+    return file_url(Path(path).resolve(), Path(base).resolve())
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,15 +93,17 @@ class ScanResult:
 _WINDOWS_DRIVE = re.compile(r"^([A-Za-z]):[\\/]?(.*)$")
 
 
-def windows_path_hint(raw: str) -> str | None:
+def windows_path_hint(raw: str, platform: str = sys.platform) -> str | None:
     """If ``raw`` looks like a Windows path, say which Linux/WSL path to use instead.
 
     Users on WSL or in a Linux notebook often paste a path from Explorer
     (``C:\\Users\\me\\pics``). On Linux that is just a strange relative file name
     that does not exist, and "not found" alone would not tell them why.
-    Returns ``None`` when ``raw`` does not look like a Windows path.
+    Returns ``None`` when ``raw`` does not look like a Windows path, and on any platform
+    but Linux (`platform` as in ``sys.platform``): on Windows such a path is simply a
+    path, and the ``/mnt/c`` advice is WSL's.
     """
-    if os.sep == "\\":  # on Windows these paths are normal
+    if not platform.startswith("linux"):
         return None
     m = _WINDOWS_DRIVE.match(raw)
     if m:

@@ -21,6 +21,8 @@ import socket
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from . import store as ledger  # the module: store.py imports JobStatus from here
 
 if TYPE_CHECKING:
@@ -61,25 +63,66 @@ _SUBMISSION = {
 
 
 def process_owner() -> str:
-    """Who owns a claimed job: host, pid and a per-run nonce (pids are reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Who owns a claimed job: ``host:pid:nonce:start``.
+
+    The start time is the process's creation time as the OS reports it, which with the
+    pid names one process for good: pids are reused, and a later process that got the
+    owner's pid must not pass for it (see :func:`owner_alive`)."""
+    me = psutil.Process()
+    owner = f"{socket.gethostname()}:{me.pid}:{uuid.uuid4().hex[:8]}:{me.create_time():.2f}"
+    _RUNNING.add(owner)
+    return owner
+
+
+#: The owners of this process whose run has not ended (see :func:`retire_owner`).
+_RUNNING: set[str] = set()
+
+
+def retire_owner(owner: str) -> None:
+    """A run of this process has ended: its jobs no longer have a live owner.
+
+    A notebook kernel runs batch after batch in one process; without this, the jobs an
+    earlier run left (a download to finish) would look owned by a live process forever."""
+    _RUNNING.discard(owner)
+
+
+#: Start times are compared this loosely: a wall-clock step moves the boot time that
+#: Linux derives them from; no pid is reused within a second of its first start.
+START_TIME_TOLERANCE = 1.0
 
 
 def owner_alive(owner: str | None) -> bool:
-    """Is the process that owns a job still running? (Only knowable on this host.)"""
+    """Is the process that owns a job still running? (Only knowable on this host.)
+
+    Only looks: ``os.kill(pid, 0)``, the POSIX idiom, *terminates* the process on
+    Windows, which would kill the notebook kernel that owns the jobs of a batch being
+    resumed. psutil asks each OS without touching the process. An owner string written
+    before the start time was recorded (``host:pid:nonce``) is judged by its pid alone.
+    """
     if not owner:
         return False
     host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    pid_text, _, rest = rest.partition(":")
+    start_text = rest.partition(":")[2]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) <= 0:
         return False
+    pid = int(pid_text)
     try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped by its parent
+            return False
+        started = proc.create_time()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:  # another user's process: it exists, its start is hidden
+        return psutil.pid_exists(pid)
+    if pid == os.getpid() and owner not in _RUNNING:
+        return False  # an earlier run of this very process, since ended
+    try:
+        recorded = float(start_text)
+    except ValueError:  # written by an earlier version: the pid is all there is
         return True
-    return True
+    return abs(started - recorded) <= START_TIME_TOLERANCE
 
 
 class Jobs:
@@ -175,6 +218,19 @@ class Jobs:
             completed_at=ledger.utcnow(),
         )
 
+    def cancel_if(self, job: dict[str, Any], message: str) -> bool:
+        """Cancel a job only if its status and owner are still what `job` says (a pending
+        job another process may be claiming right now); True if it moved."""
+        return self.store.update_job_if(
+            job["id"],
+            job["status"],
+            job["owner"],
+            status=JobStatus.CANCELLED,
+            error=message,
+            error_type="cancelled",
+            completed_at=ledger.utcnow(),
+        )
+
     def note(self, job_id: int, message: str | None) -> None:
         """A remark about a job that does not change its status (a download to retry)."""
         self.store.update_job(job_id, error=message)
@@ -190,12 +246,17 @@ def resume_action(job: dict[str, Any], me: str, alive: bool) -> str:
     `alive` says whether the job's recorded owner process is still running. A live
     other owner keeps its job (it is submitting, following or downloading it). A job
     left `submitting` without a request_id by a dead owner died inside the submit
-    window: it goes back to pending. A dead owner's submitted job is taken over (a
-    compare-and-set on that owner, so of several resuming processes one wins).
+    window: it is released, after fal's request history is asked whether the POST reached
+    fal (engine/adopt.py). A dead owner's submitted job is taken over (a compare-and-set
+    on that owner, so of several resuming processes one wins). A cancelled job (stopped
+    while it waited in fal's queue, never billed) goes back to pending: running the
+    batch again submits what was cancelled.
     """
     status, owner = job["status"], job["owner"]
-    if status in (JobStatus.FAILED, JobStatus.CANCELLED):
+    if status == JobStatus.FAILED:
         return SKIP
+    if status == JobStatus.CANCELLED:
+        return RELEASE
     if status == JobStatus.DOWNLOADED:
         return CONTINUE
     foreign = owner is not None and owner != me
