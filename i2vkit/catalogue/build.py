@@ -1,0 +1,369 @@
+"""Build the shipped snapshot (``snapshot.json``) from a research file of fal endpoints.
+
+Run it by hand when the research file changes::
+
+    python -m i2vkit.catalogue.build PATH/TO/fal-i2v-models.json
+
+Why a script rather than a hand-typed table: every field name, enum, default and price
+in the snapshot is copied from the research file, so a test can compare the two and a
+re-run picks up corrections. What this script adds is judgement the file states only in
+prose, kept in the small tables below: which version a family name means, what replaced
+a retired endpoint, and the price rules' multipliers that the file writes as a formula.
+
+The package never reads the research file at run time; only this script does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+SNAPSHOT = Path(__file__).with_name("snapshot.json")
+
+FAMILY_LABELS = {
+    "kling": "Kling",
+    "veo": "Veo",
+    "wan": "Wan",
+    "minimax": "MiniMax",
+    "ltx": "LTX",
+    "seedance": "Seedance",
+    "pixverse": "PixVerse",
+    "luma": "Luma",
+    "vidu": "Vidu",
+    "sora": "Sora",
+    "grok-imagine": "Grok Imagine",
+    "happy-horse": "Happy Horse",
+    "gemini-omni": "Gemini Omni",
+    "flux-video": "FLUX video",
+}
+
+# What a short family name means. Mostly the newest active version at a standard tier;
+# `wan` stays Wan 2.1, the package default, whose $0.40 per-video price every budget
+# and example is written against (Wan 2.6/2.7 are listed as wan-2.6, wan-2.7).
+RECOMMENDED = {
+    "kling": "fal-ai/kling-video/v3/standard/image-to-video",
+    "veo": "fal-ai/veo3.1/fast/image-to-video",
+    "wan": "fal-ai/wan-i2v",
+    "minimax": "fal-ai/minimax/hailuo-2.3/standard/image-to-video",
+    "ltx": "fal-ai/ltx-2.3/image-to-video",
+    "seedance": "bytedance/seedance-2.0/image-to-video",
+    "pixverse": "fal-ai/pixverse/v5.6/image-to-video",
+    "luma": "luma/agent/ray/v3.2/image-to-video",
+    "vidu": "fal-ai/vidu/q3/image-to-video",
+    "grok-imagine": "xai/grok-imagine-video/v1.5/image-to-video",
+    "happy-horse": "alibaba/happy-horse/image-to-video",
+    "gemini-omni": "google/gemini-omni-flash/image-to-video",
+}
+FAMILY_ALIASES = {"hailuo": "minimax", "grok": "grok-imagine"}
+
+# Names users typed before the catalogue, kept on the endpoint they meant then.
+LEGACY_NAMES = {
+    "wan-2.2": "fal-ai/wan/v2.2-a14b/image-to-video",
+    "wan2.2": "fal-ai/wan/v2.2-a14b/image-to-video",
+    "wan22": "fal-ai/wan/v2.2-a14b/image-to-video",
+    "kling1.6": "fal-ai/kling-video/v1.6/standard/image-to-video",
+    "hailuo-02": "fal-ai/minimax/hailuo-02/standard/image-to-video",
+    "veo3": "fal-ai/veo3/image-to-video",
+    "veo3-fast": "fal-ai/veo3/fast/image-to-video",
+    "ray-2": "fal-ai/luma-dream-machine/ray-2/image-to-video",
+    "ray2": "fal-ai/luma-dream-machine/ray-2/image-to-video",
+}
+
+# status in the research file -> (catalogue status, replacement). "likely-retired" is a
+# shutdown the provider announced; "unknown" on the Veo 3 / LTX 2 ids means fal's current
+# endpoint list no longer has them.
+STATUS = {
+    "fal-ai/veo3/image-to-video": ("deprecated", "fal-ai/veo3.1/image-to-video"),
+    "fal-ai/veo3/fast/image-to-video": ("deprecated", "fal-ai/veo3.1/fast/image-to-video"),
+    "fal-ai/ltx-2/image-to-video": ("deprecated", "fal-ai/ltx-2.3/image-to-video"),
+    "fal-ai/bytedance/seedance/v1/pro/image-to-video": (
+        "deprecated",
+        "fal-ai/bytedance/seedance/v1/pro/fast/image-to-video",
+    ),
+    "fal-ai/sora-2/image-to-video": ("shut_down", "fal-ai/veo3.1/image-to-video"),
+    "fal-ai/sora-2/image-to-video/pro": ("shut_down", "fal-ai/veo3.1/image-to-video"),
+}
+
+# Multipliers the research file states in its formula text, per endpoint.
+FORMULA_MULTIPLIERS: dict[str, list[dict[str, Any]]] = {
+    "fal-ai/wan-i2v": [{"when": {"num_frames": {"above": 81}}, "factor": 1.25}],
+    "fal-ai/ltxv-13b-098-distilled/image-to-video": [
+        {"when": {"enable_detail_pass": [True]}, "factor": 2.0}
+    ],
+    "fal-ai/pixverse/v4.5/image-to-video": [{"when": {"duration": ["8"]}, "factor": 2.0}],
+    "fal-ai/pixverse/v5.6/image-to-video": [
+        {"when": {"duration": ["8"]}, "factor": 2.0},
+        {"when": {"duration": ["10"]}, "factor": 2.2},
+    ],
+    "fal-ai/luma-dream-machine/ray-2/image-to-video": [
+        {"when": {"resolution": ["720p"]}, "factor": 2.0},
+        {"when": {"resolution": ["1080p"]}, "factor": 4.0},
+        {"when": {"duration": ["9s"]}, "factor": 2.0},
+    ],
+    "fal-ai/luma-dream-machine/ray-2-flash/image-to-video": [
+        {"when": {"resolution": ["720p"]}, "factor": 2.0},
+        {"when": {"resolution": ["1080p"]}, "factor": 4.0},
+        {"when": {"duration": ["9s"]}, "factor": 2.0},
+    ],
+}
+# Video length from frames, where the price is per second of video (fal counts Wan 2.2
+# at 16 fps and LTX-Video at 24 fps whatever frame rate is asked for).
+FRAME_SECONDS = {
+    "fal-ai/wan/v2.2-a14b/image-to-video": {"frames_option": "num_frames", "fps": 16},
+    "fal-ai/ltxv-13b-098-distilled/image-to-video": {"frames_option": "num_frames", "fps": 24},
+}
+TOKEN_FPS = 24  # Seedance counts tokens as width x height x 24 fps x seconds / 1024
+
+_RES = re.compile(r"^(\d+[pP]|4k|2K)$")
+_SECONDS = re.compile(r"^(\d+)s$")
+
+
+def _file_type(spec: dict[str, Any]) -> str:
+    t = spec.get("type", "string")
+    return "file" if t.startswith("string (URL") else t
+
+
+def convert_input(fields: dict[str, Any]) -> dict[str, Any]:
+    """The research file's field table -> JSON-schema-like ``properties`` + ``required``."""
+    props: dict[str, Any] = {}
+    required = []
+    for name, spec in sorted(fields.items()):
+        out: dict[str, Any] = {"type": _file_type(spec)}
+        for src, dst in (
+            ("enum", "enum"),
+            ("default", "default"),
+            ("min", "minimum"),
+            ("max", "maximum"),
+            ("max_length", "maxLength"),
+            ("min_length", "minLength"),
+        ):
+            if spec.get(src) is not None:
+                out[dst] = spec[src]
+        if spec.get("description"):
+            out["description"] = spec["description"]
+        props[name] = out
+        if spec.get("required"):
+            required.append(name)
+    return {"properties": props, "required": required}
+
+
+def audio_field(fields: dict[str, Any]) -> str | None:
+    """The boolean that switches generated sound on (its name varies by provider)."""
+    for name in ("generate_audio", "generate_audio_switch", "audio"):
+        if fields.get(name, {}).get("type") == "boolean":
+            return name
+    return None
+
+
+def _conditions(key: str, audio: str | None, fields: dict[str, Any], table_has_audio: bool):
+    """A price-table key such as ``720p_or_1080p_audio_on`` -> option conditions."""
+    when: dict[str, Any] = {}
+    parts = key.split("_")
+    res = [p for p in parts if _RES.match(p)]
+    secs = [_SECONDS.match(p).group(1) for p in parts if _SECONDS.match(p)]
+    if res and "resolution" in fields:
+        when["resolution"] = res
+    if secs and "duration" in fields:
+        when["duration"] = secs
+    if audio:
+        if "audio" in parts and "off" not in parts and "no" not in parts:
+            when[audio] = [True]
+        elif table_has_audio:
+            when[audio] = [False]
+    return when
+
+
+def convert_price(m: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """The research file's price (amounts + formula) -> a rule :mod:`.pricing` evaluates."""
+    p = m["pricing"]
+    amounts: dict[str, float] | None = p.get("amounts_usd")
+    eid = m["endpoint_id"]
+    notes = " ".join(x for x in (p.get("formula"), p.get("note")) if x)
+    third_party = "3rd-party" in notes or any("approx" in k for k in amounts or {})
+    rule: dict[str, Any] = {
+        "unit": "second",
+        "verified": "verified",
+        "rates": [],
+        "formula": p.get("formula", ""),
+        "sources": [p["source"]] if p.get("source") else [],
+    }
+    if p.get("inferred") or third_party:
+        rule["verified"] = "unverified"
+    if p.get("conflicting"):
+        rule["conflicting"] = p["conflicting"]
+    if not amounts:
+        rule["verified"] = "unknown"
+        rule["unit"] = "video" if p.get("unit") == "video" else "second"
+        return rule
+    audio = audio_field(fields)
+    unit = p["unit"]
+    if unit == "token":
+        rule["unit"] = "token"
+        rule["tokens_fps"] = TOKEN_FPS
+        for key, usd in amounts.items():
+            if key == "per_1000_tokens":
+                rule["rates"].append({"when": {}, "usd": round(usd * 1000, 6)})
+            elif key.startswith("per_million_tokens"):
+                when = {}
+                if audio and key.endswith("with_audio"):
+                    when = {audio: [True]}
+                elif audio and key.endswith("no_audio"):
+                    when = {audio: [False]}
+                rule["rates"].append({"when": when, "usd": usd})
+        return rule
+    if unit == "video":
+        rule["unit"] = "video"
+    if unit == "video_second":
+        rule["seconds"] = FRAME_SECONDS[eid]
+    if eid in FRAME_SECONDS:
+        rule["seconds"] = FRAME_SECONDS[eid]
+    if eid in FORMULA_MULTIPLIERS:
+        rule["multipliers"] = FORMULA_MULTIPLIERS[eid]
+    table_has_audio = any("audio" in k.split("_") for k in amounts if "addon" not in k)
+    # a duration the formula multiplies is not a condition of the base rate ("5s_720p")
+    scaled = {o for mm in FORMULA_MULTIPLIERS.get(eid, []) for o in mm["when"]}
+    if "first_5s" in amounts:  # "$X for 5 s + $Y per extra second" with X = 5 Y: Y per second
+        assert abs(amounts["first_5s"] - 5 * amounts["each_extra_second"]) < 1e-9, eid
+        rule["rates"].append({"when": {}, "usd": amounts["each_extra_second"]})
+        return rule
+    adds = []
+    for key, usd in amounts.items():
+        parts = key.split("_")
+        if "voice" in parts:
+            continue  # a voice-control surcharge: needs voice_ids, which i2vkit never sends
+        if key == "per_input_image":
+            adds.append({"when": {}, "usd": usd})
+        elif parts[0] == "audio" and parts[1] == "addon":
+            res = ["360p", "540p", "720p"] if "upto" in parts else [parts[-1]]
+            adds.append({"when": {audio: [True], "resolution": res}, "usd": usd})
+        elif parts[-1] == "base":
+            adds.append({"when": {"resolution": [parts[0]]}, "usd": usd})
+        elif parts[-1] == "second" and parts[0] != "approx" and len(parts) == 3:
+            rule["rates"].append({"when": {"resolution": [parts[0]]}, "usd": usd})
+        else:
+            when = _conditions(key, audio, fields, table_has_audio)
+            when = {k: v for k, v in when.items() if k not in scaled}
+            rule["rates"].append({"when": when, "usd": usd})
+    if adds:
+        rule["adds"] = adds
+    return rule
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-")
+
+
+def names_for(m: dict[str, Any]) -> tuple[str, list[str]]:
+    """(canonical name, extra aliases): ``kling-3.0-standard``, ``veo-3.1-fast-flf`` ..."""
+    family, version, tier = m["family"], _slug(m["version"]), m.get("tier")
+    short = {"grok-imagine": "grok"}.get(family, family)
+    if family == "minimax" and version.startswith("hailuo-"):
+        short, version = "hailuo", version.removeprefix("hailuo-")
+    base = f"{short}-{version}"
+    if tier and _slug(tier) not in version.split("-"):
+        base += f"-{_slug(tier)}"
+    aliases = []
+    if "first-last-frame" in m["endpoint_id"]:
+        aliases.append(base + "-first-last-frame")
+        base += "-flf"
+    if version.endswith(".0"):
+        aliases.append(base.replace(f"-{version}", f"-{version[:-2]}", 1))
+    if re.match(r"^\d", version):
+        aliases.append(base.replace(f"-{version}", f"-v{version}", 1))
+    return base, aliases
+
+
+def display_name(m: dict[str, Any]) -> str:
+    label = FAMILY_LABELS.get(m["family"], m["family"])
+    version = m["version"]
+    tier = m.get("tier")
+    if m["family"] == "minimax" and version.startswith("hailuo-"):
+        label, version = "MiniMax Hailuo", version.removeprefix("hailuo-")
+    text = f"{label} {version}"
+    if tier and tier not in version:
+        text += f" {tier.replace('-', ' ').title()}"
+    kind = (
+        "first-last-frame-to-video" if "first-last-frame" in m["endpoint_id"] else "image-to-video"
+    )
+    return f"{text} {kind}"
+
+
+def build(reference: dict[str, Any]) -> dict[str, Any]:
+    """The whole snapshot: entries in the research file's order, plus the name tables."""
+    entries = []
+    names: dict[str, str] = {}
+    for m in reference["models"]:
+        eid = m["endpoint_id"]
+        fields = m["input"]
+        status, replacement = STATUS.get(eid, (m["status"], None))
+        name, aliases = names_for(m)
+        entry = {
+            "endpoint_id": eid,
+            "name": name,
+            "family": m["family"],
+            "version": m["version"],
+            "tier": m.get("tier"),
+            "display_name": display_name(m),
+            "status": status,
+            "replacement": replacement,
+            "status_evidence": m.get("status_evidence", []),
+            "image_field": m["image_field"],
+            "end_image_field": m.get("end_image_field"),
+            "audio_field": audio_field(fields),
+            "audio": m.get("audio"),
+            "input": convert_input(fields),
+            "video_path": m["output"].get("video_path", "video.url").split("."),
+            "price": convert_price(m, fields),
+            "sources": m.get("sources", []),
+            "read_on": reference["read_on"],
+        }
+        entries.append(entry)
+        for n in (name, *aliases):
+            assert n not in names, f"name {n} for {eid} already names {names[n]}"
+            names[n] = eid
+    # family-version without a tier: the standard tier, else the first listed
+    by_version: dict[str, list[dict[str, Any]]] = {}
+    for e in entries:
+        if "first-last-frame" not in e["endpoint_id"]:
+            key = e["name"].rsplit("-", 1)[0] if e["tier"] else e["name"]
+            by_version.setdefault(key, []).append(e)
+    for key, group in by_version.items():
+        if key not in names:
+            standard = [e for e in group if e["tier"] == "standard"]
+            names[key] = (standard or group)[0]["endpoint_id"]
+    families = {}
+    for fam, eid in RECOMMENDED.items():
+        families[fam] = eid
+    for alias, fam in FAMILY_ALIASES.items():
+        families[alias] = RECOMMENDED[fam]
+    for n, eid in {**LEGACY_NAMES, **families}.items():
+        names[n] = eid
+    return {
+        "read_on": reference["read_on"],
+        "built_by": "i2vkit/catalogue/build.py",
+        "sources": reference.get("sources", []),
+        "families": families,
+        "names": dict(sorted(names.items())),
+        "endpoints": entries,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("reference", type=Path, help="the fal-i2v-models.json research file")
+    parser.add_argument("--out", type=Path, default=SNAPSHOT)
+    args = parser.parse_args(argv)
+    snapshot = build(json.loads(args.reference.read_text(encoding="utf-8")))
+    args.out.write_text(json.dumps(snapshot, indent=1, ensure_ascii=False) + "\n", "utf-8")
+    print(
+        f"{len(snapshot['endpoints'])} endpoints, {len(snapshot['names'])} names -> {args.out.name}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

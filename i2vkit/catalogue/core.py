@@ -1,0 +1,104 @@
+"""The catalogue: fal's image-to-video endpoints, their schemas, prices, status and names.
+
+One :class:`Catalogue` answers "what does this name mean" and "what does this endpoint
+take, cost and return". It comes from the snapshot shipped in the package, or from a
+copy read from fal's Platform API and kept in the ledger (:mod:`.stored`), which has
+the same shape.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from ..errors import ModelError
+
+ACTIVE, DEPRECATED, SHUT_DOWN, UNKNOWN = "active", "deprecated", "shut_down", "unknown"
+
+
+@dataclass
+class Catalogue:
+    """Entries by endpoint id plus the name table; ``origin`` says where it was read."""
+
+    data: dict[str, Any]
+    origin: str = "snapshot"  # or "fal pricing/models API, read <date>"
+    by_id: dict[str, dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_id = {e["endpoint_id"]: e for e in self.data["endpoints"]}
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        return self.data["endpoints"]
+
+    @property
+    def names(self) -> dict[str, str]:
+        return self.data["names"]
+
+    @property
+    def families(self) -> dict[str, str]:
+        return self.data["families"]
+
+    def name_of(self, endpoint_id: str) -> str:
+        """The short name shown for an endpoint: its family name when it is the family's
+        pick, else its canonical versioned name."""
+        entry = self.by_id.get(endpoint_id)
+        return entry["name"] if entry else endpoint_id
+
+    def lookup(self, name: str) -> dict[str, Any] | None:
+        """The entry a short name, versioned name or endpoint id means, or None."""
+        key = name.strip()
+        if key in self.by_id:
+            return self.by_id[key]
+        eid = self.names.get(key.lower())
+        return self.by_id.get(eid) if eid else None
+
+    def unknown_name(self, name: str) -> ModelError:
+        known = sorted(self.names)
+        close = difflib.get_close_matches(name.strip().lower(), known, n=3)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        families = ", ".join(sorted(self.families))
+        return ModelError(
+            f"Unknown model {name.strip()!r}.{hint} Known models: family names ({families}), "
+            "versioned names such as 'kling-2.5-turbo' or 'veo-3.1-fast' (`i2vkit models` lists "
+            "them all), or a full fal endpoint id such as 'fal-ai/wan-i2v'."
+        )
+
+    def family_versions(self, family: str) -> list[dict[str, Any]]:
+        """A family's endpoints in catalogue order (newest first), for pickers."""
+        return [e for e in self.entries if e["family"] == family]
+
+    def with_entries(self, entries: list[dict[str, Any]], origin: str) -> Catalogue:
+        data = copy.deepcopy(self.data)
+        data["endpoints"] = entries
+        return Catalogue(data, origin)
+
+
+@cache
+def _snapshot_text() -> str:
+    return resources.files(__package__).joinpath("snapshot.json").read_text(encoding="utf-8")
+
+
+def snapshot() -> Catalogue:
+    """The catalogue shipped in the package (read date inside); a fresh copy each call."""
+    return Catalogue(json.loads(_snapshot_text()), f"snapshot read {snapshot_read_on()}")
+
+
+@cache
+def snapshot_read_on() -> str:
+    return json.loads(_snapshot_text())["read_on"]
+
+
+def defaults(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema's defaults: what fal uses for a field that is not sent."""
+    return {
+        k: p["default"]
+        for k, p in entry["input"]["properties"].items()
+        if "default" in p and p.get("type") != "file"
+    }

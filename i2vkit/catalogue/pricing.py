@@ -1,0 +1,136 @@
+"""What one video costs under an endpoint's price rule, or None when it cannot be known.
+
+A rule (built from fal's published prices, see :mod:`.build`) is::
+
+    {"unit": "video" | "second" | "token",
+     "rates": [{"when": {option: [values] | {"above": n}}, "usd": rate}, ...],  # first match
+     "seconds": {"frames_option": "num_frames", "fps": 16},   # else the duration option
+     "multipliers": [{"when": ..., "factor": 2.0}], "adds": [{"when": ..., "usd": 0.45}],
+     "tokens_fps": 24, "verified": "verified" | "unverified" | "unknown", ...}
+
+``usd`` is per video, per second of video, or per million tokens (Seedance:
+tokens = width x height x fps x seconds / 1024). ``None`` is never $0: it means "ask
+before spending" to every caller.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+# Frame sizes of the resolution names token prices are computed on (16:9).
+PIXELS = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
+
+
+def _norm(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value).strip().lower().removesuffix("s")
+
+
+def matches(when: Mapping[str, Any], args: Mapping[str, Any]) -> bool:
+    for option, want in when.items():
+        value = args.get(option)
+        if isinstance(want, Mapping):
+            if not isinstance(value, int | float) or value <= want.get("above", float("inf")):
+                return False
+        elif value is None or _norm(value) not in {_norm(w) for w in want}:
+            return False
+    return True
+
+
+def seconds(rule: Mapping[str, Any], args: Mapping[str, Any]) -> float | None:
+    """Video length the price counts, or None (e.g. duration "auto")."""
+    frames = rule.get("seconds")
+    if frames:
+        n = args.get(frames["frames_option"])
+        return float(n) / frames["fps"] if isinstance(n, int | float) else None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*s?\s*", str(args.get("duration", "")))
+    return float(m.group(1)) if m else None
+
+
+def estimate(rule: Mapping[str, Any] | None, args: Mapping[str, Any]) -> float | None:
+    """USD for one video made with ``args`` (schema defaults already merged in)."""
+    if not rule or not rule.get("rates"):
+        return None
+    rate = next((r["usd"] for r in rule["rates"] if matches(r.get("when", {}), args)), None)
+    if rate is None:
+        return None
+    unit = rule.get("unit", "video")
+    if unit in ("second", "token"):
+        secs = seconds(rule, args)
+        if secs is None:
+            return None
+        if unit == "token":
+            size = PIXELS.get(str(args.get("resolution", "")).lower())
+            if size is None:
+                return None
+            tokens = size[0] * size[1] * rule.get("tokens_fps", 24) * secs / 1024
+            rate = rate * tokens / 1_000_000
+        else:
+            rate *= secs
+    for m in rule.get("multipliers", []):
+        if matches(m["when"], args):
+            rate *= m["factor"]
+    for a in rule.get("adds", []):
+        if matches(a["when"], args):
+            rate += a["usd"]
+    return round(rate, 4)
+
+
+def base_rate(rule: Mapping[str, Any] | None, args: Mapping[str, Any]) -> float | None:
+    """The rate (per unit) that applies with ``args``: what fal's pricing API reports."""
+    if not rule:
+        return None
+    return next((r["usd"] for r in rule.get("rates", []) if matches(r["when"], args)), None)
+
+
+def rescaled(rule: Mapping[str, Any], live_usd: float, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The rule with every amount scaled so its rate at ``args`` equals fal's live price.
+
+    fal's pricing API gives one unit price per endpoint (with the account's discounts),
+    not the resolution/audio table; scaling keeps the table's shape and fal's number.
+    """
+    old = base_rate(rule, args)
+    new = dict(rule)
+    if not old:
+        return new
+    f = live_usd / old
+    new["rates"] = [{**r, "usd": round(r["usd"] * f, 6)} for r in rule["rates"]]
+    if rule.get("adds"):
+        new["adds"] = [{**a, "usd": round(a["usd"] * f, 6)} for a in rule["adds"]]
+    return new
+
+
+def unit_label(rule: Mapping[str, Any] | None) -> str:
+    unit = (rule or {}).get("unit", "video")
+    return {"second": "per second", "token": "per 1M tokens"}.get(unit, "per video")
+
+
+def describe(rule: Mapping[str, Any] | None) -> str:
+    """One line: the rates, and whether fal's own page said so."""
+    if not rule or not rule.get("rates"):
+        return "price unknown: i2vkit asks before spending"
+    parts = []
+    for r in rule["rates"]:
+        cond = ", ".join(
+            f"{k}={'/'.join(str(v) for v in w)}" if not isinstance(w, Mapping) else k
+            for k, w in r.get("when", {}).items()
+        )
+        parts.append(f"${r['usd']:g}" + (f" ({cond})" if cond else ""))
+    text = f"{'; '.join(parts)} {unit_label(rule)}"
+    for m in rule.get("multipliers", []):
+        cond = ", ".join(
+            f"{k}>{w['above']}" if isinstance(w, Mapping) else f"{k}={'/'.join(map(str, w))}"
+            for k, w in m["when"].items()
+        )
+        text += f"; x{m['factor']:g} when {cond}"
+    for a in rule.get("adds", []):
+        cond = ", ".join(f"{k}={'/'.join(map(str, w))}" for k, w in a["when"].items())
+        text += f"; +${a['usd']:g}" + (f" when {cond}" if cond else " per video")
+    if rule.get("verified") == "unverified":
+        text += " (unverified: inferred or third-party figure)"
+    if rule.get("live"):
+        text += f" (fal pricing API, read {rule['live']})"
+    return text

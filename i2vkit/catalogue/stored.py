@@ -1,0 +1,106 @@
+"""The catalogue read from fal's Platform API, kept in the ledger with when it was read.
+
+Why in the ledger: it is per backend (fal, or an ``I2VKIT_FAL_URL``), survives between
+runs, and is already where a batch's facts live. A copy older than :data:`MAX_AGE` is
+read again at the next plan that has a key; a refresh that fails (no network, a 5xx, a
+key without rights) leaves the stored copy, or the snapshot, in use and says so in ONE
+line: a batch never stops because prices could not be re-read.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ..backend import backend_for
+from ..config import Settings
+from ..errors import I2vkitError
+from ..store import Store
+from . import use
+from .core import Catalogue, snapshot
+from .openapi import merge
+
+MAX_AGE = timedelta(days=7)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def load(store: Store, backend: str) -> tuple[Catalogue | None, datetime | None]:
+    """The stored copy for ``backend`` and when it was read, or (None, None)."""
+    rows = list(store.db.query("SELECT read_at, data FROM catalogue WHERE backend = ?", [backend]))
+    if not rows:
+        return None, None
+    read_at = datetime.fromisoformat(rows[0]["read_at"])
+    origin = f"fal's Platform API, read {read_at:%Y-%m-%d %H:%M} UTC"
+    return Catalogue(json.loads(rows[0]["data"]), origin), read_at
+
+
+def save(store: Store, backend: str, catalogue: Catalogue, read_at: datetime) -> None:
+    with store.db.conn:
+        store.db.execute(
+            "INSERT OR REPLACE INTO catalogue (backend, read_at, data) VALUES (?, ?, ?)",
+            [backend, read_at.isoformat(), json.dumps(catalogue.data)],
+        )
+
+
+async def fetch(settings: Settings, base: Catalogue) -> Catalogue:
+    """``base`` updated from fal's ``/models`` (with OpenAPI) and ``/models/pricing``."""
+    from ..platform import PlatformClient
+
+    ids = [e["endpoint_id"] for e in base.entries]
+    async with PlatformClient(backend_for(settings), settings.fal_key) as client:
+        models = {m["endpoint_id"]: m for m in await client.models(ids)}
+        prices = {p["endpoint_id"]: p for p in await client.pricing(ids)}
+    read_at = _now().isoformat()
+    entries = [
+        merge(e, models.get(e["endpoint_id"]), prices.get(e["endpoint_id"]), read_at)
+        for e in base.entries
+    ]
+    return base.with_entries(entries, f"fal's Platform API, read {read_at[:16]} UTC")
+
+
+def refresh(settings: Settings) -> Catalogue:
+    """Read the catalogue from fal now and store it; raises what went wrong."""
+    from ..engine.blocking import run_blocking
+
+    fresh = run_blocking(fetch(settings, snapshot()))
+    with Store(settings.db_path) as store:
+        save(store, backend_for(settings).label, fresh, _now())
+    return use(fresh)
+
+
+def refresh_if_stale(settings: Settings) -> tuple[bool, str | None]:
+    """Read the catalogue from fal again when the stored copy is over a week old.
+
+    Returns (whether the active catalogue changed, one line for the user or None). No
+    stored copy means the snapshot is in use until ``i2vkit models --refresh``; a
+    failed refresh keeps the stored copy and says so in one line.
+    """
+    if settings.demo or not Path(settings.db_path).is_file():
+        return False, None
+    with Store(settings.db_path) as store:
+        stored, read_at = load(store, backend_for(settings).label)
+    if stored is None or read_at is None or _now() - read_at < MAX_AGE:
+        return False, None
+    try:
+        refresh(settings)
+        return True, None
+    except (I2vkitError, OSError) as exc:
+        use(stored)
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        return False, (
+            f"note: could not refresh the model catalogue from fal ({reason}); using "
+            f"{stored.origin}."
+        )
+
+
+def use_stored(settings: Settings) -> Catalogue:
+    """The stored copy for this backend (no network), else the snapshot; made active."""
+    stored = None
+    if not settings.demo and Path(settings.db_path).is_file():
+        with Store(settings.db_path) as store:
+            stored, _ = load(store, backend_for(settings).label)
+    return use(stored)

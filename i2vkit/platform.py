@@ -1,0 +1,171 @@
+"""fal's Platform API (``api.fal.ai/v1``): model metadata with OpenAPI schemas, and prices.
+
+Why: fal publishes each endpoint's input schema, status and the account's own unit price;
+reading them is how the catalogue stays true when fal adds, changes or retires a model.
+Requests go through :class:`~i2vkit.fal.FalConnection` (the ``Authorization: Key``
+header, the one retry policy, the key kept out of every message) with short timeouts
+and two tries: a refresh that cannot happen must not hold up a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from .backend import Backend
+from .errors import FalError
+from .fal import FalConnection
+from .http import fal_error
+
+PLATFORM_URL = "https://api.fal.ai/v1"
+MAX_IDS = 50  # endpoint ids per call, as the API allows
+TIMEOUT = 10.0
+ATTEMPTS = 2
+
+
+def platform_url(backend: Backend) -> str:
+    """``https://api.fal.ai/v1``, or ``{I2VKIT_FAL_URL}/v1`` like every other fal host."""
+    return f"{backend.base_url.rstrip('/')}/v1" if backend.base_url else PLATFORM_URL
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
+    for i in range(0, len(ids), MAX_IDS):
+        yield list(ids[i : i + MAX_IDS])
+
+
+class PlatformClient:
+    """``GET /models`` (with ``expand=openapi-3.0``), ``GET /models/pricing`` and
+    ``POST /models/pricing/estimate`` for one backend and key."""
+
+    def __init__(self, backend: Backend, key: str | None, *, timeout: float = TIMEOUT):
+        self.base = platform_url(backend)
+        self.fal = FalConnection(backend, key, timeout=timeout)
+
+    async def __aenter__(self) -> PlatformClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.fal.aclose()
+
+    async def _get(self, path: str, params: list[tuple[str, str]], what: str) -> Any:
+        return await self.fal.json_call(
+            "GET", f"{self.base}{path}", what, params=params, attempts=ATTEMPTS
+        )
+
+    async def _paged(self, path: str, params: list[tuple[str, str]], key: str, what: str):
+        out: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await self._get(path, params + ([("cursor", cursor)] if cursor else []), what)
+            out += page.get(key) or []
+            cursor = page.get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return out
+
+    async def models(self, endpoint_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Metadata and OpenAPI document of each endpoint fal still knows."""
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(endpoint_ids):
+            params = [("endpoint_id", e) for e in chunk] + [("expand", "openapi-3.0")]
+            out += await self._paged("/models", params, "models", "reading fal's model list")
+        return out
+
+    async def pricing(self, endpoint_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """``{endpoint_id, unit_price, unit, currency}`` per endpoint, with account discounts."""
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(endpoint_ids):
+            params = [("endpoint_id", e) for e in chunk]
+            out += await self._paged("/models/pricing", params, "prices", "reading fal's prices")
+        return out
+
+    async def estimate(self, units: dict[str, float]) -> dict[str, Any]:
+        """fal's quote for ``unit_quantity`` units of each endpoint (one total)."""
+        body = {
+            "estimate_type": "unit_price",
+            "endpoints": {e: {"unit_quantity": q} for e, q in units.items()},
+        }
+        return await self.fal.json_call(
+            "POST",
+            f"{self.base}/models/pricing/estimate",
+            "asking fal for an estimate",
+            json=body,
+            attempts=ATTEMPTS,
+        )
+
+    async def requests_by_endpoint(self, endpoint_id: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """See :func:`requests_by_endpoint`."""
+        return await requests_by_endpoint(self.fal, endpoint_id, **kwargs)
+
+
+# -- request history (GET /models/requests/by-endpoint) --------------------------------
+
+HISTORY_PAGE = 100  # the largest page fal serves
+HISTORY_PAGES = 50  # a lookup reads at most this many pages (5,000 requests)
+
+
+class HistoryUnavailable(FalError):
+    """fal will not list the requests: the key may not read the account's request history
+    (403, "restricted request view"), or the service has no such endpoint (404/405)."""
+
+
+async def requests_by_endpoint(
+    fal: FalConnection,
+    endpoint_id: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    request_id: str | None = None,
+    payloads: bool = True,
+) -> list[dict[str, Any]]:
+    """fal's record of an endpoint's requests: those sent in [start, end), or the one
+    `request_id`; with their exact input and output (`json_input`, `json_output`) when
+    `payloads`. Every page, up to HISTORY_PAGES. Over `fal` (a batch's connection: its
+    budget and retry policy); a refusal is :class:`HistoryUnavailable`.
+
+    Why: a crash between a submit reaching fal and its answer reaching the ledger leaves
+    a job fal may have; this is where to look before paying for it again.
+    """
+    base = platform_url(fal.backend)
+    params = [("endpoint_id", endpoint_id), ("limit", str(HISTORY_PAGE))]
+    if start is not None:
+        params.append(("start", start.isoformat()))
+    if end is not None:
+        params.append(("end", end.isoformat()))
+    if request_id is not None:
+        params.append(("request_id", request_id))
+    if payloads:
+        params.append(("expand", "payloads"))
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(HISTORY_PAGES):
+        page_params = params + ([("cursor", cursor)] if cursor else [])
+        response = await fal.request(
+            "GET",
+            f"{base}/models/requests/by-endpoint",
+            "request_history",
+            params=page_params,
+            raise_errors=False,
+        )
+        code = response.status_code
+        if code in (403, 404, 405):
+            raise HistoryUnavailable(
+                "the key may not read this account's request history (403: restricted "
+                "request view; an admin key can)"
+                if code == 403
+                else f"{base} serves no request history (HTTP {code})",
+                status_code=code,
+            )
+        if code >= 400:
+            raise fal_error(response, "request_history", fal.key)
+        try:
+            page = response.json()
+        except ValueError:
+            page = None
+        if not isinstance(page, dict):
+            raise FalError("request_history: fal's answer is not a JSON object.")
+        items.extend(i for i in page.get("items") or [] if isinstance(i, dict))
+        cursor = page.get("next_cursor")
+        if not page.get("has_more") or not cursor:
+            break
+    return items
