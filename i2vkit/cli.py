@@ -2,8 +2,9 @@
 
 Exit codes (the same from `i2vkit bulk` and from `python 01_generate.py`):
 0 every job has its video; 1 some jobs failed (the summary says which and why);
-2 bad input or settings, or spending not confirmed (nothing submitted); 3 the batch
-was stopped (401 bad key, 403 locked account); 130 interrupted with Ctrl-C (resume
+2 bad input or settings, spending not confirmed, or over the spend cap (nothing
+submitted); 3 the batch was stopped (401 bad key, 403 locked account); 4 the backend
+cannot be reached (nothing uploaded or submitted); 130 interrupted with Ctrl-C (resume
 with the same command).
 
 Everything a batch command line needs is written here once: the flags
@@ -26,15 +27,16 @@ from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import __version__
-from .config import Settings, load_settings, redact
+from .config import Settings, load_settings, parse_max_cost, redact
 from .errors import ConfigError, I2vkitError, InputError, StoreError
 
 if TYPE_CHECKING:
     from .backend import Backend
     from .engine import BatchResult, Progress
-    from .plan import BatchSpec, Plan
+    from .plan import BatchSpec, CostBreakdown, Plan
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_UNREACHABLE = 4  # no connection to fal / I2VKIT_FAL_URL; nothing sent, nothing failed
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a C tool killed by `| head` returns
 ASK_ABOVE_USD = 5.0
 PROGRESS_EVERY_SECONDS = 5.0  # progress lines when stderr is a log, not a terminal
@@ -47,6 +49,14 @@ settings (environment or a .env file in the current folder):
   AUTO_DOWNLOAD_DIR  where videos go unless --output-dir says otherwise
   I2VKIT_DB          the ledger (SQLite) that makes re-runs resume; default
                      $XDG_DATA_HOME/i2vkit/i2vkit.db (XDG_DATA_HOME defaults to ~/.local/share)
+  I2VKIT_MAX_COST    spend cap in US$ per run (as --max-cost)
+
+exit codes:
+  0 every job has its video   1 some jobs failed or are not finished
+  2 bad input or settings, spending not confirmed, or over --max-cost (nothing sent)
+  3 stopped by fal (key rejected, account locked)
+  4 fal / I2VKIT_FAL_URL cannot be reached (nothing uploaded, nothing marked failed)
+  130 interrupted (run the same command again to resume)
 """
 
 
@@ -120,7 +130,14 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, script: bool = False
 
 
 def add_spend_arguments(parser: argparse.ArgumentParser) -> None:
-    """--yes and --no-progress: every command that submits jobs takes them."""
+    """--yes, --max-cost and --no-progress: every command that submits jobs takes them."""
+    parser.add_argument(
+        "--max-cost",
+        metavar="USD",
+        default=None,
+        help="spend cap: refuse a run whose estimate this run adds is above USD, and stop "
+        "submitting before crossing it (none: no cap) [I2VKIT_MAX_COST]",
+    )
     parser.add_argument(
         "--yes",
         "-y",
@@ -220,6 +237,12 @@ def spec_from_args(args: argparse.Namespace) -> BatchSpec:
     )
     if args.concurrency is not None:
         spec.concurrency = args.concurrency
+    max_cost = getattr(args, "max_cost", None)
+    if max_cost not in (None, ""):
+        from .plan import NO_CAP
+
+        cap = parse_max_cost("--max-cost", str(max_cost))
+        spec.max_cost = NO_CAP if cap is None else cap
     return spec
 
 
@@ -238,33 +261,50 @@ def confirm_spend(
     backend: Backend,
     *,
     yes: bool = False,
+    cost: CostBreakdown | None = None,
     interactive: bool | None = None,
     ask: Callable[[str], str] = input,
     say: Callable[[str], None] = print,
 ) -> int | None:
-    """Ask before a batch spends more than US$ 5 on a billed backend.
+    """Keep the spend cap, and ask before a run adds more than US$ 5 on a billed backend.
 
-    Returns None to go on, or the exit code to stop with before anything is uploaded:
-    EXIT_INPUT when nobody can answer (stdin is not a terminal and no ``--yes``: a
-    script or CI job must say it wants to spend), EXIT_OK when the user said no. The
-    built-in emulator (demo mode) is never billed, so it never asks. ``interactive``
-    overrides the terminal check (a Jupyter kernel can answer ``input()`` although its
-    stdin is no terminal).
+    Only what THIS run adds counts (``cost``, read from the plan's ledger when not
+    given): re-running a finished batch adds nothing and never asks. An endpoint whose
+    price is unknown always asks: "unknown" is not "free". Returns None to go on, or
+    the exit code to stop with before anything is uploaded: EXIT_INPUT over the cap
+    (``--yes`` does not lift a cap) or when nobody can answer (stdin is not a terminal
+    and no ``--yes``: a script or CI job must say it wants to spend), EXIT_OK when the
+    user said no. The built-in emulator (demo mode) is never billed, so it never asks.
+    ``interactive`` overrides the terminal check (a Jupyter kernel can answer
+    ``input()`` although its stdin is no terminal).
     """
-    cost = plan.estimated_cost or 0.0
-    if yes or not backend.billed or cost <= ASK_ABOVE_USD:
+    from .plan import SpendCapError, check_spend_cap, ledger_cost, usd
+
+    if not backend.billed:
         return None
-    amount = f"US$ {cost:,.2f}"
+    cost = cost or ledger_cost(plan, backend.label)
+    try:
+        check_spend_cap(plan, cost)
+    except SpendCapError as exc:
+        say(str(exc))
+        return EXIT_INPUT
+    amount = cost.this_run
+    if yes or cost.new_jobs == 0 or (amount is not None and amount <= ASK_ABOVE_USD):
+        return None
+    jobs = f"{cost.new_jobs} job{'s' if cost.new_jobs != 1 else ''}"
+    if amount is None:
+        what = f"This run submits {jobs} to {plan.model.endpoint_id}, whose price is unknown,"
+        question = f"Submit {jobs} at an unknown price on {backend.describe()}? [y/N] "
+    else:
+        what = f"This run may add {usd(amount)} ({jobs})"
+        question = f"Spend about {usd(amount)} on {backend.describe()}? [y/N] "
     if interactive is None:
         interactive = is_interactive(sys.stdin)
     if not interactive:
-        say(
-            f"This batch may cost {amount} on {backend.describe()}. Nothing was submitted: "
-            "re-run with --yes to confirm."
-        )
+        say(f"{what} on {backend.describe()}. Nothing was submitted: re-run with --yes to confirm.")
         return EXIT_INPUT
     try:
-        answer = ask(f"Spend about {amount} on {backend.describe()}? [y/N] ").strip().lower()
+        answer = ask(question).strip().lower()
     except EOFError:
         answer = ""
     if answer not in ("y", "yes"):
@@ -286,6 +326,10 @@ def error_exit_code(exc: BaseException) -> int:
     """Bad input or settings is 2 (nothing submitted); any other i2vkit error stopped a batch."""
     if isinstance(exc, ConfigError | InputError | StoreError):
         return EXIT_INPUT
+    from .fal import BackendUnreachable
+
+    if isinstance(exc, BackendUnreachable):
+        return EXIT_UNREACHABLE
     return EXIT_STOPPED
 
 
@@ -448,15 +492,20 @@ def run_and_report(
     return the exit code: what `i2vkit bulk` and `i2vkit retry` do once their plan exists."""
     from .backend import DEMO_BANNER, backend_for
     from .engine import run_batch
+    from .plan import ledger_cost, usd
 
     backend = backend_for(settings)
     if not backend.billed:
         print(DEMO_BANNER)
     print(plan.describe())
+    cost = ledger_cost(plan, backend.label)
+    print(f"cost: {cost.describe()}")
+    if plan.spec.max_cost is not None and backend.billed:
+        print(f"spend cap: {usd(plan.spec.max_cost)} for this run (--max-cost / I2VKIT_MAX_COST)")
     if dry_run:
         print("dry run: nothing uploaded or submitted.")
         return EXIT_OK
-    stop = confirm_spend(plan, backend, yes=yes)
+    stop = confirm_spend(plan, backend, yes=yes, cost=cost)
     if stop is not None:
         return stop
     sys.stdout.flush()
@@ -491,8 +540,13 @@ def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
     from .plan import plan_retry
 
+    if args.max_cost not in (None, ""):
+        cap = parse_max_cost("--max-cost", args.max_cost)
+        settings = dataclasses.replace(settings, max_cost=cap)
     plan = plan_retry(args.batch, settings)
     return run_and_report(
         plan,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import fal_client
 import fal_client.client as fal_client_module
@@ -33,7 +33,7 @@ import httpx
 from .backend import Backend
 from .config import redact
 from .errors import FalAuthError, FalError, FalLockedError, FalTransientError
-from .http import RequestBudget, Retry, fal_error, retry_if_transient, retrying
+from .http import ATTEMPTS, RequestBudget, Retry, fal_error, retry_if_transient, retrying
 
 FAL_QUEUE_URL = "https://queue.fal.run"
 FAL_REST_URL = "https://rest.fal.ai"
@@ -44,6 +44,13 @@ FAL_CLIENT_HOSTS = ("QUEUE_URL_FORMAT", "RUN_URL_FORMAT", "REST_URL", "CDN_URL")
 MULTIPART_THRESHOLD = fal_client_module.MULTIPART_THRESHOLD
 MULTIPART_CHUNK = fal_client_module.MULTIPART_CHUNK_SIZE
 TOKEN_MARGIN = timedelta(seconds=30)  # a CDN token this close to expiry is renewed first
+PREFLIGHT_ATTEMPTS = 2  # the first call of a batch: a closed port or no network fails fast
+PREFLIGHT_CONNECT_SECONDS = 5.0
+NOT_CONNECTED = ("ConnectError", "ConnectTimeout")  # how Retry.reason names "never connected"
+
+
+class BackendUnreachable(FalTransientError):
+    """No connection to the backend at all (closed port, no network, unknown host)."""
 
 
 def point_fal_client_at(base_url: str | None) -> dict[str, str]:
@@ -109,6 +116,7 @@ class FalConnection:
     ):
         self.backend = backend
         self.key = key or DEMO_KEY
+        self.key_given = key is not None
         self.budget = budget if budget is not None else RequestBudget()
         self.timeout = timeout
         self.requests: Counter[str] = Counter()
@@ -158,6 +166,7 @@ class FalConnection:
         idempotent: bool = True,
         retry_server_errors: bool = True,
         raise_errors: bool = True,
+        attempts: int = ATTEMPTS,
         **kwargs: Any,
     ) -> httpx.Response:
         """One request to fal under the budget and the one retry policy; fal's error answers
@@ -178,7 +187,11 @@ class FalConnection:
             return response
 
         return await retrying(
-            attempt, give_up=self.gave_up(what), budget=self.budget, idempotent=idempotent
+            attempt,
+            give_up=self.gave_up(what),
+            budget=self.budget,
+            idempotent=idempotent,
+            attempts=attempts,
         )
 
     async def send(
@@ -203,6 +216,8 @@ class FalConnection:
                     f"{what}: the connection failed after the request was sent "
                     f"({last.reason.split(':')[0]}); fal may or may not have it."
                 )
+            if last.reason.startswith(NOT_CONNECTED):
+                return BackendUnreachable(self.clean(f"{what}: could not connect ({last.reason})."))
             return FalTransientError(self.clean(f"{what}: could not reach fal ({last.reason})."))
 
         return give_up
@@ -219,13 +234,50 @@ class FalConnection:
     async def check_key(self) -> None:
         """One cheap authenticated call before a batch, so a bad key or a locked account
         stops everything after one request instead of after a wave of failed uploads. (The
-        call fetches a CDN token, which the uploads then use.)"""
+        call fetches a CDN token, which the uploads then use.)
+
+        It is also the preflight: with no connection at all (a closed port, no network, an
+        unknown host) it raises :class:`BackendUnreachable` within seconds, naming the host,
+        before anything is uploaded or recorded; otherwise every upload and submit would
+        retry its way through minutes of backoff and end the batch as a wall of failed jobs.
+        """
         try:
-            await self.cdn_token(force=True)
-        except (FalAuthError, FalLockedError):
+            await self.cdn_token(
+                force=True,
+                attempts=PREFLIGHT_ATTEMPTS,
+                timeout=httpx.Timeout(self.timeout, connect=PREFLIGHT_CONNECT_SECONDS),
+            )
+        except BackendUnreachable as exc:
+            raise BackendUnreachable(self.unreachable(str(exc))) from None
+        except FalAuthError as exc:
+            if exc.status_code == 401 and not self.key_given and self.backend.base_url:
+                raise FalAuthError(
+                    f"{self.backend.base_url} (I2VKIT_FAL_URL) asks for a key (401), and "
+                    "FAL_KEY is not set: set FAL_KEY to the key that service accepts, or "
+                    "unset I2VKIT_FAL_URL to run the free demo. Nothing was submitted.",
+                    status_code=401,
+                ) from None
+            raise
+        except FalLockedError:
             raise
         except FalError:
             return  # fal is flaky right now; the batch's own retries will deal with it
+
+    def unreachable(self, detail: str) -> str:
+        """What to say when the backend cannot be reached at all: the host, and what to do."""
+        host = urlsplit(self.rest).netloc
+        if self.backend.base_url:
+            advice = (
+                f"Check that the service at I2VKIT_FAL_URL={self.backend.base_url} is running "
+                "(start `i2vkit emulator` first if that is what it points at), or unset "
+                "I2VKIT_FAL_URL to use fal.ai."
+            )
+        else:
+            advice = "Check this computer's network connection (and any proxy or firewall)."
+        return (
+            f"Cannot reach {host}: {detail} {advice} Nothing was uploaded or submitted and no "
+            "job was marked failed; run the same command again once it is reachable."
+        )
 
     # -- the queue ---------------------------------------------------------------------
 
@@ -273,7 +325,9 @@ class FalConnection:
 
     # -- uploads (fal_client's wire format: CDN v3 token, then upload or multipart) ----------
 
-    async def cdn_token(self, *, force: bool = False, stale: CdnToken | None = None) -> CdnToken:
+    async def cdn_token(
+        self, *, force: bool = False, stale: CdnToken | None = None, **call: Any
+    ) -> CdnToken:
         """The CDN token uploads use, fetched once and renewed shortly before it expires (or
         when it is `stale`: rejected, and not yet replaced by a concurrent upload)."""
         async with self._token_lock:
@@ -285,6 +339,7 @@ class FalConnection:
                     "upload_token",
                     params={"storage_type": "fal-cdn-v3"},
                     json={},
+                    **call,
                 )
                 try:
                     expires = datetime.fromisoformat(body["expires_at"])

@@ -8,18 +8,21 @@ network. A retry is planned the same way, from the ledger instead of a folder
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .backend import backend_for
 from .config import Settings, load_settings
-from .errors import InputError
-from .images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, check_image, scan_images
-from .jobs import UNSUCCESSFUL
+from .errors import InputError, StoreError
+from .images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, Trusted, check_image, scan_images
+from .jobs import UNSUCCESSFUL, JobStatus
 from .models import ModelSpec, get_model
 from .pairing import Pair, normalize_pairing, pair
 from .prompts import check_prompt_lengths, parse_prompts, read_prompts
@@ -27,6 +30,13 @@ from .store import Store
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_MAX_RPS = 300.0
+#: What `i2vkit retry` runs again: failures, cancellations, and jobs never submitted (a
+#: spend cap stopped submitting before them).
+RETRIED = (*UNSUCCESSFUL, JobStatus.PENDING)
+#: ``BatchSpec.max_cost`` for "no cap, whatever I2VKIT_MAX_COST says" (``--max-cost none``).
+NO_CAP = math.inf
+#: Ledger statuses a re-run of the same command submits (again).
+SUBMITTED_BY_A_RERUN = (JobStatus.PENDING, JobStatus.CANCELLED)
 
 
 @dataclass
@@ -44,6 +54,7 @@ class BatchSpec:
     recursive: bool = False
     max_rps: float = DEFAULT_MAX_RPS
     upload_concurrency: int = 4
+    max_cost: float | None = None  # US$ this run may add at most; default I2VKIT_MAX_COST
 
 
 @dataclass
@@ -77,6 +88,10 @@ class Plan:
             return None
         return round(self.cost_per_video * self.job_count, 4)
 
+    def cost_breakdown(self, store: Store, backend_label: str) -> CostBreakdown:
+        """What this run adds, what earlier runs of this batch spent (see :func:`cost_breakdown`)."""
+        return cost_breakdown(self, store, backend_label)
+
     def describe(self) -> str:
         cost = (
             f"${self.estimated_cost:,.2f} (${self.cost_per_video:,.3f} per video)"
@@ -84,7 +99,10 @@ class Plan:
             else "unknown (no published price for this endpoint)"
         )
         if self.retry_of:
-            head = f"retry of batch {self.retry_of}: {self.job_count} failed or cancelled jobs"
+            head = (
+                f"retry of batch {self.retry_of}: {self.job_count} failed or cancelled jobs "
+                "(or left pending)"
+            )
         else:
             head = (
                 f"{len(self.images)} images x {len(self.prompts)} prompts ({self.spec.pairing}) "
@@ -92,7 +110,7 @@ class Plan:
             )
         lines = [
             f"{head} on {self.model.name} ({self.model.endpoint_id})",
-            f"estimated cost on fal: {cost}",
+            f"estimated cost on fal, all jobs of the batch: {cost}",
             f"videos go to: {self.output_dir}",
             f"ledger: {self.ledger}",
         ]
@@ -126,7 +144,12 @@ def plan_batch(spec: BatchSpec, settings: Settings | None = None) -> Plan:
     options = model.validate_options(spec.options)
     prompts = load_prompts(spec)
     check_prompt_lengths(prompts, model.max_prompt_chars, model.name)
-    scan = scan_images(spec.images_dir, recursive=spec.recursive)
+    with _uploaded_unchanged(settings.db_path) as trusted:
+        scan = scan_images(spec.images_dir, recursive=spec.recursive, trusted=trusted)
+    if spec.max_cost is None:
+        spec.max_cost = settings.max_cost
+    if spec.max_cost == NO_CAP:
+        spec.max_cost = None
     spec.pairing = normalize_pairing(spec.pairing)
     pairs = pair(scan.images, prompts, spec.pairing)
     output_dir = Path(spec.output_dir or settings.download_dir).expanduser().absolute()
@@ -162,7 +185,7 @@ def plan_retry(
             raise InputError(
                 f"No batch {batch_id!r} in {settings.db_path}; `i2vkit status` lists them."
             )
-        jobs = store.jobs(batch["id"], statuses=UNSUCCESSFUL)
+        jobs = store.jobs(batch["id"], statuses=RETRIED)
     here = backend_for(settings).label
     if batch["backend"] != here:
         raise InputError(
@@ -178,6 +201,7 @@ def plan_retry(
         pairing=batch["pairing"],
         output_dir=batch["output_dir"],
         concurrency=concurrency,
+        max_cost=settings.max_cost,
     )
     images: dict[str, ImageFile] = {}
     skipped: list[Skipped] = []
@@ -203,6 +227,37 @@ def plan_retry(
         retry_of=batch["id"],
         job_ids=[j["id"] for j in jobs],
     )
+
+
+@contextlib.contextmanager
+def _uploaded_unchanged(db_path: Path) -> Iterator[Trusted | None]:
+    """Trust, without decoding it again, an image the upload cache holds unchanged.
+
+    It was decoded in full when it was first planned (nothing is uploaded before that),
+    and the same path, size and mtime mean the same bytes for this purpose: re-planning
+    a folder of 1,000 cached photos then costs a header read each, not a full decode.
+    No ledger yet (or one that cannot be read): nothing is trusted.
+    """
+    if not db_path.is_file():
+        yield None
+        return
+    try:
+        store = Store(db_path)
+    except StoreError:
+        yield None
+        return
+    with store:
+
+        def trusted(path: Path, st: os.stat_result) -> bool:
+            row = store.cached_by_path(str(path))
+            return bool(
+                row
+                and row["fal_url"]
+                and row["size"] == st.st_size
+                and row["mtime_ns"] == st.st_mtime_ns
+            )
+
+        yield trusted
 
 
 def _reread(path: Path) -> tuple[ImageFile | None, str]:
@@ -257,3 +312,123 @@ def batch_id_for(plan: Plan, backend_label: str) -> str:
 def job_key(pair_: Pair, image_hash: str | None, occurrence: int) -> str:
     raw = f"{pair_.image.path}\0{image_hash}\0{pair_.prompt}\0{occurrence}"
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+# ------------------------------------------------------------------------- money
+
+
+def usd(amount: float) -> str:
+    return f"US$ {amount:,.2f}"
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    """A run's cost in three parts: what THIS run adds (jobs it will submit: never
+    submitted, or to be submitted again), what earlier runs of the same batch already
+    spent (jobs with a request at fal), and the total. All estimates; None when the
+    endpoint's price is unknown.
+
+    Asking, the spend cap and the summary all use `this_run`: re-running a finished
+    batch adds nothing, so it must neither be refused for money nor claim a cost again.
+    """
+
+    per_video: float | None
+    new_jobs: int
+    earlier_jobs: int
+
+    def _times(self, jobs: int) -> float | None:
+        if jobs == 0:
+            return 0.0  # nothing submitted costs nothing, whatever the price
+        return None if self.per_video is None else round(self.per_video * jobs, 4)
+
+    @property
+    def this_run(self) -> float | None:
+        return self._times(self.new_jobs)
+
+    @property
+    def earlier(self) -> float | None:
+        return self._times(self.earlier_jobs)
+
+    @property
+    def total(self) -> float | None:
+        return self._times(self.new_jobs + self.earlier_jobs)
+
+    def describe(self, *, done: bool = False) -> str:
+        """``this run: US$ 2.40 (6 jobs); earlier runs: US$ 3.60 (9 jobs); total US$ 6.00``."""
+        verb = "submitted" if done else "to submit"
+
+        def part(amount: float | None, jobs: int) -> str:
+            money = "price unknown" if amount is None else usd(amount)
+            return f"{money} ({jobs} job{'s' if jobs != 1 else ''})"
+
+        total = "unknown" if self.total is None else usd(self.total)
+        return (
+            f"this run: {part(self.this_run, self.new_jobs)} {verb}; "
+            f"earlier runs: {part(self.earlier, self.earlier_jobs)}; batch total: {total}"
+        )
+
+
+def cost_breakdown(plan: Plan, store: Store, backend_label: str) -> CostBreakdown:
+    """Split a plan's cost into this run and earlier runs, from the ledger.
+
+    A fresh plan's pairs are matched to the batch's jobs by image path, prompt and
+    occurrence (what the job key is made of, without hashing every image): a pair with
+    no job yet, or whose job a re-run submits again (pending, cancelled), is new. A
+    retry plan's jobs are all new. Earlier runs spent on every job of the batch that
+    has a request at fal (cancelled ones excepted: fal bills no request that never left
+    its queue).
+    """
+    rows = store.jobs(batch_id_for(plan, backend_label))
+    earlier = sum(1 for r in rows if r["request_id"] and r["status"] != JobStatus.CANCELLED)
+    if plan.retry_of:
+        return CostBreakdown(plan.cost_per_video, len(plan.job_ids), earlier)
+    by_pair: dict[tuple[str, str], list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["id"]):
+        by_pair.setdefault((r["image_path"], r["prompt"]), []).append(r)
+    seen: dict[tuple[str, str], int] = {}
+    new = 0
+    for p in plan.pairs:
+        k = (str(p.image.path), p.prompt)
+        occurrence = seen[k] = seen.get(k, -1) + 1
+        same = by_pair.get(k, [])
+        if occurrence >= len(same) or same[occurrence]["status"] in SUBMITTED_BY_A_RERUN:
+            new += 1
+    return CostBreakdown(plan.cost_per_video, new, earlier)
+
+
+def ledger_cost(plan: Plan, backend_label: str) -> CostBreakdown:
+    """:func:`cost_breakdown` from the plan's own ledger; no ledger yet: every job is new."""
+    if not Path(plan.ledger).is_file():
+        return CostBreakdown(plan.cost_per_video, plan.job_count, 0)
+    with Store(plan.ledger) as store:
+        return cost_breakdown(plan, store, backend_label)
+
+
+class SpendCapError(InputError):
+    """The plan may add more than the spend cap (or its price is unknown): nothing is sent."""
+
+
+def check_spend_cap(plan: Plan, breakdown: CostBreakdown) -> None:
+    """Refuse, before anything is uploaded, a run that may add more than ``--max-cost``.
+
+    An unknown price cannot be proven to fit, so with a cap it is refused too; a run
+    that adds no job (a finished batch run again) always fits.
+    """
+    cap = plan.spec.max_cost
+    if cap is None or breakdown.new_jobs == 0:
+        return
+    jobs = f"{breakdown.new_jobs} job{'s' if breakdown.new_jobs != 1 else ''}"
+    if breakdown.this_run is None:
+        raise SpendCapError(
+            f"The spend cap is {usd(cap)} (--max-cost / I2VKIT_MAX_COST), but the price of "
+            f"{plan.model.endpoint_id} is unknown, so i2vkit cannot tell whether {jobs} fit. "
+            "Nothing was uploaded or submitted: check the price on fal.ai, then run again "
+            "with --max-cost none (or unset I2VKIT_MAX_COST) to go ahead without a cap."
+        )
+    if breakdown.this_run > cap + 1e-9:
+        raise SpendCapError(
+            f"This run may add an estimated {usd(breakdown.this_run)} ({jobs} at "
+            f"{usd(breakdown.per_video or 0.0)}), above the spend cap of {usd(cap)} "
+            "(--max-cost / I2VKIT_MAX_COST). Nothing was uploaded or submitted: raise the "
+            "cap, or run fewer images or prompts."
+        )

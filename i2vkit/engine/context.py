@@ -14,6 +14,7 @@ from ..jobs import Jobs
 from ..plan import Plan
 from .progress import Progress
 from .schedule import PollSchedule
+from .spend import SpendCap
 
 
 @dataclass
@@ -28,6 +29,7 @@ class RunContext:
     progress: Progress = field(default_factory=Progress)
     schedule: PollSchedule = field(default_factory=PollSchedule)
     fatal: FalError | None = None
+    spend: SpendCap = field(default_factory=lambda: SpendCap(None, None))
 
     @property
     def model(self):  # noqa: ANN201 - a ModelSpec

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..jobs import FINISHED, UNSUCCESSFUL
-from ..plan import Plan
+from ..jobs import FINISHED, UNSUCCESSFUL, JobStatus
+from ..plan import CostBreakdown, Plan
 
 
 @dataclass
@@ -49,6 +49,14 @@ class BatchResult:
     upload_failures: dict[str, str] = field(default_factory=dict)
     uploads: int = 0
     requests: dict[str, int] = field(default_factory=dict)
+    submitted_now: int = 0  # jobs this run submitted (resubmits included)
+    earlier: CostBreakdown | None = None  # the ledger before this run: what it had spent
+    spend_cap_reached: str | None = None  # why submitting stopped at --max-cost
+
+    def cost(self) -> CostBreakdown:
+        """What this run actually submitted, what earlier runs had, and the total."""
+        earlier = self.earlier.earlier_jobs if self.earlier else 0
+        return CostBreakdown(self.plan.cost_per_video, self.submitted_now, earlier)
 
     @property
     def ok(self) -> bool:
@@ -66,15 +74,13 @@ class BatchResult:
         counts: dict[str, int] = {}
         for j in self.jobs:
             counts[j.status] = counts.get(j.status, 0) + 1
-        cost = self.plan.estimated_cost
         lines = [
             f"batch {self.batch_id} on {self.backend}: {len(self.jobs)} jobs, "
             + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
             f"videos in {self.plan.output_dir}",
         ]
-        if cost is not None:
-            billed = "estimate" if self.billed else "not billed: emulator"
-            lines.append(f"cost: ${cost:,.2f} ({billed})")
+        billed = "estimates" if self.billed else "not billed: emulator"
+        lines.append(f"cost ({billed}): {self.cost().describe(done=True)}")
         for s in self.plan.skipped:
             lines.append(f"skipped image {s.path.name}: {s.reason}")
         for path, reason in self.upload_failures.items():
@@ -90,6 +96,14 @@ class BatchResult:
             lines.append(
                 f"{len(unfinished)} job(s) are kept in the ledger; run the same command again "
                 "to finish them (nothing is paid twice)."
+            )
+        if self.spend_cap_reached:
+            waiting = sum(j.status == JobStatus.PENDING for j in self.jobs)
+            again = f"`i2vkit retry {self.batch_id}`" if self.plan.retry_of else "the same command"
+            lines.append(
+                f"SPEND CAP: submitting stopped: {self.spend_cap_reached}. {waiting} job(s) "
+                f"left pending (not failed, not paid); raise --max-cost (or I2VKIT_MAX_COST) "
+                f"and run {again} again to submit them."
             )
         if self.fatal:
             lines.append(f"STOPPED: {self.fatal}")

@@ -22,13 +22,14 @@ from ..jobs import (
     owner_alive,
     resume_action,
 )
-from ..plan import job_key
+from ..plan import CostBreakdown, check_spend_cap, job_key
 from .context import RunContext
 from .fetch import VideoFetcher, fetch_result
 from .follow import LOST, follow
 from .image_urls import ImageURLs
 from .outcome import Completed, FreshImage
 from .progress import BatchResult, JobResult
+from .spend import SpendCap
 from .submit import Submitter
 
 DOWNLOAD_CONCURRENCY = 4
@@ -45,6 +46,7 @@ class Runner:
         self.image_retried: set[int] = set()  # jobs resubmitted once for an expired image URL
         self.upload_failures: dict[str, str] = {}
         self.uploads = 0
+        self.cost: CostBreakdown | None = None  # the ledger's split before this run
 
     # -- into the ledger ---------------------------------------------------------------
 
@@ -229,6 +231,10 @@ class Runner:
     async def run_all(self) -> BatchResult:
         run = self.run
         await run.fal.check_key()
+        self.cost = run.plan.cost_breakdown(run.jobs.store, run.backend.label)
+        if run.backend.billed:  # the built-in emulator bills nothing: no cap to keep
+            check_spend_cap(run.plan, self.cost)  # before any upload
+            run.spend = SpendCap(run.plan.spec.max_cost, run.plan.cost_per_video)
         jobs = await self.record()
         run.progress.total = len(jobs)
         run.progress.failed = sum(j["status"] in UNSUCCESSFUL for j in jobs)
@@ -273,4 +279,7 @@ class Runner:
             upload_failures=self.upload_failures,
             uploads=self.uploads,
             requests=dict(run.fal.requests),
+            submitted_now=run.progress.submitted,
+            earlier=self.cost,
+            spend_cap_reached=run.spend.reached,
         )

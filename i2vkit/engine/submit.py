@@ -47,6 +47,9 @@ class Submitter:
 
     async def _submit(self, job: dict[str, Any]) -> bool:
         run, job_id = self.run, job["id"]
+        if not run.spend.allows_another():
+            run.emit("spend cap reached: submitting stopped")
+            return False  # the job stays pending, for a run with a higher cap
         if not run.jobs.claim(job_id):
             return False
         image_url = self.image_url(job)
@@ -56,12 +59,15 @@ class Submitter:
             run.fail(job_id, str(exc), "invalid_input")
             return False
         run.jobs.store.update_job(job_id, arguments=json.dumps(arguments), image_url=image_url)
+        run.spend.count()
         try:
             answer = await run.fal.submit(run.model.endpoint_id, arguments)
         except (FalAuthError, FalLockedError):
+            run.spend.uncount()
             run.jobs.release(job_id)
             raise
         except FalValidationError as exc:
+            run.spend.uncount()
             run.fail(job_id, str(exc), exc.error_type or "validation_error")
             return False
         except FalTransientError as exc:

@@ -47,6 +47,7 @@ ENV = {
     "concurrency": "I2VKIT_CONCURRENCY",
     "recursive": "I2VKIT_RECURSIVE",
     "yes": "I2VKIT_YES",
+    "max_cost": "I2VKIT_MAX_COST",
 }
 
 
@@ -86,6 +87,7 @@ def resolve_values(
         "concurrency": None,
         "recursive": False,
         "yes": False,
+        "max_cost": None,  # US$ text, as --max-cost; None: no cap
         "dry_run": False,
         "no_progress": False,
         "from_default": {"images_dir", "prompts_file"},
@@ -128,6 +130,8 @@ def resolve_values(
             values["pairing"] = "one_to_one"
         if args.concurrency is not None:
             values["concurrency"] = args.concurrency
+        if args.max_cost is not None:
+            values["max_cost"] = args.max_cost
         for flag in ("recursive", "yes", "dry_run", "no_progress"):
             if getattr(args, flag):
                 values[flag] = True
@@ -313,6 +317,7 @@ class BatchForm:
                 output_dir=self._path(v["output_dir"].value.strip(), "output_dir"),
                 concurrency=int(v["concurrency"].value),
                 recursive=bool(v["recursive"].value),
+                max_cost=v["max_cost"].value.strip() or "none",
             )
         vals = self.values
         return argparse.Namespace(
@@ -325,6 +330,7 @@ class BatchForm:
             output_dir=self._path(vals["output_dir"], "output_dir"),
             concurrency=vals["concurrency"],
             recursive=bool(vals["recursive"]),
+            max_cost=vals["max_cost"],
         )
 
     def spec(self) -> BatchSpec:
@@ -423,6 +429,7 @@ class BatchForm:
                 style=style,
                 layout=w.Layout(width="220px"),
             ),
+            "max_cost": text(v["max_cost"] or "", "Max cost (US$)", "no cap; e.g. 10"),
         }
         ww = self.w
         self.browser = FolderBrowser(ww["images_dir"], self.base)
@@ -467,6 +474,7 @@ class BatchForm:
                 ww["pairing"],
                 ww["output_dir"],
                 ww["concurrency"],
+                ww["max_cost"],
                 help_html,
             ]
         )
