@@ -176,6 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("batch", help="batch id (a prefix is enough)")
     add_spend_arguments(retry)
 
+    cancel = sub.add_parser(
+        "cancel",
+        help="stop a batch: cancel its requests waiting in fal's queue (not billed) and its "
+        "jobs not yet submitted; running ones finish and download",
+    )
+    cancel.add_argument("batch", help="batch id (a prefix is enough)")
+    cancel.add_argument(
+        "--running", action="store_true", help="cancel running requests too (fal may bill them)"
+    )
+
     sub.add_parser("models", help="list the known models and their prices")
     sub.add_parser(
         "emulator", help="run the local fal emulator (i2vkit emulator --help)", add_help=False
@@ -595,7 +605,22 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"bulk": cmd_bulk, "status": cmd_status, "retry": cmd_retry, "models": cmd_models}
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    """Cancel what a batch has waiting on fal; the same bulk command later resubmits it."""
+    from .engine.cancel import cancel_batch
+
+    report = cancel_batch(args.batch, settings, running=args.running)
+    print(report.summary())
+    return EXIT_FAILED if report.errors else EXIT_OK
+
+
+COMMANDS = {
+    "bulk": cmd_bulk,
+    "status": cmd_status,
+    "retry": cmd_retry,
+    "models": cmd_models,
+    "cancel": cmd_cancel,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

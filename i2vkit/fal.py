@@ -319,9 +319,25 @@ class FalConnection:
             raise FalError(f"result: fal's result is not a JSON object: {json.dumps(body)[:200]}")
         return body
 
-    async def cancel(self, cancel_url: str) -> int:
+    async def cancel(self, cancel_url: str) -> str:
+        """Ask fal to cancel a request; its answer: ``OK`` (it left the queue and will never
+        run), ``CANCELLATION_REQUESTED`` (the runner was told; it may still finish),
+        ``ALREADY_COMPLETED`` or ``NOT_FOUND``. fal answers 202, 400 or 404 with one of
+        these words; a body without one is named by its status code."""
         response = await self.request("PUT", cancel_url, "cancel", raise_errors=False)
-        return response.status_code
+        try:
+            word = response.json().get("status")
+        except (ValueError, AttributeError):
+            word = None
+        if isinstance(word, str) and word:
+            return word
+        if response.status_code == 404:
+            return "NOT_FOUND"
+        if response.status_code == 400:
+            return "ALREADY_COMPLETED"
+        if response.status_code >= 400:
+            raise fal_error(response, "cancel", self.key)
+        return "CANCELLATION_REQUESTED"
 
     # -- uploads (fal_client's wire format: CDN v3 token, then upload or multipart) ----------
 

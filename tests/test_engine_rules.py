@@ -122,7 +122,8 @@ def job(status, owner, request_id="req-1"):
     [
         (job("pending", None, None), False, CONTINUE),
         (job("failed", OTHER), True, SKIP),
-        (job("cancelled", None), False, SKIP),
+        # cancelled while waiting in fal's queue: the next run submits it again
+        (job("cancelled", None), False, RELEASE),
         (job("downloaded", OTHER), True, CONTINUE),
         # died inside the submit window: back to pending (paid at most once more)
         (job("submitting", OTHER, None), False, RELEASE),

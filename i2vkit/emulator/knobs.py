@@ -200,6 +200,12 @@ KNOBS: tuple[Knob, ...] = (
          "seed for job durations, failures, dropped downloads and result seeds"),
     Knob("cancel_running", False, _boolean,
          "cancel aborts running jobs too (fal only signals the runner)", flag=True),
+    Knob("history_restricted", False, _boolean,
+         "answer 403 on the request history (an account with restricted request view)",
+         flag=True),
+    Knob("submit_delay", 0.0, _number(float, low=0),
+         "seconds a submit is held after it is queued, before its answer (a wider window "
+         "for a crash between a submit reaching fal and its answer)"),
     Knob("token_ttl", 3600, _number(float, above=0), "CDN token lifetime in seconds"),
     Knob("result_override", [], _json_list,
          "JSON list of values that replace the results of the next successful jobs, one each "

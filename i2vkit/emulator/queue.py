@@ -11,8 +11,9 @@ Where fal's behaviour is not documented, the choices are:
 
 * ``GET .../requests/{id}`` before the job is COMPLETED answers ``400 {"detail":
   "Request is still in progress", "status": ...}`` (fal_client polls status first).
-* A cancelled queued job becomes COMPLETED with ``error_type`` ``"request_cancelled"``
-  and a 400 result. A running job keeps running (fal only signals the runner) unless the
+* Cancelling a queued job answers ``202 {"status": "OK"}`` (it leaves the queue and never
+  runs); it becomes COMPLETED with ``error_type`` ``"request_cancelled"`` and a 400
+  result. A running job keeps running (fal only signals the runner) unless the
   ``cancel_running`` knob is set.
 * Expired results (``result_ttl``) answer 404 on the result endpoint; the status
   endpoint still says COMPLETED.
@@ -166,6 +167,8 @@ class JobQueue:
             asyncio.get_running_loop().call_later(start_timeout, self._start_deadline, job)
         body = self._urls(job)
         body.update({"status": "IN_QUEUE", "queue_position": self._position(job)})
+        if self._rt.knobs["submit_delay"]:
+            await asyncio.sleep(self._rt.knobs["submit_delay"])
         return json_response(200, body)
 
     def _new_job(self, request: web.Request, endpoint: str, payload: dict[str, Any]) -> Job:
@@ -460,7 +463,7 @@ class JobQueue:
             job.cancelled = True
             self._cancelled += 1
             self._finish(job, CANCELLED)
-            return json_response(202, {"status": "CANCELLATION_REQUESTED"})
+            return json_response(202, {"status": "OK"})  # left the queue: it never runs
         # IN_PROGRESS: fal signals the runner; the app decides
         if not job.cancelled:
             job.cancelled = True

@@ -87,6 +87,7 @@ class Stats:
     status_requests: Tally = field(default_factory=Tally)
     result_requests: Tally = field(default_factory=Tally)
     cancels: Tally = field(default_factory=Tally)
+    history_requests: int = 0
     downloads: int = 0
     download_bytes: int = 0
     downloads_dropped: int = 0
@@ -120,6 +121,7 @@ class Stats:
             "status_requests": tally(self.status_requests, "by_request"),
             "result_requests": tally(self.result_requests, "by_request"),
             "cancels": tally(self.cancels, "by_request"),
+            "history_requests": self.history_requests,
             "downloads": self.downloads,
             "download_bytes": self.download_bytes,
             "downloads_dropped": self.downloads_dropped,

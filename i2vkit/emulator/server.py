@@ -24,6 +24,7 @@ from aiohttp import web
 
 from .auth import Auth
 from .clips import ClipCache
+from .history import history_routes
 from .knobs import DEFAULT_KNOBS, coerce_knobs, knobs_view
 from .queue import JobQueue
 from .routes import Ingress, Plugin, Route, build_app, control_routes
@@ -157,9 +158,11 @@ class Emulator:
         return sock
 
     def _routes(self) -> list[Route]:
-        """Control routes, plugin routes, storage, then the queue's catch-alls."""
+        """Control routes, plugin routes, storage, the request history, then the queue's
+        catch-alls."""
         extra = [route for plugin in self._plugins for route in plugin(self)]
-        return [*control_routes(self), *extra, *self.storage.routes(), *self.queue.routes()]
+        own = [*self.storage.routes(), *history_routes(self)]
+        return [*control_routes(self), *extra, *own, *self.queue.routes()]
 
     def _thread_main(self, ready: threading.Event, errors: list[BaseException]) -> None:
         loop = asyncio.new_event_loop()

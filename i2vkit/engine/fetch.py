@@ -9,10 +9,11 @@ result again by request id.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..download import (
     ExpiredURLError,
+    RenameBlockedError,
     check_url,
     download,
     owned_video,
@@ -23,9 +24,20 @@ from ..errors import DownloadError, FalError, FalTransientError
 from .context import RunContext
 from .outcome import Outcome, outcome
 
+if TYPE_CHECKING:
+    from .adopt import RequestHistory
 
-async def fetch_result(run: RunContext, job: dict[str, Any], status: dict[str, Any]) -> Outcome:
-    """Ask for a completed request's result and decide what it means (see outcome.py)."""
+
+async def fetch_result(
+    run: RunContext,
+    job: dict[str, Any],
+    status: dict[str, Any],
+    history: RequestHistory | None = None,
+) -> Outcome:
+    """Ask for a completed request's result and decide what it means (see outcome.py).
+
+    A result the queue no longer has (404: kept an hour) is looked up in fal's request
+    history (`history`) before the job is failed."""
     failed = bool(status.get("error"))
     run.jobs.store.count(job["id"], "result_requests")
     result, error = None, None
@@ -36,14 +48,19 @@ async def fetch_result(run: RunContext, job: dict[str, Any], status: dict[str, A
             raise
     except FalError as exc:
         error = exc
+    if error is not None and error.status_code == 404 and not failed and history is not None:
+        recovered = await history.output(job)
+        if recovered is not None:
+            result, error = recovered, None
     return outcome(status, result, error, run.model)
 
 
 class VideoFetcher:
     """Downloads finished jobs' videos into the plan's output folder."""
 
-    def __init__(self, run: RunContext):
+    def __init__(self, run: RunContext, history: RequestHistory | None = None):
         self.run = run
+        self.history = history  # where an expired result is looked up
 
     async def fetch(self, job: dict[str, Any]) -> None:
         """Download one job's video to the name its ledger row records.
@@ -78,8 +95,16 @@ class VideoFetcher:
             try:
                 # the CDN client: a video URL may point anywhere, and only fal's own API
                 # gets the key
-                await download(run.fal.cdn_http, url, dest, budget=run.fal.budget)
+                await download(
+                    run.fal.cdn_http, url, dest, budget=run.fal.budget, size=job["video_size"]
+                )
                 return True
+            except RenameBlockedError as exc:
+                # the bytes are all here: stay `completed`, and let the next run rename them
+                run.jobs.store.update_job(job_id, video_size=exc.size)
+                run.jobs.note(job_id, str(exc))
+                run.emit(f"job {job_id}: {exc}")
+                return False
             except ExpiredURLError as exc:
                 if attempt:
                     part_path(dest).unlink(missing_ok=True)  # a resubmit gets a new video
@@ -103,7 +128,15 @@ class VideoFetcher:
         """The video URL expired: ask fal for the result again by request id."""
         run = self.run
         try:
-            result = await run.fal.result(job["response_url"])
+            try:
+                result = await run.fal.result(job["response_url"])
+            except FalError as exc:
+                recovered = None
+                if exc.status_code == 404 and self.history is not None:
+                    recovered = await self.history.output(job)
+                if recovered is None:
+                    raise
+                result = recovered
             url = run.model.video_url(result)
             check_url(url)
         except (FalError, DownloadError) as exc:

@@ -52,6 +52,7 @@ class BatchResult:
     submitted_now: int = 0  # jobs this run submitted (resubmits included)
     earlier: CostBreakdown | None = None  # the ledger before this run: what it had spent
     spend_cap_reached: str | None = None  # why submitting stopped at --max-cost
+    notes: list[str] = field(default_factory=list)  # cancels on stop, requests adopted
 
     def cost(self) -> CostBreakdown:
         """What this run actually submitted, what earlier runs had, and the total."""
@@ -86,7 +87,11 @@ class BatchResult:
         for path, reason in self.upload_failures.items():
             lines.append(f"not uploaded {Path(path).name}: {reason}")
         for j in self.failed:
-            lines.append(f"FAILED job {j.id} ({Path(j.image).name} / {j.prompt[:40]!r}): {j.error}")
+            label = "CANCELLED" if j.status == JobStatus.CANCELLED else "FAILED"
+            lines.append(
+                f"{label} job {j.id} ({Path(j.image).name} / {j.prompt[:40]!r}): {j.error}"
+            )
+        lines.extend(self.notes)
         unfinished = [j for j in self.jobs if j.status not in FINISHED and j.error]
         for j in unfinished:
             lines.append(

@@ -12,8 +12,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from ..errors import FalAuthError, FalLockedError
+from ..errors import FalAuthError, FalError, FalLockedError
 from ..jobs import (
+    CONTINUE,
     RELEASE,
     SKIP,
     TAKE_OVER,
@@ -23,11 +24,13 @@ from ..jobs import (
     resume_action,
 )
 from ..plan import CostBreakdown, check_spend_cap, job_key
+from .adopt import RequestHistory
+from .cancel import cancel_requests
 from .context import RunContext
 from .fetch import VideoFetcher, fetch_result
 from .follow import LOST, follow
 from .image_urls import ImageURLs
-from .outcome import Completed, FreshImage
+from .outcome import Completed, FreshImage, outcome
 from .progress import BatchResult, JobResult
 from .spend import SpendCap
 from .submit import Submitter
@@ -40,7 +43,9 @@ class Runner:
         self.run = run
         self.images = ImageURLs(run, cache_enabled)
         self.submitter = Submitter(run, self.images.for_job)
-        self.fetcher = VideoFetcher(run)
+        self.history = RequestHistory(run)  # fal's record of requests the ledger lost
+        self.fetcher = VideoFetcher(run, self.history)
+        self.notes: list[str] = []  # what the summary says about stopping
         self.slots = asyncio.Semaphore(run.plan.spec.concurrency)
         self.download_slots = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
         self.image_retried: set[int] = set()  # jobs resubmitted once for an expired image URL
@@ -140,7 +145,13 @@ class Runner:
             action = resume_action(job, run.jobs.owner, owner_alive(job["owner"]))
             if action == SKIP:
                 return
-            if action == RELEASE and not run.jobs.release_if(job):
+            if action == RELEASE and job["status"] == JobStatus.SUBMITTING:
+                # died inside the submit window: did fal get it? (adopt.py)
+                settled = await self.history.settle(job)
+                if settled is None:
+                    return
+                job, action = settled, CONTINUE
+            elif action == RELEASE and not run.jobs.release_if(job):
                 return
             if action == TAKE_OVER and not run.jobs.take_over(job):
                 return
@@ -181,11 +192,17 @@ class Runner:
         while True:
             status = await follow(run, job_id)
             job = run.jobs.get(job_id)
+            if job["status"] == JobStatus.CANCELLED:
+                return  # cancelled meanwhile (`i2vkit cancel` from another process)
             if status is LOST:
-                if not await self._lost(job):
-                    return
-                continue
-            decided = await fetch_result(run, job, status)
+                recovered = await self.history.output(job)
+                if recovered is None:
+                    if not await self._lost(job):
+                        return
+                    continue
+                decided = outcome({"status": "COMPLETED"}, recovered, None, run.model)
+            else:
+                decided = await fetch_result(run, job, status, self.history)
             if isinstance(decided, Completed):
                 run.jobs.completed(job_id, decided.video_url, decided.size)
                 run.progress.done += 1
@@ -237,7 +254,8 @@ class Runner:
             run.spend = SpendCap(run.plan.spec.max_cost, run.plan.cost_per_video)
         jobs = await self.record()
         run.progress.total = len(jobs)
-        run.progress.failed = sum(j["status"] in UNSUCCESSFUL for j in jobs)
+        # cancelled jobs are submitted again by this run: only failed ones count as failed
+        run.progress.failed = sum(j["status"] == JobStatus.FAILED for j in jobs)
         run.progress.downloaded = sum(
             j["status"] == JobStatus.DOWNLOADED and Path(j["local_file"] or "").is_file()
             for j in jobs
@@ -251,8 +269,26 @@ class Runner:
         except asyncio.CancelledError:
             interrupted = True
             await self.submitter.settle(run.fal.timeout)
+            await self.cancel_waiting([j["id"] for j in jobs])
         run.emit("finished")
         return self.result([j["id"] for j in jobs], interrupted)
+
+    async def cancel_waiting(self, job_ids: list[int]) -> None:
+        """Stopped (Ctrl-C, a kernel interrupt): cancel this run's requests still waiting in
+        fal's queue, which fal then never runs nor bills. Running ones go on; the next run
+        downloads them and submits the cancelled ones again. Bounded by the connection
+        timeout, so a stop never hangs on an unreachable fal."""
+        run = self.run
+        mine = [j for j in (run.jobs.get(i) for i in job_ids) if j["owner"] == run.jobs.owner]
+        try:
+            report = await asyncio.wait_for(
+                cancel_requests(run.fal, run.jobs, mine), timeout=run.fal.timeout
+            )
+        except (TimeoutError, FalError) as exc:
+            self.notes.append(f"queued requests were not all cancelled ({exc}); they may run")
+            return
+        if report.cancelled or report.left_running or report.errors:
+            self.notes.append(report.summary())
 
     def result(self, job_ids: list[int], interrupted: bool) -> BatchResult:
         run = self.run
@@ -282,4 +318,5 @@ class Runner:
             submitted_now=run.progress.submitted,
             earlier=self.cost,
             spend_cap_reached=run.spend.reached,
+            notes=[*self.history.notes, *self.notes],
         )

@@ -22,6 +22,7 @@ from ..errors import (
     FalValidationError,
     InputError,
 )
+from ..store import utcnow
 from .context import RunContext
 
 
@@ -58,7 +59,11 @@ class Submitter:
         except InputError as exc:
             run.fail(job_id, str(exc), "invalid_input")
             return False
-        run.jobs.store.update_job(job_id, arguments=json.dumps(arguments), image_url=image_url)
+        # the exact arguments and when, before the POST: what fal's request history is
+        # searched for if this process dies before the answer is recorded (adopt.py)
+        run.jobs.store.update_job(
+            job_id, arguments=json.dumps(arguments), image_url=image_url, submitted_at=utcnow()
+        )
         run.spend.count()
         try:
             answer = await run.fal.submit(run.model.endpoint_id, arguments)

@@ -1,0 +1,139 @@
+"""Closing the one-request window (issue 14): a job left `submitting` by a crash is looked up
+in fal's request history (Platform API, with payloads) before it is submitted again, and
+a result the queue no longer has is recovered from the same history. The emulator serves
+that history; the CLI runs in a subprocess and is killed with SIGKILL inside the window."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from clitools import (
+    assert_one_playable_video_per_job,
+    bulk_args,
+    cli_env,
+    ledger,
+    run_cli,
+    wait_until,
+    write_prompts,
+)
+from helpers import TEST_KEY, make_images
+
+from i2vkit.emulator.history import PATH
+
+WAN = "fal-ai/wan-i2v"
+
+
+def history(emulator, **params) -> httpx.Response:
+    return httpx.get(
+        emulator.url + PATH, params=params, headers={"Authorization": f"Key {TEST_KEY}"}
+    )
+
+
+def test_emulator_lists_requests_with_their_exact_input_by_window_and_id(emulator):
+    emulator.configure(job_seconds=0)
+    auth = {"Authorization": f"Key {TEST_KEY}"}
+    sent = []
+    for i in range(3):
+        body = {"prompt": f"p{i}", "image_url": "data:,x", "seed": i}
+        answer = httpx.post(f"{emulator.url}/{WAN}", json=body, headers=auth).json()
+        sent.append((answer["request_id"], body))
+    now = datetime.now(UTC)
+    window = {"start": (now - timedelta(minutes=1)).isoformat(), "end": now.isoformat()}
+    page = history(emulator, endpoint_id=WAN, expand="payloads", limit=2, **window).json()
+    assert page["has_more"] and len(page["items"]) == 2
+    rest = history(emulator, endpoint_id=WAN, expand="payloads", cursor=page["next_cursor"])
+    items = page["items"] + rest.json()["items"]
+    assert [(i["request_id"], i["json_input"]) for i in items] == sent
+    assert base64.b64decode(page["next_cursor"])  # an opaque cursor, as fal's
+    later = {"start": (now + timedelta(minutes=1)).isoformat()}
+    assert history(emulator, endpoint_id=WAN, **later).json()["items"] == []
+    one = history(emulator, endpoint_id=WAN, request_id=sent[1][0], expand="payloads").json()
+    assert [i["request_id"] for i in one["items"]] == [sent[1][0]]
+    assert "json_input" not in history(emulator, endpoint_id=WAN).json()["items"][0]
+    emulator.configure(history_restricted=True)
+    refused = history(emulator, endpoint_id=WAN)
+    assert refused.status_code == 403 and refused.json()["error"]["type"] == "authorization_error"
+    assert history(emulator).status_code == 403  # refused before anything else is checked
+    emulator.configure(history_restricted=False)
+    assert history(emulator).status_code == 400  # endpoint_id is required
+
+
+def kill_inside_the_submit_window(tmp_path, emulator, n_submits: int):
+    """Run a 6-job batch whose submit answers take a while (emulator `submit_delay`) and
+    SIGKILL the CLI once the emulator has queued the `n_submits`-th job but not answered
+    it: that job is `submitting` in the ledger, without a request_id, and fal has it."""
+    make_images(tmp_path / "pics", 2)
+    prompts = write_prompts(tmp_path / "prompts.txt", 3)
+    env = cli_env(tmp_path, emulator.url)
+    args = bulk_args(prompts, tmp_path / "pics")
+    emulator.configure(job_seconds=0, submit_delay=2.0)
+    proc = subprocess.Popen(
+        args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_until(
+            lambda: len(emulator.jobs()) >= n_submits or proc.poll() is not None,
+            60,
+            f"submit {n_submits} queued",
+        )
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    db = tmp_path / "ledger.db"
+    window = ledger(db, "SELECT id FROM jobs WHERE status = 'submitting' AND request_id IS NULL")
+    assert len(window) == 1, "the kill did not land inside the submit window"
+    emulator.configure(submit_delay=0)
+    return args, env, db, window[0][0]
+
+
+def test_a_job_killed_inside_the_submit_window_adopts_its_request(tmp_path, emulator):
+    """The request fal got before the kill is found in its history by the job's exact
+    arguments and followed: 6 jobs, 6 submits, 6 videos; the summary says so."""
+    args, env, db, job_id = kill_inside_the_submit_window(tmp_path, emulator, 3)
+    lost = {j["request_id"] for j in emulator.jobs()} - {
+        r[0] for r in ledger(db, "SELECT request_id FROM jobs WHERE request_id IS NOT NULL")
+    }
+    assert len(lost) == 1
+    again = run_cli(args, env, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_one_playable_video_per_job(db, tmp_path / "videos", 6)
+    assert emulator.stats()["submits"]["total"] == 6  # zero duplicates
+    adopted = ledger(db, "SELECT request_id FROM jobs WHERE id = ?", (job_id,))[0][0]
+    assert {adopted} == lost
+    assert f"job {job_id}: " in again.stdout and "found in fal's request history" in again.stdout
+
+
+def test_restricted_request_history_resubmits_and_says_so(tmp_path, emulator):
+    """An account whose request history the key may not read (403): the job is submitted
+    again, as before, and the summary says why (it may be billed twice)."""
+    args, env, db, job_id = kill_inside_the_submit_window(tmp_path, emulator, 2)
+    emulator.configure(history_restricted=True)
+    again = run_cli(args, env, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_one_playable_video_per_job(db, tmp_path / "videos", 6)
+    assert emulator.stats()["submits"]["total"] == 7
+    line = next(x for x in again.stdout.splitlines() if x.startswith(f"job {job_id}: "))
+    assert "403" in line and "submitted again" in line and "twice" in line, line
+
+
+def test_a_result_the_queue_no_longer_has_is_recovered_from_the_history(tmp_path, emulator):
+    """fal's queue answers 404 for every result (expired: `result_ttl` 0): each job's output
+    is read from the request history instead, nothing is failed or submitted again."""
+    make_images(tmp_path / "pics", 2)
+    prompts = write_prompts(tmp_path / "prompts.txt", 2)
+    emulator.configure(job_seconds=0, result_ttl=0)
+    env = cli_env(tmp_path, emulator.url)
+    out = run_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert_one_playable_video_per_job(tmp_path / "ledger.db", tmp_path / "videos", 4)
+    stats = emulator.stats()
+    assert stats["submits"]["total"] == 4
+    assert stats["responses"].get("404", 0) >= 4  # every result request was refused
+    assert stats["history_requests"] >= 4
+    assert out.stdout.count("recovered from fal's request history") == 4

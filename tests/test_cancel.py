@@ -1,0 +1,113 @@
+"""Stopping cancels what only waits (issue 14): Ctrl-C, or `i2vkit cancel BATCH`, cancels the
+batch's requests still IN_QUEUE on fal (never run, never billed) and records them
+`cancelled`; running ones finish; the same command later submits the cancelled ones.
+The real CLI in a subprocess against a live emulator with 2 account slots."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+
+from clitools import (
+    assert_one_playable_video_per_job,
+    bulk_args,
+    cli_env,
+    ledger,
+    run_cli,
+    wait_until,
+    write_prompts,
+)
+from helpers import make_images
+
+
+def submitted(db) -> int:
+    try:
+        return ledger(db, "SELECT COUNT(*) FROM jobs WHERE request_id IS NOT NULL")[0][0]
+    except sqlite3.OperationalError:  # the ledger is not created yet
+        return 0
+
+
+def queued_behind_two_slots(emulator, db, jobs: int, proc: subprocess.Popen):
+    """Wait until every job is submitted: 2 running in the account's 2 slots, the rest queued."""
+
+    def ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"the batch ended first: {proc.communicate()}")
+        s = emulator.stats()
+        return submitted(db) == jobs and s["in_progress"] == 2 and s["in_queue"] == jobs - 2
+
+    wait_until(ready, 60, f"{jobs} jobs submitted, 2 running and {jobs - 2} queued")
+
+
+def test_ctrl_c_cancels_queued_requests_then_the_same_command_resumes_them(tmp_path, emulator):
+    """20 jobs queued behind 2 account slots, then SIGINT: the 18 waiting requests are
+    cancelled on fal (the emulator never runs any of them) and recorded `cancelled`; the 2
+    running finish. The same command then submits exactly the 18 again and every pair gets
+    its video."""
+    emulator.configure(concurrency=2, job_seconds=5)
+    make_images(tmp_path / "pics", 4)
+    prompts = write_prompts(tmp_path / "prompts.txt", 5)
+    env = cli_env(tmp_path, emulator.url)
+    db, out = tmp_path / "ledger.db", tmp_path / "videos"
+    args = bulk_args(prompts, tmp_path / "pics", "--concurrency", "20")
+    proc = subprocess.Popen(
+        args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    queued_behind_two_slots(emulator, db, 20, proc)
+    waiting = {j["request_id"] for j in emulator.jobs() if j["state"] == "IN_QUEUE"}
+    assert len(waiting) == 18
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout + stderr
+    assert "cancelled 18 request(s) waiting in fal's queue" in stdout, stdout
+    rows = ledger(db, "SELECT request_id, status, error FROM jobs")
+    cancelled = {r[0] for r in rows if r[1] == "cancelled"}
+    assert cancelled == waiting
+    assert all("fal does not bill it" in r[2] for r in rows if r[1] == "cancelled")
+    # the 2 running requests end on the emulator; none of the cancelled ones ever starts
+    wait_until(lambda: emulator.stats()["in_progress"] == 0, 60, "the running jobs to end")
+    views = emulator.jobs()
+    assert sum(1 for j in views if j["started_at"] is not None) == 2
+    assert not [j for j in views if j["request_id"] in waiting and j["started_at"] is not None]
+    assert emulator.stats()["jobs"]["cancelled"] == 18
+
+    emulator.configure(job_seconds=0.2)
+    again = run_cli(args, env, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_one_playable_video_per_job(db, out, 20)
+    assert emulator.stats()["submits"]["total"] == 20 + 18  # only the cancelled ones again
+
+
+def test_cancel_command_stops_a_running_batch_from_another_terminal(tmp_path, emulator):
+    """`i2vkit cancel BATCH` while `i2vkit bulk` runs: the queued requests are cancelled on
+    fal and recorded, the running ones are left to finish and the running CLI downloads
+    them and ends (exit 1: not every job has its video); the same bulk command then submits
+    the cancelled jobs and finishes."""
+    emulator.configure(concurrency=2, job_seconds=3)
+    make_images(tmp_path / "pics", 2)
+    prompts = write_prompts(tmp_path / "prompts.txt", 4)
+    env = cli_env(tmp_path, emulator.url)
+    db, out = tmp_path / "ledger.db", tmp_path / "videos"
+    args = bulk_args(prompts, tmp_path / "pics", "--concurrency", "8")
+    proc = subprocess.Popen(
+        args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    queued_behind_two_slots(emulator, db, 8, proc)
+    batch = ledger(db, "SELECT id FROM batches")[0][0]
+    cancel = run_cli([*args[:3], "cancel", batch], env, tmp_path)
+    assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+    assert "cancelled 6 request(s) waiting in fal's queue" in cancel.stdout, cancel.stdout
+    assert "left 2 running request(s) to finish" in cancel.stdout, cancel.stdout
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stdout + stderr
+    statuses = sorted(r[0] for r in ledger(db, "SELECT status FROM jobs"))
+    assert statuses == ["cancelled"] * 6 + ["downloaded"] * 2
+    assert stdout.count("CANCELLED job") == 6, stdout
+    assert sum(1 for j in emulator.jobs() if j["started_at"] is not None) == 2
+
+    emulator.configure(job_seconds=0.2)
+    again = run_cli(args, env, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_one_playable_video_per_job(db, out, 8)
+    assert emulator.stats()["submits"]["total"] == 8 + 6
