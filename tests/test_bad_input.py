@@ -100,6 +100,55 @@ def test_bad_image_files_are_skipped_and_reported_the_rest_runs(work):
     assert images == {"img1.png", "img2.png"}
 
 
+def test_images_cut_short_are_skipped_like_corrupt_files(work):
+    """A JPEG cut to 60 % of its bytes and a PNG whose later pixel data is missing (every
+    chunk and checksum intact, IEND present) next to 2 good images: both are named as not
+    valid, neither is uploaded; only the good images' 4 jobs run."""
+    pics = work.tmp / "pics"
+    photo = Image.frombytes("RGB", (256, 256), os.urandom(256 * 256 * 3))
+    photo.save(pics / "whole.jpg", format="JPEG")
+    data = (pics / "whole.jpg").read_bytes()
+    (pics / "whole.jpg").unlink()
+    (pics / "cut.jpg").write_bytes(data[: len(data) * 6 // 10])
+    (pics / "cut.png").write_bytes(png_missing_half_its_data(photo))
+    out = work()
+    assert out.returncode == 0, out.stdout + out.stderr
+    skipped = [line for line in out.stdout.splitlines() if line.startswith("skipped")]
+    for name in ("cut.jpg", "cut.png"):
+        [line] = [s for s in skipped if s.startswith(f"skipped {name}:")]  # the plan's line
+        assert "not a valid image" in line and "cut short" in line, line
+    stats = work.emu.stats()
+    assert stats["uploads"] == 2 and stats["submits"]["total"] == 4
+    images = {
+        Path(r[0]).name for r in ledger(work.tmp / "ledger.db", "SELECT image_path FROM jobs")
+    }
+    assert images == {"img1.png", "img2.png"}
+
+
+def png_missing_half_its_data(image: Image.Image) -> bytes:
+    """``image`` as a PNG of many IDAT chunks with the second half of them left out: what a
+    header-and-checksum check accepts and only a full decode rejects."""
+    from io import BytesIO
+
+    from PIL import ImageFile
+
+    buffer, old = BytesIO(), ImageFile.MAXBLOCK
+    ImageFile.MAXBLOCK = 4096  # Pillow writes one IDAT chunk per block
+    try:
+        image.save(buffer, format="PNG")
+    finally:
+        ImageFile.MAXBLOCK = old
+    data, pos, chunks = buffer.getvalue(), 8, []
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append(data[pos : pos + 12 + length])
+        pos += 12 + length
+    idats = [c for c in chunks if c[4:8] == b"IDAT"]
+    assert len(idats) > 4
+    dropped = idats[len(idats) // 2 :]
+    return data[:8] + b"".join(c for c in chunks if c not in dropped)
+
+
 def test_only_bad_images_is_a_clear_error(work):
     pics = work.tmp / "pics"
     for p in pics.iterdir():

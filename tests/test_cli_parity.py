@@ -11,6 +11,7 @@ nothing submitted).
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -60,6 +61,9 @@ class Case:
     key: str = TEST_KEY
     images_dir: str | None = None  # default: the folder of generated images
     interrupt: bool = False
+    env: dict = field(default_factory=dict)  # extra environment variables
+    before: tuple[str, ...] | None = None  # run first with these flags (same ledger, emulator)
+    unreachable: bool = False  # I2VKIT_FAL_URL at a closed port instead of the emulator
 
 
 @dataclass
@@ -83,8 +87,14 @@ def run(which: str, case: Case, tmp: Path, script: Path) -> Outcome:
     prompts = write_prompts(tmp / "prompts.txt", case.prompts)
     knobs = {"job_seconds": 0, **case.knobs}
     with Emulator(port=0, key=TEST_KEY, **knobs) as emu:
-        env = clitools.cli_env(tmp, emu.url, case.key)
-        args = command(which, script, prompts, case.images_dir or str(pics), case.extra)
+        url = closed_port_url() if case.unreachable else emu.url
+        env = {**clitools.cli_env(tmp, url, case.key), **case.env}
+        images = case.images_dir or str(pics)
+        if case.before is not None:
+            first = command(which, script, prompts, images, case.before)
+            done = clitools.run_cli(first, env, tmp, stdin=subprocess.DEVNULL)
+            assert done.returncode == 0, done.stdout + done.stderr
+        args = command(which, script, prompts, images, case.extra)
         proc = subprocess.Popen(
             args,
             env=env,
@@ -110,6 +120,13 @@ def run(which: str, case: Case, tmp: Path, script: Path) -> Outcome:
                 proc.wait()
         stats = emu.stats()
     return Outcome(proc.returncode, output, stats, len(videos(tmp / "videos")))
+
+
+def closed_port_url() -> str:
+    """A loopback port nobody listens on (bound, then released): "no network"."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 def both(case: Case, tmp_path: Path, script: Path) -> tuple[Outcome, Outcome]:
@@ -178,6 +195,39 @@ def _confirmed(o: Outcome) -> None:
 @case("below the threshold", Case(extra=()), 0)
 def _below(o: Outcome) -> None:
     assert o.videos == 6  # US$ 2.40: runs without asking in both
+
+
+# An endpoint with no published price is never "free": with nobody to answer, both refuse.
+@case("unknown price", Case(extra=("--model", "someone/unpriced-i2v")), 2)
+def _unknown_price(o: Outcome) -> None:
+    assert "whose price is unknown" in o.output and "re-run with --yes" in o.output
+    assert o.stats["uploads"] == 0 and o.stats["submits"]["total"] == 0
+
+
+# 6 wan jobs = US$ 2.40 against a US$ 1 cap: refused before any upload, --yes or not.
+@case("over --max-cost", Case(extra=("--yes", "--max-cost", "1")), 2)
+def _over_cap(o: Outcome) -> None:
+    assert "US$ 2.40" in o.output and "spend cap of US$ 1.00" in o.output
+    assert o.stats["uploads"] == 0 and o.stats["submits"]["total"] == 0
+
+
+@case("over I2VKIT_MAX_COST", Case(env={"I2VKIT_MAX_COST": "1"}), 2)
+def _over_env_cap(o: Outcome) -> None:
+    assert "spend cap of US$ 1.00" in o.output and o.stats["uploads"] == 0
+
+
+# A finished US$ 6.40 batch run again without --yes: it adds nothing, so nothing to confirm.
+@case("finished batch again", Case(images=4, prompts=4, before=("--yes",), extra=()), 0)
+def _again(o: Outcome) -> None:
+    assert "re-run with --yes" not in o.output and "this run: US$ 0.00 (0 jobs)" in o.output
+    assert "earlier runs: US$ 6.40 (16 jobs)" in o.output
+    assert o.stats["submits"]["total"] == 16 and o.videos == 16
+
+
+@case("unreachable backend", Case(unreachable=True), 4)
+def _unreachable(o: Outcome) -> None:
+    assert "Cannot reach 127.0.0.1:" in o.output and "Traceback" not in o.output
+    assert "cost (" not in o.output and o.stats["requests"] == 0
 
 
 @pytest.mark.parametrize("name", list(CASES))
