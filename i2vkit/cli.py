@@ -124,6 +124,12 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, script: bool = False
         help="model option, e.g. -o duration=10 (repeatable)" + tag("I2VKIT_OPTIONS"),
     )
     parser.add_argument(
+        "--end-image",
+        default=None,
+        metavar="PATH",
+        help="last frame for every video (models with an end-image field; see `i2vkit models`)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and cost; submit nothing"
     )
     add_spend_arguments(parser)
@@ -186,7 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--running", action="store_true", help="cancel running requests too (fal may bill them)"
     )
 
-    sub.add_parser("models", help="list the known models and their prices")
+    models = sub.add_parser(
+        "models", help="the image-to-video models on fal: prices, status, each one's options"
+    )
+    models.add_argument("name", nargs="?", help="a model name or endpoint id: list its options")
+    models.add_argument(
+        "--refresh",
+        action="store_true",
+        help="read the catalogue from fal's Platform API now (needs FAL_KEY) and keep it",
+    )
     sub.add_parser(
         "emulator", help="run the local fal emulator (i2vkit emulator --help)", add_help=False
     )
@@ -247,6 +261,10 @@ def spec_from_args(args: argparse.Namespace) -> BatchSpec:
     )
     if args.concurrency is not None:
         spec.concurrency = args.concurrency
+    if getattr(args, "end_image", None):
+        from .models import END_IMAGE_OPTION
+
+        spec.options[END_IMAGE_OPTION] = args.end_image
     max_cost = getattr(args, "max_cost", None)
     if max_cost not in (None, ""):
         from .plan import NO_CAP
@@ -597,11 +615,25 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    from .models import list_models
+    """The catalogue table, one model's options, or (``--refresh``) a read from fal."""
+    from .catalogue import stored
+    from .catalogue.show import model_detail, models_table
+    from .models import get_model
 
-    for m in list_models():
-        price = m.pricing.describe() if m.pricing else "price unknown"
-        print(f"{m.name:<12} {m.endpoint_id:<52} {price}")
+    if args.refresh:
+        if settings.demo:
+            raise InputError(
+                "`i2vkit models --refresh` reads fal's Platform API with your key: set FAL_KEY "
+                "(or I2VKIT_FAL_URL). Without one, the catalogue shipped with i2vkit is used."
+            )
+        cat = stored.refresh(settings)
+        print(f"read {len(cat.entries)} models from {cat.origin}; kept in the ledger.")
+    else:
+        cat = stored.use_stored(settings)
+    if args.name:
+        print(model_detail(get_model(args.name), cat))
+    elif not args.refresh:
+        print(models_table(cat))
     return EXIT_OK
 
 

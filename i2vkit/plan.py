@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from .backend import backend_for
+from .catalogue.stored import refresh_if_stale
+from .catalogue.stored import use_stored as use_stored_catalogue
 from .config import Settings, load_settings
 from .errors import InputError, StoreError
 from .images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, Trusted, check_image, scan_images
 from .jobs import UNSUCCESSFUL, JobStatus
-from .models import ModelSpec, get_model
+from .models import ModelSpec, get_model, is_remote
 from .pairing import Pair, normalize_pairing, pair
 from .prompts import check_prompt_lengths, parse_prompts, read_prompts
 from .store import Store
@@ -77,6 +79,9 @@ class Plan:
     ledger: Path
     retry_of: str | None = None
     job_ids: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # catalogue and model-status lines
+    end_image: ImageFile | None = None  # a local end frame, uploaded once for every job
+    end_image_url: str | None = None  # set by the engine once it is uploaded
 
     @property
     def job_count(self) -> int:
@@ -116,6 +121,9 @@ class Plan:
         ]
         for s in self.skipped:
             lines.append(f"skipped {s.path.name}: {s.reason}")
+        if self.end_image is not None:
+            lines.append(f"end image (every job): {self.end_image.path}")
+        lines += self.notes
         return "\n".join(lines)
 
 
@@ -140,7 +148,9 @@ def plan_batch(spec: BatchSpec, settings: Settings | None = None) -> Plan:
     """Scan, read, pair and price a batch without touching the network."""
     settings = settings or load_settings()
     check_concurrency(spec.concurrency)
+    use_stored_catalogue(settings)
     model = get_model(spec.model)
+    model.status_note()  # a shut-down endpoint is refused here, before anything else
     options = model.validate_options(spec.options)
     prompts = load_prompts(spec)
     check_prompt_lengths(prompts, model.max_prompt_chars, model.name)
@@ -154,6 +164,13 @@ def plan_batch(spec: BatchSpec, settings: Settings | None = None) -> Plan:
     pairs = pair(scan.images, prompts, spec.pairing)
     output_dir = Path(spec.output_dir or settings.download_dir).expanduser().absolute()
     check_output_dir(output_dir)
+    changed, note = refresh_if_stale(settings)  # only once the input is known to be good
+    if changed:
+        model = get_model(spec.model)
+        options = model.validate_options(spec.options)
+    notes = [n for n in [note, model.status_note()] if n]
+    notes = [n if n.startswith("note:") else f"warning: {n}" for n in notes]
+    end_image = _end_image(model, options)
     return Plan(
         spec=spec,
         model=model,
@@ -165,6 +182,8 @@ def plan_batch(spec: BatchSpec, settings: Settings | None = None) -> Plan:
         output_dir=output_dir,
         cost_per_video=model.estimate_cost(options),
         ledger=settings.db_path,
+        notes=notes,
+        end_image=end_image,
     )
 
 
@@ -226,6 +245,7 @@ def plan_retry(
         ledger=settings.db_path,
         retry_of=batch["id"],
         job_ids=[j["id"] for j in jobs],
+        end_image=_end_image(model, options),
     )
 
 
@@ -258,6 +278,21 @@ def _uploaded_unchanged(db_path: Path) -> Iterator[Trusted | None]:
             )
 
         yield trusted
+
+
+def _end_image(model: ModelSpec, options: dict[str, Any]) -> ImageFile | None:
+    """The end frame given as a local file (checked like the batch's images), or None."""
+    field_name = model.end_image_field
+    value = options.get(field_name) if field_name else None
+    if not isinstance(value, str) or is_remote(value):
+        return None
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise InputError(f"End image {value} does not exist. Pass --end-image an image file.")
+    checked = check_image(path, DEFAULT_MAX_PIXELS)
+    if isinstance(checked, Skipped):
+        raise InputError(f"End image {value}: {checked.reason}. Pass --end-image an image file.")
+    return checked
 
 
 def _reread(path: Path) -> tuple[ImageFile | None, str]:

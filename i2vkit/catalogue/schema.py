@@ -174,6 +174,17 @@ def check(
     return out, problems
 
 
+_V1_TYPES = {  # pydantic v1 names, as fal's 422 bodies carry them
+    "string": ("str", "str type expected"),
+    "file": ("str", "str type expected"),
+    "boolean": ("bool", "value could not be parsed to a boolean"),
+    "integer": ("integer", "value is not a valid integer"),
+    "number": ("float", "value is not a valid float"),
+    "array": ("list", "value is not a valid list"),
+    "object": ("dict", "value is not a valid dict"),
+}
+
+
 def payload_problems(schema: Mapping[str, Any], payload: Mapping[str, Any]) -> list[tuple]:
     """fal's 422 view of a submit body: (field, message, type) per problem, JSON types strict.
 
@@ -182,9 +193,10 @@ def payload_problems(schema: Mapping[str, Any], payload: Mapping[str, Any]) -> l
     """
     props: Mapping[str, Any] = schema.get("properties", {})
     problems: list[tuple] = []
-    for name in schema.get("required", []):
+    # fal's models declare the prompt first, so its error comes first too
+    for name in sorted(schema.get("required", []), key=lambda n: (n != "prompt", n)):
         if payload.get(name) is None:
-            problems.append((name, "field required", "missing"))
+            problems.append((name, "field required", "value_error.missing"))
     for name, value in payload.items():
         prop = props.get(name)
         if prop is None or value is None:
@@ -199,16 +211,18 @@ def payload_problems(schema: Mapping[str, Any], payload: Mapping[str, Any]) -> l
             "array": isinstance(value, list),
             "object": isinstance(value, dict),
         }.get(kind, True)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok:
-            problems.append((name, f"Input should be a valid {kind}", f"{kind}_type"))
+            short, msg = _V1_TYPES.get(kind, (kind, f"{kind} expected"))
+            problems.append((name, msg, f"type_error.{short}"))
         elif prop.get("enum") is not None and value not in prop["enum"]:
             allowed = ", ".join(repr(v) for v in prop["enum"])
-            problems.append((name, f"Input should be {allowed}", "enum"))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            if prop.get("minimum") is not None and value < prop["minimum"]:
-                problems.append(
-                    (name, f"Input should be >= {prop['minimum']}", "greater_than_equal")
-                )
-            elif prop.get("maximum") is not None and value > prop["maximum"]:
-                problems.append((name, f"Input should be <= {prop['maximum']}", "less_than_equal"))
+            msg = f"value is not a valid enumeration member; permitted: {allowed}"
+            problems.append((name, msg, "type_error.enum"))
+        elif number and prop.get("minimum") is not None and value < prop["minimum"]:
+            msg = f"ensure this value is greater than or equal to {prop['minimum']}"
+            problems.append((name, msg, "value_error.number.not_ge"))
+        elif number and prop.get("maximum") is not None and value > prop["maximum"]:
+            msg = f"ensure this value is less than or equal to {prop['maximum']}"
+            problems.append((name, msg, "value_error.number.not_le"))
     return problems

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .platform import image_field, submit_problems
 from .wire import validation_error
 
 __all__ = [
@@ -89,6 +90,7 @@ class Job:
             "error_type": self.error_type,
             "result_status": self.result_status if self.state == "COMPLETED" else None,
             "cancelled": self.cancelled,
+            "arguments": self.payload,  # what was submitted (tests read the image field)
         }
 
 
@@ -158,6 +160,8 @@ def app_of(endpoint: str) -> str:
 
 def required_fields(endpoint: str) -> tuple[list[str], str | None]:
     """(required string fields, the image field) for an endpoint id."""
+    if (known := image_field(endpoint)) is not None:
+        return ["prompt", known], known
     if re.search(r"kling-video/(v2\.6|v3)/", endpoint):
         return ["prompt", "start_image_url"], "start_image_url"
     if "luma-dream-machine/ray-2" in endpoint:
@@ -169,6 +173,8 @@ def payload_problems(endpoint: str, payload: Any) -> list[dict[str, Any]]:
     """fal's 422 ``detail`` entries for a submit body (empty when it is acceptable)."""
     if not isinstance(payload, dict):
         return [validation_error(["body"], "value is not a valid dict", "type_error.dict")]
+    if (by_schema := submit_problems(endpoint, payload)) is not None:
+        return by_schema  # a catalogued endpoint: its own input schema, as fal checks it
     required, image_field = required_fields(endpoint)
     problems = []
     for name in required:

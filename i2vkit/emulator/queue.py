@@ -52,6 +52,7 @@ from .jobs import (
     payload_problems,
     required_fields,
 )
+from .platform import PlatformAPI
 from .routes import Route
 from .runtime import Runtime
 from .storage import Storage
@@ -106,8 +107,10 @@ class JobQueue:
         self._cancelled = 0
 
     def routes(self) -> list[Route]:
-        """The catch-all queue routes: register them after every more specific route."""
+        """The catch-all queue routes (after fal's Platform API ones, which are more specific):
+        register them after every more specific route."""
         return [
+            *PlatformAPI(self._auth).routes(),
             Route("POST", "/{tail:.+}", self._h_submit),
             Route("GET", "/{tail:.+}", self._h_get),
             Route("PUT", "/{tail:.+}", self._h_cancel),

@@ -72,7 +72,13 @@ class Runner:
             run.progress.uploaded += 1
             run.emit()
 
-        report = await uploader.upload_all([str(im.path) for im in plan.images], uploaded)
+        paths = [str(im.path) for im in plan.images]
+        if plan.end_image is not None:  # one end frame for every job, through the same cache
+            paths = list(dict.fromkeys([*paths, str(plan.end_image.path)]))
+            run.progress.uploads_total = len(paths)
+        report = await uploader.upload_all(paths, uploaded)
+        if plan.end_image is not None:
+            plan.end_image_url = report.urls.get(str(plan.end_image.path))
         self.images.urls.update(report.urls)
         self.upload_failures, self.uploads = dict(report.failed), report.uploaded
         if plan.retry_of:

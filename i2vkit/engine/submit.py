@@ -55,7 +55,9 @@ class Submitter:
             return False
         image_url = self.image_url(job)
         try:
-            arguments = run.model.build_arguments(image_url, job["prompt"], run.plan.options)
+            arguments = run.model.build_arguments(
+                image_url, job["prompt"], run.plan.options, end_image_url=run.plan.end_image_url
+            )
         except InputError as exc:
             run.fail(job_id, str(exc), "invalid_input")
             return False

@@ -1,0 +1,276 @@
+"""The model catalogue end to end: the snapshot against the research file, names, schema
+checks before any upload, status refusals, the Platform API refresh on the emulator, the
+image and end-image fields on the wire, and every README command."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sqlite3
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from clitools import cli_env, run_cli, write_prompts
+from helpers import TEST_KEY, make_images
+
+from i2vkit.catalogue import snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference" / "fal-i2v-models.json"
+
+
+def i2vkit(*args: str) -> list[str]:
+    return [sys.executable, "-m", "i2vkit", *args]
+
+
+# ------------------------------------------------------------ snapshot vs reference
+
+
+@pytest.mark.skipif(
+    not REFERENCE.is_file(), reason=f"research file {REFERENCE.name} not beside the clone"
+)
+def test_snapshot_matches_the_reference_file():
+    ref = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    cat = snapshot()
+    assert len(cat.entries) >= 40
+    for m in ref["models"]:
+        entry = cat.by_id.get(m["endpoint_id"])
+        assert entry is not None, f"{m['endpoint_id']} missing from the snapshot"
+        props = entry["input"]["properties"]
+        assert set(props) == set(m["input"]), m["endpoint_id"]
+        for name, field in m["input"].items():
+            assert props[name].get("enum") == field.get("enum"), (m["endpoint_id"], name)
+            assert props[name].get("default") == field.get("default"), (m["endpoint_id"], name)
+        assert entry["image_field"] == m["image_field"]
+        assert entry.get("end_image_field") == m.get("end_image_field")
+        if not m["pricing"].get("amounts_usd"):
+            assert not entry["price"]["rates"], f"{m['endpoint_id']}: price invented"
+            assert entry["price"]["verified"] == "unknown"
+        elif m["pricing"].get("inferred"):
+            assert entry["price"]["verified"] == "unverified", m["endpoint_id"]
+        # every number in the rule is one the reference printed (or its x1000 per-token form)
+        printed = set()
+        for v in (m["pricing"].get("amounts_usd") or {}).values():
+            printed |= {round(v, 6), round(v * 1000, 6)}
+        for r in entry["price"]["rates"] + entry["price"].get("adds", []):
+            assert round(r["usd"], 6) in printed, (m["endpoint_id"], r)
+
+
+def test_families_the_issue_names_are_all_there():
+    cat = snapshot()
+    for fam in ("kling", "veo", "wan", "hailuo", "minimax", "ltx", "seedance", "pixverse"):
+        assert fam in cat.families
+    for fam in ("luma", "vidu", "grok"):
+        assert fam in cat.families
+    for name in ("kling-2.5-turbo", "veo-3.1-fast", "wan-2.7", "hailuo-2.3", "ltx-2.3"):
+        assert cat.lookup(name) is not None, name
+
+
+# ------------------------------------------------------------ the CLI on an emulator
+
+
+@pytest.fixture
+def batch(tmp_path):
+    images = tmp_path / "pics"
+    make_images(images, 2)
+    prompts = write_prompts(tmp_path / "prompts.txt", 2)
+    return images, prompts
+
+
+def bulk(emulator, tmp_path, images, prompts, *extra, env_extra=None, model="wan"):
+    env = cli_env(tmp_path, emulator.url, **(env_extra or {}))
+    args = i2vkit(
+        "bulk", str(prompts), "--images-dir", str(images), "--model", model, "--yes",
+        "--no-progress", *extra,
+    )  # fmt: skip
+    return run_cli(args, env, tmp_path)
+
+
+def test_veo_dry_run_plans_veo_3_1_with_fal_option_names(emulator, tmp_path, batch):
+    out = bulk(emulator, tmp_path, *batch, "--dry-run", "-o", "duration=6s", model="veo")
+    assert out.returncode == 0, out.stderr
+    assert "fal-ai/veo3.1/fast/image-to-video" in out.stdout
+    # 4 jobs x 6 s x $0.15/s (720p, audio on by default) = $3.60
+    assert "3.60" in out.stdout, out.stdout
+    refused = bulk(emulator, tmp_path, *batch, "--dry-run", "-o", "aspect=16:9", model="veo")
+    assert refused.returncode == 2
+    assert "no option 'aspect'" in refused.stderr and "aspect_ratio" in refused.stderr
+
+
+def test_veo_3_endpoint_plans_with_a_warning_naming_veo_3_1(emulator, tmp_path, batch):
+    out = bulk(emulator, tmp_path, *batch, "--dry-run", model="fal-ai/veo3/image-to-video")
+    assert out.returncode == 0, out.stderr
+    warning = [line for line in (out.stdout + out.stderr).splitlines() if "warning" in line]
+    assert warning and "fal-ai/veo3.1/image-to-video" in warning[0], out.stdout
+
+
+def test_shut_down_endpoint_is_refused_before_any_upload(emulator, tmp_path, batch):
+    out = bulk(emulator, tmp_path, *batch, model="sora-2")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "shut down" in out.stderr and "veo3.1" in out.stderr
+    stats = emulator.stats()
+    assert stats["uploads"] == 0 and stats["submits"]["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        ("duration=7", 'one of "5", "10"'),  # out of the enum
+        ("cfg_scale=abc", "a number"),  # wrong type
+    ],
+)
+def test_bad_option_values_are_refused_before_any_upload(emulator, tmp_path, batch, option, said):
+    out = bulk(emulator, tmp_path, *batch, "-o", option, model="kling-2.5-turbo")
+    assert out.returncode == 2
+    assert said in out.stderr, out.stderr
+    assert emulator.stats()["uploads"] == 0 and emulator.stats()["submits"]["total"] == 0
+
+
+def test_out_of_range_and_all_problems_reported_at_once(emulator, tmp_path, batch):
+    out = bulk(
+        emulator, tmp_path, *batch, "-o", "duration=99", "-o", "resolution=8k", "-o",
+        "sed=3", model="vidu-q3",
+    )  # fmt: skip
+    assert out.returncode == 2
+    said_all = ("duration='99': out of range, expected a whole number from 1 to 16",
+                "resolution='8k'", "did you mean 'seed'")  # fmt: skip
+    for said in said_all:
+        assert said in out.stderr, out.stderr
+    assert emulator.stats()["uploads"] == 0
+
+
+def test_kling_v3_jobs_send_start_image_url_and_the_end_image(emulator, tmp_path, batch):
+    images, prompts = batch
+    end = make_images(tmp_path / "end", 1, start=7)[0]
+    out = bulk(emulator, tmp_path, images, prompts, "--end-image", str(end), model="kling")
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = emulator.jobs()
+    assert len(jobs) == 4
+    for job in jobs:
+        args = job["arguments"]
+        assert job["endpoint"] == "fal-ai/kling-video/v3/standard/image-to-video"
+        assert args["start_image_url"].startswith(emulator.url)
+        assert "image_url" not in args
+        assert args["end_image_url"].startswith(emulator.url)
+    assert len({j["arguments"]["end_image_url"] for j in jobs}) == 1
+    assert emulator.stats()["uploads"] == 3  # two images and one end frame
+
+
+def test_wrong_argument_is_a_422_on_the_emulator(emulator):
+    url = f"{emulator.url}/fal-ai/wan/v2.7/image-to-video"
+    body = {"prompt": "p", "image_url": "https://x/y.png", "duration": "5"}  # a string
+    r = httpx.post(url, json=body, headers={"Authorization": f"Key {TEST_KEY}"})
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert detail[0]["loc"] == ["body", "duration"] and detail[0]["type"] and detail[0]["msg"]
+    body["duration"] = 5
+    assert httpx.post(url, json=body, headers={"Authorization": f"Key {TEST_KEY}"}).is_success
+
+
+# ------------------------------------------------------------ Platform API and refresh
+
+
+def test_platform_api_shapes_and_auth(emulator):
+    base = f"{emulator.url}/v1"
+    eid = "fal-ai/kling-video/v3/pro/image-to-video"
+    r = httpx.get(f"{base}/models", params={"endpoint_id": eid, "expand": "openapi-3.0"})
+    model = r.json()["models"][0]
+    assert model["endpoint_id"] == eid and model["metadata"]["status"] == "active"
+    schemas = model["openapi"]["components"]["schemas"]
+    assert any("start_image_url" in s.get("properties", {}) for s in schemas.values())
+    refused = httpx.get(f"{base}/models/pricing", params={"endpoint_id": eid})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["type"] == "authorization_error"
+    auth = {"Authorization": f"Key {TEST_KEY}"}
+    prices = httpx.get(f"{base}/models/pricing", params={"endpoint_id": eid}, headers=auth)
+    assert prices.json()["prices"][0]["unit_price"] == 0.168  # audio on, fal's default
+    body = {"estimate_type": "unit_price", "endpoints": {eid: {"unit_quantity": 10}}}
+    quote = httpx.post(f"{base}/models/pricing/estimate", json=body, headers=auth)
+    assert quote.json()["total_cost"] == pytest.approx(1.68)
+
+
+def age_catalogue(db: Path, days: int) -> None:
+    conn = sqlite3.connect(db)
+    with conn:
+        old = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+        conn.execute("UPDATE catalogue SET read_at = ?", [old])
+    conn.close()
+
+
+def test_refresh_stores_the_catalogue_and_a_changed_price_shows_in_the_next_plan(
+    emulator, tmp_path, batch
+):
+    env = cli_env(tmp_path, emulator.url)
+    out = run_cli(i2vkit("models", "--refresh"), env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "kept in the ledger" in out.stdout
+    rows = sqlite3.connect(tmp_path / "ledger.db").execute("SELECT count(*) FROM catalogue")
+    assert rows.fetchone()[0] == 1
+    plan = bulk(emulator, tmp_path, *batch, "--dry-run", model="kling-2.5-turbo")
+    assert "$0.210 per video" in plan.stdout.replace("US$ ", "$"), plan.stdout
+    eid = "fal-ai/kling-video/v2.5-turbo/standard/image-to-video"
+    httpx.post(f"{emulator.url}/_emulator/prices", json={eid: 0.05}).raise_for_status()
+    age_catalogue(tmp_path / "ledger.db", days=8)  # a week later: the next plan reads again
+    plan = bulk(emulator, tmp_path, *batch, "--dry-run", model="kling-2.5-turbo")
+    assert "$0.250 per video" in plan.stdout.replace("US$ ", "$"), plan.stdout
+    shown = run_cli(i2vkit("models", "kling-2.5-turbo"), env, tmp_path)
+    assert "fal pricing API" in shown.stdout
+
+
+def test_unreachable_platform_api_falls_back_in_one_line(emulator, tmp_path, batch):
+    env = cli_env(tmp_path, emulator.url)
+    assert run_cli(i2vkit("models", "--refresh"), env, tmp_path).returncode == 0
+    age_catalogue(tmp_path / "ledger.db", days=8)
+    emulator.stop()
+    out = bulk(emulator, tmp_path, *batch, "--dry-run", model="kling-2.5-turbo")
+    assert out.returncode == 0, out.stdout + out.stderr
+    notes = [line for line in (out.stdout + out.stderr).splitlines() if "catalogue" in line]
+    assert len(notes) == 1 and "could not refresh" in notes[0], out.stdout + out.stderr
+
+
+# ------------------------------------------------------------ README and printed text
+
+
+def readme_commands() -> list[str]:
+    """The README's command lines (indented or fenced) that start with ``i2vkit``, minus the
+    synopsis (placeholders in capitals) and the Windows example (its paths are C:\\...)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = [ln.strip().removeprefix("$ ") for ln in text.splitlines() if ln.startswith("    ")]
+    return [
+        ln
+        for ln in lines
+        if ln.startswith("i2vkit ")
+        and not ln.startswith("i2vkit emulator")
+        and not re.search(r"\b[A-Z]{3,}\b|\[", ln.split("#")[0])
+        and ":\\" not in ln
+    ]
+
+
+def test_every_readme_command_runs(emulator, tmp_path):
+    commands = readme_commands()
+    assert any(c.startswith("i2vkit models") for c in commands)
+    env = cli_env(tmp_path, emulator.url)
+    for command in commands:
+        args = shlex.split(command.split("#")[0].split("|")[0])[1:]
+        if args and args[0] in ("bulk", "retry") and "--dry-run" not in args:
+            args.append("--dry-run")
+        if args and args[0] in ("status", "retry"):
+            continue  # need a batch in the ledger; test_cli_batch runs them
+        out = run_cli(i2vkit(*args), env, ROOT)
+        assert out.returncode == 0, f"{command}\n{out.stdout}\n{out.stderr}"
+        for path in re.findall(r"(?:\.\./|/)shared/\S*", out.stdout + out.stderr):
+            raise AssertionError(f"{command} printed a path outside the repository: {path}")
+
+
+def test_nothing_printed_cites_a_path_outside_the_repository(tmp_path):
+    env = cli_env(tmp_path, "http://127.0.0.1:9")
+    names = ["veo", "sora-2", "kling-3.0-pro", "seedance", "pixverse"]
+    for args in [["models"], *(["models", n] for n in names)]:
+        out = run_cli(i2vkit(*args), env, tmp_path)
+        text = out.stdout + out.stderr
+        assert "shared/reference" not in text and "../" not in text, text
+        assert "http" not in text.replace("http://127.0.0.1:9", ""), text
