@@ -47,8 +47,10 @@ settings (environment or a .env file in the current folder):
                      the built-in emulator: demo mode, nothing billed
   I2VKIT_FAL_URL     a fal-compatible service instead of fal.ai (treated as billed)
   AUTO_DOWNLOAD_DIR  where videos go unless --output-dir says otherwise
-  I2VKIT_DB          the ledger (SQLite) that makes re-runs resume; default
-                     $XDG_DATA_HOME/i2vkit/i2vkit.db (XDG_DATA_HOME defaults to ~/.local/share)
+  I2VKIT_DB          the ledger (SQLite) that makes re-runs resume; default i2vkit.db in
+                     the platform's data folder: $XDG_DATA_HOME/i2vkit on Linux
+                     (XDG_DATA_HOME defaults to ~/.local/share), %LOCALAPPDATA%\\i2vkit on
+                     Windows, ~/Library/Application Support/i2vkit on macOS
   I2VKIT_MAX_COST    spend cap in US$ per run (as --max-cost)
 
 exit codes:

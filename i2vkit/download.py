@@ -102,6 +102,8 @@ def owned_video(dest: Path, size: int | None) -> bool:
     into place only when whole); `size`, when fal said it, must match too.
     """
     try:
+        if not dest.is_file():  # a folder or anything else at that name is not the video
+            return False
         found = dest.stat().st_size
     except OSError:
         return False

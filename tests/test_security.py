@@ -258,7 +258,7 @@ def test_generic_endpoint_id_files_stay_in_the_output_folder(tmp_path, emulator)
     assert len(files) == 2
     for f in files:
         assert f.parent == tmp_path / "videos"
-        assert "_some-owner-some.model-v1.5_" in f.name
+        assert "_some-owner-some.model-v1.5-" in f.name
     assert {p.name for p in tmp_path.iterdir()} <= {
         "ledger.db",
         "ledger.db-shm",

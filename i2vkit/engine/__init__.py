@@ -20,7 +20,7 @@ from ..backend import resolve_backend
 from ..config import Settings, load_settings
 from ..fal import FalConnection
 from ..http import RequestBudget
-from ..jobs import Jobs
+from ..jobs import Jobs, retire_owner
 from ..plan import DEFAULT_CONCURRENCY, BatchSpec, Plan, batch_id_for, plan_batch, plan_retry
 from ..store import Store
 from .blocking import run_blocking
@@ -62,7 +62,10 @@ async def run_batch_async(
                 on_progress=progress,
                 stop=stop or threading.Event(),
             )
-            return await Runner(run, cache_enabled=settings.upload_cache_enabled).run_all()
+            try:
+                return await Runner(run, cache_enabled=settings.upload_cache_enabled).run_all()
+            finally:  # a kernel runs batch after batch: what this run left is adoptable
+                retire_owner(run.jobs.owner)
 
 
 def run_batch(batch: BatchSpec | Plan, settings: Settings | None = None, **kwargs) -> BatchResult:
