@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import cli
 from .. import gallery as g
+from ..catalogue import active as active_catalogue
+from ..catalogue.pricing import estimate
 from ..config import Settings, load_dotenv_values, load_settings, parse_bool
 from ..errors import I2vkitError, InputError
 from ..models import ModelSpec, get_model, list_models
@@ -188,8 +190,8 @@ def model_label(model: ModelSpec) -> str:
     if model.pricing is None:
         price = "price unknown"
     else:
-        est = model.estimate_cost({})
-        unit = "video" if model.pricing.unit == "video" else "s"
+        est = estimate(model.price_rule, model.defaults)  # the defaults, never a required field
+        unit = {"video": "video", "token": "1M tokens"}.get(model.pricing.unit, "s")
         price = f"US$ {model.pricing.usd:g}/{unit}"
         if est is not None and model.pricing.unit != "video":
             price += f", ~{money(est)}/video"
@@ -378,7 +380,9 @@ class BatchForm:
                 continuous_update=False,
             )
 
-        models = list_models()
+        # family names first (their recommended version), then every version still running
+        families = [get_model(f) for f in sorted(active_catalogue().families)]
+        models = families + [m for m in list_models() if m.status != "shut_down"]
         model_options = [(model_label(m), m.name) for m in models]
         if v["model"] not in [m.name for m in models]:
             try:
