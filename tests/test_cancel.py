@@ -111,3 +111,34 @@ def test_cancel_command_stops_a_running_batch_from_another_terminal(tmp_path, em
     assert again.returncode == 0, again.stdout + again.stderr
     assert_one_playable_video_per_job(db, out, 8)
     assert emulator.stats()["submits"]["total"] == 8 + 6
+
+
+def test_a_cancelled_batch_task_cancels_its_queued_requests(tmp_path, emulator, settings):
+    """The library path a kernel interrupt takes (`run_blocking` cancels the batch's task):
+    the run ends with a summary, its queued requests are cancelled on fal and recorded,
+    the running one is left to finish."""
+    import asyncio
+
+    from i2vkit.engine import run_batch_async
+    from i2vkit.plan import BatchSpec
+
+    emulator.configure(concurrency=1, job_seconds=5)
+    make_images(tmp_path / "pics", 1)
+    spec = BatchSpec(images_dir=tmp_path / "pics", prompts=["a", "b", "c", "d"], concurrency=4)
+
+    async def interrupted():
+        task = asyncio.create_task(run_batch_async(spec, settings))
+        deadline = asyncio.get_running_loop().time() + 60
+        while not (submitted(settings.db_path) == 4 and emulator.stats()["in_queue"] == 3):
+            assert not task.done(), task
+            assert asyncio.get_running_loop().time() < deadline, "never queued behind 1 slot"
+            await asyncio.sleep(0.01)  # polling a condition
+        task.cancel()
+        return await task
+
+    result = asyncio.run(interrupted())
+    assert result.interrupted
+    statuses = sorted(j.status for j in result.jobs)
+    assert statuses[:3] == ["cancelled"] * 3 and statuses[3] in ("queued", "running")
+    assert "cancelled 3 request(s) waiting in fal's queue" in result.summary()
+    assert emulator.stats()["jobs"]["cancelled"] == 3
