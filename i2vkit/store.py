@@ -131,11 +131,34 @@ def _m004_catalogue(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m005_jobs_per_job_model(db: sqlite_utils.Database) -> None:
+    """Each job carries its own model, options, take and seed, so one batch can compare
+    models and takes; keepers are the user's picks; a shot-list row names its shot and may
+    give an end frame of its own."""
+    have = set(db["jobs"].columns_dict)
+    for column, ddl in [
+        ("take", "INTEGER NOT NULL DEFAULT 1"),
+        ("seed", "INTEGER"),
+        ("shot_name", "TEXT"),
+        ("options", "TEXT"),
+        ("keeper", "INTEGER NOT NULL DEFAULT 0"),
+        ("end_image_path", "TEXT"),
+    ]:
+        if column not in have:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {ddl}")
+    # rows from before: their options were the batch's
+    db.execute(
+        "UPDATE jobs SET options = (SELECT options FROM batches WHERE batches.id = jobs.batch_id)"
+        " WHERE options IS NULL"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_upload_cache,
     _m002_upload_cache_validity,
     _m003_batches_and_jobs,
     _m004_catalogue,
+    _m005_jobs_per_job_model,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
