@@ -64,7 +64,8 @@ class ModelSpec:
     input_schema: Mapping[str, Any] | None = None  # None: options passed through unchecked
     price_rule: Mapping[str, Any] | None = None
     video_path: tuple[str | int, ...] = ("video", "url")
-    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS  # the limit, in prompt_unit
+    prompt_unit: str = "characters"  # or "bytes": UTF-8 bytes, as PixVerse counts
     family: str = ""
     version: str = ""
     status: str = core.ACTIVE
@@ -100,6 +101,13 @@ class ModelSpec:
         if usd is None:
             usd = rule["rates"][0]["usd"]
         return Pricing(rule, usd, rule.get("unit", "video"), rule.get("verified", "unknown"))
+
+    def prompt_length(self, prompt: str) -> int:
+        """A prompt's length in the unit the endpoint's limit is counted in.
+
+        Why not always characters: PixVerse counts UTF-8 bytes, so a prompt of 1,500
+        accented or CJK characters can be over its 2,048 limit and would fail on fal."""
+        return len(prompt.encode("utf-8")) if self.prompt_unit == "bytes" else len(prompt)
 
     # -- status ------------------------------------------------------------------------
 
@@ -197,10 +205,11 @@ class ModelSpec:
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise ModelError(f"Model {self.name} needs a non-empty prompt.")
-        if len(prompt) > self.max_prompt_chars:
+        if self.prompt_length(prompt) > self.max_prompt_chars:
+            unit = "UTF-8 bytes" if self.prompt_unit == "bytes" else "characters"
             raise ModelError(
-                f"Prompt of {len(prompt)} characters is longer than the {self.max_prompt_chars} "
-                f"model {self.name} accepts; shorten it."
+                f"Prompt of {self.prompt_length(prompt)} {unit} is longer than the "
+                f"{self.max_prompt_chars} {unit} model {self.name} accepts; shorten it."
             )
         merged = self.validate_options(options)
         end = self.end_image_field
@@ -264,6 +273,9 @@ def spec_for(entry: Mapping[str, Any], name: str | None = None) -> ModelSpec:
     """The :class:`ModelSpec` of one catalogue entry."""
     props = entry["input"]["properties"]
     prompt_max = props.get("prompt", {}).get("maxLength")
+    limit = entry.get("prompt_limit") or {}  # a limit fal counts in bytes wins over maxLength
+    if limit.get("max"):
+        prompt_max = limit["max"]
     return ModelSpec(
         name=name or entry["name"],
         endpoint_id=entry["endpoint_id"],
@@ -274,6 +286,7 @@ def spec_for(entry: Mapping[str, Any], name: str | None = None) -> ModelSpec:
         price_rule=entry.get("price"),
         video_path=tuple(entry.get("video_path") or ("video", "url")),
         max_prompt_chars=int(prompt_max) if prompt_max else DEFAULT_MAX_PROMPT_CHARS,
+        prompt_unit="bytes" if limit.get("unit") == "bytes" else "characters",
         family=entry["family"],
         version=entry["version"],
         status=entry.get("status", core.ACTIVE),

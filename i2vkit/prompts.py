@@ -97,21 +97,28 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     return parse_prompts(text, source=str(p))
 
 
-def check_prompt_lengths(prompts: Sequence[str], max_chars: int, model_name: str) -> None:
+def check_prompt_lengths(
+    prompts: Sequence[str], max_chars: int, model_name: str, unit: str = "characters"
+) -> None:
     """Refuse prompts longer than the model accepts, before anything is uploaded or paid for.
 
     fal would reject them one job at a time with a 422; listing every offending
     prompt number (1-based, as in the file without blanks and comments) up front
-    lets the user fix them all in one edit.
+    lets the user fix them all in one edit. ``unit`` is "characters" or "bytes" (UTF-8
+    bytes, how PixVerse counts: a prompt of accented or CJK text can fit in characters
+    and still be too long there).
     """
-    too_long = [(i, len(p)) for i, p in enumerate(prompts, start=1) if len(p) > max_chars]
+    in_bytes = unit == "bytes"
+    sizes = [len(p.encode("utf-8")) if in_bytes else len(p) for p in prompts]
+    too_long = [(i, n) for i, n in enumerate(sizes, start=1) if n > max_chars]
     if not too_long:
         return
+    label, short = ("UTF-8 bytes", "bytes") if in_bytes else ("characters", "chars")
     numbers = ", ".join(str(i) for i, _ in too_long[:20])
-    shown = ", ".join(f"#{i} ({n} chars)" for i, n in too_long[:20])
+    shown = ", ".join(f"#{i} ({n} {short})" for i, n in too_long[:20])
     more = f" and {len(too_long) - 20} more" if len(too_long) > 20 else ""
     raise InputError(
-        f"prompt(s) {numbers}{more} are longer than the {max_chars} characters model "
+        f"prompt(s) {numbers}{more} are longer than the {max_chars} {label} model "
         f"{model_name} accepts: {shown}; shorten them (prompt numbers count only "
         "non-blank, non-comment lines)."
     )

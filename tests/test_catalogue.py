@@ -274,3 +274,73 @@ def test_nothing_printed_cites_a_path_outside_the_repository(tmp_path):
         text = out.stdout + out.stderr
         assert "shared/reference" not in text and "../" not in text, text
         assert "http" not in text.replace("http://127.0.0.1:9", ""), text
+
+
+# ------------------------------------------------------------ prompt limits in bytes
+
+
+def _pixverse_byte_limit() -> int:
+    """The limit the research file states for PixVerse, read from its prose note."""
+    models = json.loads(REFERENCE.read_text(encoding="utf-8"))["models"]
+    notes = " ".join(n for m in models if m["family"] == "pixverse" for n in m.get("notes", []))
+    found = re.search(r"limited to (\d+) UTF-8 BYTES", notes)
+    assert found, "the reference no longer states PixVerse's byte limit"
+    return int(found.group(1))
+
+
+def test_pixverse_counts_its_prompt_limit_in_utf8_bytes(emulator, tmp_path, batch):
+    limit = _pixverse_byte_limit()
+    images, _ = batch
+    accented = "é" * (limit // 2 + 50)  # fewer characters than the limit, more bytes
+    assert len(accented) < limit < len(accented.encode("utf-8"))
+    prompts = tmp_path / "long.txt"
+    prompts.write_text(f"a short prompt\n{accented}\n", encoding="utf-8")
+    out = bulk(emulator, tmp_path, images, prompts, model="pixverse")
+    assert out.returncode == 2, out.stdout + out.stderr
+    said = out.stderr
+    assert f"{limit} UTF-8 bytes" in said and f"#2 ({len(accented.encode())} bytes)" in said
+    assert "#1" not in said, said
+    assert emulator.stats()["uploads"] == 0 and emulator.stats()["submits"]["total"] == 0
+    fits = tmp_path / "fits.txt"
+    fits.write_text("é" * (limit // 2) + "\n", encoding="utf-8")  # exactly the limit in bytes
+    assert bulk(emulator, tmp_path, images, fits, "--dry-run", model="pixverse").returncode == 0
+    # a model that counts characters takes the same text
+    plain = bulk(emulator, tmp_path, images, prompts, "--dry-run", model="kling-2.5-turbo")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+
+
+# ------------------------------------------------------------ retry keeps the version
+
+
+def test_retry_runs_on_the_endpoint_the_batch_ran_on_not_the_family_pick(emulator, settings):
+    """A batch run as `kling` fails; `kling` then comes to mean another version (a newer
+    catalogue); the retry plans and submits on the endpoint the batch really used."""
+    from i2vkit import catalogue
+    from i2vkit.engine import run_batch
+    from i2vkit.plan import BatchSpec, plan_retry
+
+    images = settings.download_dir.parent / "pics"
+    make_images(images, 1)
+    first = snapshot().families["kling"]
+    newer = next(
+        e["endpoint_id"]
+        for e in snapshot().family_versions("kling")
+        if e["endpoint_id"] != first and e["status"] == "active"
+    )
+    emulator.configure(fail_rate=1.0, fail_kind="runner")
+    spec = BatchSpec(images_dir=images, prompts=["a cat"], model="kling", concurrency=1)
+    result = run_batch(spec, settings)
+    assert emulator.jobs()[0]["endpoint"] == first
+    emulator.configure(fail_rate=0.0)
+    moved = snapshot()
+    moved.data["families"]["kling"] = newer
+    moved.data["names"]["kling"] = newer
+    catalogue.use(moved)
+    try:
+        assert catalogue.active().lookup("kling")["endpoint_id"] == newer
+        plan = plan_retry(result.batch_id, settings)
+        assert plan.model.endpoint_id == first
+        run_batch(plan, settings)
+    finally:
+        catalogue.use(None)
+    assert [j["endpoint"] for j in emulator.jobs()] == [first, first]

@@ -116,6 +116,10 @@ FRAME_SECONDS = {
     "fal-ai/wan/v2.2-a14b/image-to-video": {"frames_option": "num_frames", "fps": 16},
     "fal-ai/ltxv-13b-098-distilled/image-to-video": {"frames_option": "num_frames", "fps": 24},
 }
+# Prompt limits fal counts in UTF-8 bytes, not characters, per family. The research file
+# says so for PixVerse v6 ("prompt/negative_prompt limited to 2048 UTF-8 BYTES"); PixVerse's
+# own API counts every version's prompt the same way, so the whole family gets the rule.
+BYTE_PROMPT_LIMITS = {"pixverse": 2048}
 TOKEN_FPS = 24  # Seedance counts tokens as width x height x 24 fps x seconds / 1024
 
 _RES = re.compile(r"^(\d+[pP]|4k|2K)$")
@@ -321,6 +325,8 @@ def build(reference: dict[str, Any]) -> dict[str, Any]:
             "sources": m.get("sources", []),
             "read_on": reference["read_on"],
         }
+        if m["family"] in BYTE_PROMPT_LIMITS:
+            entry["prompt_limit"] = {"max": BYTE_PROMPT_LIMITS[m["family"]], "unit": "bytes"}
         entries.append(entry)
         for n in (name, *aliases):
             assert n not in names, f"name {n} for {eid} already names {names[n]}"
