@@ -178,6 +178,9 @@ KNOBS: tuple[Knob, ...] = (
          metavar="S|MIN,MAX"),
     Knob("concurrency", None, _optional(_number(int, low=1), zero_is_none=True),
          "jobs IN_PROGRESS at once, the rest wait IN_QUEUE in order (default unlimited)"),
+    Knob("start_limit", None, _optional(_number(int, low=0)),
+         "start at most N jobs in all, the rest wait IN_QUEUE until it is raised or removed "
+         "(a stalled queue; default no limit)"),
     Knob("fail_rate", 0.0, _number(float, low=0.0, high=1.0),
          "fraction of jobs that complete with an error (deterministic given --seed)"),
     Knob("fail_kind", "mixed", _choice(FAIL_KINDS), "the error failing jobs get",
@@ -206,6 +209,13 @@ KNOBS: tuple[Knob, ...] = (
     Knob("submit_delay", 0.0, _number(float, low=0),
          "seconds a submit is held after it is queued, before its answer (a wider window "
          "for a crash between a submit reaching fal and its answer)"),
+    Knob("stream_refuse", False, _boolean,
+         "answer 404 on the status stream (GET .../status/stream), as a host without it would",
+         flag=True),
+    Knob("stream_drop", 0, _count,
+         "cut the next N status streams off before they deliver COMPLETED (a dropped stream)"),
+    Knob("stream_keepalive", 15.0, _number(float, above=0),
+         "seconds between the status stream's keep-alive comments (fal: 15)"),
     Knob("token_ttl", 3600, _number(float, above=0), "CDN token lifetime in seconds"),
     Knob("result_override", [], _json_list,
          "JSON list of values that replace the results of the next successful jobs, one each "

@@ -101,10 +101,17 @@ class JobQueue:
         self._queue: deque[Job] = deque()
         self._positions: dict[str, int] | None = None  # cache, rebuilt after queue changes
         self.running = 0
+        self.started = 0  # jobs ever started (the start_limit knob counts these)
         self._submitted = 0
         self._state_counts = {"IN_QUEUE": 0, "IN_PROGRESS": 0, "COMPLETED": 0}
         self._failed = 0
         self._cancelled = 0
+        # status streams: the open ones per job (woken on every change), and their counters
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._streams = {"opened": 0, "refused": 0, "dropped": 0, "keepalives": 0}
+        self._counted_in = self._rt.stats
+        self._submits_open = 0
+        self._max_submits_open = 0
 
     def routes(self) -> list[Route]:
         """The catch-all queue routes (after fal's Platform API ones, which are more specific):
@@ -117,7 +124,7 @@ class JobQueue:
         ]
 
     def knobs_changed(self, names: Any) -> None:
-        if "concurrency" in names:
+        if "concurrency" in names or "start_limit" in names:
             self._pump()
 
     def summary(self) -> dict[str, Any]:
@@ -125,6 +132,8 @@ class JobQueue:
         return {
             "in_progress": self.running,
             "in_queue": len(self._queue),
+            "status_streams": dict(self._counters()),
+            "max_concurrent_submits": self._max_submits_open,
             "jobs": {
                 **self._state_counts,
                 "failed": self._failed,
@@ -132,6 +141,15 @@ class JobQueue:
                 "total": len(self.jobs),
             },
         }
+
+    def _counters(self) -> dict[str, int]:
+        """The stream and submit counters, zeroed with the emulator's stats (a reset replaces
+        the Stats object)."""
+        if self._counted_in is not self._rt.stats:
+            self._counted_in = self._rt.stats
+            self._streams = dict.fromkeys(self._streams, 0)
+            self._max_submits_open = self._submits_open
+        return self._streams
 
     def stop_all(self) -> None:
         for job in list(self.jobs.values()):
@@ -153,6 +171,15 @@ class JobQueue:
         ):
             return json_response(404, {"detail": f"Application '{endpoint}' not found"})
         self._rt.stats.submits.add(endpoint)
+        self._submits_open += 1
+        self._counters()
+        self._max_submits_open = max(self._max_submits_open, self._submits_open)
+        try:
+            return await self._submit(request, endpoint)
+        finally:
+            self._submits_open -= 1
+
+    async def _submit(self, request: web.Request, endpoint: str) -> web.Response:
         try:
             payload = await request.json()
         except ValueError:
@@ -222,6 +249,19 @@ class JobQueue:
     def _dequeue(self, job: Job) -> None:
         self._queue.remove(job)
         self._positions = None
+        self._notify_queued()
+
+    def _notify(self, job: Job) -> None:
+        """Wake the status streams of one job (its status changed)."""
+        for event in self._watchers.get(job.id, ()):
+            event.set()
+
+    def _notify_queued(self) -> None:
+        """Queue positions moved: wake the streams of queued jobs (only watched ones cost)."""
+        for job_id in self._watchers:
+            job = self.jobs.get(job_id)
+            if job is not None and job.state == "IN_QUEUE":
+                self._notify(job)
 
     def _start_deadline(self, job: Job) -> None:
         """X-Fal-Request-Timeout: a job still queued at its deadline fails with a
@@ -241,14 +281,19 @@ class JobQueue:
         self._state_counts[job.state] -= 1
         job.state = state
         self._state_counts[state] += 1
+        self._notify(job)
 
     def _pump(self) -> None:
         """Start queued jobs while there is capacity (FIFO)."""
         limit = self._rt.knobs["concurrency"]
         while self._queue and (limit is None or self.running < limit):
+            start_limit = self._rt.knobs["start_limit"]
+            if start_limit is not None and self.started >= start_limit:
+                break
             job = self._queue.popleft()
             self._positions = None
             self._start(job)
+            self._notify_queued()
 
     def _start(self, job: Job) -> None:
         self._set_state(job, "IN_PROGRESS")
@@ -260,6 +305,7 @@ class JobQueue:
         else:
             job.duration = float(js)
         self.running += 1
+        self.started += 1
         stats = self._rt.stats
         stats.max_concurrency = max(stats.max_concurrency, self.running)
         job.task = asyncio.get_running_loop().create_task(self._run(job))
@@ -413,20 +459,52 @@ class JobQueue:
         with_logs = request.query.get("logs", "").strip().lower() in ("1", "true", "yes", "on")
         if not stream:
             return json_response(*self._status_body(job, with_logs))
-        # SSE stream of status updates until COMPLETED (fal-js uses it; fal_client does not)
+        return await self._stream(request, job, with_logs)
+
+    async def _stream(self, request: web.Request, job: Job, with_logs: bool) -> web.StreamResponse:
+        """fal's status stream (server-sent events): one ``data:`` line with the status
+        object each time it changes, a ``: keep-alive`` comment every ``stream_keepalive``
+        seconds of silence, closed after COMPLETED. The ``stream_refuse`` knob answers 404
+        instead (a host without streams); ``stream_drop`` cuts a stream off where it would
+        have sent COMPLETED, so a client must find the completion some other way."""
+        knobs = self._rt.knobs
+        if knobs["stream_refuse"]:
+            self._counters()["refused"] += 1
+            return json_response(404, {"detail": "Not Found"})
+        drop = knobs["stream_drop"] > 0
+        if drop:
+            knobs["stream_drop"] -= 1
+        self._counters()["opened"] += 1
         resp = web.StreamResponse(
             status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
-        last = None
-        while True:
-            text = json.dumps(self._status_body(job, with_logs)[1])
-            if text != last:
-                await resp.write(f"data: {text}\n\n".encode())
-                last = text
-            if job.state == "COMPLETED":
-                break
-            await asyncio.sleep(0.1)
+        changed = asyncio.Event()
+        self._watchers.setdefault(job.id, set()).add(changed)
+        try:
+            last = None
+            while True:
+                changed.clear()  # before reading the state: a change while writing wakes us
+                if drop and job.state == "COMPLETED":
+                    self._counters()["dropped"] += 1
+                    break
+                text = json.dumps(self._status_body(job, with_logs)[1])
+                if text != last:
+                    await resp.write(f"data: {text}\n\n".encode())
+                    last = text
+                if job.state == "COMPLETED":
+                    break
+                try:
+                    await asyncio.wait_for(changed.wait(), knobs["stream_keepalive"])
+                except TimeoutError:
+                    self._counters()["keepalives"] += 1
+                    await resp.write(b": keep-alive\n\n")
+        finally:
+            watchers = self._watchers.get(job.id)
+            if watchers is not None:
+                watchers.discard(changed)
+                if not watchers:
+                    del self._watchers[job.id]
         await resp.write_eof()
         return resp
 
