@@ -2,7 +2,7 @@
 
 Naming, here and everywhere in i2vkit: a plain name blocks until the batch is over
 (`run_batch`, `retry_batch`), and the `_async` twin is the coroutine
-(`run_batch_async`, `retry_batch_async`), as in fal_client (`subscribe`,
+(`run_batch_async`, `retry_batch_async`; `cancel_batch` likewise), as in fal_client (`subscribe`,
 `subscribe_async`). The blocking ones also work inside a running notebook loop.
 
 The parts, in the order a job meets them: runner.py (upload and record, the task
@@ -24,12 +24,15 @@ from ..jobs import Jobs, retire_owner
 from ..plan import DEFAULT_CONCURRENCY, BatchSpec, Plan, batch_id_for, plan_batch, plan_retry
 from ..store import Store
 from .blocking import run_blocking
+from .cancel import cancel_batch, cancel_batch_async
 from .context import RunContext
 from .progress import BatchResult, JobResult, Progress
 from .runner import Runner
 
 __all__ = [
     "BatchResult",
+    "cancel_batch",
+    "cancel_batch_async",
     "JobResult",
     "Progress",
     "retry_batch",
