@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import TEST_KEY
 from nbclient import NotebookClient
 
 from i2vkit import cli
@@ -469,6 +470,7 @@ def test_form_widgets_defaults_and_config(widget_mode):
     assert w["prompts_file"].value == "../data/prompts.txt"
     assert w["output_dir"].value == "../downloads"
     assert "Slow cinematic push-in" in w["prompts"].value  # prefilled from the file
+    assert (w["family"].value, w["model"].value) == ("wan", "wan")
     labels = [label for label, _ in w["model"].options]
     assert all("US$ " in label or "price unknown" in label for label in labels)
     config = form.spec()
@@ -478,7 +480,8 @@ def test_form_widgets_defaults_and_config(widget_mode):
     assert config.prompts is None and config.pairing == "all"
 
     w["pairing"].value = "one_to_one"
-    w["model"].value = "kling"
+    w["family"].value = "kling"
+    assert w["model"].value == "kling"  # the family's recommended version, preselected
     w["concurrency"].value = 3
     w["options"].value = "duration=10"
     config = form.spec()
@@ -507,6 +510,19 @@ def test_form_env_values_prefill_the_widgets(widget_mode, monkeypatch):
     monkeypatch.setenv("I2VKIT_PAIRING", "one_to_one")
     form = nbk.BatchForm(base=NOTEBOOKS)
     assert form.w["model"].value == "ltx" and form.w["pairing"].value == "one_to_one"
+    assert form.w["family"].value == "ltx"
+
+
+def test_form_env_options_fill_the_option_widgets(widget_mode, monkeypatch):
+    """I2VKIT_OPTIONS values a widget can hold go into it; the rest stay in the text field."""
+    monkeypatch.setenv("I2VKIT_MODEL", "pixverse-6")
+    monkeypatch.setenv("I2VKIT_OPTIONS", "resolution=1080p duration=9 style=noir")
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    fields = form.model_options.fields
+    assert (fields["resolution"].widget.value, fields["duration"].widget.value) == ("1080p", 9)
+    assert form.w["options"].value == "style=noir"  # not one of the style enum's values
+    assert form.spec().options == {"resolution": "1080p", "duration": 9, "style": "noir"}
+    assert "Cannot run yet" in form.preview().text() and "style" in form.preview().text()
 
 
 def test_folder_browser_enters_and_leaves_folders(widget_mode, tmp_path):
@@ -591,3 +607,125 @@ def test_results_browser_filters_and_redraws(widget_mode, tmp_path, monkeypatch)
     assert "<svg" in browser.timeline().first.html
     assert str(tmp_path / "downloads") in browser.files().text()
     browser.close()
+
+
+# ------------------------------------------------------- the model picker and option widgets
+
+
+def _snapshot() -> dict:
+    """The shipped catalogue, read as data (not through the form's code)."""
+    return json.loads((ROOT / "i2vkit" / "catalogue" / "snapshot.json").read_text("utf-8"))
+
+
+def _entry(snap: dict, name: str) -> dict:
+    return next(e for e in snap["endpoints"] if e["endpoint_id"] == snap["names"][name])
+
+
+def _rate(entry: dict, chosen: dict) -> float:
+    """The per-second rate of the price rule's row whose conditions the values meet."""
+    for row in entry["price"]["rates"]:
+        if all(chosen[k] in allowed for k, allowed in row["when"].items()):
+            return row["usd"]
+    raise AssertionError(f"no rate for {chosen}")
+
+
+def test_picker_and_schema_widgets_drive_the_cost_and_the_run(widget_mode, tmp_path):
+    """Family then version; the option widgets match the schema; changing an enum and a
+    number changes the price label and the preview; the plan runs on the emulator with
+    exactly those values (the emulator checks each submit against the schema)."""
+    import ipywidgets as widgets
+
+    from i2vkit.config import Settings
+    from i2vkit.emulator import Emulator
+    from i2vkit.engine import run_batch
+
+    snap = _snapshot()
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    w = form.w
+    assert "pixverse" in [f for _, f in w["family"].options]
+    w["family"].value = "pixverse"
+    versions = [value for _, value in w["model"].options]
+    recommended = snap["families"]["pixverse"]
+    assert versions[0] == "pixverse" and w["model"].value == "pixverse"  # first, preselected
+    assert snap["names"][versions[0]] == recommended
+    family_ids = {
+        e["endpoint_id"]
+        for e in snap["endpoints"]
+        if e["family"] == "pixverse" and e["status"] != "shut_down"
+    }
+    assert {snap["names"][v] for v in versions} == family_ids
+    assert "[recommended]" in w["model"].options[0][0]
+
+    w["model"].value = "pixverse-6"
+    entry = _entry(snap, "pixverse-6")
+    props = entry["input"]["properties"]
+    fields = form.model_options.fields
+    for name, prop in props.items():
+        if name in ("prompt", entry["image_field"]) or prop["type"] in ("file", "array"):
+            assert name not in fields
+            continue
+        widget = fields[name].widget
+        if prop.get("enum"):
+            assert isinstance(widget, widgets.Dropdown), name
+            assert [o[1] for o in widget.options if o[1] is not None] == prop["enum"], name
+            assert widget.value == prop.get("default"), name
+        elif prop["type"] == "integer" and "minimum" in prop and "maximum" in prop:
+            assert isinstance(widget, widgets.BoundedIntText), name
+            assert (widget.min, widget.max) == (prop["minimum"], prop["maximum"])
+            assert widget.value == prop.get("default", prop["minimum"]), name
+        elif prop["type"] == "boolean":
+            assert isinstance(widget, widgets.Checkbox), name
+            assert widget.value is bool(prop.get("default", False)), name
+        else:
+            assert isinstance(widget, widgets.Text), name
+            assert widget.value == (prop.get("default") or ""), name
+    assert form.spec().options == {}  # nothing changed: fal's defaults apply
+
+    def shown() -> str:
+        return re.sub(r"<[^>]+>", "", form.cost.value)
+
+    audio = bool(props["generate_audio_switch"].get("default", False))
+    start = {"resolution": props["resolution"]["default"], "generate_audio_switch": audio}
+    per_video = _rate(entry, start) * props["duration"]["default"]
+    assert f"US$ {per_video:.3f}" in shown()
+    preview = form.preview(Settings())
+    fired = []
+    form.observe(lambda: fired.append(preview.render()))
+
+    fields["resolution"].widget.value = "1080p"  # an enum
+    per_video = _rate(entry, {**start, "resolution": "1080p"}) * props["duration"]["default"]
+    assert f"US$ {per_video:.3f}" in shown()
+    fields["duration"].widget.value = 10  # a number
+    per_video = _rate(entry, {**start, "resolution": "1080p"}) * 10
+    assert f"US$ {per_video:.3f}" in shown()
+    assert fired and f"(US$ {per_video:.3f} per video)" in fired[-1].html
+    assert form.spec().options == {"resolution": "1080p", "duration": 10}
+
+    # changing the model rebuilds the widgets for its schema
+    w["family"].value = "kling"
+    assert "resolution" not in form.model_options.fields
+    assert set(form.model_options.fields) <= set(_entry(snap, "kling")["input"]["properties"])
+    w["family"].value = "pixverse"
+    w["model"].value = "pixverse-6"
+    fields = form.model_options.fields
+    fields["resolution"].widget.value = "1080p"
+    fields["duration"].widget.value = 10
+
+    w["pairing"].value = "one_to_one"  # 3 jobs, under the amount that asks first
+    w["output_dir"].value = str(tmp_path / "videos")
+    with Emulator(port=0, key=TEST_KEY, job_seconds=0) as emu:
+        settings = Settings(
+            fal_key=TEST_KEY,
+            fal_url=emu.url,
+            db_path=tmp_path / "ledger.db",
+            download_dir=tmp_path / "videos",
+        )
+        plan = form.confirmed_plan(settings)
+        result = run_batch(plan, settings)
+        sent = emu.jobs()
+    assert [j.status for j in result.jobs] == ["downloaded"] * 3, result.summary()
+    assert len(sent) == 3
+    for job in sent:
+        assert job["endpoint"] == entry["endpoint_id"]
+        assert job["arguments"]["resolution"] == "1080p"
+        assert job["arguments"]["duration"] == 10  # an integer, as the schema wants

@@ -30,8 +30,16 @@ def _norm(value: Any) -> str:
 
 
 def matches(when: Mapping[str, Any], args: Mapping[str, Any]) -> bool:
+    """True when ``args`` meet every condition of a rate row.
+
+    A switch (a condition on true/false) that is not sent and has no schema default is
+    off: that is what fal does with it, and without this rule a model whose audio switch
+    has no recorded default (PixVerse 6) would have no price at all."""
     for option, want in when.items():
         value = args.get(option)
+        switch = not isinstance(want, Mapping) and want and all(isinstance(w, bool) for w in want)
+        if value is None and switch:
+            value = False
         if isinstance(want, Mapping):
             if not isinstance(value, int | float) or value <= want.get("above", float("inf")):
                 return False

@@ -24,9 +24,10 @@ from ..catalogue import active as active_catalogue
 from ..catalogue.pricing import estimate
 from ..config import Settings, load_dotenv_values, load_settings, parse_bool
 from ..errors import I2vkitError, InputError
-from ..models import ModelSpec, get_model, list_models
+from ..models import ModelSpec, get_model
 from ..pairing import normalize_pairing
 from .display import Live, Rich, in_kernel, money, notebook_dir, widgets_available
+from .options import OptionWidgets
 
 if TYPE_CHECKING:
     from ..plan import BatchSpec, Plan
@@ -198,6 +199,43 @@ def model_label(model: ModelSpec) -> str:
     return f"{model.name}: {model.title} ({price})"
 
 
+OTHER_FAMILY = "other"  # an endpoint id the catalogue does not know (given by env or flag)
+
+
+def family_choices() -> list[tuple[str, str]]:
+    """(label, family) for every catalogue family with a version that still runs, in
+    catalogue order (the most used families first)."""
+    cat = active_catalogue()
+    out: dict[str, int] = {}
+    for entry in cat.entries:
+        if entry.get("status") != "shut_down":
+            out[entry["family"]] = out.get(entry["family"], 0) + 1
+    return [(f"{fam} ({n} version{'s' * (n != 1)})", fam) for fam, n in out.items()]
+
+
+def version_choices(family: str) -> list[tuple[str, str]]:
+    """(label, model name) of a family's running versions, the recommended one first
+    (named by the family, as `--model kling` is), then the rest newest first."""
+    cat = active_catalogue()
+    picked = cat.families.get(family)
+    out = []
+    if picked:
+        out.append((model_label(get_model(family)) + "  [recommended]", family))
+    for entry in cat.family_versions(family):
+        if entry["endpoint_id"] != picked and entry.get("status") != "shut_down":
+            out.append((model_label(get_model(entry["name"])), entry["name"]))
+    return out
+
+
+def family_of(name: str) -> str:
+    """The picker family of a model name or endpoint id (OTHER_FAMILY when unknown)."""
+    try:
+        spec = get_model(name)
+    except I2vkitError:
+        return OTHER_FAMILY
+    return spec.family or OTHER_FAMILY
+
+
 class FolderBrowser:
     """A small folder picker built from ipywidgets: a list of sub-folders and an Up button.
 
@@ -289,6 +327,7 @@ class BatchForm:
             cli.install_script_hooks(resume=[Path(sys.executable).name, *sys.argv])
         self.values = resolve_values(None if interactive else argv, environ)
         self.widget = None
+        self.interactive = interactive
         if interactive:
             self._build_widgets()
 
@@ -305,7 +344,7 @@ class BatchForm:
 
     def _args(self) -> argparse.Namespace:
         """The form's values as the CLI's parsed flags, for :func:`i2vkit.cli.spec_from_args`."""
-        if self.widget is not None:
+        if self.interactive:
             v = self.w
             source = v["prompts_source"].value
             prompts_file = self._path(v["prompts_file"].value.strip(), "prompts_file")
@@ -336,8 +375,14 @@ class BatchForm:
         )
 
     def spec(self) -> BatchSpec:
-        """The batch to run, from the widgets (notebook) or from argv/env/defaults (script)."""
-        return cli.spec_from_args(self._args())
+        """The batch to run, from the widgets (notebook) or from argv/env/defaults (script).
+
+        In the notebook the options are the option widgets' changed values, then the
+        free-text options (which win for a name in both)."""
+        spec = cli.spec_from_args(self._args())
+        if self.interactive:
+            spec.options = {**self.widget_options(), **spec.options}
+        return spec
 
     config = spec  # the name the notebooks used before BatchConfig became BatchSpec
 
@@ -380,17 +425,8 @@ class BatchForm:
                 continuous_update=False,
             )
 
-        # family names first (their recommended version), then every version still running
-        families = [get_model(f) for f in sorted(active_catalogue().families)]
-        models = families + [m for m in list_models() if m.status != "shut_down"]
-        model_options = [(model_label(m), m.name) for m in models]
-        if v["model"] not in [m.name for m in models]:
-            try:
-                spec = get_model(v["model"])
-                model_options.append((model_label(spec), v["model"]))
-            except I2vkitError:
-                pass
-        model_value = v["model"] if v["model"] in [o[1] for o in model_options] else "wan"
+        family, versions, model_value = self._picker_start(v["model"])
+        self._other = versions if family == OTHER_FAMILY else []
         prompts_text = v["prompts"] or read_text(self._path(v["prompts_file"], "prompts_file"))
         self.w: dict[str, Any] = {
             "images_dir": text(v["images_dir"], "Images folder"),
@@ -410,14 +446,21 @@ class BatchForm:
                 style=style,
                 continuous_update=False,
             ),
-            "model": w.Dropdown(
-                options=model_options,
-                value=model_value,
-                description="Model",
+            "family": w.Dropdown(
+                options=self._families(family),
+                value=family,
+                description="Model family",
                 layout=wide,
                 style=style,
             ),
-            "options": text(v["options"], "Model options", "e.g. resolution=480p num_frames=81"),
+            "model": w.Dropdown(
+                options=versions,
+                value=model_value,
+                description="Version",
+                layout=wide,
+                style=style,
+            ),
+            "options": text("", "More options", "name=value ... (any option not shown above)"),
             "pairing": w.ToggleButtons(
                 options=PAIRINGS,
                 value=normalize_pairing(v["pairing"]),
@@ -436,6 +479,14 @@ class BatchForm:
             "max_cost": text(v["max_cost"] or "", "Max cost (US$)", "no cap; e.g. 10"),
         }
         ww = self.w
+        self._listeners: list[Callable[[], None]] = []
+        self.option_box = w.VBox([])
+        self.cost = w.HTML()
+        self.model_options: OptionWidgets | None = None
+        self._rebuild_options(cli.parse_options(v["options"]))
+        ww["family"].observe(self._family_picked, names="value")
+        ww["model"].observe(lambda _c: self._rebuild_options({}), names="value")
+        ww["options"].observe(lambda _c: self._show_cost(), names="value")
         self.browser = FolderBrowser(ww["images_dir"], self.base)
         browse = w.ToggleButton(description="Browse...", icon="folder-open")
         browser_box = w.Box([self.browser.widget], layout=w.Layout(display="none"))
@@ -473,8 +524,11 @@ class BatchForm:
                 ww["prompts_source"],
                 ww["prompts_file"],
                 ww["prompts"],
+                ww["family"],
                 ww["model"],
+                self.option_box,
                 ww["options"],
+                self.cost,
                 ww["pairing"],
                 ww["output_dir"],
                 ww["concurrency"],
@@ -483,12 +537,93 @@ class BatchForm:
             ]
         )
 
+    # -- the model picker and its option widgets ------------------------------------
+
+    @staticmethod
+    def _picker_start(name: str) -> tuple[str, list[tuple[str, str]], str]:
+        """(family, its version choices, the chosen value) for the model ``name``: the
+        choice meaning the same endpoint (``kling-3.0-standard`` is the ``kling`` pick)."""
+        family = family_of(name)
+        if family == OTHER_FAMILY or not version_choices(family):
+            try:
+                return OTHER_FAMILY, [(model_label(get_model(name)), name)], name
+            except I2vkitError:  # a bad name from the environment: the form starts on wan
+                return BatchForm._picker_start(DEFAULT_MODEL)
+        versions = version_choices(family)
+        values = [value for _, value in versions]
+        if name in values:
+            return family, versions, name
+        endpoint = get_model(name).endpoint_id
+        same = [value for value in values if get_model(value).endpoint_id == endpoint]
+        if same:
+            return family, versions, same[0]
+        return family, [*versions, (model_label(get_model(name)), name)], name
+
+    def _families(self, family: str) -> list[tuple[str, str]]:
+        choices = family_choices()
+        if family not in [f for _, f in choices]:
+            choices.append((f"{family} (endpoint id)", family))
+        return choices
+
+    def _family_picked(self, change: Mapping[str, Any]) -> None:
+        """A family was picked: list its versions with the recommended one chosen."""
+        versions = self._other if change["new"] == OTHER_FAMILY else version_choices(change["new"])
+        model = self.w["model"]
+        model.options = versions  # a new list selects its first entry: the recommended one
+        model.value = versions[0][1]
+
+    def _rebuild_options(self, preset: Mapping[str, Any]) -> None:
+        """New option widgets for the chosen model (from its schema); ``preset`` fills them,
+        and what does not fit a widget goes into the free-text options."""
+        try:
+            model = get_model(self.w["model"].value)
+        except I2vkitError:
+            model = None
+        if model is None or model.generic:
+            self.model_options = None
+            self.option_box.children = ()
+        else:
+            self.model_options = OptionWidgets(model, preset)
+            preset = self.model_options.leftover
+            self.option_box.children = (self.model_options.widget,)
+            self.model_options.observe(self._changed)
+        if preset:
+            self.w["options"].value = cli.format_options(preset)
+        self._show_cost()
+        self._changed()
+
+    def widget_options(self) -> dict[str, Any]:
+        """The option widgets' values that differ from the schema defaults (notebook only)."""
+        return self.model_options.values() if self.model_options is not None else {}
+
+    def _show_cost(self) -> None:
+        """The price label under the options: one video at the current options."""
+        try:
+            spec = self.spec()
+            model = get_model(spec.model)
+            per_video = model.estimate_cost(spec.options)
+        except I2vkitError as exc:
+            self.cost.value = (
+                f"<span style='color:#c62828'>{g.esc(str(exc).splitlines()[0])}</span>"
+            )
+            return
+        shown = "price unknown" if per_video is None else money(per_video, 3)
+        self.cost.value = f"<span>estimated cost per video: <b>{g.esc(shown)}</b></span>"
+
+    def _changed(self) -> None:
+        self._show_cost()
+        for callback in list(getattr(self, "_listeners", [])):
+            callback()
+
     def observe(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` whenever any value in the form changes (notebook only)."""
+        """Call ``callback()`` whenever any value in the form changes (notebook only),
+        the option widgets of a model picked later included."""
         if self.widget is None:
             return
-        for widget in self.w.values():
-            widget.observe(lambda _c: callback(), names="value")
+        for name, widget in self.w.items():
+            if name != "model":  # a new model rebuilds the options, which then call back
+                widget.observe(lambda _c: callback(), names="value")
+        self._listeners.append(callback)
 
     def preview(self, settings: Settings | None = None) -> Preview:
         """What would run: images, prompts, job count, estimated cost and skipped files."""
