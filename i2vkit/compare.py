@@ -1,0 +1,453 @@
+"""The comparison grid: a batch's clips side by side, rows and columns picked from
+image, prompt, model and take.
+
+One renderer serves the notebook and the report: :func:`cells_from_rows` turns ledger
+rows into :class:`Cell` (with each job's cost and time in fal's queue and running),
+:func:`arrange` lays them out for a choice of axes, :func:`cell_html` draws one player
+and :func:`grid_html` the whole grid; :data:`SCRIPT` is the small inline JavaScript both
+use (players load only when scrolled into view, "play row", and in the report the
+row/column pickers). Where a video's URL points is the caller's business (a
+``video_url`` function): relative to the notebook in Jupyter, relative to the report
+folder in a report.
+
+Why players start with ``preload="none"`` and a poster: a grid of two hundred clips
+that all fetched their metadata at once would stall the page and the Jupyter server;
+the first frame (a small JPEG, :func:`first_frame`) shows what each clip is, and a clip
+is fetched when it scrolls into view or is played. Without JavaScript (an untrusted
+notebook) every player still plays on click.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .filenames import safe_component
+from .gallery import STATUS_COLORS, esc, parse_time
+from .jobs import UNSUCCESSFUL, JobStatus
+
+AXES = ("image", "prompt", "model", "take")
+#: The row/column choices offered by the pickers (notebook dropdowns, report selects).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "image × prompt": ("image", "prompt"),
+    "image": ("image",),
+    "prompt": ("prompt",),
+    "model": ("model",),
+    "take": ("take",),
+    "model × take": ("model", "take"),
+    "image × prompt × take": ("image", "prompt", "take"),
+    "nothing": (),
+}
+NO_MATH = "tex2jax_ignore mathjax_ignore"  # JupyterLab's MathJax leaves these alone
+THUMB_DIR = ".i2vkit-thumbs"  # next to the videos (a dot: not a video to list)
+THUMB_SIDE = 320
+
+
+def money(usd: float | None) -> str:
+    """``US$ 0.40``: no dollar pair for JupyterLab to typeset as math."""
+    return "price unknown" if usd is None else f"US$ {usd:,.2f}"
+
+
+# --------------------------------------------------------------------------- cells
+
+
+@dataclass
+class Cell:
+    """One job as the grid shows it."""
+
+    job_id: int
+    image: str
+    prompt: str
+    model: str
+    take: int = 1
+    seed: int | None = None
+    status: str = ""
+    video: str | None = None  # the local mp4 (downloaded jobs only)
+    error: str | None = None
+    cost: float | None = None
+    queue_s: float | None = None
+    run_s: float | None = None
+    keeper: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, axis: str) -> str:
+        """The label of this cell on ``axis`` (what a row or column header shows)."""
+        if axis == "image":
+            return _image_name(self.image)
+        if axis == "prompt":
+            return self.prompt
+        if axis == "model":
+            return self.model
+        if axis == "take":
+            return f"take {self.take}"
+        raise ValueError(f"unknown axis {axis!r}; choose from {', '.join(AXES)}")
+
+
+def _image_name(ref: str) -> str:
+    return ref.rsplit("/", 1)[-1] if "://" in ref else Path(ref).name
+
+
+def seconds_between(start: Any, end: Any) -> float | None:
+    a, b = parse_time(start), parse_time(end)
+    return None if a is None or b is None else round((b - a).total_seconds(), 3)
+
+
+def row_cost(row: Mapping[str, Any]) -> float | None:
+    """A ledger row's estimated price (its own model and options), None when unknown."""
+    from .errors import InputError
+    from .plan import model_of_row
+    from .plan import row_cost as cost
+
+    try:
+        return cost(dict(row), model_of_row(dict(row)))
+    except (InputError, KeyError):
+        return None
+
+
+def cells_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Cell]:
+    """Cells for ledger rows (``Store.jobs(batch)``), in the order the jobs were planned."""
+    cells = []
+    for r in rows:
+        done = r.get("status") == JobStatus.DOWNLOADED
+        cells.append(
+            Cell(
+                job_id=int(r["id"]),
+                image=str(r.get("image_path") or "?"),
+                prompt=r.get("prompt") or "",
+                model=r.get("model") or "",
+                take=int(r.get("take") or 1),
+                seed=r.get("seed"),
+                status=r.get("status") or "",
+                video=r.get("local_file") if done else None,
+                error=r.get("error"),
+                cost=row_cost(r),
+                queue_s=seconds_between(r.get("submitted_at"), r.get("started_at")),
+                run_s=seconds_between(r.get("started_at"), r.get("completed_at")),
+                keeper=bool(r.get("keeper")),
+                options=json.loads(r.get("options") or "{}"),
+            )
+        )
+    return cells
+
+
+def default_axes(cells: Sequence[Cell]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Rows = image x prompt; columns = what varies among models and takes (model if
+    nothing does)."""
+    cols = tuple(a for a in ("model", "take") if len({c.value(a) for c in cells}) > 1)
+    return ("image", "prompt"), cols or ("model",)
+
+
+def check_axes(rows: Sequence[str], cols: Sequence[str]) -> None:
+    for axis in (*rows, *cols):
+        if axis not in AXES:
+            raise ValueError(f"unknown axis {axis!r}; choose from {', '.join(AXES)}")
+    both = set(rows) & set(cols)
+    if both:
+        raise ValueError(
+            f"{', '.join(sorted(both))} is on both the rows and the columns: pick it for one"
+        )
+
+
+# ------------------------------------------------------------------------- layout
+
+
+@dataclass
+class Grid:
+    """Cells laid out: row keys, column keys, and the cells of each (row, column) slot.
+    Axes on neither side (a take when rows and columns do not name it) share a slot."""
+
+    rows: tuple[str, ...]
+    cols: tuple[str, ...]
+    row_keys: list[tuple[str, ...]]
+    col_keys: list[tuple[str, ...]]
+    slots: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Cell]]
+
+    def slot(self, r: tuple[str, ...], c: tuple[str, ...]) -> list[Cell]:
+        return self.slots.get((r, c), [])
+
+
+def arrange(cells: Sequence[Cell], rows: Sequence[str], cols: Sequence[str]) -> Grid:
+    """Lay ``cells`` out with ``rows`` and ``cols`` (tuples of axes); keys in the order they
+    first appear among the cells (the plan's order)."""
+    check_axes(rows, cols)
+    row_keys: dict[tuple[str, ...], None] = {}
+    col_keys: dict[tuple[str, ...], None] = {}
+    slots: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Cell]] = {}
+    for cell in cells:
+        r = tuple(cell.value(a) for a in rows)
+        c = tuple(cell.value(a) for a in cols)
+        row_keys.setdefault(r, None)
+        col_keys.setdefault(c, None)
+        slots.setdefault((r, c), []).append(cell)
+    return Grid(tuple(rows), tuple(cols), list(row_keys), list(col_keys), slots)
+
+
+def key_label(key: Sequence[str]) -> str:
+    return " · ".join(key) if key else "all"
+
+
+# ------------------------------------------------------------------------ thumbnails
+
+
+def first_frame(
+    video: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+) -> Path | None:
+    """The video's first frame as a small JPEG, made once and kept: in ``cache_dir``, else
+    in ``.i2vkit-thumbs`` next to the video, else in the user's cache folder (a read-only
+    video folder). Remade when the video is newer. None when the video cannot be decoded."""
+    src = Path(video)
+    try:
+        st = src.stat()
+    except OSError:
+        return None
+    tag = hashlib.sha256(str(src.resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    name = f"{safe_component(src.stem, max_len=80)}-{tag}.jpg"
+    folders = [Path(cache_dir)] if cache_dir else [src.parent / THUMB_DIR, _user_cache()]
+    for folder in folders:
+        out = folder / name
+        if out.is_file() and out.stat().st_mtime_ns >= st.st_mtime_ns:
+            return out
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return out if _write_first_frame(src, out) else None
+        except OSError:
+            continue
+    return None
+
+
+def _user_cache() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("i2vkit")) / "thumbs"
+
+
+def _write_first_frame(src: Path, out: Path) -> bool:
+    import av
+
+    try:
+        with av.open(str(src)) as container:
+            frame = next(container.decode(video=0))
+            img = frame.to_image()
+    except (av.FFmpegError, StopIteration, IndexError, OSError, ValueError):
+        return False
+    img.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    tmp = out.with_name(out.name + ".part")
+    img.convert("RGB").save(tmp, format="JPEG", quality=80)
+    os.replace(tmp, out)
+    return True
+
+
+# ---------------------------------------------------------------------------- HTML
+
+CSS = """
+.i2v-compare{font:12px/1.35 system-ui,sans-serif;color:#222}
+.i2v-grid{border-collapse:separate;border-spacing:6px}
+.i2v-grid th{font-weight:600;text-align:left;vertical-align:top;padding:4px;background:#f5f5f5;
+ border-radius:4px;max-width:260px}
+.i2v-grid td{vertical-align:top;padding:0}
+.i2v-slot{display:flex;gap:6px}
+.i2v-cell{border:1px solid #ccc;border-radius:6px;padding:5px;background:#fff;width:220px;
+ display:flex;flex-direction:column;gap:3px}
+.i2v-cell.i2v-keeper{border:2px solid #f9a825}
+.i2v-cell video{width:100%;height:150px;object-fit:contain;background:#000;border-radius:4px}
+.i2v-box{height:150px;border-radius:4px;padding:6px;box-sizing:border-box;overflow:auto;
+ word-break:break-word;display:flex;align-items:center;justify-content:center;text-align:center}
+.i2v-fail{color:#c62828;background:#fdecea}
+.i2v-wait{color:#555;background:#f3f3f3}
+.i2v-meta{color:#444}
+.i2v-play-row{margin-top:4px;font:12px system-ui,sans-serif;cursor:pointer}
+"""
+
+#: Inline, no library: lazy players (IntersectionObserver; a MutationObserver catches grids
+#: drawn later, e.g. by widgets), "play row", and the report's row/column pickers.
+SCRIPT = r"""
+(function () {
+  if (window.__i2vCompare) { window.__i2vCompare.scan(document); return; }
+  var io = ('IntersectionObserver' in window) ? new IntersectionObserver(function (es) {
+    es.forEach(function (e) { if (e.isIntersecting) { wake(e.target); io.unobserve(e.target); } });
+  }, {rootMargin: '200px'}) : null;
+  function wake(v) {
+    if (v.getAttribute('preload') === 'none') { v.setAttribute('preload', 'metadata'); v.load(); }
+  }
+  function scan(root) {
+    root.querySelectorAll('video.i2v-lazy:not([data-i2v-seen])').forEach(function (v) {
+      v.setAttribute('data-i2v-seen', '1');
+      if (io) io.observe(v); else wake(v);
+    });
+  }
+  document.addEventListener('click', function (ev) {
+    var b = ev.target.closest && ev.target.closest('.i2v-play-row');
+    if (!b) return;
+    var grid = b.closest('.i2v-compare') || document;
+    var vs = grid.querySelectorAll('video[data-row="' + b.getAttribute('data-row') + '"]');
+    vs.forEach(function (v) { wake(v); v.muted = true; v.currentTime = 0; });
+    vs.forEach(function (v) { var p = v.play(); if (p && p.catch) p.catch(function () {}); });
+  });
+  new MutationObserver(function () { scan(document); })
+    .observe(document.body || document.documentElement, {childList: true, subtree: true});
+  window.__i2vCompare = {scan: scan, wake: wake};
+  scan(document);
+})();
+"""
+
+#: The report's pickers: re-lay the cells out in the browser with the notebook's rules
+#: (keys in first-seen order, unpicked axes share a slot) as :func:`arrange` does.
+ARRANGE_SCRIPT = r"""
+(function () {
+  var box = document.getElementById('i2v-compare');
+  if (!box) return;
+  var choices = JSON.parse(box.getAttribute('data-choices'));
+  var rowSel = document.getElementById('i2v-rows'), colSel = document.getElementById('i2v-cols');
+  var cells = Array.prototype.slice.call(box.querySelectorAll('.i2v-cell'));
+  function label(c, axes) {
+    return axes.map(function (a) { return c.getAttribute('data-' + a); });
+  }
+  function th(text) { var e = document.createElement('th'); e.textContent = text; return e; }
+  function draw() {
+    var rows = choices[rowSel.value], cols = choices[colSel.value];
+    var clash = rows.filter(function (a) { return cols.indexOf(a) >= 0; });
+    var note = document.getElementById('i2v-axes-note');
+    if (clash.length) { note.textContent = clash.join(', ') +
+      ' is on both the rows and the columns: pick it for one'; return; }
+    note.textContent = '';
+    var rk = [], ck = [], slots = {};
+    cells.forEach(function (c) {
+      var r = JSON.stringify(label(c, rows)), k = JSON.stringify(label(c, cols));
+      if (rk.indexOf(r) < 0) rk.push(r);
+      if (ck.indexOf(k) < 0) ck.push(k);
+      (slots[r + '|' + k] = slots[r + '|' + k] || []).push(c);
+    });
+    var show = function (k) { var v = JSON.parse(k); return v.length ? v.join(' \u00b7 ') : 'all'; };
+    var table = document.createElement('table'); table.className = 'i2v-grid';
+    var head = document.createElement('tr'); head.appendChild(th(''));
+    ck.forEach(function (k) { var h = th(show(k)); h.className = 'i2v-col'; head.appendChild(h); });
+    table.appendChild(head);
+    rk.forEach(function (r, i) {
+      var tr = document.createElement('tr'), h = th(show(r));
+      h.className = 'i2v-row';
+      var b = document.createElement('button');
+      b.type = 'button'; b.className = 'i2v-play-row'; b.setAttribute('data-row', 'r' + i);
+      b.textContent = '\u25b6 play row';
+      h.appendChild(document.createElement('br')); h.appendChild(b); tr.appendChild(h);
+      ck.forEach(function (k) {
+        var td = document.createElement('td'), s = document.createElement('div');
+        s.className = 'i2v-slot';
+        (slots[r + '|' + k] || []).forEach(function (c) {
+          c.querySelectorAll('video').forEach(function (v) { v.setAttribute('data-row', 'r' + i); });
+          s.appendChild(c);
+        });
+        td.appendChild(s); tr.appendChild(td);
+      });
+      table.appendChild(tr);
+    });
+    var old = box.querySelector('table.i2v-grid');
+    box.replaceChild(table, old);
+  }
+  rowSel.addEventListener('change', draw); colSel.addEventListener('change', draw);
+})();
+"""
+
+
+def meta_line(cell: Cell) -> str:
+    """What a cell says under its player: model, take and seed, cost, queue and run times."""
+    parts = [f"job {cell.job_id}", cell.model, f"take {cell.take}"]
+    parts.append(f"seed {cell.seed}" if cell.seed is not None else "no seed")
+    parts.append(money(cell.cost))
+    if cell.queue_s is not None:
+        parts.append(f"queue {cell.queue_s:.1f}s")
+    if cell.run_s is not None:
+        parts.append(f"running {cell.run_s:.1f}s")
+    return " · ".join(parts)
+
+
+def cell_html(
+    cell: Cell,
+    video_url: str | None,
+    poster_url: str | None = None,
+    *,
+    row_id: str = "",
+    note: str | None = None,
+) -> str:
+    """One cell: a looping muted player (``preload="none"``, the first frame as poster), or
+    fal's reason for a failed job, and the meta line. ``note``: why a video has no URL."""
+    color = STATUS_COLORS.get(cell.status, "#555")
+    data = " ".join(f'data-{a}="{esc(cell.value(a))}"' for a in AXES)
+    keeper = " i2v-keeper" if cell.keeper else ""
+    out = [
+        f'<div class="i2v-cell{keeper} {NO_MATH}" data-job-id="{cell.job_id}" '
+        f'data-status="{esc(cell.status)}" {data}>'
+    ]
+    if cell.video and video_url:
+        poster = f' poster="{esc(poster_url)}"' if poster_url else ""
+        out.append(
+            f'<video class="i2v-lazy" src="{esc(video_url)}"{poster} preload="none" muted loop '
+            f'playsinline controls data-row="{esc(row_id)}" '
+            f'title="{esc(Path(cell.video).name)}"></video>'
+        )
+    elif cell.video:
+        out.append(f'<div class="i2v-box i2v-wait">{esc(note or "video not reachable")}</div>')
+    elif cell.status in UNSUCCESSFUL:
+        out.append(f'<div class="i2v-box i2v-fail">{esc(cell.error or cell.status)}</div>')
+    else:
+        out.append(f'<div class="i2v-box i2v-wait">{esc(cell.status)}: no video yet</div>')
+    star = ' · <b style="color:#f9a825">★ keeper</b>' if cell.keeper else ""
+    out.append(
+        f'<div class="i2v-meta"><span class="i2v-status" style="color:{color};font-weight:600">'
+        f"{esc(cell.status)}</span> · {esc(meta_line(cell))}{star}</div>"
+    )
+    out.append(
+        f'<div class="i2v-prompt" title="{esc(cell.prompt)}">{esc(_image_name(cell.image))}: '
+        f"{esc(cell.prompt[:90])}</div></div>"
+    )
+    return "".join(out)
+
+
+VideoUrl = Callable[[Cell], tuple[str | None, str | None, str | None]]
+
+
+def grid_html(
+    grid: Grid, urls: VideoUrl, *, script: bool = True, grid_id: str | None = None
+) -> str:
+    """The grid as a table: a header per column, a header and a "play row" button per row.
+    ``urls(cell)`` gives (video URL, poster URL, note)."""
+    out = [f"<style>{CSS}</style>"]
+    ident = f' id="{esc(grid_id)}"' if grid_id else ""
+    choices = esc(json.dumps({k: list(v) for k, v in CHOICES.items()}))
+    out.append(f'<div class="i2v-compare {NO_MATH}"{ident} data-choices="{choices}">')
+    out.append('<table class="i2v-grid"><tr><th></th>')
+    out.extend(f'<th class="i2v-col">{esc(key_label(c))}</th>' for c in grid.col_keys)
+    out.append("</tr>")
+    for i, r in enumerate(grid.row_keys):
+        row_id = f"r{i}"
+        out.append(
+            f'<tr><th class="i2v-row">{esc(key_label(r))}<br><button type="button" '
+            f'class="i2v-play-row" data-row="{row_id}">▶ play row</button></th>'
+        )
+        for c in grid.col_keys:
+            cells = []
+            for cell in grid.slot(r, c):
+                video, poster, note = urls(cell)
+                cells.append(cell_html(cell, video, poster, row_id=row_id, note=note))
+            out.append(f'<td><div class="i2v-slot">{"".join(cells)}</div></td>')
+        out.append("</tr>")
+    out.append("</table></div>")
+    if script:
+        out.append(f"<script>{SCRIPT}</script>")
+    return "".join(out)
+
+
+def grid_text(grid: Grid) -> str:
+    """The grid for a script or a log: one line per cell, grouped by row."""
+    lines = [f"rows: {' x '.join(grid.rows) or 'all'}; columns: {' x '.join(grid.cols) or 'all'}"]
+    for r in grid.row_keys:
+        lines.append(f"[{key_label(r)}]")
+        for c in grid.col_keys:
+            for cell in grid.slot(r, c):
+                where = cell.video or (f"error: {cell.error}" if cell.error else cell.status)
+                lines.append(f"  {key_label(c):<24} {meta_line(cell)}  {where}")
+    return "\n".join(lines)

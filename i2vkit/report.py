@@ -1,0 +1,332 @@
+"""A batch as a folder anyone can open: ``index.html``, its videos, thumbnails and ``jobs.csv``.
+
+Why a folder and not one HTML file: videos embedded as data URIs would make a page of
+hundreds of megabytes that browsers refuse to load. Why hard links: a report of a big
+batch costs no disk space and is written in a moment; a different drive (or a file
+system without links) falls back to a copy. Every reference in the page is a relative
+URL into the folder (:func:`filenames.file_url`), so the folder can be zipped, moved
+or opened from a USB stick; nothing is fetched from the network (no fonts, no
+libraries: the little JavaScript is inline) and every name is valid on Windows
+(:func:`filenames.safe_component`).
+
+The page shows the plan (images, prompts, models), the comparison grid with the
+notebook's row/column pickers, the timeline, the per-model summary and the failed jobs
+with fal's reasons.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import compare as cmp
+from . import gallery as g
+from .config import redact
+from .errors import InputError
+from .filenames import file_url, safe_component
+from .jobs import UNSUCCESSFUL, JobStatus
+from .store import Store
+
+CSV_COLUMNS = [
+    "job_id", "image", "prompt", "model", "endpoint_id", "take", "seed", "options", "status",
+    "error", "error_type", "cost_usd", "queue_s", "run_s", "created_at", "submitted_at",
+    "started_at", "completed_at", "downloaded_at", "keeper", "request_id", "video",
+]  # fmt: skip
+IMAGE_SIDE = 160
+
+
+def default_folder(batch_id: str) -> Path:
+    return Path(f"i2vkit-report-{safe_component(batch_id)}")
+
+
+def write_report(
+    store: Store,
+    batch_id: str,
+    out: str | os.PathLike | None = None,
+    *,
+    rows: Sequence[str] | None = None,
+    cols: Sequence[str] | None = None,
+    key: str | None = None,
+) -> Path:
+    """Write the report of ``batch_id`` (a prefix is enough) into ``out`` and return the
+    path of its ``index.html``. ``rows``/``cols``: the grid's first layout (the notebook's
+    current choice; default image x prompt by model/take). ``key``: removed from every text
+    written (the ledger never holds it; this is the belt to that brace)."""
+    batch = store.get_batch(batch_id)
+    if batch is None:
+        raise InputError(f"No batch {batch_id!r} in {store.path}; `i2vkit status` lists them.")
+    folder = Path(out) if out is not None else default_folder(batch["id"])
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file; give --out a folder (new or an earlier report).")
+    folder = folder.resolve()
+    for sub in ("videos", "thumbs", "images"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    jobs = store.jobs(batch["id"])
+    cells = cmp.cells_from_rows(jobs)
+    videos = {c.job_id: _place_video(c, folder / "videos") for c in cells if c.video}
+    thumbs = {job: cmp.first_frame(path, folder / "thumbs") for job, path in videos.items() if path}
+
+    def urls(cell: cmp.Cell) -> tuple[str | None, str | None, str | None]:
+        video = videos.get(cell.job_id)
+        if video is None:
+            return None, None, "the video file is missing from the output folder"
+        thumb = thumbs.get(cell.job_id)
+        return (
+            file_url(video, folder),
+            file_url(thumb, folder) if thumb else None,
+            None,
+        )
+
+    if rows is None or cols is None:
+        d_rows, d_cols = cmp.default_axes(cells)
+        rows = d_rows if rows is None else rows
+        cols = d_cols if cols is None else cols
+    grid = cmp.arrange(cells, rows, cols)
+    page = _page(store, batch, jobs, cells, grid, urls, folder)
+    _write_text(folder / "index.html", redact(page, key))
+    _write_text(folder / "jobs.csv", redact(_csv(jobs, cells, videos, folder), key), bom=True)
+    return folder / "index.html"
+
+
+def _write_text(path: Path, text: str, bom: bool = False) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text, encoding="utf-8-sig" if bom else "utf-8", newline="")
+    os.replace(tmp, path)
+
+
+def _place_video(cell: cmp.Cell, folder: Path) -> Path | None:
+    """The job's video inside the report: a hard link, else a copy; None when it is gone."""
+    src = Path(cell.video or "")
+    if not src.is_file():
+        return None
+    stem = Path(cell.image).stem if "://" not in cell.image else cell.image.rsplit("/", 1)[-1]
+    name = safe_component(f"{cell.job_id}_{stem}_{cell.model}_take{cell.take}") + ".mp4"
+    dest = folder / name
+    if dest.exists():
+        try:
+            if dest.samefile(src) or dest.stat().st_size == src.stat().st_size:
+                return dest
+        except OSError:
+            pass
+        dest.unlink()
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+    return dest
+
+
+def _image_thumb(ref: str, folder: Path) -> Path | None:
+    """A small JPEG of an input image in ``images/`` (a URL image has none: nothing outside
+    the folder is referenced)."""
+    if "://" in ref or not Path(ref).is_file():
+        return None
+    from PIL import Image
+
+    tag = hashlib.sha256(ref.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    dest = folder / f"{safe_component(Path(ref).stem, max_len=80)}-{tag}.jpg"
+    if dest.is_file():
+        return dest
+    try:
+        with Image.open(ref) as im:
+            im.thumbnail((IMAGE_SIDE, IMAGE_SIDE))
+            im.convert("RGB").save(dest, format="JPEG", quality=80)
+    except (OSError, ValueError):
+        return None
+    return dest
+
+
+def _csv(
+    jobs: Sequence[Mapping[str, Any]],
+    cells: Sequence[cmp.Cell],
+    videos: Mapping[int, Path | None],
+    folder: Path,
+) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, CSV_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    for r, c in zip(jobs, cells, strict=True):
+        video = videos.get(c.job_id)
+        writer.writerow(
+            {
+                "job_id": c.job_id,
+                "image": r["image_path"],
+                "prompt": r["prompt"],
+                "model": r["model"],
+                "endpoint_id": r["endpoint_id"],
+                "take": c.take,
+                "seed": "" if c.seed is None else c.seed,
+                "options": json.dumps(c.options, sort_keys=True, ensure_ascii=False),
+                "status": r["status"],
+                "error": r.get("error") or "",
+                "error_type": r.get("error_type") or "",
+                "cost_usd": "" if c.cost is None else f"{c.cost:.4f}",
+                "queue_s": "" if c.queue_s is None else c.queue_s,
+                "run_s": "" if c.run_s is None else c.run_s,
+                **{
+                    k: r.get(k) or ""
+                    for k in (
+                        "created_at",
+                        "submitted_at",
+                        "started_at",
+                        "completed_at",
+                        "downloaded_at",
+                        "request_id",
+                    )
+                },  # fmt: skip
+                "keeper": int(c.keeper),
+                "video": file_url(video, folder) if video else "",
+            }
+        )
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------- page
+
+PAGE_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
+.i2v-sub{color:#555} .i2v-plan{display:flex;gap:24px;flex-wrap:wrap}
+.i2v-images{display:flex;gap:8px;flex-wrap:wrap}
+.i2v-images figure{margin:0;width:120px;font-size:11px;word-break:break-all}
+.i2v-images img{width:120px;height:90px;object-fit:cover;border-radius:4px;background:#ddd}
+table.i2v-table{border-collapse:collapse;font-size:13px;background:#fff}
+table.i2v-table th,table.i2v-table td{border:1px solid #ddd;padding:3px 8px;text-align:left;
+ vertical-align:top}
+.i2v-pickers{margin:6px 0 10px} .i2v-pickers select{margin:0 12px 0 4px}
+#i2v-axes-note{color:#c62828;margin-left:8px}
+"""
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    head = "".join(f"<th>{g.esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{g.esc(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return f'<table class="i2v-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _select(ident: str, chosen: Sequence[str]) -> str:
+    opts = []
+    for label, axes in cmp.CHOICES.items():
+        sel = " selected" if tuple(axes) == tuple(chosen) else ""
+        opts.append(f'<option value="{g.esc(label)}"{sel}>{g.esc(label)}</option>')
+    if tuple(chosen) not in {tuple(a) for a in cmp.CHOICES.values()}:
+        raise InputError(
+            f"The report's pickers offer {', '.join(cmp.CHOICES)}; {' x '.join(chosen)} is not one."
+        )
+    return f'<select id="{ident}">{"".join(opts)}</select>'
+
+
+def _page(
+    store: Store,
+    batch: Mapping[str, Any],
+    jobs: Sequence[Mapping[str, Any]],
+    cells: Sequence[cmp.Cell],
+    grid: cmp.Grid,
+    urls: cmp.VideoUrl,
+    folder: Path,
+) -> str:
+    from .summary import per_model
+
+    counts: dict[str, int] = {}
+    for r in jobs:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    known = [c.cost for c in cells]
+    total = cmp.money(sum(known)) if known and None not in known else "price unknown"  # type: ignore[arg-type]
+    images = list(dict.fromkeys(c.image for c in cells))
+    prompts = list(dict.fromkeys(c.prompt for c in cells))
+    models = list(dict.fromkeys(c.model for c in cells))
+    figures = []
+    for ref in images:
+        thumb = _image_thumb(ref, folder / "images")
+        img = f'<img src="{g.esc(file_url(thumb, folder))}" alt="">' if thumb else ""
+        figures.append(f"<figure>{img}<figcaption>{g.esc(cmp.Cell(0, ref, '', '').value('image'))}"
+                       "</figcaption></figure>")  # fmt: skip
+    summary_rows = [
+        (
+            m.model,
+            m.endpoint_id,
+            m.jobs,
+            m.done,
+            m.failed,
+            "-" if m.mean_queue_s is None else f"{m.mean_queue_s:.1f}s",
+            "-" if m.mean_run_s is None else f"{m.mean_run_s:.1f}s",
+            cmp.money(m.cost_per_clip),
+            "-" if m.cost_per_second is None else cmp.money(m.cost_per_second),
+        )
+        for m in per_model(store, batch["id"])
+    ]
+    failed = [
+        (c.job_id, c.value("image"), c.prompt, c.model, c.take, c.status, c.error or "")
+        for c in cells
+        if c.status in UNSUCCESSFUL
+    ]
+    written = datetime.now(UTC).isoformat(timespec="seconds")
+    status_line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>",
+        f"<title>i2vkit report: batch {g.esc(batch['id'])}</title>",
+        f"<style>{PAGE_CSS}{cmp.CSS}</style></head><body class='{cmp.NO_MATH}'>",
+        f"<h1>Batch {g.esc(batch['id'])}</h1>",
+        f"<div class='i2v-sub'>{len(jobs)} jobs ({g.esc(status_line)}) on "
+        f"{g.esc(batch['backend'])}; estimated cost {g.esc(total)}; created "
+        f"{g.esc(str(batch['created_at'])[:19])}; report written {g.esc(written)}. "
+        "Every job with its options, seed, error, cost and times: "
+        "<a href='jobs.csv'>jobs.csv</a>.</div>",
+        "<h2>Plan</h2><div class='i2v-plan'>",
+        f"<div><b>{len(images)} images</b><div class='i2v-images'>{''.join(figures)}</div></div>",
+        f"<div><b>{len(prompts)} prompts</b><ol>"
+        + "".join(f"<li>{g.esc(p)}</li>" for p in prompts)
+        + "</ol></div>",
+        f"<div><b>{len(models)} models</b><ul>"
+        + "".join(f"<li>{g.esc(m)}</li>" for m in models)
+        + "</ul></div></div>",
+        "<h2>Comparison</h2><div class='i2v-pickers'>Rows "
+        + _select("i2v-rows", grid.rows)
+        + "Columns "
+        + _select("i2v-cols", grid.cols)
+        + "<span id='i2v-axes-note'></span></div>",
+        cmp.grid_html(grid, urls, script=False, grid_id="i2v-compare"),
+        "<h2>Timeline</h2>",
+        g.timeline_svg(jobs),
+        "<h2>Per model</h2>",
+        _table(
+            summary_rows,
+            [
+                "model",
+                "endpoint",
+                "jobs",
+                "videos",
+                "failed",
+                "mean in queue",
+                "mean running",
+                "cost per clip",
+                "cost per second of video",
+            ],
+        ),  # fmt: skip
+        f"<h2>Failed jobs ({len(failed)})</h2>",
+        _table(failed, ["job", "image", "prompt", "model", "take", "status", "fal's reason"])
+        if failed
+        else "<p>None.</p>",
+        f"<script>{cmp.SCRIPT}</script><script>{cmp.ARRANGE_SCRIPT}</script>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def report_summary(index: Path, store: Store, batch_id: str) -> str:
+    """What `i2vkit report` prints: where the page is and what it holds."""
+    jobs = store.jobs((store.get_batch(batch_id) or {"id": batch_id})["id"])
+    videos = sum(r["status"] == JobStatus.DOWNLOADED for r in jobs)
+    return (
+        f"report of batch {batch_id}: {len(jobs)} jobs, {videos} videos\n"
+        f"open {index} (no server needed; the folder {index.parent} can be zipped or moved)"
+    )
