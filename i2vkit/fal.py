@@ -20,7 +20,7 @@ import json
 import mimetypes
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +33,15 @@ import httpx
 from .backend import Backend
 from .config import redact
 from .errors import FalAuthError, FalError, FalLockedError, FalTransientError
-from .http import ATTEMPTS, RequestBudget, Retry, fal_error, retry_if_transient, retrying
+from .http import (
+    ATTEMPTS,
+    RequestBudget,
+    Retry,
+    fal_error,
+    retry_after_seconds,
+    retry_if_transient,
+    retrying,
+)
 
 FAL_QUEUE_URL = "https://queue.fal.run"
 FAL_REST_URL = "https://rest.fal.ai"
@@ -47,10 +55,23 @@ TOKEN_MARGIN = timedelta(seconds=30)  # a CDN token this close to expiry is rene
 PREFLIGHT_ATTEMPTS = 2  # the first call of a batch: a closed port or no network fails fast
 PREFLIGHT_CONNECT_SECONDS = 5.0
 NOT_CONNECTED = ("ConnectError", "ConnectTimeout")  # how Retry.reason names "never connected"
+STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
+# fal sends a keep-alive comment every 15 s: a stream silent for two of them has stalled
+STREAM_KEEPALIVE = 15.0
+STREAM_IDLE = 2 * STREAM_KEEPALIVE
 
 
 class BackendUnreachable(FalTransientError):
     """No connection to the backend at all (closed port, no network, unknown host)."""
+
+
+class StreamUnavailable(FalTransientError):
+    """A status stream that cannot be used: `refused` (404/405: this host has none) or it
+    dropped, stalled or could not be opened. Polling takes over either way."""
+
+    def __init__(self, message: str, *, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
 
 
 def point_fal_client_at(base_url: str | None) -> dict[str, str]:
@@ -304,13 +325,49 @@ class FalConnection:
         body = await self.json_call(
             "GET", status_url, "status", params={"logs": "1" if logs else "0"}
         )
-        if not isinstance(body, dict) or body.get("status") not in (
-            "IN_QUEUE",
-            "IN_PROGRESS",
-            "COMPLETED",
-        ):
+        if not isinstance(body, dict) or body.get("status") not in STATUSES:
             raise FalError(f"status: unexpected answer from fal: {json.dumps(body)[:200]}")
         return body
+
+    async def status_stream(
+        self, status_url: str, *, idle: float = STREAM_IDLE
+    ) -> AsyncIterator[dict[str, Any]]:
+        """fal's status stream (`GET {status_url}/stream`, server-sent events): yields each
+        status object as fal sends it, the last one COMPLETED; one request for a job's life.
+
+        One try under the request budget (a 429 slows the budget like any other). Raises
+        :class:`StreamUnavailable` (refused for 404/405) when the stream cannot be opened,
+        ends before COMPLETED, breaks, or stays silent for `idle` seconds (fal sends a
+        keep-alive comment every 15 s, so silence means a stalled connection): the caller
+        then polls. 401/403 are fal's errors as everywhere (a bad key stops the batch).
+        """
+        await self.budget.acquire()
+        self.requests["status_stream"] += 1
+        timeout = httpx.Timeout(self.timeout, connect=15.0, read=idle)
+        try:
+            async with self.http.stream(
+                "GET", status_url + "/stream", params={"logs": "0"}, timeout=timeout
+            ) as response:
+                code = response.status_code
+                if code in (404, 405):
+                    raise StreamUnavailable(f"status stream refused (HTTP {code})", refused=True)
+                if code == 429:
+                    self.requests["429"] += 1
+                    self.budget.throttle(retry_after_seconds(response))
+                if code in (401, 403):
+                    await response.aread()
+                    raise fal_error(response, "status stream", self.key)
+                if code >= 300:
+                    raise StreamUnavailable(f"status stream answered HTTP {code}")
+                self.budget.relax()
+                async for status in _sse_statuses(response):
+                    yield status
+                    if status["status"] == "COMPLETED":
+                        return
+        except httpx.TransportError as exc:
+            what = type(exc).__name__
+            raise StreamUnavailable(f"status stream broke ({what})") from None
+        raise StreamUnavailable("status stream ended before COMPLETED")
 
     async def result(self, response_url: str, *, failed: bool = False) -> dict[str, Any]:
         """A job's output; for a job fal says failed, its 4xx/5xx answer *is* the error."""
@@ -448,6 +505,26 @@ class FalConnection:
             json={"parts": parts},
         )
         return access_url
+
+
+async def _sse_statuses(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The status objects of a server-sent event stream: `data:` lines joined per event (a
+    blank line ends one), comments (`:`, fal's keep-alives) and other fields skipped."""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+            continue
+        if line or not data:
+            continue
+        text, data = "\n".join(data), []
+        try:
+            status = json.loads(text)
+        except ValueError:
+            raise StreamUnavailable("status stream sent an event that is not JSON") from None
+        if not isinstance(status, dict) or status.get("status") not in STATUSES:
+            raise StreamUnavailable(f"status stream sent an unexpected event: {text[:200]}")
+        yield status
 
 
 def _read(path: str | os.PathLike, offset: int, length: int) -> bytes:

@@ -135,12 +135,13 @@ class Jobs:
     def get(self, job_id: int) -> dict[str, Any]:
         return self.store.job(job_id)
 
-    def claim(self, job_id: int) -> bool:
+    def claim(self, job_id: int, **fields: Any) -> bool:
         """pending -> submitting for this process; False if another process got there first.
 
         Only from pending: a job another process claimed meanwhile is `submitting`
-        and must not be claimed (and paid for) a second time."""
-        return self.store.claim(job_id, self.owner, [JobStatus.PENDING])
+        and must not be claimed (and paid for) a second time. `fields` (the exact arguments
+        about to be POSTed) are written in the same statement: one write per submit."""
+        return self.store.claim(job_id, self.owner, [JobStatus.PENDING], **fields)
 
     def take_over(self, job: dict[str, Any]) -> bool:
         """Adopt a job whose owner died (compare-and-set on that owner: of several

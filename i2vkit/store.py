@@ -153,12 +153,20 @@ def _m005_jobs_per_job_model(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_status_streams(db: sqlite_utils.Database) -> None:
+    """How many of a job's status requests were streams (fal's status stream follows a job
+    with one request; polls are the rest of status_requests)."""
+    if "status_streams" not in db["jobs"].columns_dict:
+        db.execute("ALTER TABLE jobs ADD COLUMN status_streams INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_upload_cache,
     _m002_upload_cache_validity,
     _m003_batches_and_jobs,
     _m004_catalogue,
     _m005_jobs_per_job_model,
+    _m006_status_streams,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -378,25 +386,52 @@ class Store:
         )
         return cursor.rowcount == 1
 
-    def count(self, job_id: int, column: str, by: int = 1) -> None:
-        """Bump one of the request counters (status_requests, result_requests, ...)."""
-        assert column in {
-            "submit_attempts",
-            "status_requests",
-            "result_requests",
-            "download_attempts",
-        }
-        self._write(f"UPDATE jobs SET {column} = {column} + ? WHERE id = ?", [by, job_id])
+    COUNTERS = frozenset(
+        {"submit_attempts", "status_requests", "status_streams", "result_requests",
+         "download_attempts"}
+    )  # fmt: skip
 
-    def claim(self, job_id: int, owner: str, from_statuses: Iterable[str]) -> bool:
-        """Atomically move a job to 'submitting' for one owner; False if someone else has it.
+    def count(self, job_id: int, column: str, by: int = 1, /, **also: int) -> None:
+        """Bump request counters (status_requests, result_requests, ...) in one UPDATE."""
+        by_column = {column: by, **also}
+        assert set(by_column) <= self.COUNTERS
+        self._write(
+            f"UPDATE jobs SET {', '.join(f'{c} = {c} + ?' for c in by_column)} WHERE id = ?",
+            [*by_column.values(), job_id],
+        )
+
+    def count_many(self, column: str, job_ids: Iterable[int]) -> None:
+        """Bump one counter of many jobs in one transaction (one statement, many rows)."""
+        assert column in self.COUNTERS
+        with self.db.conn:
+            self.db.conn.executemany(
+                f"UPDATE jobs SET {column} = {column} + 1 WHERE id = ?", [[i] for i in job_ids]
+            )
+
+    def run_seconds(self, endpoint_id: str, limit: int) -> list[float]:
+        """How long this endpoint's last `limit` finished jobs ran (started to completed)."""
+        rows = self._rows(
+            """SELECT (julianday(completed_at) - julianday(started_at)) * 86400.0 AS ran
+               FROM jobs WHERE endpoint_id = ? AND status IN (?, ?)
+               AND started_at IS NOT NULL AND completed_at IS NOT NULL
+               ORDER BY completed_at DESC LIMIT ?""",
+            [endpoint_id, jobs.JobStatus.COMPLETED, jobs.JobStatus.DOWNLOADED, limit],
+        )
+        return [r["ran"] for r in rows if r["ran"] is not None and r["ran"] > 0]
+
+    def claim(
+        self, job_id: int, owner: str, from_statuses: Iterable[str], /, **fields: Any
+    ) -> bool:
+        """Atomically move a job to 'submitting' for one owner (writing `fields` with it, in
+        the same statement); False if someone else has it.
 
         This compare-and-set is what stops two processes on one batch from both paying for a job.
         """
         from_statuses = list(from_statuses)
+        extra = "".join(f", {k} = ?" for k in fields)
         cursor = self._write(
-            f"""UPDATE jobs SET status = ?, owner = ?, submit_attempts = submit_attempts + 1
+            f"""UPDATE jobs SET status = ?, owner = ?, submit_attempts = submit_attempts + 1{extra}
                 WHERE id = ? AND status IN ({", ".join("?" * len(from_statuses))})""",
-            [jobs.JobStatus.SUBMITTING, owner, job_id, *from_statuses],
+            [jobs.JobStatus.SUBMITTING, owner, *fields.values(), job_id, *from_statuses],
         )
         return cursor.rowcount == 1

@@ -44,6 +44,47 @@ def test_two_finished_jobs_are_not_yet_a_typical_time():
     assert s.typical is None
 
 
+def test_a_seeded_schedule_polls_first_when_the_expected_run_should_be_over():
+    s = PollSchedule(expected=20.0)
+    assert s.typical == 20.0  # not blind: the first poll lands at the expected end
+    assert s.next_delay("IN_PROGRESS", 0.0, None, 0, None) == pytest.approx(20.05)
+    for seconds in (10.0, 12.0, 11.0):
+        s.observe(seconds)
+    assert s.typical == 11.0  # this batch's own jobs outrank the seed once three finish
+
+
+def test_the_seed_is_the_catalogue_estimate_else_the_ledgers_median(tmp_path):
+    from i2vkit.engine.schedule import expected_run_seconds
+    from i2vkit.store import Store
+
+    with Store(tmp_path / "ledger.db") as store:
+        assert expected_run_seconds({"duration_estimate": 95}, store, "fal-ai/x") == 95.0
+        assert expected_run_seconds({}, store, "fal-ai/x") is None  # nothing known: blind
+        store.save_batch(
+            {"id": "b", "model": "x", "endpoint_id": "fal-ai/x", "pairing": "all",
+             "output_dir": str(tmp_path), "backend": "emulator"}
+        )  # fmt: skip
+        rows = [
+            {"batch_id": "b", "job_key": f"k{i}", "image_path": "a.png", "prompt": "p",
+             "model": "x", "endpoint_id": endpoint, "backend": "emulator"}
+            for i, endpoint in enumerate(["fal-ai/x"] * 3 + ["fal-ai/other"])
+        ]  # fmt: skip
+        store.add_jobs(rows)
+        ran = {"k0": 30, "k1": 50, "k2": 40, "k3": 999}
+        for job in store.jobs("b"):
+            store.update_job(
+                job["id"],
+                status="downloaded",
+                started_at="2026-01-01T00:00:00.000+00:00",
+                completed_at=f"2026-01-01T00:00:{ran[job['job_key']] % 60:02d}.000+00:00"
+                if ran[job["job_key"]] < 60
+                else "2026-01-01T00:16:39.000+00:00",
+            )
+        assert expected_run_seconds({}, store, "fal-ai/x") == pytest.approx(40.0, abs=0.01)
+        # the catalogue's estimate wins over the ledger
+        assert expected_run_seconds({"duration_estimate": 7}, store, "fal-ai/x") == 7.0
+
+
 def test_queued_jobs_back_off_and_are_polled_sooner_near_the_front():
     s = PollSchedule()
     far = s.next_delay("IN_QUEUE", 5.0, None, 4, 40)

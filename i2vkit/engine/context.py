@@ -13,7 +13,7 @@ from ..fal import FalConnection
 from ..jobs import Jobs
 from ..plan import Plan
 from .progress import Progress
-from .schedule import PollSchedule
+from .schedule import Schedules, StreamPolicy
 from .spend import SpendCap
 
 
@@ -27,7 +27,8 @@ class RunContext:
     on_progress: Callable[[Progress], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     progress: Progress = field(default_factory=Progress)
-    schedule: PollSchedule = field(default_factory=PollSchedule)
+    schedules: Schedules = field(default_factory=Schedules)  # polls, per endpoint
+    streams: StreamPolicy = field(default_factory=StreamPolicy)  # fal's status streams
     fatal: FalError | None = None
     spend: SpendCap = field(default_factory=lambda: SpendCap(None, None))
 

@@ -1,4 +1,14 @@
-"""Following a submitted request until fal says it is done."""
+"""Following a submitted request until fal says it is done: by its status stream, else by polling.
+
+fal's status stream (`GET {status_url}/stream`) tells of every change the moment it
+happens, over one request for the job's whole life, so a completion is seen within
+milliseconds and the job's slot goes to the next job at once. When the stream is
+refused (404/405), drops, or stalls past fal's keep-alive, the job is polled on the
+adaptive :class:`~i2vkit.engine.schedule.PollSchedule` instead; after repeated refusals
+the whole batch polls (:class:`~i2vkit.engine.schedule.StreamPolicy`). The ledger
+counts both: `status_requests` (a stream opened counts one, as does each poll) and
+`status_streams`.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +17,112 @@ import time
 from typing import Any
 
 from ..errors import FalError, FalTransientError
+from ..fal import StreamUnavailable
 from ..jobs import JobStatus
 from .context import RunContext
+from .schedule import PollSchedule
 
 LOST = None
 
 
+class Watch:
+    """What this run has seen of one request; each status fal reports goes through
+    :meth:`see`, whether it came from the stream or a poll, so both move the ledger the
+    same way (one write per transition)."""
+
+    def __init__(self, run: RunContext, job: dict[str, Any]):
+        self.run, self.job_id = run, job["id"]
+        self.submitted = time.monotonic()
+        self.started: float | None = None
+        self.position = job["queue_position"]
+        queued = job["status"] in (JobStatus.QUEUED, JobStatus.SUBMITTING)
+        self.state = "IN_QUEUE" if queued else "IN_PROGRESS"
+        self.was_running = job["status"] == JobStatus.RUNNING
+        self.waited = False  # seen waiting in fal's queue: its run starts when we see it start
+
+    @property
+    def since_start(self) -> float | None:
+        if self.started is None or not self.waited:
+            return None
+        return time.monotonic() - self.started
+
+    def see(self, status: dict[str, Any], schedule: PollSchedule) -> bool:
+        """Record one status; True when it is COMPLETED."""
+        run = self.run
+        self.state = state = status["status"]
+        if state == "IN_QUEUE":
+            self.waited = True
+            position = status.get("queue_position")
+            if position != self.position:
+                self.position = position
+                run.jobs.store.update_job(self.job_id, queue_position=position)
+        elif state == "IN_PROGRESS" and self.started is None:
+            self.started = time.monotonic()
+            if not self.was_running:
+                self.was_running = True
+                run.jobs.running(self.job_id)
+                run.progress.running += 1
+                run.emit()
+        elif state == "COMPLETED":
+            if self.was_running:
+                run.progress.running -= 1
+            metrics = status.get("metrics")
+            ran = metrics.get("inference_time") if isinstance(metrics, dict) else None
+            if not isinstance(ran, int | float) or ran <= 0:
+                since = self.started if self.started and self.waited else self.submitted
+                ran = time.monotonic() - since
+            schedule.observe(ran)
+            return True
+        return False
+
+
 async def follow(run: RunContext, job_id: int) -> dict[str, Any] | None:
-    """Poll one request on the :class:`PollSchedule` until it is COMPLETED; return that
-    status. None means fal no longer knows the request (404): the caller decides."""
+    """Follow one request until it is COMPLETED; return that status. None means fal no
+    longer knows the request (404): the caller decides."""
     job = run.jobs.get(job_id)
-    submitted = time.monotonic()
-    started: float | None = None
+    # the catalogue's estimate where this job runs on the plan's model; else the ledger's
+    entry = run.model.entry if run.model.endpoint_id == job["endpoint_id"] else None
+    schedule = run.schedules.get(job["endpoint_id"], entry, run.jobs.store)
+    watch = Watch(run, job)
+    if run.streams.usable:
+        done = await _stream(run, job, watch, schedule)
+        if done is not None:
+            return done
+    return await _poll(run, job, watch, schedule)
+
+
+async def _stream(
+    run: RunContext, job: dict[str, Any], watch: Watch, schedule: PollSchedule
+) -> dict[str, Any] | None:
+    """Follow by fal's status stream: the COMPLETED status, or None to poll instead."""
+    run.jobs.store.count(job["id"], "status_requests", status_streams=1)
+    run.streams.opened += 1
+    try:
+        async for status in run.fal.status_stream(job["status_url"]):
+            if watch.see(status, schedule):
+                return status
+    except StreamUnavailable as exc:
+        if exc.refused:
+            run.streams.refused()
+    return None
+
+
+async def _poll(
+    run: RunContext, job: dict[str, Any], watch: Watch, schedule: PollSchedule
+) -> dict[str, Any] | None:
+    """Poll on the schedule until COMPLETED; None when fal answers 404 (LOST)."""
     polls = 0
-    position = job["queue_position"]
-    queued = job["status"] in (JobStatus.QUEUED, JobStatus.SUBMITTING)
-    state = "IN_QUEUE" if queued else "IN_PROGRESS"
-    was_running = job["status"] == JobStatus.RUNNING
-    waited = False  # seen waiting in fal's queue: its run then starts when we see it start
     while True:
-        delay = run.schedule.next_delay(
-            state,
-            time.monotonic() - submitted,
-            None if started is None or not waited else time.monotonic() - started,
+        delay = schedule.next_delay(
+            watch.state,
+            time.monotonic() - watch.submitted,
+            watch.since_start,
             polls,
-            position,
+            watch.position,
         )
         await asyncio.sleep(delay)
         polls += 1
-        run.jobs.store.count(job_id, "status_requests")
+        run.jobs.store.count(job["id"], "status_requests")
         try:
             status = await run.fal.status(job["status_url"])
         except FalTransientError:
@@ -44,24 +131,5 @@ async def follow(run: RunContext, job_id: int) -> dict[str, Any] | None:
             if exc.status_code == 404:
                 return LOST
             raise
-        state = status["status"]
-        if state == "IN_QUEUE":
-            waited = True
-            position = status.get("queue_position")
-            run.jobs.store.update_job(job_id, queue_position=position)
-        elif state == "IN_PROGRESS" and started is None:
-            started = time.monotonic()
-            if not was_running:
-                was_running = True
-                run.jobs.running(job_id)
-                run.progress.running += 1
-                run.emit()
-        elif state == "COMPLETED":
-            if was_running:
-                run.progress.running -= 1
-            metrics = status.get("metrics")
-            ran = metrics.get("inference_time") if isinstance(metrics, dict) else None
-            if not isinstance(ran, int | float) or ran <= 0:
-                ran = time.monotonic() - (started if started and waited else submitted)
-            run.schedule.observe(ran)
+        if watch.see(status, schedule):
             return status

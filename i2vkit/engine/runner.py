@@ -38,6 +38,31 @@ from .submit import Submitter
 DOWNLOAD_CONCURRENCY = 4
 
 
+class Slot:
+    """One of the run's concurrency slots, which a job may give back before it ends (its
+    fal run is over) and take again (a resubmit)."""
+
+    def __init__(self, slots: asyncio.Semaphore):
+        self.slots, self.held = slots, False
+
+    async def take(self) -> None:
+        if not self.held:
+            await self.slots.acquire()
+            self.held = True
+
+    def give_back(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release()
+
+    async def __aenter__(self) -> Slot:
+        await self.take()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.give_back()
+
+
 class Runner:
     def __init__(self, run: RunContext, *, cache_enabled: bool):
         self.run = run
@@ -165,13 +190,13 @@ class Runner:
             if status == JobStatus.PENDING:
                 if run.stopping:
                     return
-                async with self.slots:
+                async with Slot(self.slots) as slot:
                     if run.stopping or not await self.submitter.submit(job):
                         return
-                    await self._follow_to_end(job_id)
+                    await self._follow_to_end(job_id, slot)
             elif status in (JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.RUNNING):
-                async with self.slots:
-                    await self._follow_to_end(job_id)
+                async with Slot(self.slots) as slot:
+                    await self._follow_to_end(job_id, slot)
             job = run.jobs.get(job_id)
             if job["status"] in (JobStatus.COMPLETED, JobStatus.DOWNLOADED):
                 async with self.download_slots:
@@ -192,17 +217,22 @@ class Runner:
             and job["status"] in (JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.RUNNING)
         )
 
-    async def _follow_to_end(self, job_id: int) -> None:
-        """Follow a submitted job (in the slot it holds) until its outcome is recorded."""
+    async def _follow_to_end(self, job_id: int, slot: Slot) -> None:
+        """Follow a submitted job until its outcome is recorded. Its slot is given back the
+        moment fal says it is done (as fal's own slot is), so the next job is submitted
+        while this one's result is fetched; a resubmit takes a slot again."""
         run = self.run
         while True:
+            await slot.take()
             status = await follow(run, job_id)
+            slot.give_back()
             job = run.jobs.get(job_id)
             if job["status"] == JobStatus.CANCELLED:
                 return  # cancelled meanwhile (`i2vkit cancel` from another process)
             if status is LOST:
                 recovered = await self.history.output(job)
                 if recovered is None:
+                    await slot.take()
                     if not await self._lost(job):
                         return
                     continue
@@ -223,6 +253,7 @@ class Runner:
                         image_url=url,
                         error=f"resubmitted with the image uploaded again after: {decided.message}",
                     )
+                    await slot.take()
                     if not await self.submitter.submit(run.jobs.get(job_id)):
                         return
                     continue

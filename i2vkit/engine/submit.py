@@ -1,11 +1,14 @@
 """Submitting a job: claim it in the ledger, POST it to fal, record its request_id.
 
 This is the one place money is committed. A job is claimed `submitting` (a
-compare-and-set from `pending`) before the POST and gets its request_id right
-after, so a crash can leave at most the jobs whose POST was on the wire without a
-request_id in the ledger. Submits are serialized within a process, which bounds
-that to one job, and Ctrl-C never cuts a POST off from its answer (the task is
-shielded and :meth:`Submitter.settle` waits for it).
+compare-and-set from `pending`, with its exact arguments, in one write) before the
+POST and gets its request_id right after, so a crash can leave only the jobs whose
+POST was on the wire without a request_id in the ledger, and the next run settles each
+of those from fal's request history (adopt.py) instead of paying twice. That is why
+submits need not be serialized: up to :data:`SUBMITS_IN_FLIGHT` POSTs are on the wire
+at once (a batch fills its slots at the speed of the network, not of one round trip
+at a time). Ctrl-C never cuts a POST off from its answer (each is a shielded task and
+:meth:`Submitter.settle` waits for them all).
 """
 
 from __future__ import annotations
@@ -25,17 +28,22 @@ from ..errors import (
 from ..store import utcnow
 from .context import RunContext
 
+SUBMITS_IN_FLIGHT = 8  # POSTs on the wire at once (also bounded by --concurrency)
+
 
 class Submitter:
     def __init__(self, run: RunContext, image_url: Any):
         self.run = run
         self.image_url = image_url  # (job) -> this run's valid URL for the job's image
-        self.lock = asyncio.Lock()
+        self.wire = asyncio.Semaphore(max(1, min(run.plan.spec.concurrency, SUBMITS_IN_FLIGHT)))
         self.on_the_wire: set[asyncio.Task[bool]] = set()
 
     async def submit(self, job: dict[str, Any]) -> bool:
-        """Claim, POST and record one job; True when fal accepted it."""
-        async with self.lock:
+        """Claim, POST and record one job; True when fal accepted it.
+
+        The bound is taken before the task exists: a submit still waiting for its turn
+        when Ctrl-C lands is simply cancelled (nothing claimed, nothing sent)."""
+        async with self.wire:
             task = asyncio.create_task(self._submit(job))
             self.on_the_wire.add(task)
             task.add_done_callback(self.on_the_wire.discard)
@@ -51,21 +59,22 @@ class Submitter:
         if not run.spend.allows_another():
             run.emit("spend cap reached: submitting stopped")
             return False  # the job stays pending, for a run with a higher cap
-        if not run.jobs.claim(job_id):
-            return False
         image_url = self.image_url(job)
         try:
             arguments = run.model.build_arguments(
                 image_url, job["prompt"], run.plan.options, end_image_url=run.plan.end_image_url
             )
         except InputError as exc:
-            run.fail(job_id, str(exc), "invalid_input")
+            if run.jobs.claim(job_id):
+                run.fail(job_id, str(exc), "invalid_input")
             return False
-        # the exact arguments and when, before the POST: what fal's request history is
-        # searched for if this process dies before the answer is recorded (adopt.py)
-        run.jobs.store.update_job(
+        # the claim carries the exact arguments and when, committed before the POST: what
+        # fal's request history is searched for if this process dies before the answer is
+        # recorded (adopt.py)
+        if not run.jobs.claim(
             job_id, arguments=json.dumps(arguments), image_url=image_url, submitted_at=utcnow()
-        )
+        ):
+            return False
         run.spend.count()
         try:
             answer = await run.fal.submit(run.model.endpoint_id, arguments)
