@@ -90,18 +90,37 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, script: bool = False
             "--prompts", help="prompts as text, one per line, instead of a file [I2VKIT_PROMPTS]"
         )
     else:
-        parser.add_argument("prompts_file", help="text file, one prompt per line (# comments ok)")
+        parser.add_argument(
+            "prompts_file",
+            nargs="?",
+            help="text file, one prompt per line (# comments ok); not with --shots",
+        )
     tag = (lambda env: f" [{env}]") if script else (lambda env: "")
     parser.add_argument(
         "--images-dir",
-        required=not script,
-        help="folder of jpg/jpeg/png/webp images" + tag("I2VKIT_IMAGES_DIR"),
+        help="folder of jpg/jpeg/png/webp images (needed unless --shots)"
+        + tag("I2VKIT_IMAGES_DIR"),
+    )
+    parser.add_argument(
+        "--shots",
+        default=None,
+        metavar="FILE",
+        help="a shot list (CSV or JSONL): one job per row with columns image, prompt and "
+        "optionally model, end_image, takes, name and model options" + tag("I2VKIT_SHOTS"),
     )
     parser.add_argument(
         "--model",
         default=default("wan"),
-        help="short name (see `i2vkit models`) or fal endpoint id (default wan)"
-        + tag("I2VKIT_MODEL"),
+        help="short name (see `i2vkit models`) or fal endpoint id (default wan); several, "
+        "comma-separated (--model kling,veo), run every job on each" + tag("I2VKIT_MODEL"),
+    )
+    parser.add_argument(
+        "--takes",
+        type=int,
+        default=default(1),
+        metavar="N",
+        help="N takes of every job, with distinct seeds where the model takes a seed "
+        "(default 1); a larger N later adds only the missing takes" + tag("I2VKIT_TAKES"),
     )
     parser.add_argument(
         "--output-dir",
@@ -123,7 +142,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, script: bool = False
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="model option, e.g. -o duration=10 (repeatable)" + tag("I2VKIT_OPTIONS"),
+        help="model option, e.g. -o duration=10 (repeatable); with several models it goes "
+        "to those that have it, -o kling:duration=10 to one" + tag("I2VKIT_OPTIONS"),
     )
     parser.add_argument(
         "--end-image",
@@ -133,6 +153,13 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, script: bool = False
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and cost; submit nothing"
+    )
+    parser.add_argument(
+        "--write-shots",
+        default=None,
+        metavar="FILE",
+        help="write the plan as a shot list (CSV) to edit and run with --shots; "
+        "submits nothing (implies --dry-run)",
     )
     add_spend_arguments(parser)
 
@@ -194,6 +221,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--running", action="store_true", help="cancel running requests too (fal may bill them)"
     )
 
+    keep = sub.add_parser("keep", help="mark jobs of a batch as keepers (recorded in the ledger)")
+    keep.add_argument("batch", help="batch id (a prefix is enough)")
+    keep.add_argument("jobs", nargs="+", metavar="JOB", help="job ids (`i2vkit status BATCH`)")
+    keep.add_argument("--undo", action="store_true", help="no longer keepers")
+
+    export = sub.add_parser("export", help="copy a batch's keepers to a folder, readably named")
+    export.add_argument("batch", help="batch id (a prefix is enough)")
+    export.add_argument(
+        "--keepers",
+        required=True,
+        metavar="DIR",
+        help="folder for the keepers' videos (hard-linked when on the same disk, else copied; "
+        "nothing is overwritten)",
+    )
+
     models = sub.add_parser(
         "models", help="the image-to-video models on fal: prices, status, each one's options"
     )
@@ -253,6 +295,7 @@ def spec_from_args(args: argparse.Namespace) -> BatchSpec:
 
     spec = BatchSpec(
         images_dir=args.images_dir,
+        shots=getattr(args, "shots", None),
         prompts_file=args.prompts_file,
         prompts=getattr(args, "prompts", None),
         model=args.model,
@@ -263,6 +306,8 @@ def spec_from_args(args: argparse.Namespace) -> BatchSpec:
     )
     if args.concurrency is not None:
         spec.concurrency = args.concurrency
+    if getattr(args, "takes", None) is not None:
+        spec.takes = args.takes
     if getattr(args, "end_image", None):
         from .models import END_IMAGE_OPTION
 
@@ -308,7 +353,7 @@ def confirm_spend(
     ``interactive`` overrides the terminal check (a Jupyter kernel can answer
     ``input()`` although its stdin is no terminal).
     """
-    from .plan import SpendCapError, check_spend_cap, ledger_cost, usd
+    from .plan import SpendCapError, check_spend_cap, ledger_cost, unknown_endpoints, usd
 
     if not backend.billed:
         return None
@@ -323,7 +368,7 @@ def confirm_spend(
         return None
     jobs = f"{cost.new_jobs} job{'s' if cost.new_jobs != 1 else ''}"
     if amount is None:
-        what = f"This run submits {jobs} to {plan.model.endpoint_id}, whose price is unknown,"
+        what = f"This run submits {jobs} to {unknown_endpoints(plan)}, whose price is unknown,"
         question = f"Submit {jobs} at an unknown price on {backend.describe()}? [y/N] "
     else:
         what = f"This run may add {usd(amount)} ({jobs})"
@@ -558,7 +603,27 @@ def run_and_report(
 def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
     from .plan import plan_batch
 
+    if not args.shots and not (args.prompts_file and args.images_dir):
+        raise InputError(
+            "i2vkit bulk needs a prompts file and --images-dir FOLDER "
+            "(`i2vkit bulk prompts.txt --images-dir pics`), or a shot list: --shots FILE."
+        )
+    if args.shots and (args.prompts_file or args.images_dir):
+        raise InputError(
+            "--shots names each row's image and prompt: drop the prompts file and "
+            "--images-dir (or drop --shots)."
+        )
     plan = plan_batch(spec_from_args(args), settings)
+    if args.write_shots:
+        from .shots import write_shots
+
+        print(plan.describe())
+        path = write_shots(plan, args.write_shots)
+        print(
+            f"shot list written: {path} ({len(plan.jobs)} jobs); edit it, then run "
+            f"`i2vkit bulk --shots {path}`. Nothing uploaded or submitted."
+        )
+        return EXIT_OK
     return run_and_report(
         plan,
         settings,
@@ -648,7 +713,30 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILED if report.errors else EXIT_OK
 
 
+def cmd_keep(args: argparse.Namespace, settings: Settings) -> int:
+    from .keepers import mark
+    from .store import Store
+
+    with Store(settings.db_path) as store:
+        ids = mark(store, args.batch, args.jobs, keep=not args.undo)
+    what = "no longer keepers" if args.undo else "keepers"
+    print(f"job(s) {', '.join(map(str, ids))} of batch {args.batch}: {what}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from .keepers import export
+    from .store import Store
+
+    with Store(settings.db_path) as store:
+        report = export(store, args.batch, args.keepers)
+    print(report.summary())
+    return EXIT_FAILED if report.missing else EXIT_OK  # some keeper has no video
+
+
 COMMANDS = {
+    "keep": cmd_keep,
+    "export": cmd_export,
     "bulk": cmd_bulk,
     "status": cmd_status,
     "retry": cmd_retry,

@@ -87,7 +87,7 @@ class RequestHistory:
                 )
                 return run.jobs.get(job["id"])
             request_id = found["request_id"]
-            urls = run.fal.request_urls(run.model.endpoint_id, request_id)
+            urls = run.fal.request_urls(job["endpoint_id"], request_id)
             run.jobs.submitted(job["id"], request_id, urls, None)
             self.say(
                 job["id"],

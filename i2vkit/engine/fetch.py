@@ -52,7 +52,7 @@ async def fetch_result(
         recovered = await history.output(job)
         if recovered is not None:
             result, error = recovered, None
-    return outcome(status, result, error, run.model)
+    return outcome(status, result, error, run.plan.model_for(job))
 
 
 class VideoFetcher:
@@ -77,7 +77,7 @@ class VideoFetcher:
         if recorded and Path(recorded).parent == out:
             dest = Path(recorded)
         else:
-            dest = unused_video_path(out, job_id, run.model.name, run.batch_id)
+            dest = unused_video_path(out, job_id, run.plan.model_for(job).name, run.batch_id)
             run.jobs.store.update_job(job_id, local_file=str(dest))
         if owned_video(dest, job["video_size"]):  # finished before a crash: renamed, not recorded
             part_path(dest).unlink(missing_ok=True)
@@ -137,7 +137,7 @@ class VideoFetcher:
                 if recovered is None:
                     raise
                 result = recovered
-            url = run.model.video_url(result)
+            url = run.plan.model_for(job).video_url(result)
             check_url(url)
         except (FalError, DownloadError) as exc:
             run.fail(

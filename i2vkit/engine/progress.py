@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..jobs import FINISHED, UNSUCCESSFUL, JobStatus
 from ..plan import CostBreakdown, Plan
+from ..summary import ModelSummary
 
 
 @dataclass
@@ -53,11 +54,16 @@ class BatchResult:
     earlier: CostBreakdown | None = None  # the ledger before this run: what it had spent
     spend_cap_reached: str | None = None  # why submitting stopped at --max-cost
     notes: list[str] = field(default_factory=list)  # cancels on stop, requests adopted
+    submitted_usd: float | None | bool = False  # what this run's POSTs cost (estimated)
+    models: list[ModelSummary] = field(default_factory=list)  # the ledger's, per model
 
     def cost(self) -> CostBreakdown:
         """What this run actually submitted, what earlier runs had, and the total."""
         earlier = self.earlier.earlier_jobs if self.earlier else 0
-        return CostBreakdown(self.plan.cost_per_video, self.submitted_now, earlier)
+        earlier_usd = self.earlier.earlier if self.earlier else 0.0
+        return CostBreakdown(
+            self.plan.cost_per_video, self.submitted_now, earlier, self.submitted_usd, earlier_usd
+        )
 
     @property
     def ok(self) -> bool:
@@ -82,6 +88,11 @@ class BatchResult:
         ]
         billed = "estimates" if self.billed else "not billed: emulator"
         lines.append(f"cost ({billed}): {self.cost().describe(done=True)}")
+        if len(self.models) == 1:
+            lines.append(f"model {self.models[0].line()}")
+        elif self.models:
+            lines.append("per model (every job of the batch in the ledger):")
+            lines += [f"  {m.line()}" for m in self.models]
         for s in self.plan.skipped:
             lines.append(f"skipped image {s.path.name}: {s.reason}")
         for path, reason in self.upload_failures.items():

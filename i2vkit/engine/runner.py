@@ -9,6 +9,7 @@ ledger for the next run.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from ..jobs import (
     owner_alive,
     resume_action,
 )
-from ..plan import CostBreakdown, check_spend_cap, job_key
+from ..models import is_remote
+from ..plan import CostBreakdown, check_spend_cap
+from ..summary import per_model
 from .adopt import RequestHistory
 from .cancel import cancel_requests
 from .context import RunContext
@@ -83,14 +86,15 @@ class Runner:
     async def record(self) -> list[dict[str, Any]]:
         """Upload the plan's images (through the cache) and write its jobs to the ledger.
 
-        A fresh plan adds one row per pair (a row already there from an earlier run
-        is kept as it is: that is what resume means); a retry plan releases its failed
-        jobs back to pending with their image's new URL.
+        Every local image and end frame is uploaded once, however many models and takes
+        use it; a URL from a shot list is sent as is. A fresh plan adds one row per
+        planned job, with its own model, options, take and seed (a row already there
+        from an earlier run is kept as it is: that is what resume means); a retry plan
+        releases its failed jobs back to pending with their image's new URL.
         """
         run, store = self.run, self.run.jobs.store
         plan = run.plan
         run.progress.total = plan.job_count
-        run.progress.uploads_total = len(plan.images)
         uploader = self.images.uploader(plan.spec.upload_concurrency)
 
         def uploaded(_path: str) -> None:
@@ -98,62 +102,77 @@ class Runner:
             run.emit()
 
         paths = [str(im.path) for im in plan.images]
-        if plan.end_image is not None:  # one end frame for every job, through the same cache
-            paths = list(dict.fromkeys([*paths, str(plan.end_image.path)]))
-            run.progress.uploads_total = len(paths)
+        paths = list(dict.fromkeys([*paths, *(str(e.path) for e in plan.end_images)]))
+        run.progress.uploads_total = len(paths)
         report = await uploader.upload_all(paths, uploaded)
-        if plan.end_image is not None:
-            plan.end_image_url = report.urls.get(str(plan.end_image.path))
+        for e in plan.end_images:
+            url = report.urls.get(str(e.path))
+            if url is not None:
+                plan.end_image_urls[str(e.path)] = url
         self.images.urls.update(report.urls)
         self.upload_failures, self.uploads = dict(report.failed), report.uploaded
+
+        def url_of(ref: str) -> str | None:
+            return ref if is_remote(ref) else report.urls.get(ref)
+
         if plan.retry_of:
             for job in store.jobs(run.batch_id, statuses=UNSUCCESSFUL):
-                url = report.urls.get(job["image_path"])
+                url = url_of(job["image_path"])
                 if job["id"] in plan.job_ids and url is not None:
                     run.jobs.release(job, image_url=url, error_type=None)
             return [store.job(i) for i in plan.job_ids]
+        names = [m.name for m in plan.models]
         store.save_batch(
             {
                 "id": run.batch_id,
-                "model": run.model.name,
-                "endpoint_id": run.model.endpoint_id,
-                "options": plan.options,
-                "pairing": plan.spec.pairing,
-                "images_dir": str(Path(plan.spec.images_dir).absolute()),
-                "prompts_source": str(plan.spec.prompts_file or "inline"),
+                "model": ",".join(names),
+                "endpoint_id": ",".join(m.endpoint_id for m in plan.models),
+                "options": plan.options
+                if len(plan.models) == 1
+                else dict(zip(names, plan.model_options, strict=True)),
+                "pairing": "shots" if plan.shots else plan.spec.pairing,
+                "images_dir": str(Path(plan.spec.images_dir or plan.shots or ".").absolute()),
+                "prompts_source": str(plan.shots or plan.spec.prompts_file or "inline"),
                 "output_dir": str(plan.output_dir),
                 "backend": run.backend.label,
-                "job_count": len(plan.pairs),
+                "job_count": max(len(plan.jobs), len(store.jobs(run.batch_id))),
             }
         )
-        rows, seen = [], {}
-        for p in plan.pairs:
-            path = str(p.image.path)
-            digest = report.hashes.get(path)
-            occurrence = seen[(path, p.prompt)] = seen.get((path, p.prompt), -1) + 1
+        rows = []
+        for j in plan.jobs:
+            digest = report.hashes.get(j.image_ref) if j.image is not None else None
             rows.append(
                 {
                     "batch_id": run.batch_id,
-                    "job_key": job_key(p, digest, occurrence),
-                    "pair_index": p.index,
-                    "image_path": path,
+                    "job_key": j.key(digest),
+                    "pair_index": j.index,
+                    "image_path": j.image_ref,
                     "image_hash": digest,
-                    "image_url": report.urls.get(path),
-                    "prompt": p.prompt,
-                    "model": run.model.name,
-                    "endpoint_id": run.model.endpoint_id,
+                    "image_url": url_of(j.image_ref),
+                    "prompt": j.prompt,
+                    "model": j.model.name,
+                    "endpoint_id": j.model.endpoint_id,
                     "backend": run.backend.label,
+                    "take": j.take,
+                    "seed": j.seed,
+                    "shot_name": j.shot_name,
+                    "options": json.dumps(j.options, sort_keys=True),
+                    "end_image_path": j.end_image_ref,
                 }
             )
         store.add_jobs(rows)
         keys = [r["job_key"] for r in rows]
         for job in store.jobs(run.batch_id, keys=keys):
-            url = report.urls.get(job["image_path"])
             if job["status"] != JobStatus.PENDING:
                 continue
+            url = url_of(job["image_path"])
+            end = job["end_image_path"]
             if url is None:
                 reason = report.failed.get(job["image_path"], "the image was not uploaded")
                 run.jobs.failed(job["id"], reason, "upload_failed")
+            elif end and url_of(end) is None:
+                reason = report.failed.get(end, "the end image was not uploaded")
+                run.jobs.failed(job["id"], f"end image: {reason}", "upload_failed")
             elif url != job["image_url"]:
                 store.update_job(job["id"], image_url=url)
         return store.jobs(run.batch_id, keys=keys)
@@ -236,7 +255,7 @@ class Runner:
                     if not await self._lost(job):
                         return
                     continue
-                decided = outcome({"status": "COMPLETED"}, recovered, None, run.model)
+                decided = outcome({"status": "COMPLETED"}, recovered, None, run.plan.model_for(job))
             else:
                 decided = await fetch_result(run, job, status, self.history)
             if isinstance(decided, Completed):
@@ -288,7 +307,8 @@ class Runner:
         self.cost = run.plan.cost_breakdown(run.jobs.store, run.backend.label)
         if run.backend.billed:  # the built-in emulator bills nothing: no cap to keep
             check_spend_cap(run.plan, self.cost)  # before any upload
-            run.spend = SpendCap(run.plan.spec.max_cost, run.plan.cost_per_video)
+            run.spend = SpendCap(run.plan.spec.max_cost)
+        run.spend.price = run.plan.cost_of  # each job at its own model's price
         jobs = await self.record()
         run.progress.total = len(jobs)
         # cancelled jobs are submitted again by this run: only failed ones count as failed
@@ -355,5 +375,7 @@ class Runner:
             submitted_now=run.progress.submitted,
             earlier=self.cost,
             spend_cap_reached=run.spend.reached,
+            submitted_usd=run.spend.amount,
+            models=per_model(run.jobs.store, run.batch_id),
             notes=[*self.history.notes, *self.notes],
         )

@@ -10,39 +10,68 @@ with a higher cap.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..plan import usd
 
 
 @dataclass
 class SpendCap:
-    cap: float | None  # US$ this run may add; None: no cap
-    per_video: float | None  # None: the price is unknown
-    posted: int = 0  # submit POSTs sent this run (each may be billed)
-    reached: str | None = None  # why submitting stopped, once it did
+    """Every submit POST of a run, counted at its job's own price (models and per-row
+    options differ), against the cap."""
 
-    def allows_another(self) -> bool:
-        """May one more job be submitted? Says why not, once, in `reached`."""
+    cap: float | None  # US$ this run may add; None: no cap
+    per_video: float | None = None  # a job's price when `price` is not set; None: unknown
+    posted: int = 0  # submit POSTs sent this run (each may be billed)
+    spent: float = 0.0  # their estimated US$ (those with a known price)
+    unknown: int = 0  # POSTs whose price is unknown
+    reached: str | None = None  # why submitting stopped, once it did
+    price: Callable[[dict[str, Any]], float | None] | None = None  # a ledger row's price
+
+    def _cost(self, job: dict[str, Any] | None) -> float | None:
+        if self.price is not None and job is not None:
+            return self.price(job)
+        return self.per_video
+
+    @property
+    def amount(self) -> float | None:
+        """What this run's POSTs cost, estimated; None when some price is unknown."""
+        return None if self.unknown else round(self.spent, 4)
+
+    def allows_another(self, job: dict[str, Any] | None = None) -> bool:
+        """May this job (one more) be submitted? Says why not, once, in `reached`."""
         if self.cap is None:
             return True
         if self.reached is None:
-            if self.per_video is None:
+            cost = self._cost(job)
+            if cost is None:
                 self.reached = (
                     f"the price is unknown, so no job can be proven to fit the spend cap of "
                     f"{usd(self.cap)}"
                 )
-            elif (self.posted + 1) * self.per_video > self.cap + 1e-9:
+            elif self.spent + cost > self.cap + 1e-9:
                 self.reached = (
-                    f"the next job would take this run to {usd((self.posted + 1) * self.per_video)}"
+                    f"the next job would take this run to {usd(self.spent + cost)}"
                     f", over the spend cap of {usd(self.cap)} ({self.posted} submitted, "
-                    f"{usd(self.posted * self.per_video)})"
+                    f"{usd(self.spent)})"
                 )
         return self.reached is None
 
-    def count(self) -> None:
+    def count(self, job: dict[str, Any] | None = None) -> None:
         self.posted += 1
+        cost = self._cost(job)
+        if cost is None:
+            self.unknown += 1
+        else:
+            self.spent += cost
 
-    def uncount(self) -> None:
+    def uncount(self, job: dict[str, Any] | None = None) -> None:
         """fal refused the POST outright (no job was created): it costs nothing."""
         self.posted -= 1
+        cost = self._cost(job)
+        if cost is None:
+            self.unknown -= 1
+        else:
+            self.spent -= cost

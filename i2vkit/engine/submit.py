@@ -25,6 +25,8 @@ from ..errors import (
     FalValidationError,
     InputError,
 )
+from ..models import is_remote
+from ..plan import row_options
 from ..store import utcnow
 from .context import RunContext
 
@@ -56,13 +58,16 @@ class Submitter:
 
     async def _submit(self, job: dict[str, Any]) -> bool:
         run, job_id = self.run, job["id"]
-        if not run.spend.allows_another():
+        if not run.spend.allows_another(job):
             run.emit("spend cap reached: submitting stopped")
             return False  # the job stays pending, for a run with a higher cap
         image_url = self.image_url(job)
+        model = run.plan.model_for(job)  # each job runs on its own model, with its own options
         try:
-            arguments = run.model.build_arguments(
-                image_url, job["prompt"], run.plan.options, end_image_url=run.plan.end_image_url
+            options, end = row_options(job, model)
+            end_url = end if end is None or is_remote(end) else run.plan.end_image_urls.get(end)
+            arguments = model.build_arguments(
+                image_url, job["prompt"], options, end_image_url=end_url
             )
         except InputError as exc:
             if run.jobs.claim(job_id):
@@ -75,15 +80,15 @@ class Submitter:
             job_id, arguments=json.dumps(arguments), image_url=image_url, submitted_at=utcnow()
         ):
             return False
-        run.spend.count()
+        run.spend.count(job)
         try:
-            answer = await run.fal.submit(run.model.endpoint_id, arguments)
+            answer = await run.fal.submit(model.endpoint_id, arguments)
         except (FalAuthError, FalLockedError):
-            run.spend.uncount()
+            run.spend.uncount(job)
             run.jobs.release(job_id)
             raise
         except FalValidationError as exc:
-            run.spend.uncount()
+            run.spend.uncount(job)
             run.fail(job_id, str(exc), exc.error_type or "validation_error")
             return False
         except FalTransientError as exc:
@@ -94,7 +99,7 @@ class Submitter:
         except FalError as exc:
             run.fail(job_id, str(exc), exc.error_type)
             return False
-        urls = run.fal.request_urls(run.model.endpoint_id, answer["request_id"])
+        urls = run.fal.request_urls(model.endpoint_id, answer["request_id"])
         for name in urls:
             urls[name] = answer.get(name) or urls[name]
         run.jobs.submitted(job_id, answer["request_id"], urls, answer.get("queue_position"))

@@ -51,6 +51,8 @@ ENV = {
     "recursive": "I2VKIT_RECURSIVE",
     "yes": "I2VKIT_YES",
     "max_cost": "I2VKIT_MAX_COST",
+    "takes": "I2VKIT_TAKES",
+    "shots": "I2VKIT_SHOTS",
 }
 
 
@@ -93,6 +95,9 @@ def resolve_values(
         "max_cost": None,  # US$ text, as --max-cost; None: no cap
         "dry_run": False,
         "no_progress": False,
+        "takes": None,  # takes of every job; None: 1
+        "shots": None,  # a shot list file instead of the folder and prompts
+        "write_shots": None,
         "from_default": {"images_dir", "prompts_file"},
     }
     if values["output_dir"] == DEFAULT_OUTPUT:
@@ -101,7 +106,7 @@ def resolve_values(
         raw = env.get(name)
         if raw in (None, ""):
             continue
-        if field == "concurrency":
+        if field in ("concurrency", "takes"):
             try:
                 values[field] = int(raw)
             except ValueError:
@@ -122,6 +127,9 @@ def resolve_values(
             "prompts": args.prompts,
             "model": args.model,
             "output_dir": args.output_dir,
+            "shots": args.shots,
+            "takes": args.takes,
+            "write_shots": args.write_shots,
         }
         for field, value in given.items():
             if value is not None:
@@ -348,11 +356,15 @@ class BatchForm:
             v = self.w
             source = v["prompts_source"].value
             prompts_file = self._path(v["prompts_file"].value.strip(), "prompts_file")
+            shots = self._path(v["shots"].value.strip(), "shots") if source == "shots" else None
+            more = v["more_models"].value.strip()
             return argparse.Namespace(
                 images_dir=self._path(v["images_dir"].value.strip(), "images_dir"),
                 prompts_file=prompts_file if source == "file" else None,
                 prompts=v["prompts"].value if source == "text" else None,
-                model=v["model"].value,
+                shots=shots,
+                takes=int(v["takes"].value),
+                model=f"{v['model'].value},{more}" if more else v["model"].value,
                 option=v["options"].value,
                 one_to_one=v["pairing"].value == "one_to_one",
                 output_dir=self._path(v["output_dir"].value.strip(), "output_dir"),
@@ -362,6 +374,8 @@ class BatchForm:
             )
         vals = self.values
         return argparse.Namespace(
+            shots=self._path(vals["shots"], "shots"),
+            takes=vals["takes"],
             images_dir=self._path(vals["images_dir"], "images_dir"),
             prompts_file=self._path(vals["prompts_file"], "prompts_file"),
             prompts=vals["prompts"],
@@ -394,6 +408,11 @@ class BatchForm:
         from ..plan import plan_batch
 
         plan = plan_batch(self.spec(), settings)
+        if self.values["write_shots"] and not in_kernel():  # as `i2vkit bulk --write-shots`
+            from ..shots import write_shots
+
+            print(f"shot list written: {write_shots(plan, self.values['write_shots'])}")
+            sys.exit(cli.EXIT_OK)
         if self.values["dry_run"] and not in_kernel():
             print("dry run: nothing uploaded or submitted.", flush=True)
             sys.exit(cli.EXIT_OK)
@@ -432,12 +451,24 @@ class BatchForm:
             "images_dir": text(v["images_dir"], "Images folder"),
             "recursive": w.Checkbox(value=bool(v["recursive"]), description="include sub-folders"),
             "prompts_source": w.ToggleButtons(
-                options=[("prompts file", "file"), ("typed below", "text")],
-                value="text" if v["prompts"] else "file",
+                options=[("prompts file", "file"), ("typed below", "text"), ("shot list", "shots")],
+                value="shots" if v["shots"] else "text" if v["prompts"] else "file",
                 description="Prompts from",
                 style=style,
             ),
             "prompts_file": text(v["prompts_file"] or "", "Prompts file"),
+            "shots": text(
+                v["shots"] or "", "Shot list", "CSV or JSONL: image, prompt, model, options..."
+            ),
+            "more_models": text("", "Compare with", "more models, comma-separated: veo,kling"),
+            "takes": w.BoundedIntText(
+                value=int(v["takes"] or 1),
+                min=1,
+                max=100,
+                description="Takes",
+                style=style,
+                layout=w.Layout(width="220px"),
+            ),
             "prompts": w.Textarea(
                 value=prompts_text,
                 description="Prompts",
@@ -523,11 +554,14 @@ class BatchForm:
                 browser_box,
                 ww["prompts_source"],
                 ww["prompts_file"],
+                ww["shots"],
                 ww["prompts"],
                 ww["family"],
                 ww["model"],
                 self.option_box,
                 ww["options"],
+                ww["more_models"],
+                ww["takes"],
                 self.cost,
                 ww["pairing"],
                 ww["output_dir"],
@@ -677,7 +711,7 @@ def plan_html(plan: Plan, settings: Settings, base: Path | None = None) -> str:
         )
     return (
         "<div style='font:13px system-ui,sans-serif'>"
-        f"<div><b>{len(plan.pairs)} jobs</b>: {len(plan.images)} images x "
+        f"<div><b>{len(plan.jobs)} jobs</b>: {len(plan.images)} images x "
         f"{len(plan.prompts)} prompts ({g.esc(plan.spec.pairing)}) on "
         f"<b>{g.esc(plan.model.name)}</b> ({g.esc(plan.model.endpoint_id)})</div>"
         f"<div>estimated cost: <b>{g.esc(cost)}</b></div>"

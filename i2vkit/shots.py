@@ -1,0 +1,452 @@
+"""Shot lists: a CSV or JSONL file where each row is one shot, planned as one job per row.
+
+A shot list is what people who work for a client or a team keep in a spreadsheet:
+``image`` (a path relative to the file, or an http(s) URL), ``prompt``, and optionally
+``model``, ``end_image``, ``takes``, ``name`` and any model option as its own column
+(``duration``, ``resolution``, ``seed``, ...). Spreadsheets export CSV in their own
+ways, so a UTF-8 BOM, ``;`` or tab delimiters and prompts with line breaks in quotes
+are all read. Every row is checked before anything is uploaded, and every problem is
+reported at once, each naming the file, the row (as the spreadsheet numbers it: the
+header is row 1) and the column.
+
+:func:`write_shots` turns a folder x prompts plan into a shot list to edit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .errors import InputError, ModelError
+from .images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, check_image
+from .models import END_IMAGE_OPTION, ModelSpec, get_model, is_remote
+from .plan import (
+    BatchSpec,
+    Plan,
+    PlannedJob,
+    apply_cost_cap_default,
+    check_takes,
+    expand_takes,
+    model_names,
+    resolve_output_dir,
+    shot_variant,
+    split_end_image,
+    split_options,
+)
+
+#: Columns with a meaning of their own; every other column is a model option.
+RESERVED = ("image", "prompt", "model", "end_image", "takes", "name")
+DELIMITERS = (",", ";", "\t")
+MAX_ERRORS_SHOWN = 50
+
+
+@dataclass
+class ShotRow:
+    """One row as read: where it is (for messages) and its non-empty cells."""
+
+    where: str  # "row 3" (CSV, as a spreadsheet numbers it) or "line 3" (JSONL)
+    cells: dict[str, Any]
+
+
+class ShotListError(InputError):
+    """Problems in a shot list, all of them, each with its file, row and column."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.problems = problems
+        shown = problems[:MAX_ERRORS_SHOWN]
+        more = len(problems) - len(shown)
+        text = "\n".join(f"  - {p}" for p in shown)
+        if more:
+            text += f"\n  ... and {more} more"
+        super().__init__(
+            f"Shot list {path} has {len(problems)} problem(s); nothing was uploaded or "
+            f"submitted:\n{text}\nFix them in the file and run the same command again."
+        )
+
+
+def read_shots(path: str | os.PathLike) -> list[ShotRow]:
+    """The rows of a CSV (``.csv``, ``.tsv``, ``.txt``) or JSONL (``.jsonl``, ``.ndjson``)
+    shot list; blank rows are skipped. Raises :class:`InputError` for a file that cannot
+    be read at all (missing, not UTF-8, no ``image``/``prompt`` header)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"Shot list {path} does not exist. Pass --shots a CSV or JSONL file.")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"Shot list {path} is not UTF-8 text (byte {exc.start}). In Excel, save it as "
+            "'CSV UTF-8 (Comma delimited)'; in other editors choose the UTF-8 encoding."
+        ) from None
+    except OSError as exc:
+        raise InputError(f"Cannot read shot list {path}: {exc.strerror or exc}.") from None
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        return _read_jsonl(path, text)
+    return _read_csv(path, text)
+
+
+def _read_jsonl(path: Path, text: str) -> list[ShotRow]:
+    rows, problems = [], []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path.name} line {n}: not JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"{path.name} line {n}: a JSON object is needed, not {value!r:.40}")
+            continue
+        cells = {_column(k): v for k, v in value.items() if v is not None and v != ""}
+        rows.append(ShotRow(f"line {n}", cells))
+    if problems:
+        raise ShotListError(path, problems)
+    return rows
+
+
+def _read_csv(path: Path, text: str) -> list[ShotRow]:
+    header_line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    delimiter = max(DELIMITERS, key=header_line.count)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    records = list(reader)
+    while records and not any(c.strip() for c in records[0]):
+        records.pop(0)
+    if not records:
+        raise InputError(f"Shot list {path} is empty: its first row must name the columns.")
+    header = [_column(c) for c in records[0]]
+    problems = []
+    for name in ("image", "prompt"):
+        if name not in header:
+            problems.append(
+                f"{path.name} row 1: no {name!r} column (the first row names the columns: "
+                f"image, prompt, and optionally model, end_image, takes, name, options)"
+            )
+    dupes = sorted({c for c in header if c and header.count(c) > 1})
+    if dupes:
+        problems.append(f"{path.name} row 1: column(s) {', '.join(dupes)} appear more than once")
+    if problems:
+        raise ShotListError(path, problems)
+    rows = []
+    for n, record in enumerate(records[1:], start=2):
+        if not any(c.strip() for c in record):
+            continue
+        if len(record) > len(header) and any(c.strip() for c in record[len(header) :]):
+            problems.append(
+                f"{path.name} row {n}: {len(record)} cells but {len(header)} columns "
+                f"(a {delimiter!r} inside a value must be in double quotes)"
+            )
+            continue
+        cells = {h: c.strip() for h, c in zip(header, record, strict=False) if h and c.strip()}
+        rows.append(ShotRow(f"row {n}", cells))
+    if problems:
+        raise ShotListError(path, problems)
+    return rows
+
+
+def _column(name: Any) -> str:
+    return str(name).strip().lstrip("\ufeff").strip().lower()
+
+
+# ------------------------------------------------------------------------ planning
+
+
+def plan_shots(spec: BatchSpec, settings: Settings) -> Plan:
+    """Plan one job per shot-list row (times its takes), checking every row first.
+
+    A row without ``model`` runs on each ``--model``. ``-o`` options apply to every row
+    whose model has them; a row's own option columns win. Nothing is uploaded here.
+    """
+    from .catalogue.stored import refresh_if_stale
+    from .plan import _uploaded_unchanged
+
+    assert spec.shots is not None
+    path = Path(spec.shots).expanduser().absolute()
+    rows = read_shots(path)
+    if not rows:
+        raise InputError(f"Shot list {path} has no rows below its header: add one shot per row.")
+    base = path.parent
+    defaults = model_names(spec.model)
+    problems: list[str] = []
+    models: dict[str, ModelSpec] = {}
+    default_models: list[ModelSpec] = []
+    for name in defaults:
+        try:
+            m = _known(models, get_model(name))
+        except InputError as exc:
+            raise InputError(f"--model {name}: {exc}") from None
+        default_models.append(m)
+    images: dict[str, ImageFile | str] = {}  # path -> checked image, or why it is not
+    jobs: list[PlannedJob] = []
+    with _uploaded_unchanged(settings.db_path) as trusted:
+        for row in rows:
+            jobs += _plan_row(
+                row, path, base, spec, default_models, models, images, trusted, problems
+            )
+    if problems:
+        raise ShotListError(path, problems)
+    seen: dict[tuple, int] = {}
+    for j in jobs:
+        j.occurrence = seen[j.identity] = seen.get(j.identity, -1) + 1
+    planned = expand_takes(jobs)
+    apply_cost_cap_default(spec, settings)
+    output_dir = resolve_output_dir(spec, settings)
+    _changed, note = refresh_if_stale(settings)
+    used = list(dict.fromkeys(j.model.endpoint_id for j in planned))
+    ms = [models[e] for e in used]
+    notes = [n for n in [note, *(m.status_note() for m in ms)] if n]
+    notes = [n if n.startswith("note:") else f"warning: {n}" for n in notes]
+    local = {j.image_ref: j.image for j in planned if j.image is not None}
+    ends = {j.end_image_ref: j.end_image for j in planned if j.end_image is not None}
+    spec.pairing = "all"
+    return Plan(
+        spec=spec,
+        model=ms[0],
+        options={},
+        images=list(local.values()),  # type: ignore[arg-type]
+        skipped=[],
+        prompts=list(dict.fromkeys(j.prompt for j in planned)),
+        pairs=[],
+        output_dir=output_dir,
+        ledger=settings.db_path,
+        notes=notes,
+        jobs=planned,
+        models=ms,
+        model_options=[{} for _ in ms],
+        end_images=list(ends.values()),  # type: ignore[arg-type]
+        shots=path,
+    )
+
+
+def _known(models: dict[str, ModelSpec], m: ModelSpec) -> ModelSpec:
+    m.status_note()  # a shut-down endpoint is refused
+    return models.setdefault(m.endpoint_id, m)
+
+
+def _plan_row(
+    row: ShotRow,
+    path: Path,
+    base: Path,
+    spec: BatchSpec,
+    default_models: list[ModelSpec],
+    models: dict[str, ModelSpec],
+    images: dict[str, ImageFile | str],
+    trusted: Any,
+    problems: list[str],
+) -> list[PlannedJob]:
+    """The jobs of one row (one per model), or none with its problems added."""
+    here = f"{path.name} {row.where}"
+    before = len(problems)
+
+    def problem(column: str | None, text: str) -> None:
+        problems.append(f"{here}, column {column}: {text}" if column else f"{here}: {text}")
+
+    cells = row.cells
+    prompt = str(cells.get("prompt", "")).strip()
+    if not prompt:
+        problem("prompt", "empty; every shot needs a prompt")
+    image_ref, image = _image(cells.get("image"), base, images, trusted, "image", problem)
+    end_ref, end_image = None, None
+    if "end_image" in cells:
+        end_ref, end_image = _image(cells["end_image"], base, images, trusted, "end_image", problem)
+    takes = spec.takes
+    if "takes" in cells:
+        try:
+            takes = check_takes(cells["takes"], "takes")
+        except InputError as exc:
+            problem("takes", str(exc).replace("takes must", "must"))
+    shot_name = str(cells["name"]).strip() if "name" in cells else None
+    row_models = default_models
+    if "model" in cells:
+        try:
+            row_models = [_known(models, get_model(str(cells["model"])))]
+        except InputError as exc:
+            problem("model", str(exc))
+            row_models = []
+    option_cells = {k: v for k, v in cells.items() if k not in RESERVED}
+    jobs = []
+    for m in row_models:
+        options = _row_options(m, spec, option_cells, end_ref, problem)
+        if options is None:
+            continue
+        if m.prompt_length(prompt) > m.max_prompt_chars:
+            unit = "UTF-8 bytes" if m.prompt_unit == "bytes" else "characters"
+            problem(
+                "prompt",
+                f"{m.prompt_length(prompt)} {unit}; {m.name} takes at most "
+                f"{m.max_prompt_chars} {unit}",
+            )
+            continue
+        own, end = split_end_image(m, options)
+        if end is not None and end != end_ref:  # an end frame from -o end_image_url=...
+            end_ref, end_image = _image(end, Path.cwd(), images, trusted, "end_image", problem)
+        if image_ref is None:
+            continue
+        try:
+            cost = m.estimate_cost(own)
+        except InputError as exc:
+            problem(None, str(exc))
+            continue
+        jobs.append(
+            PlannedJob(
+                image_ref=image_ref,
+                image=image,
+                prompt=prompt,
+                model=m,
+                options=own,
+                take=takes,  # expand_takes makes takes 1..N of it
+                end_image_ref=end_ref,
+                end_image=end_image,
+                shot_name=shot_name,
+                index=int(row.where.split()[-1]),
+                variant=shot_variant(own, end_ref),
+                cost=cost,
+            )
+        )
+    return jobs if len(problems) == before else []
+
+
+def _row_options(
+    m: ModelSpec,
+    spec: BatchSpec,
+    option_cells: dict[str, Any],
+    end_ref: str | None,
+    problem: Any,
+) -> dict[str, Any] | None:
+    """A row's options for model ``m``: the ``-o`` ones it has, then the row's own
+    columns (each checked alone, so a problem names its column); None on a problem."""
+    try:
+        given = {k: v for k, v in split_options([m], spec.options)[0].items()}
+    except ModelError:
+        given = {}
+    allowed = m.allowed_options
+    if allowed is not None:
+        given = {k: v for k, v in given.items() if k in allowed or k == END_IMAGE_OPTION}
+    ok = True
+    for column, value in option_cells.items():
+        try:
+            m.validate_options({column: value})
+        except ModelError as exc:
+            ok = False
+            problem(column, _problem_lines(str(exc), m))
+            continue
+        given[column] = value
+    if end_ref is not None:
+        if m.end_image_field is None:
+            problem("end_image", f"{m.name} ({m.endpoint_id}) takes no end image")
+            return None
+        given[END_IMAGE_OPTION] = end_ref
+    if not ok:
+        return None
+    try:
+        return m.validate_options(given)
+    except ModelError as exc:  # what no single column shows: a required option missing
+        problem(None, _problem_lines(str(exc), m))
+        return None
+
+
+def _problem_lines(message: str, m: ModelSpec) -> str:
+    found = [ln.strip()[2:] for ln in message.splitlines() if ln.strip().startswith("- ")]
+    text = "; ".join(found) or message
+    return f"{text} (model {m.name}; `i2vkit models {m.name}` lists its options)"
+
+
+def _image(
+    value: Any,
+    base: Path,
+    images: dict[str, ImageFile | str],
+    trusted: Any,
+    column: str,
+    problem: Any,
+) -> tuple[str | None, ImageFile | None]:
+    """A cell naming an image: (its absolute path or URL, the checked image or None)."""
+    raw = str(value or "").strip()
+    if not raw:
+        problem(column, "empty; give an image file (relative to the shot list) or a URL")
+        return None, None
+    if is_remote(raw):
+        if raw.startswith("data:"):
+            problem(column, "a data: URI; give a file or an http(s) URL")
+            return None, None
+        return raw, None
+    path = Path(raw).expanduser()
+    path = Path(os.path.normpath(path if path.is_absolute() else base / path))
+    key = str(path)
+    if key not in images:
+        if not path.is_file():
+            images[key] = f"no such file {raw!r} (looked for {path})"
+        else:
+            checked = check_image(path, DEFAULT_MAX_PIXELS, trusted=trusted)
+            images[key] = checked.reason if isinstance(checked, Skipped) else checked
+    found = images[key]
+    if isinstance(found, str):
+        problem(column, found)
+        return None, None
+    return key, found
+
+
+# ------------------------------------------------------------------------- writing
+
+
+def write_shots(plan: Plan, path: str | os.PathLike) -> Path:
+    """Write a plan (folder x prompts, one or more models) as a shot list to edit: one
+    row per image, prompt and model, with its options as columns and its takes. Image
+    paths are relative to the new file where they can be. An existing file is never
+    overwritten."""
+    path = Path(path).expanduser().absolute()
+    if path.exists():
+        raise InputError(
+            f"{path} already exists; pass --write-shots a new file name (an edited shot list "
+            "is never overwritten)."
+        )
+    if not path.parent.is_dir():
+        raise InputError(f"Cannot write {path}: folder {path.parent} does not exist.")
+    firsts = [j for j in plan.jobs if j.take == 1]
+    takes = max((j.take for j in plan.jobs), default=1)
+    option_columns = list(dict.fromkeys(k for j in firsts for k in j.options))
+    header = ["image", "prompt", "model", *option_columns, "end_image", "takes", "name"]
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for j in firsts:
+        writer.writerow(
+            [
+                _relative(j.image_ref, path.parent),
+                j.prompt,
+                j.model.name,
+                *(_cell(j.options.get(k)) for k in option_columns),
+                _relative(j.end_image_ref, path.parent) if j.end_image_ref else "",
+                takes,
+                j.shot_name or "",
+            ]
+        )
+    try:
+        path.write_text(out.getvalue(), encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise InputError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+    return path
+
+
+def _relative(ref: str, folder: Path) -> str:
+    if is_remote(ref):
+        return ref
+    try:
+        return Path(os.path.relpath(ref, folder)).as_posix()
+    except ValueError:  # another drive on Windows
+        return ref
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)

@@ -1,0 +1,162 @@
+"""The per-model summary of a batch, from the ledger: which model did it, how fast, how dear.
+
+Comparing models is the point of a multi-model batch, so each model gets its own line:
+jobs, videos, failures, the mean time a request waited in fal's queue (submitted ->
+started) and ran (started -> completed), and what a clip and a second of video cost.
+It reads only the ledger, so the end of a run, `i2vkit status` and notebook 02 show
+the same numbers for any batch, however many runs it took.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .jobs import JobStatus
+from .models import get_model
+from .plan import model_of_row, row_cost, usd
+from .store import Store
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    model: str
+    endpoint_id: str
+    jobs: int
+    done: int  # videos downloaded
+    failed: int
+    mean_queue_s: float | None  # None: no job of this model has both times yet
+    mean_run_s: float | None
+    cost_per_clip: float | None  # estimated US$ of one job; None: price unknown
+    cost_per_second: float | None  # estimated US$ per second of downloaded video
+    video_seconds: float  # of the downloaded videos
+
+    def line(self) -> str:
+        def secs(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1f}s"
+
+        clip = "price unknown" if self.cost_per_clip is None else usd(self.cost_per_clip)
+        per_s = "" if self.cost_per_second is None else f", {usd(self.cost_per_second)}/s of video"
+        return (
+            f"{self.model}: {self.jobs} jobs, {self.done} videos, {self.failed} failed; "
+            f"mean {secs(self.mean_queue_s)} in queue, {secs(self.mean_run_s)} running; "
+            f"{clip} per clip{per_s}"
+        )
+
+
+def per_model(store: Store, batch_id: str) -> list[ModelSummary]:
+    """One :class:`ModelSummary` per model of the batch, in the order the jobs were planned.
+
+    Cost per clip is the mean estimated price of the model's jobs (each with its own
+    options); cost per second divides the estimated price of the downloaded videos by
+    their length, read from the mp4 files themselves (the requested duration when a
+    file cannot be read).
+    """
+    batch = store.get_batch(batch_id)
+    if batch is None:
+        raise InputError(f"No batch {batch_id!r} in {store.path}; `i2vkit status` lists them.")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(store.jobs(batch["id"]), key=lambda r: r["id"]):
+        groups.setdefault(row["endpoint_id"], []).append(row)
+    out = []
+    for endpoint, rows in groups.items():
+        try:
+            model = model_of_row(rows[0])
+        except InputError:
+            model = get_model(endpoint)
+        costs = [row_cost(r, model) for r in rows]
+        known = [c for c in costs if c is not None]
+        per_clip = round(sum(known) / len(known), 4) if known and len(known) == len(costs) else None
+        done = [
+            (r, c) for r, c in zip(rows, costs, strict=True) if r["status"] == JobStatus.DOWNLOADED
+        ]
+        seconds = [video_seconds(r) for r, _ in done]
+        paid = [c for _, c in done]
+        per_second = None
+        if done and all(c is not None for c in paid) and all(s for s in seconds):
+            per_second = round(sum(paid) / sum(seconds), 4)  # type: ignore[arg-type]
+        out.append(
+            ModelSummary(
+                model=rows[0]["model"],
+                endpoint_id=endpoint,
+                jobs=len(rows),
+                done=len(done),
+                failed=sum(r["status"] == JobStatus.FAILED for r in rows),
+                mean_queue_s=_mean(_between(r["submitted_at"], r["started_at"]) for r in rows),
+                mean_run_s=_mean(_between(r["started_at"], r["completed_at"]) for r in rows),
+                cost_per_clip=per_clip,
+                cost_per_second=per_second,
+                video_seconds=round(sum(s or 0.0 for s in seconds), 3),
+            )
+        )
+    return out
+
+
+def _between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    try:
+        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except ValueError:
+        return None
+
+
+def _mean(values: Any) -> float | None:
+    got = [v for v in values if v is not None]
+    return round(sum(got) / len(got), 3) if got else None
+
+
+def video_seconds(row: dict[str, Any]) -> float | None:
+    """A downloaded job's length: the mp4's own (its `mvhd` box), else the requested
+    ``duration`` option (``"5"`` or ``"5s"``), else None."""
+    path = row.get("local_file")
+    if path:
+        length = mp4_duration(Path(path))
+        if length:
+            return length
+    import json
+
+    duration = json.loads(row.get("options") or "{}").get("duration")
+    try:
+        return float(str(duration).rstrip("s")) if duration is not None else None
+    except ValueError:
+        return None
+
+
+def mp4_duration(path: Path) -> float | None:
+    """Seconds from an mp4's movie header (`moov/mvhd`), or None when it has none."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return _find_mvhd(data, 0, len(data))
+
+
+def _find_mvhd(data: bytes, start: int, end: int) -> float | None:
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        header = 8
+        if size == 1 and pos + 16 <= end:
+            size, header = struct.unpack(">Q", data[pos + 8 : pos + 16])[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < header:
+            return None
+        if kind == b"moov":
+            return _find_mvhd(data, pos + header, min(pos + size, end))
+        if kind == b"mvhd":
+            body = data[pos + header : pos + size]
+            if len(body) < 20:
+                return None
+            if body[0] == 1 and len(body) >= 32:
+                scale, duration = struct.unpack(">IQ", body[20:32])
+            else:
+                scale, duration = struct.unpack(">II", body[12:20])
+            return round(duration / scale, 3) if scale else None
+        pos += size
+    return None
