@@ -61,7 +61,7 @@ def test_two_models_two_takes_then_a_third_take(tmp_path, emulator):
     rows = ledger(db, "SELECT endpoint_id, image_path, prompt, take, seed, request_id FROM jobs")
     assert len(rows) == 16 and {r[3] for r in rows} == {1, 2}
     sent = {j["request_id"]: j["arguments"] for j in emulator.jobs()}
-    for endpoint, _image, prompt, _take, seed, request_id in rows:
+    for _endpoint, _image, prompt, _take, seed, request_id in rows:
         assert sent[request_id]["seed"] == seed  # the recorded seed is the one sent
         assert sent[request_id]["prompt"] == prompt
     takes_of = Counter((r[0], r[1], r[2]) for r in rows)
