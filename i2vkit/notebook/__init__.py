@@ -17,7 +17,8 @@ running (the kernel's), so one cell works in both.
     display.py   in_kernel, show, Rich/Live views, settings_summary, money
     form.py      BatchForm (+ FolderBrowser), its Preview, confirmed_plan
     progress.py  ProgressBars (widgets, or the CLI's reporter in a script)
-    results.py   ResultsBrowser, gallery, timeline, done (the script's exit code)
+    results.py   ResultsBrowser, gallery, timeline, done (the script's exit code),
+                 CompareView and results_view (the comparison grid), the report button
 """
 
 from .display import (
@@ -46,11 +47,12 @@ from .form import (
     resolve_values,
 )
 from .progress import ProgressBars
-from .results import ResultsBrowser, done, gallery, timeline
+from .results import CompareView, ResultsBrowser, done, gallery, results_view, timeline
 
 __all__ = [
     "ENV",
     "BatchForm",
+    "CompareView",
     "FolderBrowser",
     "Live",
     "Preview",
@@ -70,6 +72,7 @@ __all__ = [
     "plan_html",
     "project_root",
     "resolve_values",
+    "results_view",
     "safe_url",
     "settings_summary",
     "show",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import cli
+from .. import compare as cmp
 from .. import gallery as g
 from ..config import Settings, load_settings
 from ..jobs import UNSUCCESSFUL, JobStatus
@@ -27,6 +28,21 @@ def gallery(source: Any, base: str | os.PathLike | None = None, **kwargs: Any) -
 
 def timeline(rows: Sequence[Mapping[str, Any]], concurrency: int | None = None) -> Rich:
     return Rich(g.timeline_svg(rows, concurrency=concurrency), g.timeline_text(rows, concurrency))
+
+
+def results_view(result: BatchResult, base: str | os.PathLike | None = None) -> Any:
+    """The gallery to show after a run: the comparison grid when the batch ran several
+    models or takes (what the user wants to compare), else the plain gallery."""
+    from ..store import Store
+
+    with Store(result.plan.ledger) as store:
+        mine = {j.id for j in result.jobs}
+        rows = [r for r in store.jobs(result.batch_id) if r["id"] in mine]
+    if len({r["endpoint_id"] for r in rows}) > 1 or len({r["take"] for r in rows}) > 1:
+        return CompareView(
+            lambda: rows, result.plan.ledger, result.batch_id, base, title=result.batch_id
+        )
+    return gallery(result, base)
 
 
 def done(result: BatchResult) -> None:
@@ -205,5 +221,333 @@ class ResultsBrowser:
 
         return self._live(render)
 
+    def compare(self) -> CompareView:
+        """The comparison grid of the selected batch (redrawn when another is selected)."""
+        view = CompareView(self.jobs, self.settings.db_path, self.batch_id, self.base)
+        self._listeners.append(lambda: view.refresh(self.batch_id))
+        self._compare = view
+        return view
+
+    def summary(self) -> Any:
+        """Per model: jobs, videos, failures, mean time in queue and running, cost per clip
+        and per second of video (:func:`i2vkit.summary.per_model`)."""
+
+        def render() -> Rich:
+            if not self.batch_id:
+                return self._empty()
+            from ..summary import per_model
+
+            rows = [
+                {
+                    "model": m.model,
+                    "jobs": m.jobs,
+                    "videos": m.done,
+                    "failed": m.failed,
+                    "mean in queue": "-" if m.mean_queue_s is None else f"{m.mean_queue_s:.1f}s",
+                    "mean running": "-" if m.mean_run_s is None else f"{m.mean_run_s:.1f}s",
+                    "per clip": cmp.money(m.cost_per_clip),
+                    "per second": "-"
+                    if m.cost_per_second is None
+                    else cmp.money(m.cost_per_second),
+                }
+                for m in per_model(self.store, self.batch_id)
+            ]
+            cols = list(rows[0]) if rows else ["model"]
+            return Rich(g.table_html(rows, cols), g.table_text(rows, cols))
+
+        return self._live(render)
+
+    def report_folder(self) -> Path:
+        """Where "Export report" writes by default: ``reports/BATCH`` beside the videos' folder."""
+        from ..filenames import safe_component
+
+        batch = self.batch() or {}
+        out = Path(batch.get("output_dir") or self.base).parent
+        return out / "reports" / safe_component(self.batch_id or "batch")
+
+    def export_report(self, folder: str | os.PathLike | None = None) -> Path:
+        """Write the selected batch's report (:func:`i2vkit.report.write_report`), with the
+        grid laid out as the comparison view shows it; returns its index.html."""
+        from ..report import write_report
+
+        if not self.batch_id:
+            raise ValueError("No batch selected: run 01_generate first.")
+        view = getattr(self, "_compare", None)
+        axes = {"rows": view.rows, "cols": view.cols} if view is not None else {}
+        return write_report(
+            self.store,
+            self.batch_id,
+            folder or self.report_folder(),
+            key=self.settings.fal_key,
+            **axes,
+        )
+
+    def report_button(self) -> Any:
+        """An "Export report" button and its folder (a widget), or how to write one (text)."""
+        hint = (
+            f"i2vkit report {self.batch_id} --out {self.report_folder()}  "
+            "(or call browser.export_report())"
+        )
+        if not widgets_available():
+            return Rich(f"<div>{g.esc(hint)}</div>", hint)
+        import ipywidgets as w
+
+        folder = w.Text(
+            value=str(self.report_folder()),
+            description="Folder",
+            layout=w.Layout(width="620px"),
+            style={"description_width": "60px"},
+        )
+        button = w.Button(description="Export report", icon="file-export")
+        status = w.HTML()
+
+        def clicked(_b: Any) -> None:
+            status.value = "writing..."
+            try:
+                index = self.export_report(folder.value.strip() or None)
+            except Exception as exc:  # shown to the user, not raised into the void
+                status.value = f"<span style='color:#c62828'>{g.esc(exc)}</span>"
+                return
+            status.value = (
+                f"Report written: <code>{g.esc(index)}</code> (open it from disk; zip the "
+                "folder to share it)."
+            )
+
+        button.on_click(clicked)
+        self.report_w = (folder, button, status)
+        return _Widget(w.VBox([w.HBox([folder, button]), status]), hint)
+
     def close(self) -> None:
         self.store.close()
+
+
+class _Widget:
+    """A widget in a notebook, its text elsewhere (what :func:`show` expects)."""
+
+    def __init__(self, widget: Any, text: str):
+        self.widget = widget
+        self._text = text
+
+    def text(self) -> str:
+        return self._text
+
+
+# ------------------------------------------------------------------ comparison grid
+
+
+class CompareView:
+    """A batch's clips side by side (see :mod:`i2vkit.compare`): rows and columns picked
+    from image, prompt, model and take with two dropdowns; per cell a looping muted
+    player, its model, seed, cost and times (or fal's reason), and a "keeper" checkbox
+    that writes the ledger at once (so a pick survives a kernel restart).
+
+    In a notebook the grid is an ipywidgets GridBox (the checkboxes need the kernel) and
+    the players' JavaScript (load when visible, "play row") comes in one HTML output shown
+    before it; in a script the view is the grid's text.
+    """
+
+    def __init__(
+        self,
+        rows: Callable[[], Sequence[Mapping[str, Any]]],
+        ledger: str | os.PathLike,
+        batch_id: str | None,
+        base: str | os.PathLike | None = None,
+        *,
+        title: str | None = None,
+        axes: tuple[Sequence[str], Sequence[str]] | None = None,
+    ):
+        self.source = rows
+        self.ledger = Path(ledger)
+        self.batch_id = batch_id
+        self.base = Path(base) if base is not None else notebook_dir()
+        self.title = title
+        self.cells = cmp.cells_from_rows(self.source())
+        self.rows, self.cols = axes or cmp.default_axes(self.cells)
+        self.error: str | None = None
+        self.widget = None
+        self.keep_boxes: dict[int, Any] = {}
+        if widgets_available():
+            self._build_widgets()
+
+    # -- data -----------------------------------------------------------------
+
+    def grid(self) -> cmp.Grid:
+        return cmp.arrange(self.cells, self.rows, self.cols)
+
+    def set_axes(self, rows: Sequence[str], cols: Sequence[str]) -> None:
+        """Lay the grid out again (what the dropdowns call); an impossible choice (an axis
+        on both sides) keeps the grid as it was and says why."""
+        try:
+            cmp.check_axes(rows, cols)
+        except ValueError as exc:
+            self.error = str(exc)
+        else:
+            self.error = None
+            self.rows, self.cols = tuple(rows), tuple(cols)
+        self._redraw()
+
+    def refresh(self, batch_id: str | None = None) -> None:
+        """Read the jobs again (another batch, new keepers, a finished retry)."""
+        if batch_id is not None:
+            self.batch_id = batch_id
+        self.cells = cmp.cells_from_rows(self.source())
+        self.rows, self.cols = cmp.default_axes(self.cells) if batch_id else (self.rows, self.cols)
+        if self.widget is not None:
+            self.rows_w.value, self.cols_w.value = _choice(self.rows), _choice(self.cols)
+        self._redraw()
+
+    def set_keeper(self, job_id: int, keep: bool) -> None:
+        """Record a pick in the ledger (the one place keepers live)."""
+        from ..keepers import mark
+        from ..store import Store
+
+        with Store(self.ledger) as store:
+            mark(store, self.batch_id or "", [job_id], keep)
+        for cell in self.cells:
+            if cell.job_id == job_id:
+                cell.keeper = keep
+
+    def urls(self) -> cmp.VideoUrl:
+        """Each cell's video and poster URLs relative to the notebook (small files outside
+        the folder Jupyter serves are embedded, as in the gallery)."""
+        linker = g.VideoLinker(self.base)
+
+        def urls(cell: cmp.Cell) -> tuple[str | None, str | None, str | None]:
+            if not cell.video:
+                return None, None, None
+            src = linker.source(cell.video)
+            thumb = cmp.first_frame(cell.video)
+            poster = None
+            if thumb is not None:
+                if g.is_within(thumb.resolve(), linker.root):
+                    poster = g.relative_url(thumb, self.base)
+                else:
+                    poster = g.thumbnail_data_uri(thumb, side=cmp.THUMB_SIDE, max_chars=40_000)
+            return src.url, poster, src.note
+
+        return urls
+
+    # -- views ----------------------------------------------------------------
+
+    def heading(self) -> str:
+        counts: dict[str, int] = {}
+        for c in self.cells:
+            counts[c.status] = counts.get(c.status, 0) + 1
+        status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
+        head = f"batch {self.title or self.batch_id}: " if (self.title or self.batch_id) else ""
+        return f"{head}{len(self.cells)} jobs ({status})"
+
+    def render(self) -> Rich:
+        grid = self.grid()
+        html = (
+            f"<div style='font:13px system-ui,sans-serif;margin:4px 0'>{g.esc(self.heading())}"
+            "</div>" + cmp.grid_html(grid, self.urls())
+        )
+        return Rich(html, self.heading() + "\n" + cmp.grid_text(grid))
+
+    def text(self) -> str:
+        return self.heading() + "\n" + cmp.grid_text(self.grid())
+
+    def _repr_html_(self) -> str:
+        return self.render().html
+
+    def display_live(self) -> None:
+        from IPython.display import HTML, display
+
+        if self.widget is None:
+            display(self.render())
+            return
+        # A plain HTML output runs its script (JupyterLab trusts what this session ran);
+        # the widget's HTML would not.
+        display(HTML(f"<style>{cmp.CSS}</style><script>{cmp.SCRIPT}</script>"))
+        display(self.widget)
+
+    def _build_widgets(self) -> None:
+        import ipywidgets as w
+
+        style = {"description_width": "60px"}
+        options = list(cmp.CHOICES)
+        self.rows_w = w.Dropdown(
+            options=options, value=_choice(self.rows), description="Rows", style=style
+        )
+        self.cols_w = w.Dropdown(
+            options=options, value=_choice(self.cols), description="Columns", style=style
+        )
+        self.head_w = w.HTML()
+        self.note_w = w.HTML()
+        self.grid_w = w.GridBox()
+        self.grid_w.add_class("i2v-compare")
+
+        def changed(_change: Mapping[str, Any]) -> None:
+            self.set_axes(cmp.CHOICES[self.rows_w.value], cmp.CHOICES[self.cols_w.value])
+
+        self.rows_w.observe(changed, names="value")
+        self.cols_w.observe(changed, names="value")
+        self.widget = w.VBox(
+            [self.head_w, w.HBox([self.rows_w, self.cols_w]), self.note_w, self.grid_w]
+        )
+        for name in cmp.NO_MATH.split():
+            self.widget.add_class(name)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self.widget is None:
+            return
+        import ipywidgets as w
+
+        self.head_w.value = f"<b>{g.esc(self.heading())}</b>"
+        self.note_w.value = (
+            f"<span style='color:#c62828'>{g.esc(self.error)}</span>" if self.error else ""
+        )
+        grid = self.grid()
+        urls = self.urls()
+        children: list[Any] = [w.HTML("")]
+        children += [
+            w.HTML(f"<div class='i2v-colhead'><b>{g.esc(cmp.key_label(c))}</b></div>")
+            for c in grid.col_keys
+        ]
+        self.keep_boxes = {}
+        for i, r in enumerate(grid.row_keys):
+            row_id = f"r{i}"
+            children.append(
+                w.HTML(
+                    f"<div class='i2v-rowhead {cmp.NO_MATH}' style='max-width:200px'>"
+                    f"<b>{g.esc(cmp.key_label(r))}</b><br><button type='button' "
+                    f"class='i2v-play-row' data-row='{row_id}'>▶ play row</button></div>"
+                )
+            )
+            for c in grid.col_keys:
+                boxes = []
+                for cell in grid.slot(r, c):
+                    video, poster, note = urls(cell)
+                    box = w.Checkbox(value=cell.keeper, description="keeper", indent=False)
+                    box.observe(self._keeper_changed(cell.job_id), names="value")
+                    self.keep_boxes[cell.job_id] = box
+                    boxes.append(
+                        w.VBox(
+                            [w.HTML(cmp.cell_html(cell, video, poster, row_id=row_id, note=note)),
+                             box]
+                        )
+                    )  # fmt: skip
+                children.append(w.HBox(boxes))
+        self.grid_w.layout = w.Layout(
+            grid_template_columns=f"auto repeat({len(grid.col_keys)}, max-content)",
+            grid_gap="6px",
+        )
+        self.grid_w.children = children
+
+    def _keeper_changed(self, job_id: int) -> Callable[[Mapping[str, Any]], None]:
+        def changed(change: Mapping[str, Any]) -> None:
+            self.set_keeper(job_id, bool(change["new"]))
+
+        return changed
+
+
+def _choice(axes: Sequence[str]) -> str:
+    """The dropdown label of a choice of axes (the first label for an unlisted one)."""
+    for label, value in cmp.CHOICES.items():
+        if tuple(value) == tuple(axes):
+            return label
+    raise ValueError(
+        f"no picker choice for {' x '.join(axes)}; choose from {', '.join(cmp.CHOICES)}"
+    )
