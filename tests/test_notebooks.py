@@ -164,6 +164,29 @@ def test_results_notebook_shows_gallery_timeline_and_files(generated):
     assert "0 failed job(s)" in all_text(nb)
 
 
+def widget_states(nb) -> list[dict]:
+    """The widgets the executed notebook drew (nbclient saves their state)."""
+    saved = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    return [m for m in saved.get("state", {}).values()]
+
+
+def test_results_notebook_shows_the_comparison_grid_summary_and_report_button(generated):
+    nb = generated["results"]
+    states = widget_states(nb)
+    cells = [m["state"]["value"] for m in states if 'class="i2v-cell' in str(m["state"])]
+    assert len(cells) == 9 and all('preload="none"' in c and "<video" in c for c in cells)
+    assert all("US$ 0.40" in c for c in cells)  # each clip's cost, as a person reads it
+    heads = [m["state"]["value"] for m in states if "i2v-play-row" in str(m["state"])]
+    assert len(heads) == 9  # rows = image x prompt, one "play row" each
+    keepers = [m for m in states if m["model_name"] == "CheckboxModel"]
+    assert len(keepers) == 9 and not any(m["state"]["value"] for m in keepers)
+    assert any(m["state"].get("description") == "Export report" for m in states)
+    summary = next(h for h in html_outputs(nb) if "per clip" in h)
+    assert "wan" in summary and "US$ 0.40" in summary
+    # the players' script is an output of its own (JupyterLab runs it; a widget would not)
+    assert any("IntersectionObserver" in h for h in html_outputs(nb))
+
+
 def test_gallery_references_videos_relative_to_the_notebook(tmp_path):
     """With the default output folder (../downloads) the videos are linked, not embedded."""
     project = tmp_path / "project"
