@@ -19,6 +19,7 @@ import contextlib
 import json
 import mimetypes
 import os
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ MULTIPART_CHUNK = fal_client_module.MULTIPART_CHUNK_SIZE
 TOKEN_MARGIN = timedelta(seconds=30)  # a CDN token this close to expiry is renewed first
 PREFLIGHT_ATTEMPTS = 2  # the first call of a batch: a closed port or no network fails fast
 PREFLIGHT_CONNECT_SECONDS = 5.0
+PROBE_REQUEST_ID = "00000000-0000-0000-0000-000000000000"  # never a real request
+APP_NOT_FOUND = re.compile(r"\bapplication\b.*\bnot found\b", re.IGNORECASE)
 NOT_CONNECTED = ("ConnectError", "ConnectTimeout")  # how Retry.reason names "never connected"
 STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
 # fal sends a keep-alive comment every 15 s: a stream silent for two of them has stalled
@@ -299,6 +302,43 @@ class FalConnection:
             f"Cannot reach {host}: {detail} {advice} Nothing was uploaded or submitted and no "
             "job was marked failed; run the same command again once it is reachable."
         )
+
+    async def app_missing(self, endpoint_id: str) -> bool:
+        """True when fal answers 404 "Application ... not found" for the endpoint's app.
+
+        Part of the preflight, before any upload: a retired endpoint would otherwise only
+        show itself as a failed submit per job, after every image was uploaded. Neither
+        call creates a job or costs anything: fal's model list is asked first (an endpoint
+        it lists exists); one it does not list (a private or unlisted app) is asked for
+        the status of a request id that cannot exist, which fal's queue answers per app.
+        Any other answer, or none, counts as "not missing": the batch's own calls decide.
+        """
+        from .platform import platform_url
+
+        try:
+            listed = await self.request(
+                "GET",
+                f"{platform_url(self.backend)}/models",
+                "model_lookup",
+                params=[("endpoint_id", endpoint_id)],
+                raise_errors=False,
+                attempts=PREFLIGHT_ATTEMPTS,
+            )
+            if listed.status_code == 200:
+                models = listed.json().get("models") or []
+                if any(m.get("endpoint_id") == endpoint_id for m in models):
+                    return False
+            probe = await self.request(
+                "GET",
+                self.request_urls(endpoint_id, PROBE_REQUEST_ID)["status_url"],
+                "app_check",
+                raise_errors=False,
+                attempts=PREFLIGHT_ATTEMPTS,
+            )
+            detail = probe.json().get("detail") if probe.status_code == 404 else None
+        except (FalError, ValueError, AttributeError):
+            return False
+        return isinstance(detail, str) and bool(APP_NOT_FOUND.search(detail))
 
     # -- the queue ---------------------------------------------------------------------
 

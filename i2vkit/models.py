@@ -134,6 +134,24 @@ class ModelSpec:
             )
         return None
 
+    def not_found_error(self) -> ModelError:
+        """The refusal for an endpoint fal answers 404 "Application not found" for (found by
+        the run's preflight, before anything is uploaded), naming what to use instead."""
+        cat = active()
+        instead = self.replacement
+        if instead is None and self.family in cat.families:
+            pick = cat.families[self.family]
+            instead = pick if pick != self.endpoint_id else None
+        if instead:
+            advice = f"Use {cat.name_of(instead)} ({instead}) instead."
+        else:
+            advice = "`i2vkit models` lists the models fal runs; pick one with --model."
+        return ModelError(
+            f"fal answers 404 'Application not found' for {self.endpoint_id} (model "
+            f"{self.name}): fal no longer runs it, or never did. Nothing was uploaded or "
+            f"submitted. {advice}"
+        )
+
     # -- options -----------------------------------------------------------------------
 
     def validate_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:

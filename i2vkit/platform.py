@@ -20,6 +20,7 @@ from .http import fal_error
 
 PLATFORM_URL = "https://api.fal.ai/v1"
 MAX_IDS = 50  # endpoint ids per call, as the API allows
+MAX_PAGES = 100  # a listing reads at most this many pages (a cursor that never ends)
 TIMEOUT = 10.0
 ATTEMPTS = 2
 
@@ -56,12 +57,13 @@ class PlatformClient:
     async def _paged(self, path: str, params: list[tuple[str, str]], key: str, what: str):
         out: list[dict[str, Any]] = []
         cursor = None
-        while True:
+        for _ in range(MAX_PAGES):
             page = await self._get(path, params + ([("cursor", cursor)] if cursor else []), what)
             out += page.get(key) or []
             cursor = page.get("next_cursor")
             if not page.get("has_more") or not cursor:
-                return out
+                break
+        return out
 
     async def models(self, endpoint_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Metadata and OpenAPI document of each endpoint fal still knows."""
@@ -70,6 +72,12 @@ class PlatformClient:
             params = [("endpoint_id", e) for e in chunk] + [("expand", "openapi-3.0")]
             out += await self._paged("/models", params, "models", "reading fal's model list")
         return out
+
+    async def listing(self, category: str = "image-to-video") -> list[dict[str, Any]]:
+        """Every endpoint fal lists in ``category``, with its OpenAPI document (all pages):
+        how a refresh finds endpoints fal published after the catalogue was built."""
+        params = [("category", category), ("expand", "openapi-3.0"), ("limit", str(MAX_IDS))]
+        return await self._paged("/models", params, "models", "listing fal's models")
 
     async def pricing(self, endpoint_ids: Sequence[str]) -> list[dict[str, Any]]:
         """``{endpoint_id, unit_price, unit, currency}`` per endpoint, with account discounts."""

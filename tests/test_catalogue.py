@@ -344,3 +344,131 @@ def test_retry_runs_on_the_endpoint_the_batch_ran_on_not_the_family_pick(emulato
     finally:
         catalogue.use(None)
     assert [j["endpoint"] for j in emulator.jobs()] == [first, first]
+
+
+# ------------------------------------------------------------ an expired end-image URL
+
+
+def test_expired_end_image_url_is_uploaded_again_and_each_job_resubmitted_once(
+    emulator, tmp_path, batch
+):
+    """The end frame's cached upload expired on the CDN (file_ttl) while new start images
+    are fresh: fal answers file_download_error on end_image_url; the end frame is uploaded
+    again once for the whole batch and each job is resubmitted once, and every video made."""
+    images, prompts = batch
+    end = make_images(tmp_path / "end", 1, start=7)[0]
+    first = bulk(emulator, tmp_path, images, prompts, "--end-image", str(end), model="kling")
+    assert first.returncode == 0, first.stdout + first.stderr
+    stale = {j["arguments"]["end_image_url"] for j in emulator.jobs()}
+    emulator.configure(file_ttl=600)
+    emulator.advance_clock(601)  # every file uploaded so far now answers 404 on the CDN
+    assert httpx.get(next(iter(stale))).status_code == 404
+    fresh_images = tmp_path / "new"
+    make_images(fresh_images, 2, start=20)
+    before = emulator.stats()
+    second = bulk(emulator, tmp_path, fresh_images, prompts, "--end-image", str(end), model="kling")
+    assert second.returncode == 0, second.stdout + second.stderr
+    after = emulator.stats()
+    assert after["uploads"] - before["uploads"] == 3  # two new images, the end frame again
+    jobs = emulator.jobs()[4:]  # this run's submits (the first run made 4)
+    assert len(jobs) == 8  # 4 jobs, each submitted twice
+    refused = [j for j in jobs if j["arguments"]["end_image_url"] in stale]
+    assert len(refused) == 4 and all(j["error_type"] == "file_download_error" for j in refused)
+    redone = [j for j in jobs if j["arguments"]["end_image_url"] not in stale]
+    assert len(redone) == 4 and len({j["arguments"]["end_image_url"] for j in redone}) == 1
+    assert httpx.get(redone[0]["arguments"]["end_image_url"]).status_code == 200
+    done = sqlite3.connect(tmp_path / "ledger.db").execute(
+        "SELECT count(*) FROM jobs WHERE status = 'downloaded'"
+    )
+    assert done.fetchone()[0] == 8
+
+
+# ------------------------------------------------------------ "Application not found"
+
+
+def remove_apps(emulator, *endpoint_ids: str) -> None:
+    body = {"remove": list(endpoint_ids)}
+    httpx.post(f"{emulator.url}/_emulator/models", json=body).raise_for_status()
+
+
+def test_the_emulator_answers_application_not_found_for_a_removed_app(emulator):
+    remove_apps(emulator, "someone/retired-i2v")
+    auth = {"Authorization": f"Key {TEST_KEY}"}
+    body = {"prompt": "p", "image_url": "https://x/y.png"}
+    r = httpx.post(f"{emulator.url}/someone/retired-i2v", json=body, headers=auth)
+    assert (
+        r.status_code == 404 and r.json()["detail"] == "Application 'someone/retired-i2v' not found"
+    )
+    status = f"{emulator.url}/someone/retired-i2v/requests/abc/status"
+    assert httpx.get(status, headers=auth).status_code == 404
+    assert httpx.post(f"{emulator.url}/someone/still-here", json=body, headers=auth).is_success
+    listed = httpx.get(f"{emulator.url}/v1/models", params={"endpoint_id": "someone/retired-i2v"})
+    assert listed.json()["models"] == []
+    assert emulator.stats()["submits"]["total"] == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "said"),
+    [
+        ("someone/retired-i2v", "`i2vkit models` lists the models fal runs"),
+        ("fal-ai/veo3/image-to-video", "(fal-ai/veo3.1/image-to-video) instead"),
+    ],
+)
+def test_an_endpoint_fal_no_longer_has_is_refused_before_any_upload(
+    emulator, tmp_path, batch, model, said
+):
+    """Exit 2 (like any unusable --model), the replacement named when the catalogue has one,
+    nothing uploaded or submitted, no job in the ledger."""
+    remove_apps(emulator, model)
+    out = bulk(emulator, tmp_path, *batch, "--max-cost", "none", model=model)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"fal answers 404 'Application not found' for {model}" in out.stderr, out.stderr
+    assert said in out.stderr and "Nothing was uploaded or submitted" in out.stderr
+    stats = emulator.stats()
+    assert stats["uploads"] == 0 and stats["submits"]["total"] == 0
+    jobs = sqlite3.connect(tmp_path / "ledger.db").execute("SELECT count(*) FROM jobs")
+    assert jobs.fetchone()[0] == 0
+
+
+# ------------------------------------------------------------ new endpoints from a refresh
+
+NEW_ID = "fal-ai/newco/v1/image-to-video"
+NEW_ENTRY = {  # what fal "published": the catalogue's shape, served by the emulator
+    "endpoint_id": NEW_ID,
+    "display_name": "NewCo v1 image-to-video",
+    "status": "active",
+    "read_on": "2026-11-25",
+    "image_field": "image_url",
+    "input": {
+        "properties": {
+            "prompt": {"type": "string"},
+            "image_url": {"type": "file"},
+            "duration": {"type": "string", "enum": ["5", "10"], "default": "5"},
+        },
+        "required": ["prompt", "image_url"],
+    },
+    "price": {"unit": "video", "verified": "verified", "rates": [{"when": {}, "usd": 0.33}]},
+}
+
+
+def test_refresh_discovers_a_new_image_to_video_endpoint(emulator, tmp_path, batch):
+    env = cli_env(tmp_path, emulator.url)
+    httpx.post(f"{emulator.url}/_emulator/models", json={"add": [NEW_ENTRY]}).raise_for_status()
+    # the listing is paginated: every page is needed to see every endpoint
+    first = httpx.get(f"{emulator.url}/v1/models", params={"category": "image-to-video"}).json()
+    assert first["has_more"] and NEW_ID not in [m["endpoint_id"] for m in first["models"]]
+    unknown = run_cli(i2vkit("models", NEW_ID), env, tmp_path)
+    assert "0.33" not in unknown.stdout  # before the refresh: a generic endpoint, no price
+    out = run_cli(i2vkit("models", "--refresh"), env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"{len(snapshot().entries) + 1} models" in out.stdout, out.stdout
+    assert f"new on fal: newco-v1 ({NEW_ID})" in out.stdout, out.stdout
+    table = run_cli(i2vkit("models"), env, tmp_path)
+    assert "newco-v1" in table.stdout, table.stdout
+    detail = run_cli(i2vkit("models", "newco-v1"), env, tmp_path)
+    assert detail.returncode == 0 and "duration" in detail.stdout and '"10"' in detail.stdout
+    plan = bulk(emulator, tmp_path, *batch, "--dry-run", "-o", "duration=10", model="newco-v1")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "1.32" in plan.stdout, plan.stdout  # 4 jobs x US$ 0.33 (fal's unit price)
+    refused = bulk(emulator, tmp_path, *batch, "--dry-run", "-o", "duration=7", model="newco-v1")
+    assert refused.returncode == 2 and 'one of "5", "10"' in refused.stderr, refused.stderr

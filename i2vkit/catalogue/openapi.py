@@ -3,7 +3,7 @@
 fal's ``GET /v1/models?expand=openapi-3.0`` gives, per endpoint, metadata (display name,
 status) and an OpenAPI 3.0 document whose ``<Name>Input`` schema is the endpoint's input;
 ``GET /v1/models/pricing`` gives one unit price. :func:`merge` folds both into a
-catalogue entry (keeping the price rule's shape, see :func:`.pricing.rescaled`);
+catalogue entry (:func:`new_entry` makes one for an endpoint the catalogue lacks) (keeping the price rule's shape, see :func:`.pricing.rescaled`);
 :func:`model_answer` and :func:`price_answer` are the reverse, which the emulator serves.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
 from . import pricing
@@ -197,3 +197,71 @@ def merge(
             new["price"]["verified"] = "verified"
             new["price"]["live"] = read_at[:10]
     return new
+
+
+_PREFIXES = ("fal-ai/",)
+_SUFFIXES = ("/image-to-video",)
+
+
+def _short_name(endpoint_id: str) -> str:
+    """``fal-ai/newco/v1/image-to-video`` -> ``newco-v1``."""
+    name = endpoint_id
+    for prefix in _PREFIXES:
+        name = name.removeprefix(prefix)
+    for suffix in _SUFFIXES:
+        name = name.removesuffix(suffix)
+    return re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-")
+
+
+def new_entry(
+    model: Mapping[str, Any],
+    price: Mapping[str, Any] | None,
+    read_at: str,
+    families: Iterable[str],
+    taken: Container[str],
+) -> dict[str, Any] | None:
+    """A catalogue entry for an endpoint fal lists that the catalogue does not have yet.
+
+    Why: fal publishes new image-to-video models every few weeks; a refresh should offer
+    them with their real schema (checked before any upload like every other) instead of
+    waiting for a new release. None when fal's answer has no input schema with an image
+    field (nothing i2vkit could send). The price is fal's unit price when it returned
+    one, else unknown (the plan then asks before spending). The family is a known one
+    when the id starts with it (``fal-ai/kling-video/v4/...`` is kling), else the id's
+    first part; the name is the id without ``fal-ai/`` and ``/image-to-video`` (the
+    endpoint id itself when that name is taken).
+    """
+    schema = input_schema(model.get("openapi") or {})
+    fields = (schema or {}).get("properties") or {}
+    image = next((f for f in IMAGE_FIELDS if f in fields), None)
+    eid = model.get("endpoint_id")
+    if image is None or not isinstance(eid, str):
+        return None
+    short = _short_name(eid)
+    head = short.split("-", 1)[0] if short else eid
+    first = eid.removeprefix("fal-ai/").split("/", 1)[0].lower()
+    family = next((f for f in families if first == f or first.startswith(f + "-")), head)
+    meta = model.get("metadata") or {}
+    entry = {
+        "endpoint_id": eid,
+        "name": short if short and short not in taken else eid,
+        "family": family,
+        "version": short.removeprefix(f"{family}-") if short else "",
+        "tier": None,
+        "display_name": meta.get("display_name") or eid,
+        "status": ACTIVE,
+        "replacement": None,
+        "status_evidence": [f"listed by fal's Platform API on {read_at[:10]}"],
+        "image_field": image,
+        "end_image_field": None,
+        "audio_field": next(
+            (f for f in ("generate_audio", "generate_audio_switch") if f in fields), None
+        ),
+        "audio": None,
+        "input": schema,
+        "video_path": ["video", "url"],
+        "price": {"unit": "video", "verified": "unknown", "rates": []},
+        "sources": [f"fal Platform API GET /v1/models?category=image-to-video ({read_at[:10]})"],
+        "read_on": read_at[:10],
+    }
+    return merge(entry, model, price, read_at)

@@ -19,7 +19,7 @@ from ..errors import I2vkitError
 from ..store import Store
 from . import use
 from .core import Catalogue, snapshot
-from .openapi import merge
+from .openapi import merge, new_entry
 
 MAX_AGE = timedelta(days=7)
 
@@ -47,19 +47,44 @@ def save(store: Store, backend: str, catalogue: Catalogue, read_at: datetime) ->
 
 
 async def fetch(settings: Settings, base: Catalogue) -> Catalogue:
-    """``base`` updated from fal's ``/models`` (with OpenAPI) and ``/models/pricing``."""
+    """``base`` updated from fal's ``/models`` (with OpenAPI) and ``/models/pricing``, plus
+    the image-to-video endpoints fal lists that ``base`` does not have (see
+    :func:`.openapi.new_entry`). A listing fal refuses only skips the discovery."""
+    from ..errors import FalError
     from ..platform import PlatformClient
 
     ids = [e["endpoint_id"] for e in base.entries]
     async with PlatformClient(backend_for(settings), settings.fal_key) as client:
         models = {m["endpoint_id"]: m for m in await client.models(ids)}
-        prices = {p["endpoint_id"]: p for p in await client.pricing(ids)}
+        try:
+            listed = await client.listing()
+        except FalError:
+            listed = []
+        found = {
+            m["endpoint_id"]: m
+            for m in listed
+            if isinstance(m.get("endpoint_id"), str) and m["endpoint_id"] not in base.by_id
+        }
+        prices = {p["endpoint_id"]: p for p in await client.pricing(ids + list(found))}
     read_at = _now().isoformat()
     entries = [
         merge(e, models.get(e["endpoint_id"]), prices.get(e["endpoint_id"]), read_at)
         for e in base.entries
     ]
-    return base.with_entries(entries, f"fal's Platform API, read {read_at[:16]} UTC")
+    names = dict(base.names)
+    added = []
+    for eid, model in found.items():
+        entry = new_entry(model, prices.get(eid), read_at, base.families, names)
+        if entry is not None:
+            entries.append(entry)
+            names[entry["name"]] = eid
+            added.append(f"{entry['name']} ({eid})" if entry["name"] != eid else eid)
+    origin = f"fal's Platform API, read {read_at[:16]} UTC"
+    if added:
+        origin += f"; new on fal: {', '.join(added)}"
+    fresh = base.with_entries(entries, origin)
+    fresh.data["names"] = names
+    return fresh
 
 
 def refresh(settings: Settings) -> Catalogue:

@@ -7,7 +7,12 @@ real endpoint would refuse with a 422 must be refused here too, or a wrong argum
 passes every test and fails on fal.
 
 Control: ``POST /_emulator/prices`` with ``{"<endpoint_id>": unit_price, ...}`` changes
-what ``/v1/models/pricing`` answers (a test's "fal changed its price").
+what ``/v1/models/pricing`` answers (a test's "fal changed its price"). ``POST
+/_emulator/models`` with ``{"add": [entry, ...], "remove": [endpoint_id, ...]}`` changes
+what fal runs: an added entry (the catalogue's shape) is listed by ``/v1/models`` and
+priced (a test's "fal published a new model"); a removed endpoint's app is gone, so the
+queue answers 404 "Application '...' not found" for it, as fal does for an app it does
+not have (a test's "fal took the model down").
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from .routes import Route
 from .wire import json_response, validation_error
 
 MAX_IDS = 50
+PAGE = 20  # models per page of /v1/models when no limit is given (so paging is exercised)
+MAX_PAGE = 50
 
 
 @cache
@@ -40,6 +47,12 @@ def image_field(endpoint: str) -> str | None:
     """The field the endpoint takes its (start) image from, when the snapshot knows it."""
     entry = entry_for(endpoint)
     return entry["image_field"] if entry else None
+
+
+def end_image_field(endpoint: str) -> str | None:
+    """The field the endpoint takes an end frame from, when the snapshot knows one."""
+    entry = entry_for(endpoint)
+    return entry.get("end_image_field") if entry else None
 
 
 def submit_problems(endpoint: str, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -64,6 +77,19 @@ class PlatformAPI:
     def __init__(self, auth: Auth) -> None:
         self._auth = auth
         self.prices: dict[str, float] = {}  # overrides set through /_emulator/prices
+        self.added: dict[str, dict[str, Any]] = {}  # endpoints fal "published" (control)
+        self.gone_apps: set[str] = set()  # apps fal no longer has (control)
+
+    def serves(self, endpoint: str) -> bool:
+        """False for an endpoint whose app was removed: the queue answers 404 for it."""
+        from .jobs import app_of
+
+        return app_of(endpoint.strip("/")) not in self.gone_apps
+
+    def _entries(self) -> dict[str, dict[str, Any]]:
+        """Every endpoint this fal lists: the snapshot's and the added ones, minus gone apps."""
+        entries = {**_catalogue().by_id, **self.added}
+        return {eid: e for eid, e in entries.items() if self.serves(eid)}
 
     def routes(self) -> list[Route]:
         return [
@@ -71,6 +97,7 @@ class PlatformAPI:
             Route("GET", "/v1/models/pricing", self._h_pricing),
             Route("POST", "/v1/models/pricing/estimate", self._h_estimate),
             Route("POST", "/_emulator/prices", self._h_set_prices, counted=False),
+            Route("POST", "/_emulator/models", self._h_set_models, counted=False),
         ]
 
     def _auth_error(self, request: web.Request) -> web.Response | None:
@@ -106,13 +133,27 @@ class PlatformAPI:
         if request.headers.get("Authorization") and (err := self._auth_error(request)):
             return err  # auth is optional here, but a wrong key is still refused
         expand = "openapi-3.0" in request.query.getall("expand", [])
-        cat = _catalogue()
-        entries = [cat.by_id[i] for i in ids if i in cat.by_id] if ids else cat.entries
+        known = self._entries()
+        entries = [known[i] for i in ids if i in known] if ids else list(known.values())
         category = request.query.get("category")
         if category and category != "image-to-video":
             entries = []
-        models = [openapi.model_answer(e, with_openapi=expand) for e in entries]
-        return json_response(200, {"models": models, "next_cursor": None, "has_more": False})
+        try:
+            limit = min(MAX_PAGE, max(1, int(request.query.get("limit", PAGE))))
+            start = int(request.query.get("cursor") or 0)
+        except ValueError:
+            return _error(400, "validation_error", "limit and cursor must be whole numbers")
+        page = entries[start : start + limit]
+        more = start + limit < len(entries)
+        models = [openapi.model_answer(e, with_openapi=expand) for e in page]
+        return json_response(
+            200,
+            {
+                "models": models,
+                "next_cursor": str(start + limit) if more else None,
+                "has_more": more,
+            },
+        )
 
     async def _h_pricing(self, request: web.Request) -> web.Response:
         if err := self._auth_error(request):
@@ -122,8 +163,8 @@ class PlatformAPI:
             return ids
         if not ids:
             return _error(400, "validation_error", "endpoint_id is required")
-        cat = _catalogue()
-        prices = [p for i in ids if i in cat.by_id and (p := self._price(cat.by_id[i]))]
+        known = self._entries()
+        prices = [p for i in ids if i in known and (p := self._price(known[i]))]
         return json_response(200, {"prices": prices, "next_cursor": None, "has_more": False})
 
     async def _h_estimate(self, request: web.Request) -> web.Response:
@@ -138,9 +179,9 @@ class PlatformAPI:
         if kind not in ("unit_price", "historical_api_price") or not isinstance(endpoints, dict):
             return _error(400, "validation_error", "estimate_type and endpoints are required")
         total = 0.0
-        cat = _catalogue()
+        known = self._entries()
         for eid, q in endpoints.items():
-            price = self._price(cat.by_id[eid]) if eid in cat.by_id else None
+            price = self._price(known[eid]) if eid in known else None
             if price is None:
                 return _error(404, "not_found", f"No price for endpoint {eid}")
             n = q.get("unit_quantity" if kind == "unit_price" else "call_quantity", 0)
@@ -157,3 +198,25 @@ class PlatformAPI:
             return json_response(400, {"detail": "expected {endpoint_id: unit_price >= 0}"})
         self.prices.update({k: float(v) for k, v in body.items()})
         return json_response(200, {"prices": self.prices})
+
+    async def _h_set_models(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        add = body.get("add", []) if isinstance(body, dict) else None
+        remove = body.get("remove", []) if isinstance(body, dict) else None
+        if not isinstance(add, list) or not isinstance(remove, list):
+            return json_response(400, {"detail": 'expected {"add": [entry], "remove": [id]}'})
+        for entry in add:
+            if not isinstance(entry, dict) or not isinstance(entry.get("endpoint_id"), str):
+                return json_response(400, {"detail": "each added entry needs an endpoint_id"})
+            if not isinstance(entry.get("input"), dict):
+                return json_response(400, {"detail": "each added entry needs an input schema"})
+        from .jobs import app_of
+
+        for entry in add:
+            self.added[entry["endpoint_id"]] = entry
+            self.gone_apps.discard(app_of(entry["endpoint_id"]))
+        self.gone_apps.update(app_of(str(e).strip("/")) for e in remove)
+        return json_response(200, {"added": sorted(self.added), "gone": sorted(self.gone_apps)})

@@ -52,7 +52,7 @@ from .jobs import (
     payload_problems,
     required_fields,
 )
-from .platform import PlatformAPI
+from .platform import PlatformAPI, end_image_field
 from .routes import Route
 from .runtime import Runtime
 from .storage import Storage
@@ -89,6 +89,11 @@ def _positive_seconds(value: str | None) -> float | None:
     return v if v is not None and v > 0 and math.isfinite(v) else None
 
 
+def app_not_found(endpoint: str) -> web.Response:
+    """fal's answer for an app it does not have (deleted, or never deployed)."""
+    return json_response(404, {"detail": f"Application '{app_of(endpoint.strip('/'))}' not found"})
+
+
 class JobQueue:
     """All jobs, the FIFO of queued ones and the queue routes."""
 
@@ -112,12 +117,13 @@ class JobQueue:
         self._counted_in = self._rt.stats
         self._submits_open = 0
         self._max_submits_open = 0
+        self.platform = PlatformAPI(self._auth)  # fal's Platform API; which apps exist
 
     def routes(self) -> list[Route]:
         """The catch-all queue routes (after fal's Platform API ones, which are more specific):
         register them after every more specific route."""
         return [
-            *PlatformAPI(self._auth).routes(),
+            *self.platform.routes(),
             Route("POST", "/{tail:.+}", self._h_submit),
             Route("GET", "/{tail:.+}", self._h_get),
             Route("PUT", "/{tail:.+}", self._h_cancel),
@@ -170,6 +176,8 @@ class JobQueue:
             or (len(segments) >= 3 and segments[2] == "requests")
         ):
             return json_response(404, {"detail": f"Application '{endpoint}' not found"})
+        if not self.platform.serves(endpoint):
+            return app_not_found(endpoint)
         self._rt.stats.submits.add(endpoint)
         self._submits_open += 1
         self._counters()
@@ -369,6 +377,9 @@ class JobQueue:
 
     async def _produce(self, job: Job) -> dict[str, Any]:
         image_bytes = await self._fetch_image(job)
+        end_field = end_image_field(job.endpoint)
+        if end_field and isinstance(job.payload.get(end_field), str):
+            await self._fetch_image(job, end_field)  # fal fetches the end frame too
         job.log("Generating video")
         field_name = job.image_field or "image_url"
         try:
@@ -393,8 +404,8 @@ class JobQueue:
             "seed": job.seed,
         }
 
-    async def _fetch_image(self, job: Job) -> bytes:
-        field_name = job.image_field or "image_url"
+    async def _fetch_image(self, job: Job, field: str | None = None) -> bytes:
+        field_name = field or job.image_field or "image_url"
         url = job.payload.get(field_name)
         if url is None:
             return GREY_PNG  # an endpoint where the image is optional
@@ -424,6 +435,8 @@ class JobQueue:
         if err := self._auth.key_error(request):
             return err
         app, request_id, status_part, stream = m.groups()
+        if not self.platform.serves(app):
+            return app_not_found(app)
         if status_part:
             return await self._status(request, app, request_id, stream=bool(stream))
         return self._result(app, request_id)

@@ -1,10 +1,12 @@
-"""This run's URL for each image, and uploading an image again when fal cannot fetch it."""
+"""This run's URL for each image (and end frame), and uploading one again when fal cannot
+fetch it."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from ..models import is_remote
 from ..uploads import Uploader
 from .context import RunContext
 
@@ -30,6 +32,26 @@ class ImageURLs:
 
     def for_job(self, job: dict[str, Any]) -> str:
         return self.urls.get(job["image_path"], job["image_url"])
+
+    async def refresh(self, job: dict[str, Any], field: str) -> dict[str, Any] | None:
+        """Upload again the image of ours that fal could not fetch for ``job``, named by
+        the argument ``field`` in fal's error: the start image (the returned ledger
+        change is its new URL) or the end frame (every job of the run that sends the same
+        end frame gets the new URL; nothing changes in the job's row). None when it
+        cannot be uploaded again (a URL the user gave, a file gone): the job fails.
+        """
+        model = self.run.plan.model_for(job)
+        if field and field == model.end_image_field:
+            path = job.get("end_image_path")
+            if not path or is_remote(path):
+                return None
+            url = await self.fresh(path, self.run.plan.end_image_urls.get(path))
+            if url is None:
+                return None
+            self.run.plan.end_image_urls[path] = url
+            return {}
+        url = await self.fresh(job["image_path"], job["image_url"])
+        return None if url is None else {"image_url": url}
 
     async def fresh(self, path: str, stale_url: str | None) -> str | None:
         """A new URL for `path`, or None when the image cannot be uploaded again."""

@@ -36,10 +36,12 @@ class Failed:
 
 @dataclass(frozen=True)
 class FreshImage:
-    """fal could not fetch the image URL we gave it (a cached upload expired early):
-    upload the image again and resubmit (the caller allows this once per job)."""
+    """fal could not fetch an image URL we gave it (a cached upload expired early): upload
+    that image again and resubmit (the caller allows this once per job). ``field`` is the
+    argument fal named: the model's image field or its end-image field."""
 
     message: str
+    field: str = ""
 
 
 Outcome = Completed | Failed | FreshImage
@@ -69,8 +71,11 @@ def outcome(
             message = detail
         if error_type:
             message += f" [{error_type}]"
-        if error_type == "file_download_error" and f"{model.image_field}:" in (detail or ""):
-            return FreshImage(message)
+        if error_type == "file_download_error":
+            ours = (model.image_field, model.end_image_field)
+            field = next((f for f in ours if f and f"{f}:" in (detail or "")), None)
+            if field is not None:
+                return FreshImage(message, field)
         return Failed(message, error_type)
     try:
         url = model.video_url(result)

@@ -76,7 +76,7 @@ class Runner:
         self.notes: list[str] = []  # what the summary says about stopping
         self.slots = asyncio.Semaphore(run.plan.spec.concurrency)
         self.download_slots = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
-        self.image_retried: set[int] = set()  # jobs resubmitted once for an expired image URL
+        self.image_retried: set[tuple[int, str]] = set()  # (job, field) resubmitted once
         self.upload_failures: dict[str, str] = {}
         self.uploads = 0
         self.cost: CostBreakdown | None = None  # the ledger's split before this run
@@ -263,13 +263,14 @@ class Runner:
                 run.progress.done += 1
                 run.emit()
                 return
-            if isinstance(decided, FreshImage) and job_id not in self.image_retried:
-                self.image_retried.add(job_id)
-                url = await self.images.fresh(job["image_path"], job["image_url"])
-                if url is not None:
+            retried = (job_id, getattr(decided, "field", ""))  # once per job and image field
+            if isinstance(decided, FreshImage) and retried not in self.image_retried:
+                self.image_retried.add(retried)
+                changes = await self.images.refresh(job, decided.field)
+                if changes is not None:
                     run.jobs.release(
                         job,
-                        image_url=url,
+                        **changes,
                         error=f"resubmitted with the image uploaded again after: {decided.message}",
                     )
                     await slot.take()
@@ -304,6 +305,9 @@ class Runner:
     async def run_all(self) -> BatchResult:
         run = self.run
         await run.fal.check_key()
+        for model in run.plan.models:  # an endpoint fal no longer has: before any upload
+            if await run.fal.app_missing(model.endpoint_id):
+                raise model.not_found_error()
         self.cost = run.plan.cost_breakdown(run.jobs.store, run.backend.label)
         if run.backend.billed:  # the built-in emulator bills nothing: no cap to keep
             check_spend_cap(run.plan, self.cost)  # before any upload

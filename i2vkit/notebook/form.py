@@ -642,7 +642,7 @@ class BatchForm:
             )
             return
         shown = "price unknown" if per_video is None else money(per_video, 3)
-        self.cost.value = f"<span>estimated cost per video: <b>{g.esc(shown)}</b></span>"
+        self.cost.value = f"<span>price per video with these options: <b>{g.esc(shown)}</b></span>"
 
     def _changed(self) -> None:
         self._show_cost()

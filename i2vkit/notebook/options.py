@@ -71,7 +71,9 @@ class OptionField:
 
 def _hint(prop: Mapping[str, Any]) -> str:
     default = prop.get("default")
-    shown = "not sent unless set" if default is None else f"default {json.dumps(default)}"
+    text = json.dumps(default)
+    text = text if len(text) <= 40 else text[:37] + '..."'  # a long negative prompt
+    shown = "not sent unless set" if default is None else f"default {text}"
     if prop.get("enum") is None:
         shown = f"{schemas.describe(prop)}; {shown}"
     return shown
@@ -103,7 +105,7 @@ def _make(name: str, prop: Mapping[str, Any], kind: str, style: dict, preset: An
         initial = start
     elif kind == "bool":
         initial = bool(default) if isinstance(default, bool) else False
-        widget = w.Checkbox(value=initial, description=name, indent=False)
+        widget = w.Checkbox(value=initial, **common)  # indented: lined up with the rest
     else:
         initial = default if isinstance(default, str) else ""
         widget = w.Text(
