@@ -8,7 +8,8 @@ browser can fetch them by the gallery's relative URLs), starts JupyterLab on
 Debian's ``chromium`` driven by Playwright, runs Run > Run All Cells, and checks:
 
 * no cell shows an error (traceback, stderr error, or a widget that failed to render);
-* the form's widgets render and the model dropdown lists every registered model, with prices;
+* the form's widgets render: a family dropdown lists every model family, a version dropdown
+  the family's versions with prices, and the model's options are schema-generated widgets;
 * the progress bars reach their end (uploads, submitted, downloaded full; running and
   failed empty);
 * the gallery shows ``<video>`` elements, linked by relative URL, that actually load
@@ -47,12 +48,17 @@ from pathlib import Path
 
 import pytest
 
-from i2vkit.models import list_models
-
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = "notebooks/01_generate.ipynb"
 SETUP_SCRIPT = ".ci/browser-deps.sh"
 SCREENSHOTS = REPO / "docs" / "screenshots"
+
+
+def running_families() -> list[str]:
+    """Families with a version that is not shut down, read from the shipped snapshot."""
+    snap = json.loads((REPO / "i2vkit" / "catalogue" / "snapshot.json").read_text("utf-8"))
+    return sorted({e["family"] for e in snap["endpoints"] if e["status"] != "shut_down"})
+
 
 SERVER_START_S = 90  # JupyterLab start on a slow 2-core CI box
 LAB_LOAD_MS = 60_000  # the Lab UI and the kernel coming up
@@ -529,7 +535,10 @@ def run_notebook_and_check(page, lab, artifacts: Path, console_errors: list[str]
             pytrace=False,
         )
 
-    # The form: widgets render, and the model dropdown lists the models (with prices).
+    # The form: widgets render; the model picker is family, then version: one dropdown lists
+    # every family that still runs a version (read from the shipped snapshot), another the
+    # chosen family's versions with their prices, the recommended one first; the default
+    # model's options are widgets generated from its schema.
     form = page.locator(".jp-Cell-outputArea", has=page.locator(".widget-dropdown select")).first
     if not form.count():
         dump_state(page, artifacts, "failure-form")
@@ -539,20 +548,24 @@ def run_notebook_and_check(page, lab, artifacts: Path, console_errors: list[str]
               '.jp-NotebookPanel:not(.lm-mod-hidden) .widget-dropdown select'))
             .map(s => Array.from(s.options).map(o => o.textContent.trim()))"""
     )
-    names = [m.name for m in list_models()]
-    model_menus = [
+    families = running_families()
+    family_menus = [
         opts
         for opts in selects
-        if all(
-            any(re.search(rf"(^|[^\w-]){re.escape(n)}([^\w-]|$)", o, re.I) for o in opts)
-            for n in names
-        )
+        if all(any(re.match(rf"{re.escape(f)}\b", o) for o in opts) for f in families)
     ]
-    assert model_menus, (
-        f"No dropdown lists every registered model {names}; the dropdowns show: {selects}"
+    assert family_menus, f"No dropdown lists every model family {families}; shown: {selects}"
+    version_menus = [opts for opts in selects if opts and "[recommended]" in opts[0]]
+    assert version_menus and version_menus[0][0].startswith("wan:"), (
+        f"No version dropdown starting with the recommended wan; the dropdowns show: {selects}"
     )
-    assert any(re.search(r"US\$\s\d", option) for option in model_menus[0]), (
-        f"The model dropdown shows no prices: {model_menus[0]}"
+    priced = [re.search(r"US\$\s\d|price\sunknown", o) for o in version_menus[0]]
+    assert all(priced) and re.search(r"US\$\s\d", version_menus[0][0]), (
+        f"The version dropdown does not show each version's price: {version_menus[0]}"
+    )
+    labels = form.locator(".widget-label").all_inner_texts()
+    assert "num_frames" in labels and "resolution" in labels, (
+        f"wan's options are not shown as widgets; labels: {labels}"
     )
     save_screenshot(form, "form.png", artifacts)
 
