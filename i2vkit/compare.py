@@ -44,7 +44,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "nothing": (),
 }
 NO_MATH = "tex2jax_ignore mathjax_ignore"  # JupyterLab's MathJax leaves these alone
-THUMB_DIR = ".i2vkit-thumbs"  # next to the videos (a dot: not a video to list)
+THUMB_DIR = "i2vkit-thumbs"  # next to the videos; no dot: Jupyter serves no hidden folder
 THUMB_SIDE = 320
 
 
@@ -198,7 +198,7 @@ def first_frame(
     video: str | os.PathLike, cache_dir: str | os.PathLike | None = None
 ) -> Path | None:
     """The video's first frame as a small JPEG, made once and kept: in ``cache_dir``, else
-    in ``.i2vkit-thumbs`` next to the video, else in the user's cache folder (a read-only
+    in ``i2vkit-thumbs`` next to the video, else in the user's cache folder (a read-only
     video folder). Remade when the video is newer. None when the video cannot be decoded."""
     src = Path(video)
     try:
@@ -251,10 +251,11 @@ CSS = """
  border-radius:4px;max-width:260px}
 .i2v-grid td{vertical-align:top;padding:0}
 .i2v-slot{display:flex;gap:6px}
-.i2v-cell{border:1px solid #ccc;border-radius:6px;padding:5px;background:#fff;width:220px;
+.i2v-cell{border:1px solid #ccc;border-radius:6px;padding:5px;background:#fff;width:200px;
+ line-height:1.35;
  display:flex;flex-direction:column;gap:3px}
 .i2v-cell.i2v-keeper{border:2px solid #f9a825}
-.i2v-cell video{width:100%;height:150px;object-fit:contain;background:#000;border-radius:4px}
+.i2v-cell video{width:100%;height:130px;object-fit:contain;background:#000;border-radius:4px}
 .i2v-box{height:150px;border-radius:4px;padding:6px;box-sizing:border-box;overflow:auto;
  word-break:break-word;display:flex;align-items:center;justify-content:center;text-align:center}
 .i2v-fail{color:#c62828;background:#fdecea}
@@ -274,9 +275,17 @@ SCRIPT = r"""
   function wake(v) {
     if (v.getAttribute('preload') === 'none') { v.setAttribute('preload', 'metadata'); v.load(); }
   }
+  function base() {
+    var c = document.getElementById('jupyter-config-data');
+    try { return (c && JSON.parse(c.textContent).baseUrl) || '/'; } catch (e) { return '/'; }
+  }
   function scan(root) {
     root.querySelectorAll('video.i2v-lazy:not([data-i2v-seen])').forEach(function (v) {
       v.setAttribute('data-i2v-seen', '1');
+      ['poster', 'src'].forEach(function (a) {
+        var p = v.getAttribute('data-i2v-' + a);
+        if (p !== null) v.setAttribute(a, base().replace(/\/?$/, '/') + 'files/' + p);
+      });
       if (io) io.observe(v); else wake(v);
     });
   }
@@ -383,9 +392,10 @@ def cell_html(
         f'data-status="{esc(cell.status)}" {data}>'
     ]
     if cell.video and video_url:
-        poster = f' poster="{esc(poster_url)}"' if poster_url else ""
+        src = _attr("src", video_url)
+        poster = _attr("poster", poster_url) if poster_url else ""
         out.append(
-            f'<video class="i2v-lazy" src="{esc(video_url)}"{poster} preload="none" muted loop '
+            f'<video class="i2v-lazy"{src}{poster} preload="none" muted loop '
             f'playsinline controls data-row="{esc(row_id)}" '
             f'title="{esc(Path(cell.video).name)}"></video>'
         )
@@ -405,6 +415,19 @@ def cell_html(
         f"{esc(cell.prompt[:90])}</div></div>"
     )
     return "".join(out)
+
+
+#: A URL given as ``JUPYTER_FILES + path under the Jupyter root``: widget HTML is not
+#: resolved by JupyterLab the way an HTML output is, so :data:`SCRIPT` builds the URL from
+#: the server's own base URL (``/files/...`` on a plain server, ``/user/NAME/files/...`` on
+#: a hub).
+JUPYTER_FILES = "jupyter-files:"
+
+
+def _attr(name: str, url: str) -> str:
+    if url.startswith(JUPYTER_FILES):
+        return f' data-i2v-{name}="{esc(url[len(JUPYTER_FILES) :])}"'
+    return f' {name}="{esc(url)}"'
 
 
 VideoUrl = Callable[[Cell], tuple[str | None, str | None, str | None]]

@@ -634,3 +634,136 @@ def run_notebook_and_check(page, lab, artifacts: Path, console_errors: list[str]
     # Errors that appear late (e.g. a widget updated after its cell finished).
     errors = page.evaluate(JS_ERRORS)
     assert not errors, "The notebook shows errors:\n" + "\n---\n".join(errors)
+
+
+# ---------------------------------------------------------------- the comparison grid
+
+RESULTS_NOTEBOOK = "notebooks/02_results.ipynb"
+
+JS_GRID_VIDEOS = """() => Array.from(document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .i2v-compare video')).map(v => ({
+  src: v.getAttribute('src'), readyState: v.readyState, duration: v.duration,
+  error: v.error ? v.error.code : null, visible: v.offsetParent !== null}))"""
+
+
+def test_comparison_grid_in_jupyterlab(browser, lab, artifacts):
+    """Notebook 02 on a 3-image x 1-prompt x 2-model x 2-take batch: every grid video plays
+    once scrolled into view, the dropdowns lay rows and columns out as chosen (read from the
+    text a person sees), and a keeper click lands in the ledger."""
+    import sqlite3
+
+    from i2vkit.config import Settings
+    from i2vkit.engine import run_batch
+    from i2vkit.plan import BatchSpec
+
+    root = lab["root"]
+    ledger = root.parent / "ledger.db"
+    settings = Settings(db_path=ledger, download_dir=root / "downloads")
+    spec = BatchSpec(root / "data" / "images", prompts=["slow pan"], model="wan,kling", takes=2)
+    batch = run_batch(spec, settings)  # the newest batch: the one 02 selects
+    assert len(batch.jobs) == 12 and batch.ok, batch.summary()
+
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.set_default_timeout(LAB_LOAD_MS)
+        page.goto(f"{lab['url']}/lab/tree/{RESULTS_NOTEBOOK}?token={lab['token']}")
+        wait_or_fail(
+            page,
+            """() => {
+              const p = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+              const s = p && p.querySelector('.jp-Notebook-ExecutionIndicator');
+              const n = p && p.querySelector('.jp-Toolbar-kernelName');
+              return !!(s && s.getAttribute('data-status') === 'idle' && n
+                        && !/No Kernel/i.test(n.textContent));
+            }""",
+            LAB_LOAD_MS,
+            lambda: "JupyterLab did not open 02_results with an idle kernel",
+            artifacts,
+            "failure-compare-open",
+        )
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        wait_or_fail(
+            page,
+            JS_RUN_FINISHED,
+            RUN_ALL_MS,
+            lambda: f"Run All did not finish: {page.evaluate(JS_PROMPTS)}",
+            artifacts,
+            "failure-compare-run",
+        )
+        shown = page.evaluate(JS_ERRORS)
+        assert not shown, "\n---\n".join(shown)
+
+        grid = page.locator(".i2v-compare").first
+        videos = grid.locator("video")
+        assert videos.count() == 12
+        for i in range(videos.count()):  # only what is visible loads: bring each into view
+            videos.nth(i).scroll_into_view_if_needed()
+        wait_or_fail(
+            page,
+            js(
+                """() => { const vs = $V(); return vs.length === 12 && vs.every(v =>
+                     v.error === null && v.readyState >= 1 && v.duration > 0); }""",
+                V=JS_GRID_VIDEOS,
+            ),
+            SETTLE_MS,
+            lambda: f"grid videos did not all load: {page.evaluate(JS_GRID_VIDEOS)}",
+            artifacts,
+            "failure-compare-videos",
+        )
+
+        def headers(selector: str) -> list[str]:
+            return [" ".join(t.split()) for t in grid.locator(selector).all_inner_texts()]
+
+        # default: rows image x prompt, columns model x take
+        assert headers(".i2v-colhead") == [
+            "wan · take 1", "wan · take 2", "kling · take 1", "kling · take 2"
+        ]  # fmt: skip
+        assert len(headers(".i2v-rowhead")) == 3
+        compare_out = page.locator(".jp-Cell-outputArea", has=page.locator(".i2v-compare"))
+        rows_select = compare_out.locator(".widget-dropdown", has_text="Rows").locator("select")
+        cols_select = compare_out.locator(".widget-dropdown", has_text="Columns").locator("select")
+        rows_select.select_option("model")
+        cols_select.select_option("take")
+        page.wait_for_function(
+            """() => Array.from(document.querySelectorAll('.i2v-compare .i2v-colhead'))
+                 .map(e => e.innerText.trim()).join('|') === 'take 1|take 2'""",
+            timeout=SETTLE_MS,
+        )
+        assert [h.replace("▶ play row", "").strip() for h in headers(".i2v-rowhead")] == [
+            "wan",
+            "kling",
+        ]
+        rows_select.select_option("image × prompt × take")
+        cols_select.select_option("model")
+        page.wait_for_function(
+            """() => Array.from(document.querySelectorAll('.i2v-compare .i2v-colhead'))
+                 .map(e => e.innerText.trim()).join('|') === 'wan|kling'""",
+            timeout=SETTLE_MS,
+        )
+        assert len(headers(".i2v-rowhead")) == 6
+        save_screenshot(compare_out.first, "compare.png", artifacts)
+
+        # a keeper click is written to the ledger at once
+        first_cell = grid.locator(".i2v-cell").first
+        job_id = int(first_cell.get_attribute("data-job-id"))
+        box = grid.locator(".widget-checkbox input").first
+        box.check()
+        deadline = time.monotonic() + SETTLE_MS / 1000
+        kept = 0
+        while time.monotonic() < deadline:
+            with sqlite3.connect(ledger) as db:
+                kept = db.execute("SELECT keeper FROM jobs WHERE id = ?", [job_id]).fetchone()[0]
+            if kept:
+                break
+            page.wait_for_timeout(200)
+        assert kept == 1, f"the keeper click on job {job_id} did not reach the ledger"
+        assert not errors, errors
+    except Exception:
+        dump_state(page, artifacts, "failure-compare")
+        raise
+    finally:
+        context.close()

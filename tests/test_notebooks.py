@@ -103,7 +103,7 @@ def video_keys(folder: Path) -> set[str]:
     """`{job_id}_{model}` of every finished video in `folder` (names must match the pattern)."""
     keys = set()
     for path in folder.iterdir():
-        if path.name.startswith("."):
+        if path.name.startswith(".") or path.is_dir():  # i2vkit-thumbs: first frames
             continue
         m = VIDEO_NAME.match(path.name)
         assert m, f"unexpected file name {path.name}"

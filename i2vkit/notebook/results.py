@@ -407,23 +407,33 @@ class CompareView:
             if cell.job_id == job_id:
                 cell.keeper = keep
 
-    def urls(self) -> cmp.VideoUrl:
+    def urls(self, served: bool = False) -> cmp.VideoUrl:
         """Each cell's video and poster URLs relative to the notebook (small files outside
-        the folder Jupyter serves are embedded, as in the gallery)."""
+        the folder Jupyter serves are embedded, as in the gallery). ``served``: for widget
+        HTML, which JupyterLab does not resolve: paths under the Jupyter root that the
+        grid's script turns into the server's ``files/`` URLs."""
         linker = g.VideoLinker(self.base)
+
+        def under_root(path: str | os.PathLike) -> str:
+            if served:
+                return cmp.JUPYTER_FILES + g.relative_url(path, linker.root)
+            return g.relative_url(path, self.base)
 
         def urls(cell: cmp.Cell) -> tuple[str | None, str | None, str | None]:
             if not cell.video:
                 return None, None, None
             src = linker.source(cell.video)
+            url = src.url
+            if url and not src.embedded:
+                url = under_root(cell.video)
             thumb = cmp.first_frame(cell.video)
             poster = None
             if thumb is not None:
                 if g.is_within(thumb.resolve(), linker.root):
-                    poster = g.relative_url(thumb, self.base)
+                    poster = under_root(thumb)
                 else:
                     poster = g.thumbnail_data_uri(thumb, side=cmp.THUMB_SIDE, max_chars=40_000)
-            return src.url, poster, src.note
+            return url, poster, src.note
 
         return urls
 
@@ -500,7 +510,7 @@ class CompareView:
             f"<span style='color:#c62828'>{g.esc(self.error)}</span>" if self.error else ""
         )
         grid = self.grid()
-        urls = self.urls()
+        urls = self.urls(served=True)
         children: list[Any] = [w.HTML("")]
         children += [
             w.HTML(f"<div class='i2v-colhead'><b>{g.esc(cmp.key_label(c))}</b></div>")
