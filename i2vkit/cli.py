@@ -245,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read the catalogue from fal's Platform API now (needs FAL_KEY) and keep it",
     )
+    report = sub.add_parser(
+        "report",
+        help="write a batch's report: a folder (index.html, the videos, jobs.csv) that opens "
+        "from disk with no server and no network",
+    )
+    report.add_argument("batch", help="batch id (a prefix is enough)")
+    report.add_argument(
+        "--out", metavar="DIR", help="folder to write (default ./i2vkit-report-BATCH)"
+    )
     sub.add_parser(
         "emulator", help="run the local fal emulator (i2vkit emulator --help)", add_help=False
     )
@@ -734,7 +743,24 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILED if report.missing else EXIT_OK  # some keeper has no video
 
 
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """The batch's report folder (i2vkit.report.write_report)."""
+    from .report import report_summary, write_report
+    from .store import Store
+
+    with Store(settings.db_path) as store:
+        batch = store.get_batch(args.batch)
+        if batch is None:
+            raise InputError(
+                f"No batch {args.batch!r} in {settings.db_path}; `i2vkit status` lists them."
+            )
+        index = write_report(store, batch["id"], args.out, key=settings.fal_key)
+        print(report_summary(index, store, batch["id"]))
+    return EXIT_OK
+
+
 COMMANDS = {
+    "report": cmd_report,
     "keep": cmd_keep,
     "export": cmd_export,
     "bulk": cmd_bulk,
