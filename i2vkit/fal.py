@@ -157,6 +157,15 @@ class FalConnection:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
             follow_redirects=True,
         )
+        # status streams on a pool of their own: each holds its connection for a job's whole
+        # run, so in the shared pool (64) they would queue the submits and result fetches
+        # behind them, and cap the jobs in flight; they are bounded by the run's slots instead
+        self.stream_http = httpx.AsyncClient(
+            headers=self.http.headers,
+            timeout=httpx.Timeout(timeout, connect=15.0),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=16),
+            follow_redirects=True,
+        )
         # no key on this one: CDN uploads carry their token, video downloads nothing
         self.cdn_http = httpx.AsyncClient(
             headers={"User-Agent": fal_client_module.USER_AGENT},
@@ -168,6 +177,7 @@ class FalConnection:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        await self.stream_http.aclose()
         await self.cdn_http.aclose()
 
     async def __aenter__(self) -> FalConnection:
@@ -385,7 +395,7 @@ class FalConnection:
         self.requests["status_stream"] += 1
         timeout = httpx.Timeout(self.timeout, connect=15.0, read=idle)
         try:
-            async with self.http.stream(
+            async with self.stream_http.stream(
                 "GET", status_url + "/stream", params={"logs": "0"}, timeout=timeout
             ) as response:
                 code = response.status_code
