@@ -65,61 +65,75 @@ def test_emulator_lists_requests_with_their_exact_input_by_window_and_id(emulato
 
 def kill_inside_the_submit_window(tmp_path, emulator, n_submits: int):
     """Run a 6-job batch whose submit answers take a while (emulator `submit_delay`) and
-    SIGKILL the CLI once the emulator has queued the `n_submits`-th job but not answered
-    it: that job is `submitting` in the ledger, without a request_id, and fal has it."""
+    SIGKILL the CLI once the emulator has queued at least `n_submits` jobs, every job the
+    ledger has claimed among them, and answered none of them yet: those jobs are
+    `submitting` in the ledger, without a request_id, and fal has each of them.
+
+    Submits are pipelined (up to min(concurrency, 8) POSTs on the wire), so the window
+    holds one job or several; returns the ids of the jobs in it."""
     make_images(tmp_path / "pics", 2)
     prompts = write_prompts(tmp_path / "prompts.txt", 3)
     env = cli_env(tmp_path, emulator.url)
     args = bulk_args(prompts, tmp_path / "pics")
     emulator.configure(job_seconds=0, submit_delay=2.0)
+    db = tmp_path / "ledger.db"
+
+    def every_claim_reached_fal() -> bool:
+        if proc.poll() is not None:
+            return True  # the assertions below say what went wrong
+        received = len(emulator.jobs())
+        if received < n_submits:
+            return False  # (the ledger exists once a submit has reached the emulator)
+        claimed = ledger(db, "SELECT COUNT(*) FROM jobs WHERE status != 'pending'")[0][0]
+        return claimed == received
+
     proc = subprocess.Popen(
         args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_until(
-            lambda: len(emulator.jobs()) >= n_submits or proc.poll() is not None,
-            60,
-            f"submit {n_submits} queued",
-        )
+        wait_until(every_claim_reached_fal, 60, f"{n_submits}+ submits queued, none unsent")
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    db = tmp_path / "ledger.db"
     window = ledger(db, "SELECT id FROM jobs WHERE status = 'submitting' AND request_id IS NULL")
-    assert len(window) == 1, "the kill did not land inside the submit window"
+    assert len(window) >= 1, "the kill did not land inside the submit window"
     emulator.configure(submit_delay=0)
-    return args, env, db, window[0][0]
+    return args, env, db, [row[0] for row in window]
 
 
 def test_a_job_killed_inside_the_submit_window_adopts_its_request(tmp_path, emulator):
-    """The request fal got before the kill is found in its history by the job's exact
-    arguments and followed: 6 jobs, 6 submits, 6 videos; the summary says so."""
-    args, env, db, job_id = kill_inside_the_submit_window(tmp_path, emulator, 3)
+    """The requests fal got before the kill are found in its history by each job's exact
+    arguments and followed: 6 jobs, 6 submits, 6 videos; the summary says so per job."""
+    args, env, db, window = kill_inside_the_submit_window(tmp_path, emulator, 3)
     lost = {j["request_id"] for j in emulator.jobs()} - {
         r[0] for r in ledger(db, "SELECT request_id FROM jobs WHERE request_id IS NOT NULL")
     }
-    assert len(lost) == 1
+    assert len(lost) == len(window)  # fal has a request for each job in the window
     again = run_cli(args, env, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert_one_playable_video_per_job(db, tmp_path / "videos", 6)
     assert emulator.stats()["submits"]["total"] == 6  # zero duplicates
-    adopted = ledger(db, "SELECT request_id FROM jobs WHERE id = ?", (job_id,))[0][0]
-    assert {adopted} == lost
-    assert f"job {job_id}: " in again.stdout and "found in fal's request history" in again.stdout
+    marks = ", ".join("?" * len(window))
+    adopted = ledger(db, f"SELECT request_id FROM jobs WHERE id IN ({marks})", tuple(window))
+    assert {r[0] for r in adopted} == lost  # each window job adopted one of the lost requests
+    for job_id in window:
+        line = next(x for x in again.stdout.splitlines() if x.startswith(f"job {job_id}: "))
+        assert "found in fal's request history" in line, line
 
 
 def test_restricted_request_history_resubmits_and_says_so(tmp_path, emulator):
-    """An account whose request history the key may not read (403): the job is submitted
-    again, as before, and the summary says why (it may be billed twice)."""
-    args, env, db, job_id = kill_inside_the_submit_window(tmp_path, emulator, 2)
+    """An account whose request history the key may not read (403): each job in the window
+    is submitted again, as before, and the summary says why (it may be billed twice)."""
+    args, env, db, window = kill_inside_the_submit_window(tmp_path, emulator, 2)
     emulator.configure(history_restricted=True)
     again = run_cli(args, env, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert_one_playable_video_per_job(db, tmp_path / "videos", 6)
-    assert emulator.stats()["submits"]["total"] == 7
-    line = next(x for x in again.stdout.splitlines() if x.startswith(f"job {job_id}: "))
-    assert "403" in line and "submitted again" in line and "twice" in line, line
+    assert emulator.stats()["submits"]["total"] == 6 + len(window)
+    for job_id in window:
+        line = next(x for x in again.stdout.splitlines() if x.startswith(f"job {job_id}: "))
+        assert "403" in line and "submitted again" in line and "twice" in line, line
 
 
 def test_a_result_the_queue_no_longer_has_is_recovered_from_the_history(tmp_path, emulator):
