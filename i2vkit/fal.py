@@ -68,6 +68,11 @@ class BackendUnreachable(FalTransientError):
     """No connection to the backend at all (closed port, no network, unknown host)."""
 
 
+class SubmitUnanswered(FalTransientError):
+    """A submit whose connection broke after it was sent: fal may have queued it (and will
+    bill it), so it must not be sent again blindly; fal's request history settles it."""
+
+
 class StreamUnavailable(FalTransientError):
     """A status stream that cannot be used: `refused` (404/405: this host has none) or it
     dropped, stalled or could not be opened. Polling takes over either way."""
@@ -246,7 +251,7 @@ class FalConnection:
             if last.response is not None:
                 return fal_error(last.response, what, self.key)
             if last.ambiguous:
-                return FalTransientError(
+                return SubmitUnanswered(
                     f"{what}: the connection failed after the request was sent "
                     f"({last.reason.split(':')[0]}); fal may or may not have it."
                 )

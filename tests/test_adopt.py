@@ -12,6 +12,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from aiohttp import web
 from clitools import (
     assert_one_playable_video_per_job,
     bulk_args,
@@ -23,6 +24,7 @@ from clitools import (
 )
 from helpers import TEST_KEY, make_images
 
+from i2vkit.emulator import Emulator, Route
 from i2vkit.emulator.history import PATH
 
 WAN = "fal-ai/wan-i2v"
@@ -134,6 +136,61 @@ def test_restricted_request_history_resubmits_and_says_so(tmp_path, emulator):
     for job_id in window:
         line = next(x for x in again.stdout.splitlines() if x.startswith(f"job {job_id}: "))
         assert "403" in line and "submitted again" in line and "twice" in line, line
+
+
+def cut_after_queueing(count: int):
+    """Emulator plugin: the next `count` submits are queued (fal has them, and would bill
+    them) and then the connection is closed before the answer is sent."""
+
+    def plugin(emu: Emulator) -> list[Route]:
+        submit = next(
+            r.handler for r in emu.queue.routes() if (r.method, r.path) == ("POST", "/{tail:.+}")
+        )
+        left = [count]
+
+        async def queue_then_hang_up(request: web.Request) -> web.StreamResponse:
+            response = await submit(request)
+            if left[0] > 0 and response.status == 200:
+                left[0] -= 1
+                request.transport.close()
+            return response
+
+        return [Route("POST", "/{tail:" + WAN + "}", queue_then_hang_up)]
+
+    return plugin
+
+
+def test_a_submit_cut_off_after_sending_is_settled_by_the_next_run_not_paid_twice(tmp_path):
+    """Inside a run, a submit whose connection broke after it was sent stays `submitting`
+    with its arguments and claim time (fal may have it); the summary says so; the next run
+    finds it in fal's request history. Two runs, 6 jobs: 6 submits, 6 videos."""
+    with Emulator(port=0, key=TEST_KEY, job_seconds=0, plugins=[cut_after_queueing(1)]) as emu:
+        make_images(tmp_path / "pics", 2)
+        args = bulk_args(write_prompts(tmp_path / "prompts.txt", 3), tmp_path / "pics")
+        env = cli_env(tmp_path, emu.url)
+        db = tmp_path / "ledger.db"
+        first = run_cli(args, env, tmp_path)
+        assert first.returncode != 0, first.stdout + first.stderr
+        left = ledger(
+            db,
+            "SELECT id, arguments, submitted_at FROM jobs "
+            "WHERE status = 'submitting' AND request_id IS NULL",
+        )
+        assert len(left) == 1 and left[0][1] and left[0][2], left
+        job_id = left[0][0]
+        line = next(x for x in first.stdout.splitlines() if f"job {job_id} " in x)
+        assert "not known whether fal received it" in line.lower(), line
+        assert "request history" in line, line
+        assert emu.stats()["submits"]["total"] == 6  # the cut one reached fal
+        again = run_cli(args, env, tmp_path)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert_one_playable_video_per_job(db, tmp_path / "videos", 6)
+        assert emu.stats()["submits"]["total"] == 6  # zero duplicates over the two runs
+        held = {r[0] for r in ledger(db, "SELECT request_id FROM jobs")}
+        assert held == {j["request_id"] for j in emu.jobs()}
+        assert (
+            f"job {job_id}: " in again.stdout and "found in fal's request history" in again.stdout
+        )
 
 
 def test_a_result_the_queue_no_longer_has_is_recovered_from_the_history(tmp_path, emulator):

@@ -4,7 +4,8 @@ This is the one place money is committed. A job is claimed `submitting` (a
 compare-and-set from `pending`, with its exact arguments, in one write) before the
 POST and gets its request_id right after, so a crash can leave only the jobs whose
 POST was on the wire without a request_id in the ledger, and the next run settles each
-of those from fal's request history (adopt.py) instead of paying twice. That is why
+of those from fal's request history (adopt.py) instead of paying twice. A POST whose
+connection broke after it was sent is left the same way (fal may have it). That is why
 submits need not be serialized: up to :data:`SUBMITS_IN_FLIGHT` POSTs are on the wire
 at once (a batch fills its slots at the speed of the network, not of one round trip
 at a time). Ctrl-C never cuts a POST off from its answer (each is a shielded task and
@@ -25,12 +26,17 @@ from ..errors import (
     FalValidationError,
     InputError,
 )
+from ..fal import SubmitUnanswered
 from ..models import is_remote
 from ..plan import row_options
 from ..store import utcnow
 from .context import RunContext
 
 SUBMITS_IN_FLIGHT = 8  # POSTs on the wire at once (also bounded by --concurrency)
+UNANSWERED = (
+    "Not known whether fal received it; the next run checks fal's request history before "
+    "submitting it again."
+)
 
 
 class Submitter:
@@ -91,8 +97,15 @@ class Submitter:
             run.spend.uncount(job)
             run.fail(job_id, str(exc), exc.error_type or "validation_error")
             return False
+        except SubmitUnanswered as exc:
+            # sent, answer lost: fal may have it (and bill it). Kept `submitting` with its
+            # claim and arguments, so the next run finds it in fal's request history
+            # (adopt.py) instead of paying for it again
+            run.jobs.note(job_id, f"{exc} {UNANSWERED}")
+            run.emit()
+            return False
         except FalTransientError as exc:
-            # not accepted, or unknown whether accepted: the next run (or `retry`) decides
+            # not accepted (nothing reached fal): the next run (or `retry`) submits it
             run.jobs.release(job_id, error=str(exc), error_type=exc.error_type)
             run.emit()
             return False
