@@ -80,8 +80,9 @@ async def follow(run: RunContext, job_id: int) -> dict[str, Any] | None:
     """Follow one request until it is COMPLETED; return that status. None means fal no
     longer knows the request (404): the caller decides."""
     job = run.jobs.get(job_id)
-    # the catalogue's estimate where this job runs on the plan's model; else the ledger's
-    entry = run.model.entry if run.model.endpoint_id == job["endpoint_id"] else None
+    # the catalogue's estimate for the job's own model (a batch may compare several);
+    # else the median run of that model's finished jobs in the ledger
+    entry = run.plan.model_for(job).entry
     schedule = run.schedules.get(job["endpoint_id"], entry, run.jobs.store)
     watch = Watch(run, job)
     if run.streams.usable:
