@@ -400,14 +400,6 @@ class Store:
             [*by_column.values(), job_id],
         )
 
-    def count_many(self, column: str, job_ids: Iterable[int]) -> None:
-        """Bump one counter of many jobs in one transaction (one statement, many rows)."""
-        assert column in self.COUNTERS
-        with self.db.conn:
-            self.db.conn.executemany(
-                f"UPDATE jobs SET {column} = {column} + 1 WHERE id = ?", [[i] for i in job_ids]
-            )
-
     def run_seconds(self, endpoint_id: str, limit: int) -> list[float]:
         """How long this endpoint's last `limit` finished jobs ran (started to completed)."""
         rows = self._rows(
