@@ -1,7 +1,7 @@
 """i2vkit benchmarks, side by side with the scripts a user would otherwise write.
 
-    python bench/run.py            # the full run (6-8 minutes on 2 cores)
-    python bench/run.py --quick    # CI: smaller sizes, under 3 minutes
+    python bench/run.py            # the full run (about 15 minutes on 2 cores)
+    python bench/run.py --quick    # CI: three small regimes, 1-2 minutes
 
 Prints a table, writes JSON to bench/results/latest.json, and reports every target
 as met / NOT met; it never fails on a missed target (exit 0). See bench/README.md.
@@ -902,7 +902,7 @@ def table(res: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smaller sizes (CI; under 3 minutes)")
+    p.add_argument("--quick", action="store_true", help="smaller sizes (CI; 1-2 minutes)")
     p.add_argument(
         "--only",
         choices=["throughput", "replan", "download"],
