@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import httpx
 from PIL import Image
 
 TEST_KEY = "testid:testsecret-0123456789"
@@ -22,3 +23,22 @@ def make_images(folder: Path, count: int, *, start: int = 0, size=(64, 48)) -> l
         img.save(path)
         paths.append(path)
     return paths
+
+
+def upload_blob(emulator, data: bytes) -> str:
+    token = httpx.post(
+        f"{emulator.url}/storage/auth/token",
+        params={"storage_type": "fal-cdn-v3"},
+        headers={"Authorization": "Key testid:testsecret-0123456789"},
+        json={},
+    ).json()
+    answer = httpx.post(
+        f"{emulator.url}/files/upload",
+        content=data,
+        headers={
+            "Authorization": f"{token['token_type']} {token['token']}",
+            "Content-Type": "video/mp4",
+            "X-Fal-File-Name": "clip.mp4",
+        },
+    )
+    return answer.json()["access_url"]

@@ -8,28 +8,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from helpers import upload_blob
 
 from i2vkit.download import download, owned_video, part_path, unused_video_path, video_filename
 from i2vkit.errors import DownloadError
-
-
-def upload_blob(emulator, data: bytes) -> str:
-    token = httpx.post(
-        f"{emulator.url}/storage/auth/token",
-        params={"storage_type": "fal-cdn-v3"},
-        headers={"Authorization": "Key testid:testsecret-0123456789"},
-        json={},
-    ).json()
-    answer = httpx.post(
-        f"{emulator.url}/files/upload",
-        content=data,
-        headers={
-            "Authorization": f"{token['token_type']} {token['token']}",
-            "Content-Type": "video/mp4",
-            "X-Fal-File-Name": "clip.mp4",
-        },
-    )
-    return answer.json()["access_url"]
 
 
 def fetch(url, dest, **kwargs):

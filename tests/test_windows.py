@@ -20,7 +20,7 @@ from urllib.parse import unquote
 import httpx
 import psutil
 import pytest
-from helpers import make_images
+from helpers import make_images, upload_blob
 
 from i2vkit import config, gallery
 from i2vkit.download import RenameBlockedError, download, part_path, video_filename
@@ -300,25 +300,6 @@ def test_owners_that_are_not_a_live_process_here(owner):
 
 
 # ------------------------------------------------------------------- files in use
-
-
-def upload_blob(emulator, data: bytes) -> str:
-    token = httpx.post(
-        f"{emulator.url}/storage/auth/token",
-        params={"storage_type": "fal-cdn-v3"},
-        headers={"Authorization": "Key testid:testsecret-0123456789"},
-        json={},
-    ).json()
-    answer = httpx.post(
-        f"{emulator.url}/files/upload",
-        content=data,
-        headers={
-            "Authorization": f"{token['token_type']} {token['token']}",
-            "Content-Type": "video/mp4",
-            "X-Fal-File-Name": "clip.mp4",
-        },
-    )
-    return answer.json()["access_url"]
 
 
 def fetch(url, dest, **kwargs) -> int:
