@@ -435,9 +435,39 @@ def wait_or_fail(page, script: str, timeout_ms: int, message, artifacts: Path, n
         pass
     dump_state(page, artifacts, name)
     pytest.fail(
-        f"{message()} [after {timeout_ms / 1000:g}s; screenshot: {artifacts / (name + '.png')}]",
+        f"{message()} [after {timeout_ms / 1000:g}s; screenshot: {artifacts / (name + '.png')}]"
+        f"\n{what_lab_said(page, artifacts)}",
         pytrace=False,
     )
+
+
+JS_LAB_STATE = """() => {
+  const p = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  const s = p && p.querySelector('.jp-Notebook-ExecutionIndicator');
+  const tabs = Array.from(document.querySelectorAll('.lm-DockPanel-tabBar .lm-TabBar-tab'))
+    .map(t => (t.classList.contains('lm-mod-current') ? '*' : '') + t.innerText.trim());
+  const dialogs = Array.from(document.querySelectorAll('.jp-Dialog')).map(d => d.innerText.trim());
+  return {kernel: s ? s.getAttribute('data-status') : '(no indicator)', tabs, dialogs};
+}"""
+
+
+def what_lab_said(page, artifacts: Path) -> str:
+    """The kernel's state, the open tabs, any dialog, and the server log's warnings: what a
+    failure on a CI box (no screenshot to look at) needs to be understood."""
+    try:
+        state = page.evaluate(JS_LAB_STATE)
+    except Exception as exc:  # the page itself may be gone
+        state = f"(page not readable: {exc})"
+    log = artifacts / "jupyterlab.log"
+    lines = log.read_text("utf-8", errors="replace").splitlines() if log.is_file() else []
+    notable = [
+        line
+        for line in lines
+        if re.match(r"\[[WEC] ", line)
+        and "not trusted" not in line
+        or re.search(r"restart|died|Traceback|Error", line)
+    ]
+    return f"Lab state: {state}\nServer log, warnings and errors:\n" + "\n".join(notable[-25:])
 
 
 MEDIA_ERRORS = {1: "aborted", 2: "network error", 3: "decode error", 4: "not found or not playable"}
@@ -459,6 +489,12 @@ def describe_videos(videos: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def open_url(lab: dict, workspace: str, notebook: str) -> str:
+    """The notebook alone in a fresh workspace of its own: Lab does not restore an earlier
+    test's tabs, so the Run menu acts on this notebook and no other kernel competes."""
+    return f"{lab['url']}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={lab['token']}"
+
+
 # ---------------------------------------------------------------- the test
 
 
@@ -477,7 +513,7 @@ def test_generate_notebook_in_jupyterlab(browser, lab, artifacts):
 
 def run_notebook_and_check(page, lab, artifacts: Path, console_errors: list[str]) -> None:
     page.set_default_timeout(LAB_LOAD_MS)
-    page.goto(f"{lab['url']}/lab/tree/{NOTEBOOK}?token={lab['token']}")
+    page.goto(open_url(lab, "generate", NOTEBOOK))
 
     # The notebook is open and its kernel is idle.
     wait_or_fail(
@@ -669,7 +705,7 @@ def test_comparison_grid_in_jupyterlab(browser, lab, artifacts):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         page.set_default_timeout(LAB_LOAD_MS)
-        page.goto(f"{lab['url']}/lab/tree/{RESULTS_NOTEBOOK}?token={lab['token']}")
+        page.goto(open_url(lab, "compare", RESULTS_NOTEBOOK))
         wait_or_fail(
             page,
             """() => {
