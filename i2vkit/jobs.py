@@ -210,6 +210,19 @@ class Jobs:
             completed_at=ledger.utcnow(),
         )
 
+    def fail_if(self, job: dict[str, Any], message: str, error_type: str | None) -> bool:
+        """Fail a job only if its status and owner are still what `job` says (a request
+        `i2vkit cancel` in another process has just recorded cancelled stays cancelled)."""
+        return self.store.update_job_if(
+            job["id"],
+            job["status"],
+            job["owner"],
+            status=JobStatus.FAILED,
+            error=message,
+            error_type=error_type,
+            completed_at=ledger.utcnow(),
+        )
+
     def cancelled(self, job_id: int, message: str) -> None:
         self.store.update_job(
             job_id,

@@ -80,11 +80,6 @@ def test_ctrl_c_cancels_queued_requests_then_the_same_command_resumes_them(tmp_p
     assert emulator.stats()["submits"]["total"] == 20 + 18  # only the cancelled ones again
 
 
-@pytest.mark.xfail(
-    reason="known bug, open: while `i2vkit bulk` still runs, some jobs that `i2vkit cancel` "
-    "recorded as cancelled are run and downloaded by the running CLI; see the session note",
-    strict=False,
-)
 def test_cancel_command_stops_a_running_batch_from_another_terminal(tmp_path, emulator):
     """`i2vkit cancel BATCH` while `i2vkit bulk` runs: the queued requests are cancelled on
     fal and recorded, the running ones are left to finish and the running CLI downloads

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from i2vkit.engine.outcome import RESULT_GONE, Completed, Failed, FreshImage, outcome
+from i2vkit.engine.outcome import RESULT_GONE, Cancelled, Completed, Failed, FreshImage, outcome
 from i2vkit.engine.schedule import PollSchedule
 from i2vkit.errors import FalError
 from i2vkit.jobs import CONTINUE, RELEASE, SKIP, TAKE_OVER, JobStatus, resume_action
@@ -138,6 +138,13 @@ def test_an_unreachable_end_frame_is_not_mistaken_for_our_image():
     )
     decided = outcome({"status": "COMPLETED", "error": "Invalid input"}, None, error, WAN)
     assert isinstance(decided, Failed)
+
+
+def test_a_request_cancelled_on_fal_is_cancelled_not_failed():
+    """fal reports a cancelled request COMPLETED; its result's error type says why."""
+    error = FalError("Request was cancelled", status_code=400, error_type="request_cancelled")
+    decided = outcome({"status": "COMPLETED"}, None, error, WAN)
+    assert isinstance(decided, Cancelled) and "cancelled" in decided.message
 
 
 @pytest.mark.parametrize(

@@ -47,8 +47,16 @@ class RunContext:
             with contextlib.suppress(Exception):
                 self.on_progress(self.progress)
 
-    def fail(self, job_id: int, message: str, error_type: str | None) -> None:
-        self.jobs.failed(job_id, message, error_type)
+    def fail(
+        self, job_id: int, message: str, error_type: str | None, *, seen: dict | None = None
+    ) -> None:
+        """Record a job failed. With `seen` (the row as this run last read it) only if the
+        ledger still says the same: another process may have cancelled it meanwhile."""
+        if seen is not None:
+            if not self.jobs.fail_if(seen, message, error_type):
+                return
+        else:
+            self.jobs.failed(job_id, message, error_type)
         self.progress.failed += 1
         self.emit()
 

@@ -2,8 +2,9 @@
 
 fal has no FAILED state: a failed run is COMPLETED with `error` set in its status,
 and the real message (a 422 detail list, a 5xx detail) is the answer to the result
-request. :func:`outcome` turns status + result (or the error fetching it) into one of
-three things the engine does next.
+request. A cancelled request is COMPLETED too, its error typed `request_cancelled`.
+:func:`outcome` turns status + result (or the error fetching it) into one of four things
+the engine does next.
 """
 
 from __future__ import annotations
@@ -44,7 +45,15 @@ class FreshImage:
     field: str = ""
 
 
-Outcome = Completed | Failed | FreshImage
+@dataclass(frozen=True)
+class Cancelled:
+    """The request was cancelled on fal (by `i2vkit cancel` from another process, or in
+    fal's dashboard): it is not a failure, and running the batch again submits it."""
+
+    message: str
+
+
+Outcome = Completed | Failed | FreshImage | Cancelled
 
 
 def outcome(
@@ -69,6 +78,8 @@ def outcome(
             message += f" ({detail})"
         elif detail and not status.get("error"):
             message = detail
+        if error_type == "request_cancelled":
+            return Cancelled(message)
         if error_type:
             message += f" [{error_type}]"
         if error_type == "file_download_error":

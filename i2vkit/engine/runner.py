@@ -28,12 +28,12 @@ from ..models import is_remote
 from ..plan import CostBreakdown, check_spend_cap
 from ..summary import per_model
 from .adopt import RequestHistory
-from .cancel import cancel_requests
+from .cancel import QUEUED_MESSAGE, RUNNING_MESSAGE, cancel_requests
 from .context import RunContext
 from .fetch import VideoFetcher, fetch_result
 from .follow import LOST, follow
 from .image_urls import ImageURLs
-from .outcome import Completed, FreshImage, outcome
+from .outcome import Cancelled, Completed, FreshImage, outcome
 from .progress import BatchResult, JobResult
 from .spend import SpendCap
 from .submit import Submitter
@@ -263,6 +263,10 @@ class Runner:
                 run.progress.done += 1
                 run.emit()
                 return
+            if isinstance(decided, Cancelled):  # by `i2vkit cancel` elsewhere: not a failure
+                ran = job["status"] == JobStatus.RUNNING
+                run.jobs.cancel_if(job, RUNNING_MESSAGE if ran else QUEUED_MESSAGE)
+                return
             retried = (job_id, getattr(decided, "field", ""))  # once per job and image field
             if isinstance(decided, FreshImage) and retried not in self.image_retried:
                 self.image_retried.add(retried)
@@ -278,7 +282,7 @@ class Runner:
                         return
                     continue
             error_type = "file_download_error" if isinstance(decided, FreshImage) else None
-            run.fail(job_id, decided.message, error_type or decided.error_type)
+            run.fail(job_id, decided.message, error_type or decided.error_type, seen=job)
             return
 
     async def _lost(self, job: dict[str, Any]) -> bool:
