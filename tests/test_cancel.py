@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 
-import pytest
 from clitools import (
     assert_one_playable_video_per_job,
     bulk_args,
