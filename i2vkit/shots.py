@@ -18,6 +18,8 @@ import csv
 import io
 import json
 import os
+import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,8 @@ from .plan import (
 RESERVED = ("image", "prompt", "model", "end_image", "takes", "name")
 DELIMITERS = (",", ";", "\t")
 MAX_ERRORS_SHOWN = 50
+#: A cell that starts like a URL ("ftp://", "HTTP://") is one, never a file name.
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass
@@ -357,6 +361,26 @@ def _problem_lines(message: str, m: ModelSpec) -> str:
     return f"{text} (model {m.name}; `i2vkit models {m.name}` lists its options)"
 
 
+def _checked_url(raw: str) -> tuple[str, str]:
+    """``raw`` (which names a scheme) as the URL to send, or why fal could not fetch it.
+
+    Checked here, with the row and column at hand, because a URL is sent as is: a bad
+    one would otherwise pass the plan, cost a submit and fail on fal as a download
+    error naming neither. The scheme is lower-cased so ``HTTP://`` is sent as a URL
+    rather than looked for as a file."""
+    parts = urllib.parse.urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return raw, "is not an http(s) URL"
+    try:
+        host, _port = parts.hostname, parts.port  # a port that is not a number raises
+    except ValueError:
+        return raw, "has a port that is not a number"
+    if not host:
+        return raw, "has no host"
+    return scheme + raw[len(parts.scheme) :], ""
+
+
 def _image(
     value: Any,
     base: Path,
@@ -370,11 +394,19 @@ def _image(
     if not raw:
         problem(column, "empty; give an image file (relative to the shot list) or a URL")
         return None, None
-    if is_remote(raw):
-        if raw.startswith("data:"):
-            problem(column, "a data: URI; give a file or an http(s) URL")
+    if raw.startswith("data:"):
+        problem(column, "a data: URI; give a file or an http(s) URL")
+        return None, None
+    if URL_SCHEME.match(raw):
+        url, why = _checked_url(raw)
+        if why:
+            problem(
+                column,
+                f"{raw!r} {why}; give an image file (relative to the shot list) "
+                "or an http(s) URL fal can fetch",
+            )
             return None, None
-        return raw, None
+        return url, None
     path = Path(raw).expanduser()
     path = Path(os.path.normpath(path if path.is_absolute() else base / path))
     key = str(path)

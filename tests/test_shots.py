@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from clitools import cli_env, ledger, run_cli, videos, wait_until, write_prompts
-from helpers import make_images
+from helpers import make_images, upload_blob
 
 from i2vkit.errors import InputError
 from i2vkit.models import get_model
@@ -226,3 +226,56 @@ def test_write_shots_turns_a_folder_plan_into_a_shot_list(tmp_path, emulator, se
     assert jobs(shots) == jobs(folder)
     again = run_cli(args, env, tmp_path)  # an edited shot list is never overwritten
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_a_url_row_is_sent_as_is_beside_an_uploaded_local_row(tmp_path, emulator):
+    """Issue 17: a row's image may be an http(s) URL. fal fetches it itself, so i2vkit sends
+    exactly that URL and uploads nothing for it; the local row's image goes through the CDN."""
+    local, remote = make_images(tmp_path / "pics", 2)
+    url = upload_blob(emulator, remote.read_bytes())  # a real image behind a loopback URL
+    assert url.startswith("http://127.0.0.1:")
+    emulator.reset_stats()  # from here on, only what the shot list uploads counts
+    (tmp_path / "shots.csv").write_text(
+        f"image,prompt,model\npics/{local.name},a local shot,wan\n{url},a url shot,wan\n",
+        encoding="utf-8",
+    )
+    env = cli_env(tmp_path, emulator.url)
+    done = run_cli(shots_cmd(tmp_path / "shots.csv"), env, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert emulator.stats()["uploads"] == 1  # the local image only
+    sent = {j["arguments"]["prompt"]: j["arguments"] for j in emulator.jobs()}
+    assert sorted(sent) == ["a local shot", "a url shot"]
+    assert sent["a url shot"]["image_url"] == url
+    cdn = sent["a local shot"]["image_url"]
+    assert cdn.startswith(emulator.url + "/files/") and cdn != url
+    assert len(videos(tmp_path / "videos")) == 2
+    rows = ledger(tmp_path / "ledger.db", "SELECT prompt, status, image_url FROM jobs")
+    assert sorted(rows) == [("a local shot", "downloaded", cdn), ("a url shot", "downloaded", url)]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "says"),
+    [
+        ("image", "ftp://127.0.0.1/img1.png", "'ftp://127.0.0.1/img1.png' is not an http(s) URL"),
+        ("image", "http:///img1.png", "'http:///img1.png' has no host"),
+        ("image", "https://", "'https://' has no host"),
+        ("image", "http://127.0.0.1:x/a", "'http://127.0.0.1:x/a' has a port that is not a number"),
+        ("end_image", "file://pics/img2.png", "'file://pics/img2.png' is not an http(s) URL"),
+    ],
+)
+def test_a_malformed_url_is_named(tmp_path, settings, column, value, says):
+    body = "image,prompt,model,end_image\npics/img1.png,fine,kling,\n" + (
+        "{},bad,kling,\n" if column == "image" else "pics/img1.png,bad,kling,{}\n"
+    ).format(value)
+    message = bad(tmp_path, settings, body)
+    assert f"shots.csv row 3, column {column}: {says}" in message
+    assert "row 2" not in message and "1 problem(s)" in message
+
+
+def test_a_url_scheme_in_capitals_is_still_a_url(tmp_path, settings):
+    """Spreadsheets capitalise; 'HTTP://' must be sent as a URL, not looked for as a file."""
+    make_images(tmp_path / "pics", 1)
+    (tmp_path / "shots.csv").write_text("image,prompt\nHTTPS://127.0.0.1:9/a.png,p\n")
+    plan = plan_batch(BatchSpec(shots=tmp_path / "shots.csv"), settings)
+    assert [j.image_ref for j in plan.jobs] == ["https://127.0.0.1:9/a.png"]
+    assert plan.images == []  # nothing to upload
