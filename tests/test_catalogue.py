@@ -81,8 +81,8 @@ def batch(tmp_path):
     return images, prompts
 
 
-def bulk(emulator, tmp_path, images, prompts, *extra, env_extra=None, model="wan"):
-    env = cli_env(tmp_path, emulator.url, **(env_extra or {}))
+def bulk(emulator, tmp_path, images, prompts, *extra, env_extra=None, model="wan", key=TEST_KEY):
+    env = cli_env(tmp_path, emulator.url, key, **(env_extra or {}))
     args = i2vkit(
         "bulk", str(prompts), "--images-dir", str(images), "--model", model, "--yes",
         "--no-progress", *extra,
@@ -230,6 +230,43 @@ def test_unreachable_platform_api_falls_back_in_one_line(emulator, tmp_path, bat
     assert out.returncode == 0, out.stdout + out.stderr
     notes = [line for line in (out.stdout + out.stderr).splitlines() if "catalogue" in line]
     assert len(notes) == 1 and "could not refresh" in notes[0], out.stdout + out.stderr
+
+
+WRONG_KEY = "testid:not-the-emulators-secret"  # the emulator rejects every key but TEST_KEY
+
+
+def test_refresh_without_a_key_says_the_key_is_missing_not_rejected(emulator, tmp_path):
+    """Issue 13: with I2VKIT_FAL_URL set and no FAL_KEY, --refresh said the key was rejected."""
+    refresh = i2vkit("models", "--refresh")
+    missing = run_cli(refresh, cli_env(tmp_path, emulator.url, key=None), tmp_path)
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "FAL_KEY is not set" in missing.stderr and "rejected" not in missing.stderr
+    assert "set FAL_KEY" in missing.stderr and "i2vkit models --refresh" in missing.stderr
+    wrong = run_cli(refresh, cli_env(tmp_path, emulator.url, key=WRONG_KEY), tmp_path)
+    assert wrong.returncode == 3, wrong.stdout + wrong.stderr
+    assert "FAL_KEY was rejected" in wrong.stderr and "not set" not in wrong.stderr
+    assert WRONG_KEY not in wrong.stdout + wrong.stderr
+
+
+def test_a_stale_catalogue_note_says_missing_or_rejected_key(emulator, tmp_path, batch):
+    done = run_cli(i2vkit("models", "--refresh"), cli_env(tmp_path, emulator.url), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    age_catalogue(tmp_path / "ledger.db", days=8)
+
+    def note(key):
+        out = bulk(emulator, tmp_path, *batch, "--dry-run", key=key)
+        assert out.returncode == 0, out.stdout + out.stderr
+        lines = (out.stdout + out.stderr).splitlines()
+        notes = [ln for ln in lines if "model catalogue" in ln]
+        assert len(notes) == 1, out.stdout + out.stderr
+        return notes[0]
+
+    missing = note(None)
+    assert "FAL_KEY is not set" in missing and "rejected" not in missing
+    assert "set FAL_KEY" in missing and "i2vkit models --refresh" in missing
+    rejected = note(WRONG_KEY)
+    assert "FAL_KEY was rejected" in rejected and "not set" not in rejected
+    assert WRONG_KEY not in rejected
 
 
 # ------------------------------------------------------------ README and printed text

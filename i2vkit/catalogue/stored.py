@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..backend import backend_for
 from ..config import Settings
-from ..errors import I2vkitError
+from ..errors import ConfigError, I2vkitError
 from ..store import Store
 from . import use
 from .core import Catalogue, snapshot
@@ -87,10 +87,22 @@ async def fetch(settings: Settings, base: Catalogue) -> Catalogue:
     return fresh
 
 
+#: Why the catalogue was not read, when there is no key to read it with.
+NO_KEY = "FAL_KEY is not set, and fal's Platform API answers only with a key"
+#: What to do about it, for the error of ``--refresh`` and the plan-time note alike.
+SET_KEY = "set FAL_KEY (in the environment or .env), then run `i2vkit models --refresh`"
+
+
 def refresh(settings: Settings) -> Catalogue:
-    """Read the catalogue from fal now and store it; raises what went wrong."""
+    """Read the catalogue from fal now and store it; raises what went wrong.
+
+    No key is checked here, before any request: sent without one, fal's answer is a
+    401, which reads as a key that was rejected (issue 13) when there is no key at all.
+    """
     from ..engine.blocking import run_blocking
 
+    if not settings.fal_key:
+        raise ConfigError(f"Cannot read the model catalogue: {NO_KEY}. To read it, {SET_KEY}.")
     fresh = run_blocking(fetch(settings, snapshot()))
     with Store(settings.db_path) as store:
         save(store, backend_for(settings).label, fresh, _now())
@@ -110,6 +122,12 @@ def refresh_if_stale(settings: Settings) -> tuple[bool, str | None]:
         stored, read_at = load(store, backend_for(settings).label)
     if stored is None or read_at is None or _now() - read_at < MAX_AGE:
         return False, None
+    if not settings.fal_key:  # only a plan with a key reads again
+        use(stored)
+        return False, (
+            f"note: the model catalogue was not refreshed ({NO_KEY}); using {stored.origin}. "
+            f"To refresh it, {SET_KEY}."
+        )
     try:
         refresh(settings)
         return True, None
