@@ -752,3 +752,153 @@ def test_picker_and_schema_widgets_drive_the_cost_and_the_run(widget_mode, tmp_p
         assert job["endpoint"] == entry["endpoint_id"]
         assert job["arguments"]["resolution"] == "1080p"
         assert job["arguments"]["duration"] == 10  # an integer, as the schema wants
+
+
+# ------------------------------------------------------- several models, each with its own options
+
+
+def _jobs_by_model(plan) -> dict[str, list[dict]]:
+    """endpoint id -> each planned job's checked options, in plan order."""
+    out: dict[str, list[dict]] = {}
+    for job in plan.jobs:
+        out.setdefault(job.model.endpoint_id, []).append(dict(job.options))
+    return out
+
+
+def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
+    """Picking models to compare shows each one's schema widgets; a value set on one model's
+    widget reaches that model's jobs only (all three models have a `resolution` option),
+    exactly as the CLI's `-o model:key=value` does; the price label and the preview cover
+    every model; the emulator accepts every submit against its endpoint's schema."""
+    import ipywidgets as widgets
+
+    from i2vkit.config import Settings
+    from i2vkit.emulator import Emulator
+    from i2vkit.engine import run_batch
+    from i2vkit.plan import plan_batch
+
+    snap = _snapshot()
+    wan, ltx, pix = (_entry(snap, n) for n in ("wan", "ltx", "pixverse-6"))
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    w = form.w
+    assert isinstance(w["compare"], widgets.SelectMultiple) and w["compare"].value == ()
+    listed = {snap["names"].get(v, v) for _, v in w["compare"].options}
+    running = {e["endpoint_id"] for e in snap["endpoints"] if e["status"] != "shut_down"}
+    assert listed == running  # every running version can be compared
+    assert form.compare_box.children == ()
+
+    w["compare"].value = ("ltx", "pixverse-6")
+    assert [name for name, _, _ in form.compare_options] == ["ltx", "pixverse-6"]
+    ltx_fields = form.compare_options[0][2].fields
+    pix_fields = form.compare_options[1][2].fields
+    assert (
+        ltx_fields["resolution"].widget.options[0][1]
+        == ltx["input"]["properties"]["resolution"]["enum"][0]
+    )
+    assert [o[1] for o in ltx_fields["duration"].widget.options] == ltx["input"]["properties"][
+        "duration"
+    ]["enum"]
+    assert "resolution" in pix_fields and "duration" in pix_fields
+    shown_boxes = [c for c in form.compare_box.children if isinstance(c, widgets.VBox)]
+    assert shown_boxes == [form.compare_options[0][2].widget, form.compare_options[1][2].widget]
+
+    # one value on the second model's widgets, one on the first model's
+    ltx_resolution = ltx["input"]["properties"]["resolution"]["enum"][1]  # not the default
+    assert ltx_resolution != ltx["input"]["properties"]["resolution"]["default"]
+    ltx_fields["resolution"].widget.value = ltx_resolution
+    ltx_fields["duration"].widget.value = 8
+    form.model_options.fields["resolution"].widget.value = "480p"
+    spec = form.spec()
+    flags = ["-o", "wan:resolution=480p", "-o", f"ltx:resolution={ltx_resolution}"]
+    flags += ["-o", "ltx:duration=8", "--model", "wan,ltx,pixverse-6"]
+    cli_spec = cli.spec_from_args(cli.build_script_parser().parse_args(flags))
+    assert spec.model.split(",") == cli_spec.model.split(",")
+    settings = Settings(db_path=tmp_path / "ledger.db", download_dir=tmp_path / "videos")
+    plan = plan_batch(spec, settings)
+    cli_spec.images_dir, cli_spec.prompts_file = spec.images_dir, spec.prompts_file
+    mine = _jobs_by_model(plan)
+    assert mine == _jobs_by_model(plan_batch(cli_spec, settings))  # one way to plan both
+    assert mine[wan["endpoint_id"]] == [{"resolution": "480p"}] * 9
+    assert mine[ltx["endpoint_id"]] == [{"resolution": ltx_resolution, "duration": 8}] * 9
+    assert mine[pix["endpoint_id"]] == [{}] * 9
+
+    # the price label: one video of each model at its own options (rates from the snapshot)
+    label = re.sub(r"<[^>]+>", "", form.cost.value)
+    pix_props = pix["input"]["properties"]
+    pix_start = {
+        "resolution": pix_props["resolution"]["default"],
+        "generate_audio_switch": bool(pix_props["generate_audio_switch"].get("default", False)),
+    }
+    expected = {
+        "wan": _rate(wan, {"resolution": "480p"}),
+        "ltx": _rate(ltx, {"resolution": ltx_resolution}) * 8,
+        "pixverse-6": _rate(pix, pix_start) * pix_props["duration"]["default"],
+    }
+    for name, usd in expected.items():
+        assert f"{name} US$ {usd:.3f}" in label, label
+    preview = form.preview(settings)
+    html = preview.render().html
+    assert "27 jobs" in html and "on 3 models" in html
+    total = sum(expected.values()) * 9
+    assert f"US$ {total:,.2f}" in html
+    for name, usd in expected.items():
+        assert f"<b>{name}</b> (" in html and f"9 jobs, US$ {usd * 9:,.2f}" in html
+
+    # a model no longer compared takes its widgets along; one still picked keeps its values
+    w["compare"].value = ("ltx",)
+    assert [name for name, _, _ in form.compare_options] == ["ltx"]
+    assert form.compare_options[0][2].fields["duration"].widget.value == 8
+    assert form.spec().options == {
+        "wan:resolution": "480p",
+        "ltx:resolution": ltx_resolution,
+        "ltx:duration": 8,
+    }
+
+    w["pairing"].value = "one_to_one"
+    w["output_dir"].value = str(tmp_path / "videos")
+    with Emulator(port=0, key=TEST_KEY, job_seconds=0) as emu:
+        settings = Settings(
+            fal_key=TEST_KEY,
+            fal_url=emu.url,
+            db_path=tmp_path / "ledger.db",
+            download_dir=tmp_path / "videos",
+        )
+        result = run_batch(plan_batch(form.spec(), settings), settings)
+        sent = emu.jobs()
+    assert [j.status for j in result.jobs] == ["downloaded"] * 6, result.summary()
+    by_endpoint = {}
+    for job in sent:
+        by_endpoint.setdefault(job["endpoint"], []).append(job["arguments"])
+    assert sorted(by_endpoint) == sorted([wan["endpoint_id"], ltx["endpoint_id"]])
+    assert all(a["resolution"] == "480p" for a in by_endpoint[wan["endpoint_id"]])
+    assert all("duration" not in a for a in by_endpoint[wan["endpoint_id"]])
+    for args in by_endpoint[ltx["endpoint_id"]]:
+        assert (args["resolution"], args["duration"]) == (ltx_resolution, 8)
+    assert len(by_endpoint[ltx["endpoint_id"]]) == 3
+
+
+def test_compare_models_and_options_from_the_environment(widget_mode, monkeypatch):
+    """I2VKIT_MODEL=wan,ltx picks ltx to compare with; I2VKIT_OPTIONS are shared out as the
+    CLI shares -o out: a plain key to every model that has it, `ltx:` to ltx only; a value
+    a model's widget cannot hold stays typed, targeted at that model."""
+    monkeypatch.setenv("I2VKIT_MODEL", "wan,ltx")
+    monkeypatch.setenv("I2VKIT_OPTIONS", "ltx:duration=8 resolution=480p")
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    assert form.w["model"].value == "wan" and form.w["compare"].value == ("ltx",)
+    assert form.model_options.fields["resolution"].widget.value == "480p"
+    ltx_fields = form.compare_options[0][2].fields
+    assert ltx_fields["duration"].widget.value == 8
+    assert cli.parse_options(form.w["options"].value) == {"ltx:resolution": "480p"}
+    text = form.preview().text()
+    assert "Cannot run yet" in text and "480p" in text and "ltx" in text.lower()
+
+
+def test_compare_with_the_first_model_again_runs_it_once(widget_mode, tmp_path):
+    from i2vkit.config import Settings
+    from i2vkit.plan import plan_batch
+
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    form.w["compare"].value = ("wan",)
+    assert form.compare_options == [] and form.compare_box.children == ()
+    plan = plan_batch(form.spec(), Settings(db_path=tmp_path / "l.db"))
+    assert len(plan.jobs) == 9 and [m.name for m in plan.models] == ["wan"]

@@ -26,6 +26,8 @@ from ..config import Settings, load_dotenv_values, load_settings, parse_bool
 from ..errors import I2vkitError, InputError
 from ..models import ModelSpec, get_model
 from ..pairing import normalize_pairing
+from ..plan import _aliases as model_aliases  # the names `-o NAME:key` may target a model by
+from ..plan import model_names, resolve_models, split_options
 from .display import Live, Rich, in_kernel, money, notebook_dir, widgets_available
 from .options import OptionWidgets
 
@@ -57,7 +59,8 @@ ENV = {
 
 
 class SpendNotConfirmed(InputError):
-    """The batch would spend above the threshold and nobody said yes (nothing submitted)."""
+    """Nothing submitted: the batch would spend above the threshold and nobody said yes, or
+    it would spend above the spend cap (I2VKIT_MAX_COST)."""
 
 
 def _auto_download_dir() -> str | None:
@@ -158,7 +161,10 @@ def confirmed(plan: Plan, settings: Settings, *, yes: bool = False) -> Plan:
     billed backend, ask unless ``--yes`` / ``I2VKIT_YES=1``. In the script a refusal
     ends the script with the CLI's exit code. In a kernel the question is asked with
     ``input()``; a "no", or a kernel that cannot ask (nbmake's), raises
-    :class:`SpendNotConfirmed`, which stops *Run All* before anything is uploaded.
+    :class:`SpendNotConfirmed`, which stops *Run All* before anything is uploaded. A
+    plan over the spend cap raises it too, with the CLI's own message (the cap, the
+    cost, what to do): "not confirmed" would send the user looking for a question
+    that was never asked.
     """
     from ..backend import backend_for
 
@@ -177,7 +183,11 @@ def confirmed(plan: Plan, settings: Settings, *, yes: bool = False) -> Plan:
         except Exception:  # the kernel cannot ask (no front end attached: nbmake)
             return ""
 
-    if cli.confirm_spend(plan, backend, yes=yes, interactive=True, ask=ask) is not None:
+    said: list[str] = []
+    code = cli.confirm_spend(plan, backend, yes=yes, interactive=True, ask=ask, say=said.append)
+    if code == cli.EXIT_INPUT and said:  # refused before asking: the spend cap, in its words
+        raise SpendNotConfirmed("\n".join(said))
+    if code is not None:
         raise SpendNotConfirmed(
             f"Spending {money(plan.estimated_cost or 0.0)} was not confirmed; nothing was "
             f"submitted. Answer y when asked, or set {ENV['yes']}=1 before starting Jupyter."
@@ -233,6 +243,46 @@ def version_choices(family: str) -> list[tuple[str, str]]:
         if entry["endpoint_id"] != picked and entry.get("status") != "shut_down":
             out.append((model_label(get_model(entry["name"])), entry["name"]))
     return out
+
+
+def find_model(name: str) -> ModelSpec | None:
+    """The model ``name`` means, or None when it means none (the preview then says why)."""
+    try:
+        return get_model(name)
+    except I2vkitError:
+        return None
+
+
+def compare_choices() -> list[tuple[str, str]]:
+    """(label, model name) of every running version of every family, for "Compare with"."""
+    return [choice for _, family in family_choices() for choice in version_choices(family)]
+
+
+def compare_start(names: Sequence[str]) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
+    """The "Compare with" choices and the picked ones for ``names`` (the models after the
+    first in ``I2VKIT_MODEL`` or ``--model``): a name meaning a listed endpoint picks that
+    entry; any other name is added to the list, so the preview can say what is wrong."""
+    choices = compare_choices()
+    picked = []
+    for name in names:
+        model = find_model(name)
+        same = [v for _, v in choices if v == name]
+        if not same and model is not None:
+            same = [v for _, v in choices if get_model(v).endpoint_id == model.endpoint_id]
+        if not same:
+            label = model_label(model) if model is not None else f"{name} (not in the catalogue)"
+            choices.append((label, name))
+            same = [name]
+        picked.append(same[0])
+    return choices, tuple(dict.fromkeys(picked))
+
+
+def option_target(model: ModelSpec, models: Sequence[ModelSpec]) -> str:
+    """What ``-o TARGET:key=value`` names ``model`` by in a batch of ``models``: its name, or
+    its endpoint id when another model of the batch also answers to the name (``kling`` is
+    also the family of ``kling-2.1-standard``)."""
+    hits = sum(model.name.lower() in model_aliases(m) for m in models)
+    return model.name if hits == 1 else model.endpoint_id
 
 
 def family_of(name: str) -> str:
@@ -357,14 +407,13 @@ class BatchForm:
             source = v["prompts_source"].value
             prompts_file = self._path(v["prompts_file"].value.strip(), "prompts_file")
             shots = self._path(v["shots"].value.strip(), "shots") if source == "shots" else None
-            more = v["more_models"].value.strip()
             return argparse.Namespace(
                 images_dir=self._path(v["images_dir"].value.strip(), "images_dir"),
                 prompts_file=prompts_file if source == "file" else None,
                 prompts=v["prompts"].value if source == "text" else None,
                 shots=shots,
                 takes=int(v["takes"].value),
-                model=f"{v['model'].value},{more}" if more else v["model"].value,
+                model=",".join([v["model"].value, *v["compare"].value]),
                 option=v["options"].value,
                 one_to_one=v["pairing"].value == "one_to_one",
                 output_dir=self._path(v["output_dir"].value.strip(), "output_dir"),
@@ -392,7 +441,9 @@ class BatchForm:
         """The batch to run, from the widgets (notebook) or from argv/env/defaults (script).
 
         In the notebook the options are the option widgets' changed values, then the
-        free-text options (which win for a name in both)."""
+        free-text options (which win for a name in both). With models to compare, each
+        model's widget values are targeted at it (``kling:duration``, as ``-o`` targets one
+        model), so :func:`~i2vkit.plan.split_options` plans them as it plans the CLI's."""
         spec = cli.spec_from_args(self._args())
         if self.interactive:
             spec.options = {**self.widget_options(), **spec.options}
@@ -444,7 +495,9 @@ class BatchForm:
                 continuous_update=False,
             )
 
-        family, versions, model_value = self._picker_start(v["model"])
+        first, *others = model_names(v["model"]) if v["model"].strip() else [DEFAULT_MODEL]
+        family, versions, model_value = self._picker_start(first)
+        compare, compare_values = compare_start(others)
         self._other = versions if family == OTHER_FAMILY else []
         prompts_text = v["prompts"] or read_text(self._path(v["prompts_file"], "prompts_file"))
         self.w: dict[str, Any] = {
@@ -460,7 +513,14 @@ class BatchForm:
             "shots": text(
                 v["shots"] or "", "Shot list", "CSV or JSONL: image, prompt, model, options..."
             ),
-            "more_models": text("", "Compare with", "more models, comma-separated: veo,kling"),
+            "compare": w.SelectMultiple(
+                options=compare,
+                value=compare_values,
+                rows=6,
+                description="Compare with",
+                layout=wide,
+                style=style,
+            ),
             "takes": w.BoundedIntText(
                 value=int(v["takes"] or 1),
                 min=1,
@@ -491,7 +551,9 @@ class BatchForm:
                 layout=wide,
                 style=style,
             ),
-            "options": text("", "More options", "name=value ... (any option not shown above)"),
+            "options": text(
+                "", "More options", "name=value ... (any option not shown); model:name=value"
+            ),
             "pairing": w.ToggleButtons(
                 options=PAIRINGS,
                 value=normalize_pairing(v["pairing"]),
@@ -512,11 +574,14 @@ class BatchForm:
         ww = self.w
         self._listeners: list[Callable[[], None]] = []
         self.option_box = w.VBox([])
+        self.compare_box = w.VBox([])
         self.cost = w.HTML()
         self.model_options: OptionWidgets | None = None
+        self.compare_options: list[tuple[str, ModelSpec, OptionWidgets | None]] = []
         self._rebuild_options(cli.parse_options(v["options"]))
         ww["family"].observe(self._family_picked, names="value")
-        ww["model"].observe(lambda _c: self._rebuild_options({}), names="value")
+        ww["model"].observe(lambda _c: self._rebuild_options(), names="value")
+        ww["compare"].observe(lambda _c: self._rebuild_compare(), names="value")
         ww["options"].observe(lambda _c: self._show_cost(), names="value")
         self.browser = FolderBrowser(ww["images_dir"], self.base)
         browse = w.ToggleButton(description="Browse...", icon="folder-open")
@@ -559,8 +624,9 @@ class BatchForm:
                 ww["family"],
                 ww["model"],
                 self.option_box,
+                ww["compare"],
+                self.compare_box,
                 ww["options"],
-                ww["more_models"],
                 ww["takes"],
                 self.cost,
                 ww["pairing"],
@@ -606,43 +672,129 @@ class BatchForm:
         model.options = versions  # a new list selects its first entry: the recommended one
         model.value = versions[0][1]
 
-    def _rebuild_options(self, preset: Mapping[str, Any]) -> None:
-        """New option widgets for the chosen model (from its schema); ``preset`` fills them,
-        and what does not fit a widget goes into the free-text options."""
+    def _option_widgets(self, model: ModelSpec, preset: Mapping[str, Any]) -> OptionWidgets | None:
+        """A model's option widgets (None for an endpoint without a schema), wired to the form."""
+        if model.generic:
+            return None
+        widgets = OptionWidgets(model, preset)
+        widgets.observe(self._changed)
+        return widgets
+
+    def _compare_models(self, primary: ModelSpec | None) -> list[tuple[str, ModelSpec]]:
+        """The models picked to compare with, each endpoint once and never the first model's
+        again (as :func:`~i2vkit.plan.resolve_models` will count them)."""
+        seen = {primary.endpoint_id} if primary is not None else set()
+        out = []
+        for name in self.w["compare"].value:
+            model = find_model(name)
+            if model is not None and model.endpoint_id not in seen:
+                seen.add(model.endpoint_id)
+                out.append((name, model))
+        return out
+
+    def _rebuild_options(self, preset: Mapping[str, Any] | None = None) -> None:
+        """New option widgets for the chosen model (from its schema). ``preset`` (the options
+        from the environment or the command line) is shared out among the batch's models as
+        the CLI shares ``-o`` out (:func:`~i2vkit.plan.split_options`); what does not fit a
+        widget goes into the free-text options, targeted at its model when there are several."""
+        primary = find_model(self.w["model"].value)
+        if not preset:
+            self.model_options = None if primary is None else self._option_widgets(primary, {})
+            self._rebuild_compare()  # a model to compare with may now be the first one
+            return
+        others = self._compare_models(primary)
+        models = [primary, *(m for _, m in others)] if primary is not None else []
         try:
-            model = get_model(self.w["model"].value)
+            shares = split_options(models, dict(preset)) if models else None
         except I2vkitError:
-            model = None
-        if model is None or model.generic:
-            self.model_options = None
-            self.option_box.children = ()
+            shares = None
+        if shares is None:  # typed as given; the preview says what is wrong
+            shares = [{} for _ in models]
+            leftover = dict(preset)
         else:
-            self.model_options = OptionWidgets(model, preset)
-            preset = self.model_options.leftover
-            self.option_box.children = (self.model_options.widget,)
-            self.model_options.observe(self._changed)
-        if preset:
-            self.w["options"].value = cli.format_options(preset)
-        self._show_cost()
+            leftover = {}
+        panels = []
+        for model, share in zip(models, shares, strict=True):
+            widgets = self._option_widgets(model, share)
+            rest = share if widgets is None else widgets.leftover
+            if len(models) > 1:
+                rest = {f"{option_target(model, models)}:{k}": v for k, v in rest.items()}
+            leftover.update(rest)
+            panels.append(widgets)
+        self.model_options = panels[0] if panels else None
+        self.compare_options = [(n, m, ow) for (n, m), ow in zip(others, panels[1:], strict=True)]
+        if leftover:
+            self.w["options"].value = cli.format_options(leftover)
+        self._layout_options()
+
+    def _rebuild_compare(self) -> None:
+        """Option widgets for each model to compare with; a model still picked keeps its
+        widgets (and the values set in them)."""
+        kept = {name: widgets for name, _, widgets in self.compare_options}
+        self.compare_options = [
+            (name, model, kept[name] if name in kept else self._option_widgets(model, {}))
+            for name, model in self._compare_models(find_model(self.w["model"].value))
+        ]
+        self._layout_options()
+
+    def _layout_options(self) -> None:
+        import ipywidgets as w
+
+        self.option_box.children = (
+            () if self.model_options is None else (self.model_options.widget,)
+        )
+        rows: list[Any] = []
+        for name, model, widgets in self.compare_options:
+            head = (
+                f"<b>{g.esc(name)}</b> <span style='color:#777'>{g.esc(model.endpoint_id)}</span>"
+            )
+            if widgets is None:
+                head += " (no option list: type its options below as name:key=value)"
+            rows.append(w.HTML(f"<div style='margin-top:6px'>{head}</div>"))
+            if widgets is not None:
+                rows.append(widgets.widget)
+        self.compare_box.children = tuple(rows)
         self._changed()
 
     def widget_options(self) -> dict[str, Any]:
-        """The option widgets' values that differ from the schema defaults (notebook only)."""
-        return self.model_options.values() if self.model_options is not None else {}
+        """The option widgets' values that differ from the schema defaults (notebook only).
+
+        One model: its values as they are. Several: each model's values targeted at it
+        (``veo:duration``), exactly as ``-o veo:duration=8`` would be, so a value set for
+        one model never reaches another that has an option of the same name."""
+        primary = find_model(self.w["model"].value)
+        if not self.compare_options or primary is None:
+            return self.model_options.values() if self.model_options is not None else {}
+        models = [primary, *(m for _, m, _ in self.compare_options)]
+        panels = [self.model_options, *(ow for _, _, ow in self.compare_options)]
+        out: dict[str, Any] = {}
+        for model, widgets in zip(models, panels, strict=True):
+            if widgets is not None:
+                target = option_target(model, models)
+                out.update({f"{target}:{k}": v for k, v in widgets.values().items()})
+        return out
 
     def _show_cost(self) -> None:
-        """The price label under the options: one video at the current options."""
+        """The price label under the options: one video of each model at its options."""
         try:
             spec = self.spec()
-            model = get_model(spec.model)
-            per_video = model.estimate_cost(spec.options)
+            models = resolve_models(spec.model)
+            shares = split_options(models, spec.options)
+            prices = [(m, m.estimate_cost(o)) for m, o in zip(models, shares, strict=True)]
         except I2vkitError as exc:
             self.cost.value = (
                 f"<span style='color:#c62828'>{g.esc(str(exc).splitlines()[0])}</span>"
             )
             return
-        shown = "price unknown" if per_video is None else money(per_video, 3)
-        self.cost.value = f"<span>price per video with these options: <b>{g.esc(shown)}</b></span>"
+
+        def shown(per_video: float | None) -> str:
+            return g.esc("price unknown" if per_video is None else money(per_video, 3))
+
+        if len(prices) == 1:
+            each = f"<b>{shown(prices[0][1])}</b>"
+        else:
+            each = ", ".join(f"{g.esc(m.name)} <b>{shown(p)}</b>" for m, p in prices)
+        self.cost.value = f"<span>price per video with these options: {each}</span>"
 
     def _changed(self) -> None:
         self._show_cost()
@@ -655,7 +807,7 @@ class BatchForm:
         if self.widget is None:
             return
         for name, widget in self.w.items():
-            if name != "model":  # a new model rebuilds the options, which then call back
+            if name not in ("model", "compare"):  # these rebuild widgets, which call back
                 widget.observe(lambda _c: callback(), names="value")
         self._listeners.append(callback)
 
@@ -693,15 +845,28 @@ def plan_html(plan: Plan, settings: Settings, base: Path | None = None) -> str:
     if len(plan.prompts) > 100:
         prompts += f"<li>... and {len(plan.prompts) - 100} more</li>"
     if plan.estimated_cost is None:
-        cost = "unknown (no published price for this endpoint)"
+        cost = "unknown (no published price for some endpoint)"
     else:
-        per_video = money(plan.cost_per_video, 3)
-        cost = f"{money(plan.estimated_cost)} ({per_video} per video)"
+        cost = money(plan.estimated_cost)
+        if plan.cost_per_video is not None:  # None: the jobs' prices differ (several models)
+            cost += f" ({money(plan.cost_per_video, 3)} per video)"
         if settings.demo:
             cost += " on fal; demo mode: nothing is billed"
     skipped = "".join(
         f"<li><b>{g.esc(s.path.name)}</b>: {g.esc(s.reason)}</li>" for s in plan.skipped
     )
+    takes = max((j.take for j in plan.jobs), default=1)
+    if len(plan.models) == 1:
+        on = f"<b>{g.esc(plan.model.name)}</b> ({g.esc(plan.model.endpoint_id)})"
+        per_model = ""
+    else:  # a comparison: what each model adds to the batch
+        on = f"{len(plan.models)} models"
+        rows = "".join(
+            f"<li><b>{g.esc(m.name)}</b> ({g.esc(m.endpoint_id)}): {n} jobs, "
+            f"{g.esc('price unknown' if amount is None else money(amount))}</li>"
+            for m, n, amount in plan.per_model()
+        )
+        per_model = f"<ul style='margin:2px 0'>{rows}</ul>"
     warn = ""
     if base is not None and not g.is_within(plan.output_dir.resolve(), g.find_root(base)):
         warn = (
@@ -712,8 +877,8 @@ def plan_html(plan: Plan, settings: Settings, base: Path | None = None) -> str:
     return (
         "<div style='font:13px system-ui,sans-serif'>"
         f"<div><b>{len(plan.jobs)} jobs</b>: {len(plan.images)} images x "
-        f"{len(plan.prompts)} prompts ({g.esc(plan.spec.pairing)}) on "
-        f"<b>{g.esc(plan.model.name)}</b> ({g.esc(plan.model.endpoint_id)})</div>"
+        f"{len(plan.prompts)} prompts ({g.esc(plan.spec.pairing)})"
+        f"{f' x {takes} takes' if takes > 1 else ''} on {on}</div>{per_model}"
         f"<div>estimated cost: <b>{g.esc(cost)}</b></div>"
         f"<div>videos go to: <code>{g.esc(plan.output_dir)}</code></div>{warn}"
         f"<div style='display:flex;flex-wrap:wrap;gap:6px;margin:6px 0'>{''.join(thumbs)}</div>"
