@@ -662,6 +662,7 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from .status import job_lines
     from .store import Store
 
     print(f"ledger: {settings.db_path}")
@@ -681,12 +682,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         if batch is None:
             print(f"no batch {args.batch!r}; `i2vkit status` lists them.")
             return EXIT_INPUT
-        for j in store.jobs(batch["id"]):
-            where = j["local_file"] or j["error"] or j["request_id"] or ""
-            print(
-                f"{j['id']:>6} {j['status']:<11} {j['image_path'].rsplit('/', 1)[-1]:<24} "
-                f"{j['prompt'][:30]:<30} {where}"
-            )
+        for line in job_lines(store.jobs(batch["id"])):
+            print(line)
     return EXIT_OK
 
 

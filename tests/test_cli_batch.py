@@ -97,7 +97,7 @@ def test_dry_run_submits_nothing(tmp_path, emulator):
 def test_failures_rate_limits_and_drops(tmp_path, emulator):
     emulator.configure(
         fail_rate=0.1,
-        rate_limit=10,
+        rate_limit=30,
         rate_burst=2,
         drop_downloads=0.3,
         seed=7,
@@ -211,6 +211,43 @@ def test_status_and_retry(tmp_path, emulator):
     rows = ledger(tmp_path, "SELECT status FROM jobs")
     assert {r[0] for r in rows} == {"downloaded"}
     assert len(videos(tmp_path / "videos")) == 6
+
+
+def test_status_lines_show_each_jobs_model_take_and_keeper(tmp_path, emulator):
+    """`i2vkit status BATCH` of a 2-model x 2-take batch: every job's line says its model,
+    its take and whether it is a keeper (after `i2vkit keep`), read from the ledger."""
+    make_images(tmp_path / "pics", 2)
+    env = cli_env(tmp_path, emulator)
+    prompts = write_prompts(tmp_path / "p.txt", 1)
+    args = clitools.bulk_args(prompts, tmp_path / "pics", "--takes", "2", model="wan,ltx")
+    out = run_cli(args, env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    batch = ledger(tmp_path, "SELECT id FROM batches")[0][0]
+    rows = ledger(tmp_path, "SELECT id, model, take FROM jobs ORDER BY id")
+    assert len(rows) == 8  # 2 images x 1 prompt x 2 models x 2 takes
+    assert {(r[1], r[2]) for r in rows} == {("wan", 1), ("wan", 2), ("ltx", 1), ("ltx", 2)}
+    kept = [r[0] for r in rows if r[2] == 2][:2]  # a second take of each of two jobs
+    keep = run_cli([sys.executable, "-m", "i2vkit", "keep", batch, *map(str, kept)], env)
+    assert keep.returncode == 0, keep.stdout + keep.stderr
+
+    status = run_cli([sys.executable, "-m", "i2vkit", "status", batch[:8]], env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0] == f"ledger: {tmp_path / 'ledger.db'}"
+    header = lines[1]
+    columns = ["model", "take", "keeper", "file"]
+    starts = [header.index(c) for c in columns]
+    assert starts == sorted(starts), header
+    by_id = {int(line.split()[0]): line for line in lines[2:]}
+    assert sorted(by_id) == [r[0] for r in rows]
+    for job_id, model, take in rows:
+        line = by_id[job_id]
+        model_cell, take_cell, keeper_cell = (
+            line[a:b].strip() for a, b in zip(starts, starts[1:], strict=False)
+        )
+        assert (model_cell, take_cell) == (model, str(take)), line
+        assert keeper_cell == ("yes" if job_id in kept else ""), line
+        assert line[starts[-1] :].endswith(".mp4"), line
 
 
 def test_ctrl_c_keeps_jobs_and_prints_the_resume_command(tmp_path, emulator):
