@@ -98,7 +98,7 @@ def test_failures_rate_limits_and_drops(tmp_path, emulator):
     emulator.configure(
         fail_rate=0.1,
         rate_limit=30,
-        rate_burst=2,
+        rate_burst=5,
         drop_downloads=0.3,
         seed=7,
         job_seconds=(0.05, 0.3),
