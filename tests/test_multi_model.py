@@ -168,3 +168,22 @@ def test_the_ledger_records_each_jobs_own_model_and_options(tmp_path, emulator):
     sent = sorted(emulator.jobs(), key=lambda j: j["endpoint"])
     assert sent[0]["arguments"]["duration"] == "6s" and sent[0]["arguments"]["seed"] == 42
     assert "duration" not in sent[1]["arguments"] and sent[1]["arguments"]["seed"] == 42
+
+
+def test_a_failed_job_of_a_comparison_names_its_model_and_take_and_the_retry(tmp_path, emulator):
+    """In a batch of several models and takes, a FAILED line says which model and which
+    take failed (the image and prompt alone are shared by four jobs), and the summary ends
+    with the command that submits the failed jobs again."""
+    emulator.configure(fail_rate=1.0, fail_kind="validation")
+    make_images(tmp_path / "pics", 1)
+    write_prompts(tmp_path / "p.txt", 1)
+    env = cli_env(tmp_path, emulator.url)
+    out = run_cli(bulk(tmp_path, "--takes", "2"), env, tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    failed = ledger(tmp_path / "ledger.db", "SELECT id, model, take FROM jobs")
+    assert {(m, t) for _, m, t in failed} == {("wan", 1), ("wan", 2), ("veo", 1), ("veo", 2)}
+    for job_id, model, take in failed:
+        line = next(x for x in out.stdout.splitlines() if x.startswith(f"FAILED job {job_id} "))
+        assert f"({model}, take {take}, " in line, line
+    batch = ledger(tmp_path / "ledger.db", "SELECT id FROM batches")[0][0]
+    assert f"`i2vkit retry {batch}` submits the failed jobs again" in out.stdout

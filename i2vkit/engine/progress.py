@@ -34,6 +34,8 @@ class JobResult:
     video: str | None
     error: str | None
     request_id: str | None
+    model: str = ""
+    take: int = 1
 
 
 @dataclass
@@ -97,17 +99,26 @@ class BatchResult:
             lines.append(f"skipped image {s.path.name}: {s.reason}")
         for path, reason in self.upload_failures.items():
             lines.append(f"not uploaded {Path(path).name}: {reason}")
+        several_models = len({j.model for j in self.jobs}) > 1
+        several_takes = len({j.take for j in self.jobs}) > 1
+
+        def job_line(label: str, j: JobResult) -> str:
+            what = [j.model] if several_models else []
+            what += [f"take {j.take}"] if several_takes else []
+            what.append(f"{Path(j.image).name} / {j.prompt[:40]!r}")
+            return f"{label} job {j.id} ({', '.join(what)}): {j.error}"
+
         for j in self.failed:
-            label = "CANCELLED" if j.status == JobStatus.CANCELLED else "FAILED"
+            lines.append(job_line("CANCELLED" if j.status == JobStatus.CANCELLED else "FAILED", j))
+        if any(j.status == JobStatus.FAILED for j in self.jobs):
             lines.append(
-                f"{label} job {j.id} ({Path(j.image).name} / {j.prompt[:40]!r}): {j.error}"
+                f"`i2vkit retry {self.batch_id}` submits the failed jobs again "
+                "(shows their cost first; on fal they are billed again)."
             )
         lines.extend(self.notes)
         unfinished = [j for j in self.jobs if j.status not in FINISHED and j.error]
         for j in unfinished:
-            lines.append(
-                f"NOT DONE job {j.id} ({Path(j.image).name} / {j.prompt[:40]!r}): {j.error}"
-            )
+            lines.append(job_line("NOT DONE", j))
         if unfinished:
             lines.append(
                 f"{len(unfinished)} job(s) are kept in the ledger; run the same command again "

@@ -370,6 +370,8 @@ class Runner:
                     video=j["local_file"] if j["status"] == JobStatus.DOWNLOADED else None,
                     error=j["error"],
                     request_id=j["request_id"],
+                    model=j["model"],
+                    take=j["take"] or 1,
                 )
                 for j in final
             ],
