@@ -125,6 +125,14 @@ def owner_alive(owner: str | None) -> bool:
     return abs(started - recorded) <= START_TIME_TOLERANCE
 
 
+def _earlier_requests(job: dict[str, Any]) -> dict[str, int]:
+    """A released job forgets its request; one fal may have billed (it had a request and
+    was not cancelled in the queue) is kept as a count for the batch's cost."""
+    if job.get("request_id") and job.get("status") != JobStatus.CANCELLED:
+        return {"earlier_requests": (job.get("earlier_requests") or 0) + 1}
+    return {}
+
+
 class Jobs:
     """The ledger transitions of one process (`owner`) over a :class:`Store`."""
 
@@ -157,11 +165,12 @@ class Jobs:
         if isinstance(job, int):
             self.store.update_job(job, **fields)
         else:
+            fields.update(_earlier_requests(job))
             self.store.update_job_if(job["id"], job["status"], job["owner"], **fields)
 
     def release_if(self, job: dict[str, Any], **extra: Any) -> bool:
         """Release only if status and owner are still what `job` says; True if it moved."""
-        fields = {**_SUBMISSION, "status": JobStatus.PENDING, **extra}
+        fields = {**_SUBMISSION, "status": JobStatus.PENDING, **_earlier_requests(job), **extra}
         return self.store.update_job_if(job["id"], job["status"], job["owner"], **fields)
 
     def submitted(self, job_id: int, request_id: str, urls: dict[str, str], position: Any) -> None:

@@ -800,6 +800,7 @@ class CostBreakdown:
     earlier_jobs: int
     new_usd: float | None | bool = False  # False: per_video x new_jobs
     earlier_usd: float | None | bool = False
+    earlier_requests: int = 0  # more than earlier_jobs when failed requests were retried
 
     def _times(self, jobs: int, given: float | None | bool) -> float | None:
         if jobs == 0:
@@ -826,14 +827,16 @@ class CostBreakdown:
         """``this run: US$ 2.40 (6 jobs); earlier runs: US$ 3.60 (9 jobs); total US$ 6.00``."""
         verb = "submitted" if done else "to submit"
 
-        def part(amount: float | None, jobs: int) -> str:
+        def part(amount: float | None, jobs: int, requests: int = 0) -> str:
             money = "price unknown" if amount is None else usd(amount)
-            return f"{money} ({jobs} job{'s' if jobs != 1 else ''})"
+            also = f", {requests} requests" if requests > jobs else ""
+            return f"{money} ({jobs} job{'s' if jobs != 1 else ''}{also})"
 
         total = "unknown" if self.total is None else usd(self.total)
+        earlier = part(self.earlier, self.earlier_jobs, self.earlier_requests)
         return (
             f"this run: {part(self.this_run, self.new_jobs)} {verb}; "
-            f"earlier runs: {part(self.earlier, self.earlier_jobs)}; batch total: {total}"
+            f"earlier runs: {earlier}; batch total: {total}"
         )
 
 
@@ -854,12 +857,20 @@ def cost_breakdown(plan: Plan, store: Store, backend_label: str) -> CostBreakdow
     (for shot lists) the row's own options, and occurrence (what the job key is made
     of, without hashing every image): a job with no row yet, or whose row a re-run
     submits again (pending, cancelled), is new. A retry plan's jobs are all new.
-    Earlier runs spent on every job of the batch that has a request at fal (cancelled
-    ones excepted: fal bills no request that never left its queue), at its own price.
+    Earlier runs spent on every request the batch's jobs have or had at fal (cancelled
+    ones excepted: fal bills no request that never left its queue; a failed request a
+    retry replaced is kept as a count, as fal may have billed it), at its job's price.
     """
     rows = store.jobs(batch_id_for(plan, backend_label))
-    spent = [r for r in rows if r["request_id"] and r["status"] != JobStatus.CANCELLED]
-    earlier_usd = _sum_costs(plan.cost_of(r) for r in spent)
+
+    def requests(r: dict[str, Any]) -> int:
+        current = bool(r["request_id"]) and r["status"] != JobStatus.CANCELLED
+        return (r.get("earlier_requests") or 0) + current
+
+    spent = [(r, requests(r)) for r in rows if requests(r)]
+    earlier_usd = _sum_costs(
+        None if (price := plan.cost_of(r)) is None else price * n for r, n in spent
+    )
     if plan.retry_of:
         new = list(plan.jobs)
     else:
@@ -887,6 +898,7 @@ def cost_breakdown(plan: Plan, store: Store, backend_label: str) -> CostBreakdow
         len(spent),
         _sum_costs(j.cost for j in new),
         earlier_usd,
+        sum(n for _, n in spent),
     )
 
 

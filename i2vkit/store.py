@@ -160,6 +160,14 @@ def _m006_status_streams(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE jobs ADD COLUMN status_streams INTEGER NOT NULL DEFAULT 0")
 
 
+def _m007_earlier_requests(db: sqlite_utils.Database) -> None:
+    """How many requests a job had at fal before its current one (a failed request that a
+    retry or a fresh image upload replaced): fal may have billed them, so the batch's
+    cost counts them after the job's row has forgotten their request ids."""
+    if "earlier_requests" not in db["jobs"].columns_dict:
+        db.execute("ALTER TABLE jobs ADD COLUMN earlier_requests INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_upload_cache,
     _m002_upload_cache_validity,
@@ -167,6 +175,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m004_catalogue,
     _m005_jobs_per_job_model,
     _m006_status_streams,
+    _m007_earlier_requests,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

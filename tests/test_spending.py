@@ -77,6 +77,29 @@ def test_retry_summary_counts_what_it_resubmitted(tmp_path, emu):
     assert "$0.00" not in done.stdout and "US$ 0.00" not in done.stdout.split("earlier runs")[0]
 
 
+def test_failed_requests_a_retry_replaced_still_count_in_the_batch_total(tmp_path, emu):
+    """fal may bill a failed request (a 422 that used GPU time), so a retried job's
+    earlier requests stay in the batch's cost: 4 wan jobs (US$ 0.40 each) fail, fail
+    again on a retry, then succeed: 12 requests, US$ 4.80 in all."""
+    emu.configure(fail_rate=1.0, fail_kind="validation")
+    make_images(tmp_path / "pics", 2)
+    args = bulk_args(write_prompts(tmp_path / "p.txt", 2), tmp_path / "pics")
+    env = cli_env(tmp_path, emu.url)
+    assert cli(args, env, tmp_path).returncode == 1
+    batch = ledger(tmp_path / "ledger.db", "SELECT id FROM batches")[0][0]
+    retry = [sys.executable, "-m", "i2vkit", "retry", batch, "--no-progress", "--yes"]
+    second = cli(retry, env, tmp_path)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "earlier runs: US$ 1.60 (4 jobs); batch total: US$ 3.20" in second.stdout
+    emu.configure(fail_rate=0.0)
+    third = cli(retry, env, tmp_path)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "earlier runs: US$ 3.20 (4 jobs, 8 requests); batch total: US$ 4.80" in third.stdout
+    again = cli(args, env, tmp_path)
+    assert "earlier runs: US$ 4.80 (4 jobs, 12 requests)" in again.stdout, again.stdout
+    assert counters(emu)[1] == 12
+
+
 # -- item 3: cost lines count this run, not the whole batch -------------------------------
 
 

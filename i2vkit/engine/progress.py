@@ -61,10 +61,14 @@ class BatchResult:
 
     def cost(self) -> CostBreakdown:
         """What this run actually submitted, what earlier runs had, and the total."""
-        earlier = self.earlier.earlier_jobs if self.earlier else 0
-        earlier_usd = self.earlier.earlier if self.earlier else 0.0
+        earlier = self.earlier or CostBreakdown(self.plan.cost_per_video, 0, 0, 0.0, 0.0)
         return CostBreakdown(
-            self.plan.cost_per_video, self.submitted_now, earlier, self.submitted_usd, earlier_usd
+            self.plan.cost_per_video,
+            self.submitted_now,
+            earlier.earlier_jobs,
+            self.submitted_usd,
+            earlier.earlier,
+            earlier.earlier_requests,
         )
 
     @property
