@@ -298,7 +298,7 @@ def resolve_models(model: str | ModelSpec | Sequence[str | ModelSpec]) -> list[M
     return list(out.values())
 
 
-def _aliases(m: ModelSpec) -> set[str]:
+def model_aliases(m: ModelSpec) -> set[str]:
     return {a.lower() for a in (m.name, m.family, m.endpoint_id) if a}
 
 
@@ -316,7 +316,7 @@ def split_options(models: Sequence[ModelSpec], options: dict[str, Any]) -> list[
         if ":" not in str(key):
             continue
         who, _, name = str(key).partition(":")
-        hits = [i for i, m in enumerate(models) if who.strip().lower() in _aliases(m)]
+        hits = [i for i, m in enumerate(models) if who.strip().lower() in model_aliases(m)]
         if not hits or not name.strip():
             names = ", ".join(m.name for m in models)
             problems.append(

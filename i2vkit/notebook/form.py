@@ -26,8 +26,7 @@ from ..config import Settings, load_dotenv_values, load_settings, parse_bool
 from ..errors import I2vkitError, InputError
 from ..models import ModelSpec, get_model
 from ..pairing import normalize_pairing
-from ..plan import _aliases as model_aliases  # the names `-o NAME:key` may target a model by
-from ..plan import model_names, resolve_models, split_options
+from ..plan import model_aliases, model_names, resolve_models, split_options
 from .display import Live, Rich, in_kernel, money, notebook_dir, widgets_available
 from .options import OptionWidgets
 
