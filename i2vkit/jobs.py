@@ -125,6 +125,15 @@ def owner_alive(owner: str | None) -> bool:
     return abs(started - recorded) <= START_TIME_TOLERANCE
 
 
+def _ended(status: JobStatus, message: str, error_type: str | None) -> dict[str, Any]:
+    return {
+        "status": status,
+        "error": message,
+        "error_type": error_type,
+        "completed_at": ledger.utcnow(),
+    }
+
+
 def _earlier_requests(job: dict[str, Any]) -> dict[str, int]:
     """A released job forgets its request; one fal may have billed (it had a request and
     was not cancelled in the queue) is kept as a count for the batch's cost."""
@@ -154,7 +163,7 @@ class Jobs:
     def take_over(self, job: dict[str, Any]) -> bool:
         """Adopt a job whose owner died (compare-and-set on that owner: of several
         resuming processes exactly one wins)."""
-        return self.store.update_job_if(job["id"], job["status"], job["owner"], owner=self.owner)
+        return self._if(job, owner=self.owner)
 
     def release(self, job: dict[str, Any] | int, *, error: str | None = None, **extra: Any) -> None:
         """Back to pending, forgetting the submission: it was never sent, or fal lost it.
@@ -165,13 +174,12 @@ class Jobs:
         if isinstance(job, int):
             self.store.update_job(job, **fields)
         else:
-            fields.update(_earlier_requests(job))
-            self.store.update_job_if(job["id"], job["status"], job["owner"], **fields)
+            self._if(job, **fields, **_earlier_requests(job))
 
     def release_if(self, job: dict[str, Any], **extra: Any) -> bool:
         """Release only if status and owner are still what `job` says; True if it moved."""
         fields = {**_SUBMISSION, "status": JobStatus.PENDING, **_earlier_requests(job), **extra}
-        return self.store.update_job_if(job["id"], job["status"], job["owner"], **fields)
+        return self._if(job, **fields)
 
     def submitted(self, job_id: int, request_id: str, urls: dict[str, str], position: Any) -> None:
         self.store.update_job(
@@ -211,48 +219,24 @@ class Jobs:
         )
 
     def failed(self, job_id: int, message: str, error_type: str | None) -> None:
-        self.store.update_job(
-            job_id,
-            status=JobStatus.FAILED,
-            error=message,
-            error_type=error_type,
-            completed_at=ledger.utcnow(),
-        )
+        self.store.update_job(job_id, **_ended(JobStatus.FAILED, message, error_type))
 
     def fail_if(self, job: dict[str, Any], message: str, error_type: str | None) -> bool:
         """Fail a job only if its status and owner are still what `job` says (a request
         `i2vkit cancel` in another process has just recorded cancelled stays cancelled)."""
-        return self.store.update_job_if(
-            job["id"],
-            job["status"],
-            job["owner"],
-            status=JobStatus.FAILED,
-            error=message,
-            error_type=error_type,
-            completed_at=ledger.utcnow(),
-        )
+        return self._if(job, **_ended(JobStatus.FAILED, message, error_type))
 
     def cancelled(self, job_id: int, message: str) -> None:
-        self.store.update_job(
-            job_id,
-            status=JobStatus.CANCELLED,
-            error=message,
-            error_type="cancelled",
-            completed_at=ledger.utcnow(),
-        )
+        self.store.update_job(job_id, **_ended(JobStatus.CANCELLED, message, "cancelled"))
 
     def cancel_if(self, job: dict[str, Any], message: str) -> bool:
         """Cancel a job only if its status and owner are still what `job` says (a pending
         job another process may be claiming right now); True if it moved."""
-        return self.store.update_job_if(
-            job["id"],
-            job["status"],
-            job["owner"],
-            status=JobStatus.CANCELLED,
-            error=message,
-            error_type="cancelled",
-            completed_at=ledger.utcnow(),
-        )
+        return self._if(job, **_ended(JobStatus.CANCELLED, message, "cancelled"))
+
+    def _if(self, job: dict[str, Any], **fields: Any) -> bool:
+        """Compare-and-set on the status and owner `job` was read with."""
+        return self.store.update_job_if(job["id"], job["status"], job["owner"], **fields)
 
     def note(self, job_id: int, message: str | None) -> None:
         """A remark about a job that does not change its status (a download to retry)."""
