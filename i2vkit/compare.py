@@ -30,6 +30,7 @@ from typing import Any
 from .filenames import safe_component
 from .gallery import STATUS_COLORS, esc, parse_time
 from .jobs import UNSUCCESSFUL, JobStatus
+from .plan import usd
 
 AXES = ("image", "prompt", "model", "take")
 #: The row/column choices offered by the pickers (notebook dropdowns, report selects).
@@ -46,11 +47,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
 NO_MATH = "tex2jax_ignore mathjax_ignore"  # JupyterLab's MathJax leaves these alone
 THUMB_DIR = "i2vkit-thumbs"  # next to the videos; no dot: Jupyter serves no hidden folder
 THUMB_SIDE = 320
-
-
-def money(usd: float | None) -> str:
-    """``US$ 0.40``: no dollar pair for JupyterLab to typeset as math."""
-    return "price unknown" if usd is None else f"US$ {usd:,.2f}"
 
 
 # --------------------------------------------------------------------------- cells
@@ -189,6 +185,16 @@ def arrange(cells: Sequence[Cell], rows: Sequence[str], cols: Sequence[str]) -> 
 
 def key_label(key: Sequence[str]) -> str:
     return " · ".join(key) if key else "all"
+
+
+def row_header(index: int, key: Sequence[str]) -> tuple[str, str]:
+    """A grid row's id and its header: the row's label and its *play row* button (the same
+    in the report's table and the notebook's widget grid, which the page script drives)."""
+    row_id = f"r{index}"
+    return row_id, (
+        f"<b>{esc(key_label(key))}</b><br><button type='button' class='i2v-play-row' "
+        f"data-row='{row_id}'>▶ play row</button>"
+    )
 
 
 # ------------------------------------------------------------------------ thumbnails
@@ -366,7 +372,7 @@ def meta_line(cell: Cell) -> str:
     """What a cell says under its player: model, take and seed, cost, queue and run times."""
     parts = [f"job {cell.job_id}", cell.model, f"take {cell.take}"]
     parts.append(f"seed {cell.seed}" if cell.seed is not None else "no seed")
-    parts.append(money(cell.cost))
+    parts.append(usd(cell.cost))
     if cell.queue_s is not None:
         parts.append(f"queue {cell.queue_s:.1f}s")
     if cell.run_s is not None:
@@ -446,11 +452,8 @@ def grid_html(
     out.extend(f'<th class="i2v-col">{esc(key_label(c))}</th>' for c in grid.col_keys)
     out.append("</tr>")
     for i, r in enumerate(grid.row_keys):
-        row_id = f"r{i}"
-        out.append(
-            f'<tr><th class="i2v-row">{esc(key_label(r))}<br><button type="button" '
-            f'class="i2v-play-row" data-row="{row_id}">▶ play row</button></th>'
-        )
+        row_id, header = row_header(i, r)
+        out.append(f'<tr><th class="i2v-row">{header}</th>')
         for c in grid.col_keys:
             cells = []
             for cell in grid.slot(r, c):

@@ -223,7 +223,7 @@ class Plan:
         lines = [head]
         if len(self.models) > 1:
             for m, n, amount in self.per_model():
-                money = "price unknown" if amount is None else f"${amount:,.2f}"
+                money = "price unknown" if amount is None else f"${amount:,.2f}"  # as the total
                 lines.append(f"  {m.name} ({m.endpoint_id}): {n} jobs, {money}")
         lines += [
             f"estimated cost on fal, all jobs of the batch: {cost}",
@@ -778,8 +778,10 @@ def job_key(
 # ------------------------------------------------------------------------- money
 
 
-def usd(amount: float) -> str:
-    return f"US$ {amount:,.2f}"
+def usd(amount: float | None, digits: int = 2) -> str:
+    """``US$ 3.60`` (never a bare ``$``: JupyterLab typesets text between two dollars as
+    math), or "price unknown": an unknown price is never shown as free."""
+    return "price unknown" if amount is None else f"US$ {amount:,.{digits}f}"
 
 
 @dataclass(frozen=True)
@@ -828,7 +830,7 @@ class CostBreakdown:
         verb = "submitted" if done else "to submit"
 
         def part(amount: float | None, jobs: int, requests: int = 0) -> str:
-            money = "price unknown" if amount is None else usd(amount)
+            money = usd(amount)
             also = f", {requests} requests" if requests > jobs else ""
             return f"{money} ({jobs} job{'s' if jobs != 1 else ''}{also})"
 

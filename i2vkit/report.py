@@ -239,7 +239,7 @@ def _page(
     for r in jobs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     known = [c.cost for c in cells]
-    total = cmp.money(sum(known)) if known and None not in known else "price unknown"  # type: ignore[arg-type]
+    total = cmp.usd(sum(known)) if known and None not in known else "price unknown"  # type: ignore[arg-type]
     images = list(dict.fromkeys(c.image for c in cells))
     prompts = list(dict.fromkeys(c.prompt for c in cells))
     models = list(dict.fromkeys(c.model for c in cells))
@@ -258,8 +258,8 @@ def _page(
             m.failed,
             "-" if m.mean_queue_s is None else f"{m.mean_queue_s:.1f}s",
             "-" if m.mean_run_s is None else f"{m.mean_run_s:.1f}s",
-            cmp.money(m.cost_per_clip),
-            "-" if m.cost_per_second is None else cmp.money(m.cost_per_second),
+            cmp.usd(m.cost_per_clip),
+            "-" if m.cost_per_second is None else cmp.usd(m.cost_per_second),
         )
         for m in per_model(store, batch["id"])
     ]

@@ -39,7 +39,7 @@ class ModelSummary:
         def secs(value: float | None) -> str:
             return "-" if value is None else f"{value:.1f}s"
 
-        clip = "price unknown" if self.cost_per_clip is None else usd(self.cost_per_clip)
+        clip = usd(self.cost_per_clip)
         per_s = "" if self.cost_per_second is None else f", {usd(self.cost_per_second)}/s of video"
         return (
             f"{self.model}: {self.jobs} jobs, {self.done} videos, {self.failed} failed; "

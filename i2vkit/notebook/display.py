@@ -4,7 +4,7 @@ In a Jupyter kernel a view is a widget or an HTML output; in the exported script
 (``in_kernel()`` false) it is printed as text. Nothing here imports IPython unless
 a kernel is already running, so the script needs neither IPython nor ipywidgets.
 
-Money in HTML goes through :func:`money`: JupyterLab typesets text between two
+Money in HTML goes through :func:`i2vkit.plan.usd`: JupyterLab typesets text between two
 dollar signs as LaTeX, which swallowed "$3.60 ($0.400 per video)" into "3.60(0.400
 per video)". ``US$ 3.60`` has no dollar pair to typeset, and the ``tex2jax_ignore``
 / ``mathjax_ignore`` classes on our HTML roots keep any text a user typed (a prompt
@@ -25,11 +25,6 @@ from ..config import Settings, parse_bool
 
 #: Class for every HTML root we emit: MathJax 2 and 3 (JupyterLab) skip such elements.
 NO_MATH = "tex2jax_ignore mathjax_ignore"
-
-
-def money(usd: float, digits: int = 2) -> str:
-    """An amount that keeps its currency in JupyterLab's math rendering: ``US$ 3.60``."""
-    return f"US$ {usd:,.{digits}f}"
 
 
 def in_kernel() -> bool:

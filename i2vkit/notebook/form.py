@@ -26,8 +26,8 @@ from ..config import Settings, load_dotenv_values, load_settings, parse_bool
 from ..errors import I2vkitError, InputError
 from ..models import ModelSpec, get_model
 from ..pairing import normalize_pairing
-from ..plan import model_aliases, model_names, resolve_models, split_options
-from .display import Live, Rich, in_kernel, money, notebook_dir, widgets_available
+from ..plan import model_aliases, model_names, resolve_models, split_options, usd
+from .display import Live, Rich, in_kernel, notebook_dir, widgets_available
 from .options import OptionWidgets
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def confirmed(plan: Plan, settings: Settings, *, yes: bool = False) -> Plan:
         raise SpendNotConfirmed("\n".join(said))
     if code is not None:
         raise SpendNotConfirmed(
-            f"Spending {money(plan.estimated_cost or 0.0)} was not confirmed; nothing was "
+            f"Spending {usd(plan.estimated_cost or 0.0)} was not confirmed; nothing was "
             f"submitted. Answer y when asked, or set {ENV['yes']}=1 before starting Jupyter."
         )
     return plan
@@ -212,7 +212,7 @@ def model_label(model: ModelSpec) -> str:
         unit = {"video": "video", "token": "1M tokens"}.get(model.pricing.unit, "s")
         price = f"US$ {model.pricing.usd:g}/{unit}"
         if est is not None and model.pricing.unit != "video":
-            price += f", ~{money(est)}/video"
+            price += f", ~{usd(est)}/video"
     return f"{model.name}: {model.title} ({price})"
 
 
@@ -787,7 +787,7 @@ class BatchForm:
             return
 
         def shown(per_video: float | None) -> str:
-            return g.esc("price unknown" if per_video is None else money(per_video, 3))
+            return g.esc(usd(per_video, 3))
 
         if len(prices) == 1:
             each = f"<b>{shown(prices[0][1])}</b>"
@@ -846,9 +846,9 @@ def plan_html(plan: Plan, settings: Settings, base: Path | None = None) -> str:
     if plan.estimated_cost is None:
         cost = "unknown (no published price for some endpoint)"
     else:
-        cost = money(plan.estimated_cost)
+        cost = usd(plan.estimated_cost)
         if plan.cost_per_video is not None:  # None: the jobs' prices differ (several models)
-            cost += f" ({money(plan.cost_per_video, 3)} per video)"
+            cost += f" ({usd(plan.cost_per_video, 3)} per video)"
         if settings.demo:
             cost += " on fal; demo mode: nothing is billed"
     skipped = "".join(
@@ -862,7 +862,7 @@ def plan_html(plan: Plan, settings: Settings, base: Path | None = None) -> str:
         on = f"{len(plan.models)} models"
         rows = "".join(
             f"<li><b>{g.esc(m.name)}</b> ({g.esc(m.endpoint_id)}): {n} jobs, "
-            f"{g.esc('price unknown' if amount is None else money(amount))}</li>"
+            f"{g.esc(usd(amount))}</li>"
             for m, n, amount in plan.per_model()
         )
         per_model = f"<ul style='margin:2px 0'>{rows}</ul>"

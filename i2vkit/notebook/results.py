@@ -245,10 +245,8 @@ class ResultsBrowser:
                     "failed": m.failed,
                     "mean in queue": "-" if m.mean_queue_s is None else f"{m.mean_queue_s:.1f}s",
                     "mean running": "-" if m.mean_run_s is None else f"{m.mean_run_s:.1f}s",
-                    "per clip": cmp.money(m.cost_per_clip),
-                    "per second": "-"
-                    if m.cost_per_second is None
-                    else cmp.money(m.cost_per_second),
+                    "per clip": cmp.usd(m.cost_per_clip),
+                    "per second": "-" if m.cost_per_second is None else cmp.usd(m.cost_per_second),
                 }
                 for m in per_model(self.store, self.batch_id)
             ]
@@ -518,12 +516,10 @@ class CompareView:
         ]
         self.keep_boxes = {}
         for i, r in enumerate(grid.row_keys):
-            row_id = f"r{i}"
+            row_id, header = cmp.row_header(i, r)
             children.append(
                 w.HTML(
-                    f"<div class='i2v-rowhead {cmp.NO_MATH}' style='max-width:200px'>"
-                    f"<b>{g.esc(cmp.key_label(r))}</b><br><button type='button' "
-                    f"class='i2v-play-row' data-row='{row_id}'>▶ play row</button></div>"
+                    f"<div class='i2v-rowhead {cmp.NO_MATH}' style='max-width:200px'>{header}</div>"
                 )
             )
             for c in grid.col_keys:
