@@ -2,7 +2,7 @@
 
 Run it by hand when the research file changes::
 
-    python -m i2vkit.catalogue.build PATH/TO/fal-i2v-models.json
+    python -m i2vkit.catalogue.build docs/research/fal-i2v-models.json
 
 Why a script rather than a hand-typed table: every field name, enum, default and price
 in the snapshot is copied from the research file, so a test can compare the two and a

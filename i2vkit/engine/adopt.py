@@ -27,6 +27,8 @@ from .context import RunContext
 
 # fal's clock and ours differ a little, and the claim is recorded just before the POST
 CLOCK_MARGIN = timedelta(minutes=5)
+# a process killed mid-POST and a POST whose connection broke leave the same ledger row
+UNKNOWN = "an earlier run did not learn whether fal got it (stopped or cut off while submitting)"
 
 
 class RequestHistory:
@@ -64,9 +66,8 @@ class RequestHistory:
                 run.jobs.release_if(job)
                 self.say(
                     job["id"],
-                    "an earlier run was stopped while submitting it, and fal's request "
-                    f"history could not be read ({exc}): submitted again, so fal may bill "
-                    "it twice",
+                    f"{UNKNOWN}, and fal's request history could not be read ({exc}): "
+                    "submitted again, so fal may bill it twice",
                 )
                 return run.jobs.get(job["id"])
             except (FalAuthError, FalLockedError):
@@ -82,8 +83,8 @@ class RequestHistory:
                 run.jobs.release_if(job)
                 self.say(
                     job["id"],
-                    "an earlier run was stopped while submitting it; fal's request history "
-                    "has no request with its arguments, so it never reached fal: submitted now",
+                    f"{UNKNOWN}; fal's request history has no request with its arguments, "
+                    "so it never reached fal: submitted now",
                 )
                 return run.jobs.get(job["id"])
             request_id = found["request_id"]
@@ -91,8 +92,8 @@ class RequestHistory:
             run.jobs.submitted(job["id"], request_id, urls, None)
             self.say(
                 job["id"],
-                f"an earlier run was stopped while submitting it; fal had it (request "
-                f"{request_id}, found in fal's request history): followed, not submitted again",
+                f"{UNKNOWN}; fal had it (request {request_id}, found in fal's request "
+                "history): followed, not submitted again",
             )
         return run.jobs.get(job["id"])
 

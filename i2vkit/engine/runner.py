@@ -382,7 +382,7 @@ class Runner:
             upload_failures=self.upload_failures,
             uploads=self.uploads,
             requests=dict(run.fal.requests),
-            submitted_now=run.progress.submitted,
+            submitted_now=run.spend.posted,  # with any cut off after sending: fal may have it
             earlier=self.cost,
             spend_cap_reached=run.spend.reached,
             submitted_usd=run.spend.amount,

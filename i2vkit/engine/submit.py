@@ -106,10 +106,12 @@ class Submitter:
             return False
         except FalTransientError as exc:
             # not accepted (nothing reached fal): the next run (or `retry`) submits it
+            run.spend.uncount(job)
             run.jobs.release(job_id, error=str(exc), error_type=exc.error_type)
             run.emit()
             return False
-        except FalError as exc:
+        except FalError as exc:  # refused outright: fal made no request of it
+            run.spend.uncount(job)
             run.fail(job_id, str(exc), exc.error_type)
             return False
         urls = run.fal.request_urls(model.endpoint_id, answer["request_id"])
