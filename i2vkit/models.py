@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -285,6 +286,34 @@ class ModelSpec:
 def is_remote(value: str) -> bool:
     """True for what fal can fetch itself (a URL or data URI), False for a local path."""
     return value.startswith(("http://", "https://", "data:"))
+
+
+#: A value that starts like a URL ("ftp://", "HTTP://") is one, never a file name.
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def looks_like_url(value: str) -> bool:
+    return bool(URL_SCHEME.match(value))
+
+
+def checked_url(raw: str) -> tuple[str, str]:
+    """``raw`` (which names a scheme) as the URL to send, or why fal could not fetch it.
+
+    Checked at plan time (a shot list's row and column, or --end-image, at hand) because a
+    URL is sent as is: a bad one would otherwise pass the plan, cost a submit and fail on
+    fal as a download error naming neither. The scheme is lower-cased so ``HTTP://`` is sent as a URL
+    rather than looked for as a file."""
+    parts = urllib.parse.urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return raw, "is not an http(s) URL"
+    try:
+        host, _port = parts.hostname, parts.port  # a port that is not a number raises
+    except ValueError:
+        return raw, "has a port that is not a number"
+    if not host:
+        return raw, "has no host"
+    return scheme + raw[len(parts.scheme) :], ""
 
 
 def spec_for(entry: Mapping[str, Any], name: str | None = None) -> ModelSpec:

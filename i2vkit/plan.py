@@ -30,7 +30,7 @@ from .config import Settings, load_settings
 from .errors import InputError, ModelError, StoreError
 from .images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, Trusted, check_image, scan_images
 from .jobs import UNSUCCESSFUL, JobStatus
-from .models import END_IMAGE_OPTION, ModelSpec, get_model, is_remote
+from .models import END_IMAGE_OPTION, ModelSpec, checked_url, get_model, is_remote, looks_like_url
 from .pairing import Pair, normalize_pairing, pair
 from .prompts import check_prompt_lengths, parse_prompts, read_prompts
 from .store import Store
@@ -675,8 +675,17 @@ def _end_image(model: ModelSpec, options: dict[str, Any]) -> ImageFile | None:
 
 
 def check_end_image(value: str, where: str = "Pass --end-image an image file.") -> ImageFile | None:
-    """A local end frame checked like the batch's images; None for a URL (sent as is)."""
-    if is_remote(value):
+    """A local end frame checked like the batch's images; None for a URL (sent as is,
+    once it is one fal can fetch)."""
+    if looks_like_url(value):
+        why = checked_url(value)[1]
+        if why:
+            raise InputError(
+                f"End image {value} {why}. Pass --end-image an image file or an http(s) URL "
+                "fal can fetch."
+            )
+        return None
+    if is_remote(value):  # a data: URI
         return None
     path = Path(value).expanduser()
     if not path.exists():

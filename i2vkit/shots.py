@@ -18,8 +18,6 @@ import csv
 import io
 import json
 import os
-import re
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from typing import Any
 from .config import Settings
 from .errors import InputError, ModelError
 from .images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, check_image
-from .models import END_IMAGE_OPTION, ModelSpec, get_model, is_remote
+from .models import END_IMAGE_OPTION, ModelSpec, checked_url, get_model, is_remote, looks_like_url
 from .plan import (
     BatchSpec,
     Plan,
@@ -46,8 +44,6 @@ from .plan import (
 RESERVED = ("image", "prompt", "model", "end_image", "takes", "name")
 DELIMITERS = (",", ";", "\t")
 MAX_ERRORS_SHOWN = 50
-#: A cell that starts like a URL ("ftp://", "HTTP://") is one, never a file name.
-URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass
@@ -361,26 +357,6 @@ def _problem_lines(message: str, m: ModelSpec) -> str:
     return f"{text} (model {m.name}; `i2vkit models {m.name}` lists its options)"
 
 
-def _checked_url(raw: str) -> tuple[str, str]:
-    """``raw`` (which names a scheme) as the URL to send, or why fal could not fetch it.
-
-    Checked here, with the row and column at hand, because a URL is sent as is: a bad
-    one would otherwise pass the plan, cost a submit and fail on fal as a download
-    error naming neither. The scheme is lower-cased so ``HTTP://`` is sent as a URL
-    rather than looked for as a file."""
-    parts = urllib.parse.urlsplit(raw)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        return raw, "is not an http(s) URL"
-    try:
-        host, _port = parts.hostname, parts.port  # a port that is not a number raises
-    except ValueError:
-        return raw, "has a port that is not a number"
-    if not host:
-        return raw, "has no host"
-    return scheme + raw[len(parts.scheme) :], ""
-
-
 def _image(
     value: Any,
     base: Path,
@@ -397,8 +373,8 @@ def _image(
     if raw.startswith("data:"):
         problem(column, "a data: URI; give a file or an http(s) URL")
         return None, None
-    if URL_SCHEME.match(raw):
-        url, why = _checked_url(raw)
+    if looks_like_url(raw):
+        url, why = checked_url(raw)
         if why:
             problem(
                 column,

@@ -141,6 +141,19 @@ def test_out_of_range_and_all_problems_reported_at_once(emulator, tmp_path, batc
     assert emulator.stats()["uploads"] == 0
 
 
+@pytest.mark.parametrize(
+    "end,said",
+    [("ftp://127.0.0.1/end.png", "is not an http(s) URL"), ("http:///end.png", "has no host")],
+)
+def test_an_end_image_url_fal_cannot_fetch_is_refused_before_any_upload(
+    emulator, tmp_path, batch, end, said
+):
+    out = bulk(emulator, tmp_path, *batch, "--end-image", end, model="kling")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"End image {end} {said}" in out.stderr, out.stderr
+    assert emulator.stats()["uploads"] == 0 and emulator.stats()["submits"]["total"] == 0
+
+
 def test_kling_v3_jobs_send_start_image_url_and_the_end_image(emulator, tmp_path, batch):
     images, prompts = batch
     end = make_images(tmp_path / "end", 1, start=7)[0]
