@@ -103,7 +103,9 @@ def test_a_shot_list_resumes_after_kill_9(tmp_path, emulator):
     )
     try:
         wait_until(
-            lambda: emulator.stats()["submits"]["total"] == 6 or proc.poll() is not None,
+            # jobs fal created, not POSTs begun: a POST the kill cuts off mid-body creates
+            # none, and its job is rightly submitted again by the resumed run
+            lambda: len(emulator.jobs()) == 6 or proc.poll() is not None,
             120,
             "every shot submitted",
         )
@@ -114,9 +116,8 @@ def test_a_shot_list_resumes_after_kill_9(tmp_path, emulator):
     emulator.configure(start_limit=None)
     resumed = run_cli(shots_cmd(tmp_path / "shots.csv"), env, tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert emulator.stats()["submits"]["total"] == 6  # zero duplicate submits
     inputs = [repr(sorted(j["arguments"].items())) for j in emulator.jobs()]
-    assert len(inputs) == len(set(inputs)) == 6
+    assert len(inputs) == len(set(inputs)) == 6  # zero duplicate submits
     assert len(videos(tmp_path / "videos")) == 6
 
 
