@@ -93,6 +93,27 @@ class ScanResult:
 _WINDOWS_DRIVE = re.compile(r"^([A-Za-z]):[\\/]?(.*)$")
 
 
+def typed_path(value: str | os.PathLike) -> str:
+    """A path argument as the user typed it (bytes decoded as the OS does)."""
+    raw = os.fspath(value)
+    return os.fsdecode(raw) if isinstance(raw, bytes) else raw
+
+
+def existing_path(raw: str, what: str, create: str) -> Path:
+    """``raw`` made absolute, or an InputError "{what} not found" that says why (a Windows
+    path typed on Linux) or where it was looked for and what to ``create``."""
+    path = Path(os.path.abspath(os.path.expanduser(raw)))
+    if not path.exists():
+        hint = windows_path_hint(raw)
+        if hint:
+            raise InputError(f"{what} not found: {raw}. {hint}.")
+        raise InputError(
+            f"{what} not found: {path}. Check the path (it is resolved from the current "
+            f"directory {os.getcwd()}) or {create}."
+        )
+    return path
+
+
 def windows_path_hint(raw: str, platform: str = sys.platform) -> str | None:
     """If ``raw`` looks like a Windows path, say which Linux/WSL path to use instead.
 
@@ -222,22 +243,12 @@ def check_image(
 
 def _resolve_folder(folder: str | os.PathLike) -> Path:
     """Turn the user's folder argument into an absolute Path, or explain what is wrong."""
-    raw = os.fspath(folder)
-    if isinstance(raw, bytes):
-        raw = os.fsdecode(raw)
+    raw = typed_path(folder)
     if not raw.strip():
         raise InputError(
             "Images folder is empty (no path given). Pass the folder holding your images."
         )
-    path = Path(os.path.abspath(os.path.expanduser(raw)))
-    if not path.exists():
-        hint = windows_path_hint(raw)
-        if hint:
-            raise InputError(f"Images folder not found: {raw}. {hint}.")
-        raise InputError(
-            f"Images folder not found: {path}. Check the path (it is resolved from the "
-            f"current directory {os.getcwd()}) or create the folder and put your images in it."
-        )
+    path = existing_path(raw, "Images folder", "create the folder and put your images in it")
     if path.is_file():
         raise InputError(
             f"Images folder {path} is a file, not a folder. Pass the folder that contains "

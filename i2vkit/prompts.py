@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 from .errors import InputError
-from .images import windows_path_hint
+from .images import existing_path, typed_path
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _BOM = "\ufeff"
@@ -52,18 +51,9 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     unreadable, not UTF-8 (with the line and byte offset of the first bad byte)
     or holds no prompt.
     """
-    raw = os.fspath(path)
-    if isinstance(raw, bytes):
-        raw = os.fsdecode(raw)
-    p = Path(os.path.abspath(os.path.expanduser(raw)))
-    if not p.exists():
-        hint = windows_path_hint(raw)
-        if hint:
-            raise InputError(f"Prompts file not found: {raw}. {hint}.")
-        raise InputError(
-            f"Prompts file not found: {p}. Check the path (it is resolved from the current "
-            f"directory {os.getcwd()}) or create a text file with one prompt per line."
-        )
+    p = existing_path(
+        typed_path(path), "Prompts file", "create a text file with one prompt per line"
+    )
     if p.is_dir():
         raise InputError(
             f"Prompts file {p} is a folder, not a file. Pass the text file that holds "

@@ -28,6 +28,26 @@ def submitted(db) -> int:
         return 0
 
 
+def bulk_queued_behind_two_slots(tmp_path, emulator, images: int, prompts: int, job_seconds):
+    """Start `i2vkit bulk` on images x prompts jobs, all submitted at once on an account of
+    2 slots, and return (args, env, proc) once 2 run and the rest wait in fal's queue."""
+    emulator.configure(concurrency=2, job_seconds=job_seconds)
+    make_images(tmp_path / "pics", images)
+    jobs = images * prompts
+    args = bulk_args(
+        write_prompts(tmp_path / "prompts.txt", prompts),
+        tmp_path / "pics",
+        "--concurrency",
+        str(jobs),
+    )
+    env = cli_env(tmp_path, emulator.url)
+    proc = subprocess.Popen(
+        args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    queued_behind_two_slots(emulator, tmp_path / "ledger.db", jobs, proc)
+    return args, env, proc
+
+
 def queued_behind_two_slots(emulator, db, jobs: int, proc: subprocess.Popen):
     """Wait until every job is submitted: 2 running in the account's 2 slots, the rest queued."""
 
@@ -45,16 +65,8 @@ def test_ctrl_c_cancels_queued_requests_then_the_same_command_resumes_them(tmp_p
     cancelled on fal (the emulator never runs any of them) and recorded `cancelled`; the 2
     running finish. The same command then submits exactly the 18 again and every pair gets
     its video."""
-    emulator.configure(concurrency=2, job_seconds=5)
-    make_images(tmp_path / "pics", 4)
-    prompts = write_prompts(tmp_path / "prompts.txt", 5)
-    env = cli_env(tmp_path, emulator.url)
+    args, env, proc = bulk_queued_behind_two_slots(tmp_path, emulator, 4, 5, job_seconds=5)
     db, out = tmp_path / "ledger.db", tmp_path / "videos"
-    args = bulk_args(prompts, tmp_path / "pics", "--concurrency", "20")
-    proc = subprocess.Popen(
-        args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    queued_behind_two_slots(emulator, db, 20, proc)
     waiting = {j["request_id"] for j in emulator.jobs() if j["state"] == "IN_QUEUE"}
     assert len(waiting) == 18
     proc.send_signal(signal.SIGINT)
@@ -84,16 +96,8 @@ def test_cancel_command_stops_a_running_batch_from_another_terminal(tmp_path, em
     fal and recorded, the running ones are left to finish and the running CLI downloads
     them and ends (exit 1: not every job has its video); the same bulk command then submits
     the cancelled jobs and finishes."""
-    emulator.configure(concurrency=2, job_seconds=3)
-    make_images(tmp_path / "pics", 2)
-    prompts = write_prompts(tmp_path / "prompts.txt", 4)
-    env = cli_env(tmp_path, emulator.url)
+    args, env, proc = bulk_queued_behind_two_slots(tmp_path, emulator, 2, 4, job_seconds=3)
     db, out = tmp_path / "ledger.db", tmp_path / "videos"
-    args = bulk_args(prompts, tmp_path / "pics", "--concurrency", "8")
-    proc = subprocess.Popen(
-        args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    queued_behind_two_slots(emulator, db, 8, proc)
     batch = ledger(db, "SELECT id FROM batches")[0][0]
     cancel = run_cli([*args[:3], "cancel", batch], env, tmp_path)
     assert cancel.returncode == 0, cancel.stdout + cancel.stderr

@@ -63,13 +63,11 @@ class RequestHistory:
             try:
                 found = await self.find(job)
             except HistoryUnavailable as exc:
-                run.jobs.release_if(job)
-                self.say(
-                    job["id"],
+                return self._to_submit(
+                    job,
                     f"{UNKNOWN}, and fal's request history could not be read ({exc}): "
                     "submitted again, so fal may bill it twice",
                 )
-                return run.jobs.get(job["id"])
             except (FalAuthError, FalLockedError):
                 raise
             except FalError as exc:
@@ -80,13 +78,11 @@ class RequestHistory:
                 )
                 return None
             if found is None:
-                run.jobs.release_if(job)
-                self.say(
-                    job["id"],
+                return self._to_submit(
+                    job,
                     f"{UNKNOWN}; fal's request history has no request with its arguments, "
                     "so it never reached fal: submitted now",
                 )
-                return run.jobs.get(job["id"])
             request_id = found["request_id"]
             urls = run.fal.request_urls(job["endpoint_id"], request_id)
             run.jobs.submitted(job["id"], request_id, urls, None)
@@ -96,6 +92,12 @@ class RequestHistory:
                 "history): followed, not submitted again",
             )
         return run.jobs.get(job["id"])
+
+    def _to_submit(self, job: dict[str, Any], why: str) -> dict[str, Any]:
+        """Back to pending, to be submitted by this run, and say why."""
+        self.run.jobs.release_if(job)
+        self.say(job["id"], why)
+        return self.run.jobs.get(job["id"])
 
     async def find(self, job: dict[str, Any]) -> dict[str, Any] | None:
         """The request of the job's endpoint, sent around its claim, whose input is exactly
