@@ -489,6 +489,20 @@ def describe_videos(videos: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def run_all(page, artifacts: Path, failure: str) -> None:
+    """Run > Run All Cells, as a user would, then wait for every cell to have run."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    wait_or_fail(
+        page,
+        JS_RUN_FINISHED,
+        RUN_ALL_MS,
+        lambda: f"Run All Cells did not finish; prompts: {page.evaluate(JS_PROMPTS)}",
+        artifacts,
+        failure,
+    )
+
+
 def open_url(lab: dict, workspace: str, notebook: str) -> str:
     """The notebook alone in a fresh workspace of its own: Lab does not restore an earlier
     test's tabs, so the Run menu acts on this notebook and no other kernel competes."""
@@ -544,21 +558,7 @@ def run_notebook_and_check(page, lab, artifacts: Path, console_errors: list[str]
             f"JupyterLab shows a dialog on open: {dialog.first.inner_text()!r}", pytrace=False
         )
 
-    # Run > Run All Cells, as a user would.
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-
-    wait_or_fail(
-        page,
-        JS_RUN_FINISHED,
-        RUN_ALL_MS,
-        lambda: (
-            f"Run All Cells did not finish in {RUN_ALL_MS // 1000}s; prompts: "
-            f"{page.evaluate(JS_PROMPTS)}"
-        ),
-        artifacts,
-        "failure-run",
-    )
+    run_all(page, artifacts, "failure-run")
 
     # No cell shows an error.
     errors = page.evaluate(JS_ERRORS)
@@ -720,16 +720,7 @@ def test_comparison_grid_in_jupyterlab(browser, lab, artifacts):
             artifacts,
             "failure-compare-open",
         )
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-        wait_or_fail(
-            page,
-            JS_RUN_FINISHED,
-            RUN_ALL_MS,
-            lambda: f"Run All did not finish: {page.evaluate(JS_PROMPTS)}",
-            artifacts,
-            "failure-compare-run",
-        )
+        run_all(page, artifacts, "failure-compare-run")
         shown = page.evaluate(JS_ERRORS)
         assert not shown, "\n---\n".join(shown)
 

@@ -85,6 +85,23 @@ def execute(path: Path, env: dict[str, str], save_as: Path | None = None):
     return nb
 
 
+def run_on_emulator(tmp_path: Path, plan_of):
+    """Run the plan ``plan_of(settings)`` on a fresh emulator, videos under ``tmp_path``;
+    returns the batch's result and the jobs the emulator was sent."""
+    from i2vkit.config import Settings
+    from i2vkit.emulator import Emulator
+    from i2vkit.engine import run_batch
+
+    with Emulator(port=0, key=TEST_KEY, job_seconds=0) as emu:
+        settings = Settings(
+            fal_key=TEST_KEY,
+            fal_url=emu.url,
+            db_path=tmp_path / "ledger.db",
+            download_dir=tmp_path / "videos",
+        )
+        return run_batch(plan_of(settings), settings), emu.jobs()
+
+
 def html_outputs(nb) -> list[str]:
     return [
         "".join(out["data"]["text/html"])
@@ -659,8 +676,6 @@ def test_picker_and_schema_widgets_drive_the_cost_and_the_run(widget_mode, tmp_p
     import ipywidgets as widgets
 
     from i2vkit.config import Settings
-    from i2vkit.emulator import Emulator
-    from i2vkit.engine import run_batch
 
     snap = _snapshot()
     form = nbk.BatchForm(base=NOTEBOOKS)
@@ -736,16 +751,7 @@ def test_picker_and_schema_widgets_drive_the_cost_and_the_run(widget_mode, tmp_p
 
     w["pairing"].value = "one_to_one"  # 3 jobs, under the amount that asks first
     w["output_dir"].value = str(tmp_path / "videos")
-    with Emulator(port=0, key=TEST_KEY, job_seconds=0) as emu:
-        settings = Settings(
-            fal_key=TEST_KEY,
-            fal_url=emu.url,
-            db_path=tmp_path / "ledger.db",
-            download_dir=tmp_path / "videos",
-        )
-        plan = form.confirmed_plan(settings)
-        result = run_batch(plan, settings)
-        sent = emu.jobs()
+    result, sent = run_on_emulator(tmp_path, form.confirmed_plan)
     assert [j.status for j in result.jobs] == ["downloaded"] * 3, result.summary()
     assert len(sent) == 3
     for job in sent:
@@ -773,8 +779,6 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     import ipywidgets as widgets
 
     from i2vkit.config import Settings
-    from i2vkit.emulator import Emulator
-    from i2vkit.engine import run_batch
     from i2vkit.plan import plan_batch
 
     snap = _snapshot()
@@ -856,15 +860,7 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
 
     w["pairing"].value = "one_to_one"
     w["output_dir"].value = str(tmp_path / "videos")
-    with Emulator(port=0, key=TEST_KEY, job_seconds=0) as emu:
-        settings = Settings(
-            fal_key=TEST_KEY,
-            fal_url=emu.url,
-            db_path=tmp_path / "ledger.db",
-            download_dir=tmp_path / "videos",
-        )
-        result = run_batch(plan_batch(form.spec(), settings), settings)
-        sent = emu.jobs()
+    result, sent = run_on_emulator(tmp_path, lambda settings: plan_batch(form.spec(), settings))
     assert [j.status for j in result.jobs] == ["downloaded"] * 6, result.summary()
     by_endpoint = {}
     for job in sent:
