@@ -223,7 +223,7 @@ class Plan:
         lines = [head]
         if len(self.models) > 1:
             for m, n, amount in self.per_model():
-                money = "price unknown" if amount is None else f"${amount:,.2f}"  # as the total
+                money = "price unknown" if amount is None else f"${amount:,.2f}"
                 lines.append(f"  {m.name} ({m.endpoint_id}): {n} jobs, {money}")
         lines += [
             f"estimated cost on fal, all jobs of the batch: {cost}",
