@@ -284,8 +284,9 @@ class ModelSpec:
 
 
 def is_remote(value: str) -> bool:
-    """True for what fal can fetch itself (a URL or data URI), False for a local path."""
-    return value.startswith(("http://", "https://", "data:"))
+    """True for what fal can fetch itself (a URL or data URI), False for a local path.
+    A scheme's case does not matter (``HTTP://`` is a URL, as :func:`checked_url` says)."""
+    return value[:8].lower().startswith(("http://", "https://", "data:"))
 
 
 #: A value that starts like a URL ("ftp://", "HTTP://") is one, never a file name.
@@ -301,8 +302,7 @@ def checked_url(raw: str) -> tuple[str, str]:
 
     Checked at plan time (a shot list's row and column, or --end-image, at hand) because a
     URL is sent as is: a bad one would otherwise pass the plan, cost a submit and fail on
-    fal as a download error naming neither. The scheme is lower-cased so ``HTTP://`` is sent as a URL
-    rather than looked for as a file."""
+    fal as a download error naming neither. The scheme comes back lower-cased."""
     parts = urllib.parse.urlsplit(raw)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):

@@ -154,6 +154,19 @@ def test_an_end_image_url_fal_cannot_fetch_is_refused_before_any_upload(
     assert emulator.stats()["uploads"] == 0 and emulator.stats()["submits"]["total"] == 0
 
 
+def test_an_end_image_url_with_its_scheme_in_capitals_is_sent_as_a_url(emulator, tmp_path, batch):
+    """`HTTP://...` passes the URL check, so it is a URL everywhere: sent as is, never
+    looked for as a local file to upload."""
+    from helpers import upload_blob
+
+    end = upload_blob(emulator, (tmp_path / "pics" / "img1.png").read_bytes())
+    end = "HTTP" + end[len("http") :]
+    out = bulk(emulator, tmp_path, *batch, "--end-image", end, model="kling")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert {j["arguments"]["end_image_url"] for j in emulator.jobs()} == {end}
+    assert emulator.stats()["uploads"] == 1 + 2  # the end frame by hand, then the two images
+
+
 def test_kling_v3_jobs_send_start_image_url_and_the_end_image(emulator, tmp_path, batch):
     images, prompts = batch
     end = make_images(tmp_path / "end", 1, start=7)[0]
