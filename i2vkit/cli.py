@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import __version__
 from .config import Settings, load_settings, parse_max_cost, redact
-from .errors import ConfigError, I2vkitError, InputError, StoreError
+from .errors import BackendUnreachable, ConfigError, I2vkitError, InputError, StoreError
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -410,8 +410,6 @@ def error_exit_code(exc: BaseException) -> int:
     """Bad input or settings is 2 (nothing submitted); any other i2vkit error stopped a batch."""
     if isinstance(exc, ConfigError | InputError | StoreError):
         return EXIT_INPUT
-    from .fal import BackendUnreachable
-
     if isinstance(exc, BackendUnreachable):
         return EXIT_UNREACHABLE
     return EXIT_STOPPED

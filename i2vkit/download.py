@@ -21,7 +21,7 @@ import httpx
 
 from .errors import DownloadError
 from .filenames import safe_component
-from .http import ATTEMPTS, RequestBudget, Retry, retry_if_transient, retrying
+from .http import ATTEMPTS, RequestBudget, _Retry, retry_if_transient, retrying
 
 MAX_VIDEO_BYTES = 2 * 1024**3
 CHUNK = 1024 * 1024
@@ -149,65 +149,81 @@ async def download(
         return size
 
     async def attempt() -> int:
-        offset = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        async with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
-            if response.status_code in (401, 403, 404, 410):
-                raise ExpiredURLError(
-                    f"the video URL answered HTTP {response.status_code}; it has expired."
-                )
-            if response.status_code == 416 and offset:
-                part.unlink(missing_ok=True)  # the .part is not a prefix of this file
-                raise Retry("the partial download did not match; starting over")
-            retry_if_transient(response)
-            if response.status_code not in (200, 206):
-                raise DownloadError(
-                    f"download of {dest.name} failed: the server answered HTTP "
-                    f"{response.status_code}."
-                )
-            return await write_part(response, 0 if response.status_code == 200 else offset)
+        return await _download_once(client, url, dest, max_bytes)
 
-    async def write_part(response: httpx.Response, offset: int) -> int:
-        length = response.headers.get("content-length")
-        total = offset + int(length) if length is not None else None
-        if total is not None and total > max_bytes:
-            raise DownloadError(
-                f"the video is {total} bytes, over the {max_bytes} byte cap; not downloaded."
-            )
-        size = offset
-        with open(part, "r+b" if offset else "wb", buffering=CHUNK) as f:
-            f.seek(offset)
-            f.truncate()
-            async for chunk in response.aiter_raw():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise DownloadError(f"the download passed the {max_bytes} byte cap; stopped.")
-                f.write(chunk)
-            f.flush()
-            # durable before the rename, without stalling the whole batch on the disk
-            await asyncio.to_thread(os.fsync, f.fileno())
-        if total is not None and size != total:
-            raise Retry(f"got {size} of {total} bytes")
-        if size == 0:
-            raise Retry("the server sent an empty file")
-        finish(dest, size)
-        return size
-
-    def give_up(last: Retry) -> DownloadError:
+    def give_up(last: _Retry) -> DownloadError:
         return DownloadError(f"download of {dest.name} failed after {attempts} tries ({last}).")
 
     try:
         return await retrying(attempt, give_up=give_up, budget=budget, attempts=attempts)
     except OSError as exc:
         part.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC or exc.errno == errno.EFBIG:
-            raise DownloadError(
-                f"no space left to write {dest.name} in {dest.parent}; free some space and "
-                "run the same command again (the job is kept and will download then)."
-            ) from None
-        raise DownloadError(f"cannot write {dest}: {exc.strerror}.") from None
+        raise _cannot_write(dest, exc) from None
     except (ExpiredURLError, RenameBlockedError):
         raise
     except DownloadError:
         part.unlink(missing_ok=True)
         raise
+
+
+async def _download_once(client: httpx.AsyncClient, url: str, dest: Path, max_bytes: int) -> int:
+    """One try: ask for what the `.part` lacks (a Range request when it has bytes), write
+    it, and rename the `.part` to `dest` once whole; returns the size."""
+    part = part_path(dest)
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    async with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
+        if response.status_code in (401, 403, 404, 410):
+            raise ExpiredURLError(
+                f"the video URL answered HTTP {response.status_code}; it has expired."
+            )
+        if response.status_code == 416 and offset:
+            part.unlink(missing_ok=True)  # the .part is not a prefix of this file
+            raise _Retry("the partial download did not match; starting over")
+        retry_if_transient(response)
+        if response.status_code not in (200, 206):
+            raise DownloadError(
+                f"download of {dest.name} failed: the server answered HTTP {response.status_code}."
+            )
+        start = 0 if response.status_code == 200 else offset
+        size = await _write_part(response, part, start, max_bytes)
+        finish(dest, size)
+        return size
+
+
+async def _write_part(response: httpx.Response, part: Path, offset: int, max_bytes: int) -> int:
+    """Write the body into `part` from `offset` on, durably; returns the `.part`'s size.
+    Asks for another try (:class:`~i2vkit.http._Retry`) when the body came short or empty."""
+    length = response.headers.get("content-length")
+    total = offset + int(length) if length is not None else None
+    if total is not None and total > max_bytes:
+        raise DownloadError(
+            f"the video is {total} bytes, over the {max_bytes} byte cap; not downloaded."
+        )
+    size = offset
+    with open(part, "r+b" if offset else "wb", buffering=CHUNK) as f:
+        f.seek(offset)
+        f.truncate()
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > max_bytes:
+                raise DownloadError(f"the download passed the {max_bytes} byte cap; stopped.")
+            f.write(chunk)
+        f.flush()
+        # durable before the rename, without stalling the whole batch on the disk
+        await asyncio.to_thread(os.fsync, f.fileno())
+    if total is not None and size != total:
+        raise _Retry(f"got {size} of {total} bytes")
+    if size == 0:
+        raise _Retry("the server sent an empty file")
+    return size
+
+
+def _cannot_write(dest: Path, exc: OSError) -> DownloadError:
+    """The error for a `.part` that could not be written (a full disk says what to do)."""
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EFBIG:
+        return DownloadError(
+            f"no space left to write {dest.name} in {dest.parent}; free some space and "
+            "run the same command again (the job is kept and will download then)."
+        )
+    return DownloadError(f"cannot write {dest}: {exc.strerror}.")

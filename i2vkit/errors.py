@@ -55,6 +55,42 @@ class FalTransientError(FalError):
     """429, 5xx or a dropped connection that survived our retries."""
 
 
+class BackendUnreachable(FalTransientError):
+    """No connection to the backend at all (closed port, no network, unknown host).
+
+    Raised by the preflight before anything is uploaded or recorded (the CLI exits 4),
+    and by any later call that cannot connect. What to do: check the network, or start
+    the service ``I2VKIT_FAL_URL`` points at, then run the same command again."""
+
+
+class SubmitUnanswered(FalTransientError):
+    """A submit whose connection broke after it was sent: fal may have queued it (and will
+    bill it), so it must not be sent again blindly; fal's request history settles it.
+
+    Raised by the submit POST only; the engine keeps the job ``submitting`` and the next
+    run adopts the request fal got, or submits it again if fal has none."""
+
+
+class StreamUnavailable(FalTransientError):
+    """A status stream that cannot be used: `refused` (404/405: this host has none) or it
+    dropped, stalled or could not be opened.
+
+    Raised while following a job; nothing to do: polling takes over either way."""
+
+    def __init__(self, message: str, *, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
+
+
+class HistoryUnavailable(FalError):
+    """fal will not list the requests: the key may not read the account's request history
+    (403, "restricted request view"), or the service has no such endpoint (404/405).
+
+    Raised by the request-history lookup; a job a crash left ``submitting`` is then
+    submitted again (fal may bill it twice) and its note says so. What to do: give the
+    key the right to read the request history (an admin key can)."""
+
+
 class UploadError(I2vkitError):
     """One image could not be uploaded; the batch goes on without it."""
 

@@ -9,19 +9,18 @@ silently retried into a second paid job, and one mapping of fal's errors.
 fal_client's module globals (its hosts) are never touched by a batch: a demo run in a
 notebook leaves the user's own fal_client calls going to fal. The benchmark, which
 compares stock fal_client with i2vkit, points fal_client at the emulator explicitly
-with :func:`fal_client_pointed_at`.
+with :func:`i2vkit.fal_client_hosts.fal_client_pointed_at`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import mimetypes
 import os
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,11 +32,19 @@ import httpx
 
 from .backend import Backend
 from .config import redact
-from .errors import FalAuthError, FalError, FalLockedError, FalTransientError
+from .errors import (
+    BackendUnreachable,
+    FalAuthError,
+    FalError,
+    FalLockedError,
+    FalTransientError,
+    StreamUnavailable,
+    SubmitUnanswered,
+)
 from .http import (
     ATTEMPTS,
     RequestBudget,
-    Retry,
+    _Retry,
     fal_error,
     retry_after_seconds,
     retry_if_transient,
@@ -47,8 +54,8 @@ from .http import (
 FAL_QUEUE_URL = "https://queue.fal.run"
 FAL_REST_URL = "https://rest.fal.ai"
 FAL_CDN_URL = "https://v3.fal.media"
+FAL_PLATFORM_URL = "https://api.fal.ai/v1"
 DEMO_KEY = "demo:i2vkit-emulator"
-FAL_CLIENT_HOSTS = ("QUEUE_URL_FORMAT", "RUN_URL_FORMAT", "REST_URL", "CDN_URL")
 # fal_client's multipart rule, so what fal's CDN receives is what it receives from fal_client
 MULTIPART_THRESHOLD = fal_client_module.MULTIPART_THRESHOLD
 MULTIPART_CHUNK = fal_client_module.MULTIPART_CHUNK_SIZE
@@ -57,62 +64,17 @@ PREFLIGHT_ATTEMPTS = 2  # the first call of a batch: a closed port or no network
 PREFLIGHT_CONNECT_SECONDS = 5.0
 PROBE_REQUEST_ID = "00000000-0000-0000-0000-000000000000"  # never a real request
 APP_NOT_FOUND = re.compile(r"\bapplication\b.*\bnot found\b", re.IGNORECASE)
-NOT_CONNECTED = ("ConnectError", "ConnectTimeout")  # how Retry.reason names "never connected"
+NOT_CONNECTED = ("ConnectError", "ConnectTimeout")  # how _Retry.reason names "never connected"
 STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
 # fal sends a keep-alive comment every 15 s: a stream silent for two of them has stalled
 STREAM_KEEPALIVE = 15.0
 STREAM_IDLE = 2 * STREAM_KEEPALIVE
 
 
-class BackendUnreachable(FalTransientError):
-    """No connection to the backend at all (closed port, no network, unknown host)."""
-
-
-class SubmitUnanswered(FalTransientError):
-    """A submit whose connection broke after it was sent: fal may have queued it (and will
-    bill it), so it must not be sent again blindly; fal's request history settles it."""
-
-
-class StreamUnavailable(FalTransientError):
-    """A status stream that cannot be used: `refused` (404/405: this host has none) or it
-    dropped, stalled or could not be opened. Polling takes over either way."""
-
-    def __init__(self, message: str, *, refused: bool = False):
-        super().__init__(message)
-        self.refused = refused
-
-
-def point_fal_client_at(base_url: str | None) -> dict[str, str]:
-    """Point stock fal_client's hosts at one base URL (None: fal's own); returns what they
-    were. Process-wide: for scripts such as the benchmark; code that must leave things as
-    it found them uses :func:`fal_client_pointed_at`."""
-    before = {name: getattr(fal_client_module, name) for name in FAL_CLIENT_HOSTS}
-    if base_url is None:
-        hosts = {
-            "QUEUE_URL_FORMAT": FAL_QUEUE_URL + "/",
-            "RUN_URL_FORMAT": "https://fal.run/",
-            "REST_URL": FAL_REST_URL,
-            "CDN_URL": FAL_CDN_URL,
-        }
-    else:
-        base = base_url.rstrip("/")
-        hosts = {"QUEUE_URL_FORMAT": base + "/", "RUN_URL_FORMAT": base + "/"}
-        hosts |= {"REST_URL": base, "CDN_URL": base}
-    for name, value in hosts.items():
-        setattr(fal_client_module, name, value)
-    return before
-
-
-@contextlib.contextmanager
-def fal_client_pointed_at(base_url: str | None) -> Iterator[None]:
-    """Stock fal_client talks to `base_url` inside the block, and to whatever it talked to
-    before once the block ends (also on errors)."""
-    before = point_fal_client_at(base_url)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            setattr(fal_client_module, name, value)
+def platform_url(backend: Backend) -> str:
+    """fal's Platform API: ``https://api.fal.ai/v1``, or ``{I2VKIT_FAL_URL}/v1`` like every
+    other fal host."""
+    return f"{backend.base_url.rstrip('/')}/v1" if backend.base_url else FAL_PLATFORM_URL
 
 
 @dataclass(frozen=True)
@@ -248,10 +210,10 @@ class FalConnection:
             self.requests["429"] += 1
         return response
 
-    def gave_up(self, what: str) -> Callable[[Retry], Exception]:
+    def gave_up(self, what: str) -> Callable[[_Retry], Exception]:
         """How a request to fal that ran out of tries (or became ambiguous) is reported."""
 
-        def give_up(last: Retry) -> Exception:
+        def give_up(last: _Retry) -> Exception:
             if last.response is not None:
                 return fal_error(last.response, what, self.key)
             if last.ambiguous:
@@ -332,8 +294,6 @@ class FalConnection:
         the status of a request id that cannot exist, which fal's queue answers per app.
         Any other answer, or none, counts as "not missing": the batch's own calls decide.
         """
-        from .platform import platform_url
-
         try:
             listed = await self.request(
                 "GET",
@@ -501,7 +461,7 @@ class FalConnection:
             if response.status_code == 401 and not renewed:
                 renewed = True
                 token = await self.cdn_token(stale=token)
-                raise Retry("the CDN token was rejected", response=response)
+                raise _Retry("the CDN token was rejected", response=response)
             retry_if_transient(response)
             if response.status_code >= 400:
                 raise fal_error(response, what, self.key)

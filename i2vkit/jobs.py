@@ -15,7 +15,6 @@ right after.
 
 from __future__ import annotations
 
-import enum
 import os
 import socket
 import uuid
@@ -23,27 +22,31 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from . import store as ledger  # the module: store.py imports JobStatus from here
+from . import store as ledger
+from .job_status import FINISHED, IN_FLIGHT, OPEN, UNSUCCESSFUL, JobStatus
 
 if TYPE_CHECKING:
     from .store import Store
 
-
-class JobStatus(enum.StrEnum):
-    PENDING = "pending"  # in the ledger, never sent to fal
-    SUBMITTING = "submitting"  # POST in flight: after a crash fal may or may not have it
-    QUEUED = "queued"  # fal gave us a request_id
-    RUNNING = "running"
-    COMPLETED = "completed"  # result fetched, video URL recorded, not on disk yet
-    DOWNLOADED = "downloaded"  # the mp4 is on disk: done
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-IN_FLIGHT = (JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.RUNNING)
-OPEN = (JobStatus.PENDING, *IN_FLIGHT, JobStatus.COMPLETED)
-FINISHED = (JobStatus.DOWNLOADED, JobStatus.FAILED, JobStatus.CANCELLED)
-UNSUCCESSFUL = (JobStatus.FAILED, JobStatus.CANCELLED)
+# The status vocabulary is defined in job_status.py (below the ledger, which names
+# statuses in its SQL) and offered here too, next to the moves between statuses.
+__all__ = [
+    "CONTINUE",
+    "FINISHED",
+    "IN_FLIGHT",
+    "OPEN",
+    "RELEASE",
+    "SKIP",
+    "START_TIME_TOLERANCE",
+    "TAKE_OVER",
+    "UNSUCCESSFUL",
+    "JobStatus",
+    "Jobs",
+    "owner_alive",
+    "process_owner",
+    "resume_action",
+    "retire_owner",
+]
 
 # What a job forgets when it goes back to pending: everything about a submission.
 _SUBMISSION = {

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlite_utils
 
-from . import jobs  # the status vocabulary (jobs.py imports this module too)
+from . import job_status as jobs  # the status vocabulary, as jobs.JobStatus
 from .errors import StoreError
 
 BUSY_TIMEOUT_MS = 60_000

@@ -22,15 +22,12 @@ __all__ = [
     "Job",
     "JobError",
     "Outcome",
-    "app_of",
     "error_outcome",
     "field_error",
     "injected_failure",
     "payload_problems",
     "required_fields",
 ]
-
-APP_NAMESPACES = ("workflows", "comfy")
 
 Outcome = tuple[int, Any, str | None, str | None, dict[str, str]]
 """(result status, result body, error, error_type, result headers) of a finished job."""
@@ -148,14 +145,6 @@ def injected_failure(job: Job) -> Outcome:
         detail = [validation_error(["body", "prompt"], msg, "content_policy_violation", prompt)]
         return (422, {"detail": detail}, msg, "content_policy_violation", {})
     return error_outcome(*_INJECTED[job.fail or "runner"])
-
-
-def app_of(endpoint: str) -> str:
-    """The ``owner/alias`` (or ``workflows/owner/alias``) part that request URLs use."""
-    parts = endpoint.split("/")
-    if parts[0] in APP_NAMESPACES and len(parts) >= 3:
-        return "/".join(parts[:3])
-    return "/".join(parts[:2])
 
 
 def required_fields(endpoint: str) -> tuple[list[str], str | None]:

@@ -21,8 +21,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..errors import FalAuthError, FalError, FalLockedError
-from ..platform import HistoryUnavailable, requests_by_endpoint
+from ..errors import FalAuthError, FalError, FalLockedError, HistoryUnavailable
+from ..platform import requests_by_endpoint
 from .context import RunContext
 
 # fal's clock and ours differ a little, and the claim is recorded just before the POST

@@ -16,8 +16,7 @@ import asyncio
 import time
 from typing import Any
 
-from ..errors import FalError, FalTransientError
-from ..fal import StreamUnavailable
+from ..errors import FalError, FalTransientError, StreamUnavailable
 from ..jobs import JobStatus
 from .context import RunContext
 from .schedule import PollSchedule

@@ -25,8 +25,8 @@ from ..errors import (
     FalTransientError,
     FalValidationError,
     InputError,
+    SubmitUnanswered,
 )
-from ..fal import SubmitUnanswered
 from ..models import is_remote
 from ..plan import row_options
 from ..store import utcnow
