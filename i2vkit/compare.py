@@ -22,15 +22,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .filenames import safe_component
-from .gallery import STATUS_COLORS, esc, parse_time
+from .gallery import STATUS_COLORS, esc
 from .jobs import UNSUCCESSFUL, JobStatus
-from .plan import usd
+from .money import usd
+from .refs import image_name
+from .rows import JobRow
+from .timestamps import seconds_between
 
 AXES = ("image", "prompt", "model", "take")
 #: The row/column choices offered by the pickers (notebook dropdowns, report selects).
@@ -74,7 +77,7 @@ class Cell:
     def value(self, axis: str) -> str:
         """The label of this cell on ``axis`` (what a row or column header shows)."""
         if axis == "image":
-            return _image_name(self.image)
+            return image_name(self.image)
         if axis == "prompt":
             return self.prompt
         if axis == "model":
@@ -84,20 +87,11 @@ class Cell:
         raise ValueError(f"unknown axis {axis!r}; choose from {', '.join(AXES)}")
 
 
-def _image_name(ref: str) -> str:
-    return ref.rsplit("/", 1)[-1] if "://" in ref else Path(ref).name
-
-
-def seconds_between(start: Any, end: Any) -> float | None:
-    a, b = parse_time(start), parse_time(end)
-    return None if a is None or b is None else round((b - a).total_seconds(), 3)
-
-
-def row_cost(row: Mapping[str, Any]) -> float | None:
+def row_cost(row: JobRow) -> float | None:
     """A ledger row's estimated price (its own model and options), None when unknown."""
     from .errors import InputError
-    from .plan import model_of_row
-    from .plan import row_cost as cost
+    from .planning.options import model_of_row
+    from .planning.options import row_cost as cost
 
     try:
         return cost(dict(row), model_of_row(dict(row)))
@@ -105,7 +99,7 @@ def row_cost(row: Mapping[str, Any]) -> float | None:
         return None
 
 
-def cells_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Cell]:
+def cells_from_rows(rows: Iterable[JobRow]) -> list[Cell]:
     """Cells for ledger rows (``Store.jobs(batch)``), in the order the jobs were planned."""
     cells = []
     for r in rows:
@@ -417,7 +411,7 @@ def cell_html(
         f"{esc(cell.status)}</span> · {esc(meta_line(cell))}{star}</div>"
     )
     out.append(
-        f'<div class="i2v-prompt" title="{esc(cell.prompt)}">{esc(_image_name(cell.image))}: '
+        f'<div class="i2v-prompt" title="{esc(cell.prompt)}">{esc(image_name(cell.image))}: '
         f"{esc(cell.prompt[:90])}</div></div>"
     )
     return "".join(out)

@@ -7,6 +7,11 @@ Messages never contain the FAL_KEY (see :func:`i2vkit.config.redact`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 class I2vkitError(Exception):
     """Base of every error i2vkit raises on purpose."""
@@ -22,6 +27,35 @@ class InputError(I2vkitError):
 
 class ModelError(InputError):
     """An unknown model name or bad model options."""
+
+
+class SpendCapError(InputError):
+    """The plan may add more than the spend cap (or its price is unknown): nothing is sent.
+    Raise the cap (--max-cost / I2VKIT_MAX_COST) or plan fewer jobs."""
+
+
+class SpendNotConfirmed(InputError):
+    """Nothing submitted: the batch would spend above the threshold and nobody said yes, or
+    it would spend above the spend cap (I2VKIT_MAX_COST). Answer y, or pass --yes."""
+
+
+class ShotListError(InputError):
+    """Problems in a shot list, all of them, each with its file, row and column: fix them
+    in the file and run the same command again."""
+
+    MAX_SHOWN = 50
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.problems = problems
+        shown = problems[: self.MAX_SHOWN]
+        more = len(problems) - len(shown)
+        text = "\n".join(f"  - {p}" for p in shown)
+        if more:
+            text += f"\n  ... and {more} more"
+        super().__init__(
+            f"Shot list {path} has {len(problems)} problem(s); nothing was uploaded or "
+            f"submitted:\n{text}\nFix them in the file and run the same command again."
+        )
 
 
 class StoreError(I2vkitError):
@@ -97,3 +131,32 @@ class UploadError(I2vkitError):
 
 class DownloadError(I2vkitError):
     """One video could not be downloaded; the job stays recoverable."""
+
+
+class ExpiredURLError(DownloadError):
+    """The video URL answers 403/404/410: ask fal for the result again."""
+
+
+class RenameBlockedError(DownloadError):
+    """The video is downloaded whole but cannot take its final name; its `.part` is kept.
+
+    On Windows a rename fails while another program holds either file open (a video
+    player, an antivirus or indexer scanning the fresh file): PermissionError,
+    winerror 32 or 5. Nothing is wrong with the bytes, so they are not thrown away: the
+    next run finds the complete `.part` (``size`` bytes) and only renames it.
+    """
+
+    def __init__(self, dest: Path, size: int, exc: OSError):
+        from .download import part_path  # download.py imports this module
+
+        self.dest, self.size = dest, size
+        why = (
+            "another program has it open (a video player?) or access was denied"
+            if isinstance(exc, PermissionError)
+            else (exc.strerror or str(exc)).lower()
+        )
+        super().__init__(
+            f"{dest.name} is downloaded ({size} bytes) but cannot be given its final name: "
+            f"{why}. The finished download is kept as {part_path(dest).name}; close what "
+            "uses the file and run the same command again to finish it without downloading."
+        )

@@ -22,6 +22,7 @@ import sqlite_utils
 
 from . import job_status as jobs  # the status vocabulary, as jobs.JobStatus
 from .errors import StoreError
+from .rows import BatchListRow, BatchRow, JobRow, UploadRow
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -168,6 +169,19 @@ def _m007_earlier_requests(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE jobs ADD COLUMN earlier_requests INTEGER NOT NULL DEFAULT 0")
 
 
+def _m008_batch_names(db: sqlite_utils.Database) -> None:
+    """A batch's name (``--batch NAME``) and identity (what it is, as JSON: folder, prompts,
+    models, options, pairing, output folder, backend). A batch an earlier version wrote
+    has no identity yet: the first run that matches it records one (planning/identity.py)."""
+    for column in ("name", "identity"):
+        if column not in db["batches"].columns_dict:
+            db.execute(f"ALTER TABLE batches ADD COLUMN {column} TEXT")
+    db.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS idx_batches_name ON batches (name) "
+        "WHERE name IS NOT NULL"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_upload_cache,
     _m002_upload_cache_validity,
@@ -176,6 +190,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m005_jobs_per_job_model,
     _m006_status_streams,
     _m007_earlier_requests,
+    _m008_batch_names,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -263,20 +278,21 @@ class Store:
                 "lock on it, close that program and run the same command again."
             ) from exc
 
-    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        """The rows as dicts; each method names their shape (a TypedDict of rows.py)."""
         return list(self.db.query(sql, list(params)))
 
     # -- upload cache ------------------------------------------------------------------
 
-    def cached_by_path(self, local_path: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT * FROM upload_cache WHERE local_path = ?", [local_path])
+    def cached_by_path(self, local_path: str) -> UploadRow | None:
+        rows: list[UploadRow] = self._rows(
+            "SELECT * FROM upload_cache WHERE local_path = ?", [local_path]
+        )
         return rows[0] if rows else None
 
-    def cached_by_hash(
-        self, file_hash: str, backend: str, valid_until: str
-    ) -> dict[str, Any] | None:
+    def cached_by_hash(self, file_hash: str, backend: str, valid_until: str) -> UploadRow | None:
         """A URL for these bytes on this backend that is still valid at `valid_until`."""
-        rows = self._rows(
+        rows: list[UploadRow] = self._rows(
             """SELECT * FROM upload_cache WHERE file_hash = ? AND backend = ?
                AND fal_url IS NOT NULL AND (expires_at IS NULL OR expires_at > ?)
                ORDER BY uploaded_at DESC LIMIT 1""",
@@ -301,12 +317,15 @@ class Store:
     # -- batches and jobs ----------------------------------------------------------------
 
     def save_batch(self, batch: dict[str, Any]) -> None:
+        """Record a batch, or update one the ledger has; a batch an earlier version wrote
+        (no identity yet) takes the identity, and the name, of the run that continues it."""
         now = utcnow()
-        existing = self.get_batch(batch["id"])
+        existing = self.get_batch_exact(batch["id"])
         if existing:
             self._write(
-                "UPDATE batches SET updated_at = ?, job_count = ? WHERE id = ?",
-                [now, batch.get("job_count"), batch["id"]],
+                """UPDATE batches SET updated_at = ?, job_count = ?,
+                   identity = COALESCE(identity, ?), name = COALESCE(name, ?) WHERE id = ?""",
+                [now, batch.get("job_count"), batch.get("identity"), batch.get("name"), batch["id"]],
             )
             return
         row = {**batch, "created_at": now, "updated_at": now}
@@ -318,17 +337,40 @@ class Store:
             [row[c] for c in columns],
         )
 
-    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT * FROM batches WHERE id = ?", [batch_id])
-        if not rows:
-            rows = self._rows(
-                "SELECT * FROM batches WHERE id LIKE ? ORDER BY created_at", [batch_id + "%"]
-            )
-            if len(rows) > 1:
-                raise StoreError(f"Batch id {batch_id!r} is ambiguous; give more characters.")
+    def get_batch(self, ref: str) -> BatchRow | None:
+        """The batch a person means by ``ref``: its name, its id, or a prefix of its id."""
+        found = self.batch_named(ref) or self.get_batch_exact(ref)
+        if found is not None:
+            return found
+        rows: list[BatchRow] = self._rows(
+            "SELECT * FROM batches WHERE id LIKE ? ORDER BY created_at", [ref + "%"]
+        )
+        if len(rows) > 1:
+            raise StoreError(f"Batch id {ref!r} is ambiguous; give more characters.")
         return rows[0] if rows else None
 
-    def list_batches(self) -> list[dict[str, Any]]:
+    def get_batch_exact(self, batch_id: str) -> BatchRow | None:
+        rows: list[BatchRow] = self._rows("SELECT * FROM batches WHERE id = ?", [batch_id])
+        return rows[0] if rows else None
+
+    def batch_named(self, name: str) -> BatchRow | None:
+        rows: list[BatchRow] = self._rows("SELECT * FROM batches WHERE name = ?", [name])
+        return rows[0] if rows else None
+
+    # -- the model catalogue read from fal ---------------------------------------------
+
+    def catalogue_copy(self, backend: str) -> dict[str, Any] | None:
+        """The catalogue read from ``backend``'s Platform API: ``read_at`` and ``data`` (JSON)."""
+        rows = self._rows("SELECT read_at, data FROM catalogue WHERE backend = ?", [backend])
+        return rows[0] if rows else None
+
+    def save_catalogue(self, backend: str, read_at: str, data: str) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO catalogue (backend, read_at, data) VALUES (?, ?, ?)",
+            [backend, read_at, data],
+        )
+
+    def list_batches(self) -> list[BatchListRow]:
         return self._rows(
             f"""SELECT b.*,
                  SUM(j.status = ?) AS done,
@@ -356,7 +398,7 @@ class Store:
         batch_id: str | None = None,
         statuses: Iterable[str] | None = None,
         keys: Iterable[str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[JobRow]:
         where, params = [], []
         if batch_id is not None:
             where.append("batch_id = ?")
@@ -366,13 +408,13 @@ class Store:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             params.extend(statuses)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self._rows(sql + " ORDER BY pair_index, id", params)
+        rows: list[JobRow] = self._rows(sql + " ORDER BY pair_index, id", params)
         if keys is not None:
             wanted = set(keys)
             rows = [r for r in rows if r["job_key"] in wanted]
         return rows
 
-    def job(self, job_id: int) -> dict[str, Any]:
+    def job(self, job_id: int) -> JobRow:
         return self._rows("SELECT * FROM jobs WHERE id = ?", [job_id])[0]
 
     def update_job(self, job_id: int, **fields: Any) -> None:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
 from .jobs import JobStatus
 from .models import get_model
-from .plan import model_of_row, row_cost, usd
+from .money import usd
+from .planning.options import model_of_row, row_cost
+from .rows import JobRow
 from .store import Store
+from .timestamps import seconds_between
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def per_model(store: Store, batch_id: str) -> list[ModelSummary]:
     batch = store.get_batch(batch_id)
     if batch is None:
         raise InputError(f"No batch {batch_id!r} in {store.path}; `i2vkit status` lists them.")
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[JobRow]] = {}
     for row in sorted(store.jobs(batch["id"]), key=lambda r: r["id"]):
         groups.setdefault(row["endpoint_id"], []).append(row)
     out = []
@@ -86,8 +88,10 @@ def per_model(store: Store, batch_id: str) -> list[ModelSummary]:
                 jobs=len(rows),
                 done=len(done),
                 failed=sum(r["status"] == JobStatus.FAILED for r in rows),
-                mean_queue_s=_mean(_between(r["submitted_at"], r["started_at"]) for r in rows),
-                mean_run_s=_mean(_between(r["started_at"], r["completed_at"]) for r in rows),
+                mean_queue_s=_mean(
+                    seconds_between(r["submitted_at"], r["started_at"]) for r in rows
+                ),
+                mean_run_s=_mean(seconds_between(r["started_at"], r["completed_at"]) for r in rows),
                 cost_per_clip=per_clip,
                 cost_per_second=per_second,
                 video_seconds=round(sum(s or 0.0 for s in seconds), 3),
@@ -96,21 +100,12 @@ def per_model(store: Store, batch_id: str) -> list[ModelSummary]:
     return out
 
 
-def _between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    try:
-        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-    except ValueError:
-        return None
-
-
 def _mean(values: Any) -> float | None:
     got = [v for v in values if v is not None]
     return round(sum(got) / len(got), 3) if got else None
 
 
-def video_seconds(row: dict[str, Any]) -> float | None:
+def video_seconds(row: JobRow) -> float | None:
     """A downloaded job's length: the mp4's own (its `mvhd` box), else the requested
     ``duration`` option (``"5"`` or ``"5s"``), else None."""
     path = row.get("local_file")

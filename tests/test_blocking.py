@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from i2vkit.engine import run_blocking
+from i2vkit.blocking import run_blocking
 
 
 async def answer() -> int:

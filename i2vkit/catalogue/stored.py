@@ -2,20 +2,22 @@
 
 Why in the ledger: it is per backend (fal, or an ``I2VKIT_FAL_URL``), survives between
 runs, and is already where a batch's facts live. A copy older than :data:`MAX_AGE` is
-read again at the next plan that has a key; a refresh that fails (no network, a 5xx, a
-key without rights) leaves the stored copy, or the snapshot, in use and says so in ONE
-line: a batch never stops because prices could not be re-read.
+read again when a workspace with a key is opened (:mod:`i2vkit.workspace`, before any
+planning); a refresh that fails (no network, a 5xx, a key without rights) leaves the
+stored copy, or the snapshot, in use and says so in ONE line: a batch never stops
+because prices could not be re-read. Planning itself never reaches out.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from ..backend import backend_for
+from ..blocking import run_blocking
 from ..config import Settings
-from ..errors import ConfigError, I2vkitError
+from ..errors import ConfigError, FalError, I2vkitError
+from ..platform import PlatformClient
 from ..store import Store
 from . import use
 from .core import Catalogue, snapshot
@@ -30,28 +32,22 @@ def _now() -> datetime:
 
 def load(store: Store, backend: str) -> tuple[Catalogue | None, datetime | None]:
     """The stored copy for ``backend`` and when it was read, or (None, None)."""
-    rows = list(store.db.query("SELECT read_at, data FROM catalogue WHERE backend = ?", [backend]))
-    if not rows:
+    row = store.catalogue_copy(backend)
+    if row is None:
         return None, None
-    read_at = datetime.fromisoformat(rows[0]["read_at"])
+    read_at = datetime.fromisoformat(row["read_at"])
     origin = f"fal's Platform API, read {read_at:%Y-%m-%d %H:%M} UTC"
-    return Catalogue(json.loads(rows[0]["data"]), origin), read_at
+    return Catalogue(json.loads(row["data"]), origin), read_at
 
 
 def save(store: Store, backend: str, catalogue: Catalogue, read_at: datetime) -> None:
-    with store.db.conn:
-        store.db.execute(
-            "INSERT OR REPLACE INTO catalogue (backend, read_at, data) VALUES (?, ?, ?)",
-            [backend, read_at.isoformat(), json.dumps(catalogue.data)],
-        )
+    store.save_catalogue(backend, read_at.isoformat(), json.dumps(catalogue.data))
 
 
 async def fetch(settings: Settings, base: Catalogue) -> Catalogue:
     """``base`` updated from fal's ``/models`` (with OpenAPI) and ``/models/pricing``, plus
     the image-to-video endpoints fal lists that ``base`` does not have (see
     :func:`.openapi.new_entry`). A listing fal refuses only skips the discovery."""
-    from ..errors import FalError
-    from ..platform import PlatformClient
 
     ids = [e["endpoint_id"] for e in base.entries]
     async with PlatformClient(backend_for(settings), settings.fal_key) as client:
@@ -93,57 +89,47 @@ NO_KEY = "FAL_KEY is not set, and fal's Platform API answers only with a key"
 SET_KEY = "set FAL_KEY (in the environment or .env), then run `i2vkit models --refresh`"
 
 
-def refresh(settings: Settings) -> Catalogue:
+def refresh(settings: Settings, store: Store) -> Catalogue:
     """Read the catalogue from fal now and store it; raises what went wrong.
 
     No key is checked here, before any request: sent without one, fal's answer is a
     401, which reads as a key that was rejected (issue 13) when there is no key at all.
     """
-    from ..engine.blocking import run_blocking
-
     if not settings.fal_key:
         raise ConfigError(f"Cannot read the model catalogue: {NO_KEY}. To read it, {SET_KEY}.")
     fresh = run_blocking(fetch(settings, snapshot()))
-    with Store(settings.db_path) as store:
-        save(store, backend_for(settings).label, fresh, _now())
+    save(store, backend_for(settings).label, fresh, _now())
     return use(fresh)
 
 
-def refresh_if_stale(settings: Settings) -> tuple[bool, str | None]:
+def refresh_if_stale(settings: Settings, store: Store) -> str | None:
     """Read the catalogue from fal again when the stored copy is over a week old.
 
-    Returns (whether the active catalogue changed, one line for the user or None). No
-    stored copy means the snapshot is in use until ``i2vkit models --refresh``; a
-    failed refresh keeps the stored copy and says so in one line.
+    Returns one line for the user (what was done, or why not and which copy is used),
+    or None when nothing was due. No stored copy means the snapshot is in use until
+    ``i2vkit models --refresh``; a failed refresh keeps the stored copy.
     """
-    if settings.demo or not Path(settings.db_path).is_file():
-        return False, None
-    with Store(settings.db_path) as store:
-        stored, read_at = load(store, backend_for(settings).label)
+    if settings.demo:
+        return None
+    stored, read_at = load(store, backend_for(settings).label)
     if stored is None or read_at is None or _now() - read_at < MAX_AGE:
-        return False, None
-    if not settings.fal_key:  # only a plan with a key reads again
+        return None
+    if not settings.fal_key:  # only a workspace with a key reads again
         use(stored)
-        return False, (
+        return (
             f"note: the model catalogue was not refreshed ({NO_KEY}); using {stored.origin}. "
             f"To refresh it, {SET_KEY}."
         )
     try:
-        refresh(settings)
-        return True, None
+        fresh = refresh(settings, store)
     except (I2vkitError, OSError) as exc:
         use(stored)
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        return False, (
-            f"note: could not refresh the model catalogue from fal ({reason}); using "
-            f"{stored.origin}."
-        )
+        return f"note: could not refresh the model catalogue from fal ({reason}); using {stored.origin}."
+    return f"note: the model catalogue was a week old; read again: {fresh.origin}."
 
 
-def use_stored(settings: Settings) -> Catalogue:
+def use_stored(settings: Settings, store: Store) -> Catalogue:
     """The stored copy for this backend (no network), else the snapshot; made active."""
-    stored = None
-    if not settings.demo and Path(settings.db_path).is_file():
-        with Store(settings.db_path) as store:
-            stored, _ = load(store, backend_for(settings).label)
+    stored = None if settings.demo else load(store, backend_for(settings).label)[0]
     return use(stored)

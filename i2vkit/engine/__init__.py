@@ -17,13 +17,14 @@ import threading
 from collections.abc import Callable
 
 from ..backend import resolve_backend
+from ..blocking import run_blocking
 from ..config import Settings, load_settings
 from ..fal import FalConnection
 from ..http import RequestBudget
 from ..jobs import Jobs, retire_owner
-from ..plan import DEFAULT_CONCURRENCY, BatchSpec, Plan, batch_id_for, plan_batch, plan_retry
+from ..planning import DEFAULT_CONCURRENCY, BatchRequest, Plan, plan_batch, plan_retry
 from ..store import Store
-from .blocking import run_blocking
+from ..workspace import Workspace
 from .cancel import cancel_batch, cancel_batch_async
 from .context import RunContext
 from .progress import BatchResult, JobResult, Progress
@@ -44,24 +45,31 @@ __all__ = [
 
 
 async def run_batch_async(
-    batch: BatchSpec | Plan,
+    batch: BatchRequest | Plan,
     settings: Settings | None = None,
     *,
     progress: Callable[[Progress], None] | None = None,
     stop: threading.Event | None = None,
 ) -> BatchResult:
-    """Run (or resume) a batch and return its summary. The notebook's and the CLI's engine."""
+    """Run (or resume) a batch and return its summary. The notebook's and the CLI's engine.
+
+    Given a request instead of a plan, it opens a workspace and plans it first (library
+    callers; the front ends plan, show and confirm before they call this)."""
     settings = settings or load_settings()
-    plan = batch if isinstance(batch, Plan) else plan_batch(batch, settings)
+    if isinstance(batch, Plan):
+        plan = batch
+    else:
+        with Workspace.open(settings) as ws:
+            plan = plan_batch(batch, ws)
     with resolve_backend(settings) as backend, Store(settings.db_path) as store:
-        budget = RequestBudget(rate=plan.spec.max_rps)
+        budget = RequestBudget(rate=plan.request.max_rps)
         async with FalConnection(backend, settings.fal_key, budget=budget) as fal:
             run = RunContext(
                 plan=plan,
                 backend=backend,
                 jobs=Jobs(store),
                 fal=fal,
-                batch_id=batch_id_for(plan, backend.label),
+                batch_id=plan.batch_id,
                 on_progress=progress,
                 stop=stop or threading.Event(),
             )
@@ -71,7 +79,7 @@ async def run_batch_async(
                 retire_owner(run.jobs.owner)
 
 
-def run_batch(batch: BatchSpec | Plan, settings: Settings | None = None, **kwargs) -> BatchResult:
+def run_batch(batch: BatchRequest | Plan, settings: Settings | None = None, **kwargs) -> BatchResult:
     """Blocking :func:`run_batch_async`, for scripts and notebook cells."""
     return run_blocking(run_batch_async(batch, settings, **kwargs))
 
@@ -84,8 +92,8 @@ async def retry_batch_async(
     **kwargs,
 ) -> BatchResult:
     """Submit the failed and cancelled jobs of a batch again: plan from the ledger, then run."""
-    settings = settings or load_settings()
-    plan = plan_retry(batch_id, settings, concurrency=concurrency)
+    with Workspace.open(settings) as ws:
+        plan = plan_retry(batch_id, ws, concurrency=concurrency)
     return await run_batch_async(plan, settings, **kwargs)
 
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backend import backend_for, resolve_backend
+from ..blocking import run_blocking
 from ..config import Settings, load_settings
-from ..errors import FalError, InputError
+from ..errors import FalError, InputError, StoreError
 from ..fal import FalConnection
 from ..jobs import Jobs, JobStatus
+from ..rows import JobRow, job_url
 from ..store import Store
-from .blocking import run_blocking
 
 CANCEL_CONCURRENCY = 8
 QUEUED_MESSAGE = (
@@ -75,7 +76,7 @@ class CancelReport:
 
 
 async def cancel_requests(
-    fal: FalConnection, jobs: Jobs, rows: list[dict[str, Any]], *, running: bool = False
+    fal: FalConnection, jobs: Jobs, rows: list[JobRow], *, running: bool = False
 ) -> CancelReport:
     """Cancel the requests of `rows` (ledger rows) that still wait in fal's queue, and the
     running ones too when `running`; record each cancelled one in the ledger.
@@ -88,12 +89,12 @@ async def cancel_requests(
     report = CancelReport()
     slots = asyncio.Semaphore(CANCEL_CONCURRENCY)
 
-    async def one(job: dict[str, Any]) -> None:
+    async def one(job: JobRow) -> None:
         job_id = job["id"]
         async with slots:
             try:
                 verdict = await _cancel_one(fal, job, running)
-            except FalError as exc:
+            except (FalError, StoreError) as exc:
                 report.errors[job_id] = fal.clean(str(exc))
                 return
         if verdict == "queued":
@@ -116,14 +117,14 @@ async def cancel_requests(
     return report
 
 
-async def _cancel_one(fal: FalConnection, job: dict[str, Any], running: bool) -> str:
+async def _cancel_one(fal: FalConnection, job: JobRow, running: bool) -> str:
     """'queued' (cancelled), 'running' (left alone), 'running-cancelled' or 'finished'."""
     state = await _state(fal, job)
     if state == "COMPLETED":
         return "finished"
     if state == "IN_PROGRESS" and not running:
         return "running"
-    answer = "NOT_FOUND" if state == "NOT_FOUND" else await fal.cancel(job["cancel_url"])
+    answer = "NOT_FOUND" if state == "NOT_FOUND" else await fal.cancel(job_url(job, "cancel_url"))
     if answer in ("OK", "NOT_FOUND"):  # out of the queue (or unknown to fal): never runs
         return "queued" if state != "IN_PROGRESS" else "running-cancelled"
     if answer == "ALREADY_COMPLETED":
@@ -136,9 +137,9 @@ async def _cancel_one(fal: FalConnection, job: dict[str, Any], running: bool) ->
     return "queued"
 
 
-async def _state(fal: FalConnection, job: dict[str, Any]) -> str:
+async def _state(fal: FalConnection, job: JobRow) -> str:
     try:
-        return (await fal.status(job["status_url"]))["status"]
+        return (await fal.status(job_url(job, "status_url")))["status"]
     except FalError as exc:
         if exc.status_code == 404:
             return "NOT_FOUND"

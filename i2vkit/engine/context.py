@@ -11,7 +11,8 @@ from ..backend import Backend
 from ..errors import FalError
 from ..fal import FalConnection
 from ..jobs import Jobs
-from ..plan import Plan
+from ..planning.plan import Plan
+from ..rows import JobRow
 from .progress import Progress
 from .schedule import Schedules, StreamPolicy
 from .spend import SpendCap
@@ -48,7 +49,7 @@ class RunContext:
                 self.on_progress(self.progress)
 
     def fail(
-        self, job_id: int, message: str, error_type: str | None, *, seen: dict | None = None
+        self, job_id: int, message: str, error_type: str | None, *, seen: JobRow | None = None
     ) -> None:
         """Record a job failed. With `seen` (the row as this run last read it) only if the
         ledger still says the same: another process may have cancelled it meanwhile."""

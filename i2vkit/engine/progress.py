@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..jobs import FINISHED, UNSUCCESSFUL, JobStatus
-from ..plan import CostBreakdown, Plan
+from ..planning.cost import CostBreakdown
+from ..planning.plan import Plan
+from ..refs import image_name
 from ..summary import ModelSummary
 
 
@@ -102,14 +104,14 @@ class BatchResult:
         for s in self.plan.skipped:
             lines.append(f"skipped image {s.path.name}: {s.reason}")
         for path, reason in self.upload_failures.items():
-            lines.append(f"not uploaded {Path(path).name}: {reason}")
+            lines.append(f"not uploaded {image_name(path)}: {reason}")
         several_models = len({j.model for j in self.jobs}) > 1
         several_takes = len({j.take for j in self.jobs}) > 1
 
         def job_line(label: str, j: JobResult) -> str:
             what = [j.model] if several_models else []
             what += [f"take {j.take}"] if several_takes else []
-            what.append(f"{Path(j.image).name} / {j.prompt[:40]!r}")
+            what.append(f"{image_name(j.image)} / {j.prompt[:40]!r}")
             return f"{label} job {j.id} ({', '.join(what)}): {j.error}"
 
         for j in self.failed:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,11 @@ from ..jobs import (
     owner_alive,
     resume_action,
 )
-from ..models import is_remote
-from ..plan import CostBreakdown, check_spend_cap
+from ..planning.batch import ledger_cost_in
+from ..planning.cost import CostBreakdown
+from ..planning.plan import PlannedJob
+from ..refs import is_remote
+from ..rows import JobRow
 from ..summary import per_model
 from .adopt import RequestHistory
 from .cancel import QUEUED_MESSAGE, RUNNING_MESSAGE, cancel_requests
@@ -74,7 +78,7 @@ class Runner:
         self.history = RequestHistory(run)  # fal's record of requests the ledger lost
         self.fetcher = VideoFetcher(run, self.history)
         self.notes: list[str] = []  # what the summary says about stopping
-        self.slots = asyncio.Semaphore(run.plan.spec.concurrency)
+        self.slots = asyncio.Semaphore(run.plan.request.concurrency)
         self.download_slots = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
         self.image_retried: set[tuple[int, str]] = set()  # (job, field) resubmitted once
         self.upload_failures: dict[str, str] = {}
@@ -83,7 +87,7 @@ class Runner:
 
     # -- into the ledger ---------------------------------------------------------------
 
-    async def record(self) -> list[dict[str, Any]]:
+    async def record(self) -> list[JobRow]:
         """Upload the plan's images (through the cache) and write its jobs to the ledger.
 
         Every local image and end frame is uploaded once, however many models and takes
@@ -95,7 +99,7 @@ class Runner:
         run, store = self.run, self.run.jobs.store
         plan = run.plan
         run.progress.total = plan.job_count
-        uploader = self.images.uploader(plan.spec.upload_concurrency)
+        uploader = self.images.uploader(plan.request.upload_concurrency)
 
         def uploaded(_path: str) -> None:
             run.progress.uploaded += 1
@@ -121,45 +125,8 @@ class Runner:
                 if job["id"] in plan.job_ids and url is not None:
                     run.jobs.release(job, image_url=url, error_type=None)
             return [store.job(i) for i in plan.job_ids]
-        names = [m.name for m in plan.models]
-        store.save_batch(
-            {
-                "id": run.batch_id,
-                "model": ",".join(names),
-                "endpoint_id": ",".join(m.endpoint_id for m in plan.models),
-                "options": plan.options
-                if len(plan.models) == 1
-                else dict(zip(names, plan.model_options, strict=True)),
-                "pairing": "shots" if plan.shots else plan.spec.pairing,
-                "images_dir": str(Path(plan.spec.images_dir or plan.shots or ".").absolute()),
-                "prompts_source": str(plan.shots or plan.spec.prompts_file or "inline"),
-                "output_dir": str(plan.output_dir),
-                "backend": run.backend.label,
-                "job_count": max(len(plan.jobs), len(store.jobs(run.batch_id))),
-            }
-        )
-        rows = []
-        for j in plan.jobs:
-            digest = report.hashes.get(j.image_ref) if j.image is not None else None
-            rows.append(
-                {
-                    "batch_id": run.batch_id,
-                    "job_key": j.key(digest),
-                    "pair_index": j.index,
-                    "image_path": j.image_ref,
-                    "image_hash": digest,
-                    "image_url": url_of(j.image_ref),
-                    "prompt": j.prompt,
-                    "model": j.model.name,
-                    "endpoint_id": j.model.endpoint_id,
-                    "backend": run.backend.label,
-                    "take": j.take,
-                    "seed": j.seed,
-                    "shot_name": j.shot_name,
-                    "options": json.dumps(j.options, sort_keys=True),
-                    "end_image_path": j.end_image_ref,
-                }
-            )
+        self._save_batch()
+        rows = [self._row(j, report.hashes, url_of) for j in plan.jobs]
         store.add_jobs(rows)
         keys = [r["job_key"] for r in rows]
         for job in store.jobs(run.batch_id, keys=keys):
@@ -177,9 +144,57 @@ class Runner:
                 store.update_job(job["id"], image_url=url)
         return store.jobs(run.batch_id, keys=keys)
 
+    def _save_batch(self) -> None:
+        """The batch's row: what it is (its identity, its name) and where its videos go."""
+        run, store = self.run, self.run.jobs.store
+        plan = run.plan
+        names = [m.name for m in plan.models]
+        source = plan.shots or plan.prompts_file
+        store.save_batch(
+            {
+                "id": run.batch_id,
+                "name": plan.batch.name,
+                "identity": plan.batch.identity,
+                "model": ",".join(names),
+                "endpoint_id": ",".join(m.endpoint_id for m in plan.models),
+                "options": plan.options
+                if len(plan.models) == 1
+                else dict(zip(names, plan.model_options, strict=True)),
+                "pairing": "shots" if plan.shots else plan.request.pairing,
+                "images_dir": str(plan.shots or plan.images_dir or Path(".").absolute()),
+                "prompts_source": str(source) if source is not None else "inline",
+                "output_dir": str(plan.output_dir),
+                "backend": run.backend.label,
+                "job_count": max(len(plan.jobs), len(store.jobs(run.batch_id))),
+            }
+        )
+
+    def _row(
+        self, j: PlannedJob, hashes: dict[str, str], url_of: Callable[[str], str | None]
+    ) -> dict[str, Any]:
+        """The ledger row of one planned job (before it is submitted)."""
+        digest = hashes.get(j.image_ref) if j.image is not None else None
+        return {
+            "batch_id": self.run.batch_id,
+            "job_key": j.key(digest),
+            "pair_index": j.index,
+            "image_path": j.image_ref,
+            "image_hash": digest,
+            "image_url": url_of(j.image_ref),
+            "prompt": j.prompt,
+            "model": j.model.name,
+            "endpoint_id": j.model.endpoint_id,
+            "backend": self.run.backend.label,
+            "take": j.take,
+            "seed": j.seed,
+            "shot_name": j.shot_name,
+            "options": json.dumps(j.options, sort_keys=True),
+            "end_image_path": j.end_image_ref,
+        }
+
     # -- one job, start to finish ----------------------------------------------------
 
-    async def run_job(self, job: dict[str, Any]) -> None:
+    async def run_job(self, job: JobRow) -> None:
         """Take one job from wherever the ledger says it is to its video (or its failure).
 
         Errors are the job's own (recorded, the batch goes on), except a rejected key
@@ -228,7 +243,7 @@ class Runner:
         except Exception as exc:  # one job's surprise never stops the batch
             run.fail(job_id, f"unexpected error: {run.fal.clean(str(exc))}", "internal_error")
 
-    def _left_by_a_vanished_demo(self, job: dict[str, Any]) -> bool:
+    def _left_by_a_vanished_demo(self, job: JobRow) -> bool:
         return (
             self.run.backend.kind == "emulator"
             and job["request_id"] is not None
@@ -281,11 +296,13 @@ class Runner:
                     if not await self.submitter.submit(run.jobs.get(job_id)):
                         return
                     continue
-            error_type = "file_download_error" if isinstance(decided, FreshImage) else None
-            run.fail(job_id, decided.message, error_type or decided.error_type, seen=job)
+            error_type = (
+                "file_download_error" if isinstance(decided, FreshImage) else decided.error_type
+            )
+            run.fail(job_id, decided.message, error_type, seen=job)
             return
 
-    async def _lost(self, job: dict[str, Any]) -> bool:
+    async def _lost(self, job: JobRow) -> bool:
         """fal no longer knows a request we sent. True when it was submitted again.
 
         Only on the built-in emulator is that free (a restarted emulator forgets its
@@ -312,10 +329,10 @@ class Runner:
         for model in run.plan.models:  # an endpoint fal no longer has: before any upload
             if await run.fal.app_missing(model.endpoint_id):
                 raise model.not_found_error()
-        self.cost = run.plan.cost_breakdown(run.jobs.store, run.backend.label)
+        self.cost = ledger_cost_in(run.plan, run.jobs.store)
         if run.backend.billed:  # the built-in emulator bills nothing: no cap to keep
-            check_spend_cap(run.plan, self.cost)  # before any upload
-            run.spend = SpendCap(run.plan.spec.max_cost)
+            run.plan.check_spend_cap(self.cost)  # before any upload
+            run.spend = SpendCap(run.plan.max_cost)
         run.spend.price = run.plan.cost_of  # each job at its own model's price
         jobs = await self.record()
         run.progress.total = len(jobs)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from ..plan import usd
+from ..money import usd
+from ..rows import JobRow
 
 
 @dataclass
@@ -28,9 +28,9 @@ class SpendCap:
     spent: float = 0.0  # their estimated US$ (those with a known price)
     unknown: int = 0  # POSTs whose price is unknown
     reached: str | None = None  # why submitting stopped, once it did
-    price: Callable[[dict[str, Any]], float | None] | None = None  # a ledger row's price
+    price: Callable[[JobRow], float | None] | None = None  # a ledger row's price
 
-    def _cost(self, job: dict[str, Any] | None) -> float | None:
+    def _cost(self, job: JobRow | None) -> float | None:
         if self.price is not None and job is not None:
             return self.price(job)
         return self.per_video
@@ -40,7 +40,7 @@ class SpendCap:
         """What this run's POSTs cost, estimated; None when some price is unknown."""
         return None if self.unknown else round(self.spent, 4)
 
-    def allows_another(self, job: dict[str, Any] | None = None) -> bool:
+    def allows_another(self, job: JobRow | None = None) -> bool:
         """May this job (one more) be submitted? Says why not, once, in `reached`."""
         if self.cap is None:
             return True
@@ -59,7 +59,7 @@ class SpendCap:
                 )
         return self.reached is None
 
-    def count(self, job: dict[str, Any] | None = None) -> None:
+    def count(self, job: JobRow | None = None) -> None:
         self.posted += 1
         cost = self._cost(job)
         if cost is None:
@@ -67,7 +67,7 @@ class SpendCap:
         else:
             self.spent += cost
 
-    def uncount(self, job: dict[str, Any] | None = None) -> None:
+    def uncount(self, job: JobRow | None = None) -> None:
         """fal refused the POST outright (no job was created): it costs nothing."""
         self.posted -= 1
         cost = self._cost(job)

@@ -27,8 +27,9 @@ from ..errors import (
     InputError,
     SubmitUnanswered,
 )
-from ..models import is_remote
-from ..plan import row_options
+from ..planning.options import row_options
+from ..refs import is_remote
+from ..rows import JobRow
 from ..store import utcnow
 from .context import RunContext
 
@@ -43,10 +44,10 @@ class Submitter:
     def __init__(self, run: RunContext, image_url: Any):
         self.run = run
         self.image_url = image_url  # (job) -> this run's valid URL for the job's image
-        self.wire = asyncio.Semaphore(max(1, min(run.plan.spec.concurrency, SUBMITS_IN_FLIGHT)))
+        self.wire = asyncio.Semaphore(max(1, min(run.plan.request.concurrency, SUBMITS_IN_FLIGHT)))
         self.on_the_wire: set[asyncio.Task[bool]] = set()
 
-    async def submit(self, job: dict[str, Any]) -> bool:
+    async def submit(self, job: JobRow) -> bool:
         """Claim, POST and record one job; True when fal accepted it.
 
         The bound is taken before the task exists: a submit still waiting for its turn
@@ -62,7 +63,7 @@ class Submitter:
         if self.on_the_wire:
             await asyncio.wait(self.on_the_wire, timeout=timeout)
 
-    async def _submit(self, job: dict[str, Any]) -> bool:
+    async def _submit(self, job: JobRow) -> bool:
         run, job_id = self.run, job["id"]
         if not run.spend.allows_another(job):
             run.emit("spend cap reached: submitting stopped")

@@ -14,14 +14,14 @@ top-level ``await`` works in a kernel but is a SyntaxError in the exported scrip
 The blocking entry point runs the batch on a worker thread when a loop is already
 running (the kernel's), so one cell works in both.
 
-    display.py   in_kernel, show, Rich/Live views, settings_summary (money: plan.usd)
+    display.py   in_kernel, show, Rich/Live views, settings_summary (money: money.usd)
     form.py      BatchForm (+ FolderBrowser), its Preview, confirmed_plan
     progress.py  ProgressBars (widgets, or the CLI's reporter in a script)
     results.py   ResultsBrowser, gallery, timeline, done (the script's exit code),
                  CompareView and results_view (the comparison grid), the report button
 """
 
-from ..plan import usd as money  # US$ 3.60, never a $ pair JupyterLab typesets as math
+from ..money import usd as money  # US$ 3.60, never a $ pair JupyterLab typesets as math
 from .display import (
     Live,
     Rich,

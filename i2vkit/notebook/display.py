@@ -4,7 +4,7 @@ In a Jupyter kernel a view is a widget or an HTML output; in the exported script
 (``in_kernel()`` false) it is printed as text. Nothing here imports IPython unless
 a kernel is already running, so the script needs neither IPython nor ipywidgets.
 
-Money in HTML goes through :func:`i2vkit.plan.usd`: JupyterLab typesets text between two
+Money in HTML goes through :func:`i2vkit.money.usd`: JupyterLab typesets text between two
 dollar signs as LaTeX, which swallowed "$3.60 ($0.400 per video)" into "3.60(0.400
 per video)". ``US$ 3.60`` has no dollar pair to typeset, and the ``tex2jax_ignore``
 / ``mathjax_ignore`` classes on our HTML roots keep any text a user typed (a prompt
@@ -29,7 +29,7 @@ NO_MATH = "tex2jax_ignore mathjax_ignore"
 
 def in_kernel() -> bool:
     """True inside a Jupyter kernel. Never imports IPython (a script must not need it)."""
-    if os.environ.get("I2VKIT_PLAIN"):  # force the text fallback (tests, CI logs)
+    if env_flag("I2VKIT_PLAIN"):  # force the text fallback (tests, CI logs); 0 is no
         return False
     ipython = sys.modules.get("IPython")
     if ipython is None:

@@ -15,6 +15,7 @@ header is row 1) and the column.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -22,28 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
-from .errors import InputError, ModelError
-from .images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, check_image
-from .models import END_IMAGE_OPTION, ModelSpec, checked_url, get_model, is_remote, looks_like_url
-from .plan import (
-    BatchSpec,
-    Plan,
-    PlannedJob,
-    apply_cost_cap_default,
-    check_takes,
-    expand_takes,
-    model_names,
-    resolve_output_dir,
-    shot_variant,
-    split_end_image,
-    split_options,
-)
+from ..errors import InputError, ModelError, ShotListError
+from ..images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, Trusted, check_image
+from ..models import END_IMAGE_OPTION, ModelSpec, checked_url, get_model, is_remote, looks_like_url
+from ..workspace import Workspace
+from .folder import check_takes, model_status_notes, output_dir_of, trusted_by, with_end_image
+from .identity import shot_variant
+from .options import model_names, split_end_image, split_options
+from .plan import Plan, PlannedJob, expand_takes
+from .request import BatchRequest
 
 #: Columns with a meaning of their own; every other column is a model option.
 RESERVED = ("image", "prompt", "model", "end_image", "takes", "name")
 DELIMITERS = (",", ";", "\t")
-MAX_ERRORS_SHOWN = 50
 
 
 @dataclass
@@ -52,22 +44,6 @@ class ShotRow:
 
     where: str  # "row 3" (CSV, as a spreadsheet numbers it) or "line 3" (JSONL)
     cells: dict[str, Any]
-
-
-class ShotListError(InputError):
-    """Problems in a shot list, all of them, each with its file, row and column."""
-
-    def __init__(self, path: Path, problems: list[str]):
-        self.problems = problems
-        shown = problems[:MAX_ERRORS_SHOWN]
-        more = len(problems) - len(shown)
-        text = "\n".join(f"  - {p}" for p in shown)
-        if more:
-            text += f"\n  ... and {more} more"
-        super().__init__(
-            f"Shot list {path} has {len(problems)} problem(s); nothing was uploaded or "
-            f"submitted:\n{text}\nFix them in the file and run the same command again."
-        )
 
 
 def read_shots(path: str | os.PathLike) -> list[ShotRow]:
@@ -157,69 +133,53 @@ def _column(name: Any) -> str:
 # ------------------------------------------------------------------------ planning
 
 
-def plan_shots(spec: BatchSpec, settings: Settings) -> Plan:
+def plan_shots(request: BatchRequest, ws: Workspace) -> Plan:
     """Plan one job per shot-list row (times its takes), checking every row first.
 
     A row without ``model`` runs on each ``--model``. ``-o`` options apply to every row
     whose model has them; a row's own option columns win. Nothing is uploaded here.
     """
-    from .catalogue.stored import refresh_if_stale
-    from .plan import _uploaded_unchanged
-
-    assert spec.shots is not None
-    path = Path(spec.shots).expanduser().absolute()
+    path = request.path(request.shots)
+    assert path is not None
     rows = read_shots(path)
     if not rows:
         raise InputError(f"Shot list {path} has no rows below its header: add one shot per row.")
-    base = path.parent
-    defaults = model_names(spec.model)
     problems: list[str] = []
     models: dict[str, ModelSpec] = {}
     default_models: list[ModelSpec] = []
-    for name in defaults:
+    for name in model_names(request.model):
         try:
-            m = _known(models, get_model(name))
+            default_models.append(_known(models, get_model(name)))
         except InputError as exc:
             raise InputError(f"--model {name}: {exc}") from None
-        default_models.append(m)
-    images: dict[str, ImageFile | str] = {}  # path -> checked image, or why it is not
-    jobs: list[PlannedJob] = []
-    with _uploaded_unchanged(settings.db_path) as trusted:
-        for row in rows:
-            jobs += _plan_row(
-                row, path, base, spec, default_models, models, images, trusted, problems
-            )
+    reader = _Rows(path, request, default_models, models, trusted_by(ws.store), problems)
+    jobs = [job for row in rows for job in reader.jobs(row)]
     if problems:
         raise ShotListError(path, problems)
     seen: dict[tuple, int] = {}
     for j in jobs:
         j.occurrence = seen[j.identity] = seen.get(j.identity, -1) + 1
     planned = expand_takes(jobs)
-    apply_cost_cap_default(spec, settings)
-    output_dir = resolve_output_dir(spec, settings)
-    _changed, note = refresh_if_stale(settings)
-    used = list(dict.fromkeys(j.model.endpoint_id for j in planned))
-    ms = [models[e] for e in used]
-    notes = [n for n in [note, *(m.status_note() for m in ms)] if n]
-    notes = [n if n.startswith("note:") else f"warning: {n}" for n in notes]
+    output_dir = output_dir_of(request, ws)
+    ms = [models[e] for e in dict.fromkeys(j.model.endpoint_id for j in planned)]
     local = {j.image_ref: j.image for j in planned if j.image is not None}
     ends = {j.end_image_ref: j.end_image for j in planned if j.end_image is not None}
-    spec.pairing = "all"
+    request.pairing = "all"
     return Plan(
-        spec=spec,
+        request=request,
         model=ms[0],
         options={},
-        images=list(local.values()),  # type: ignore[arg-type]
+        images=[i for i in local.values() if i is not None],
         skipped=[],
         prompts=list(dict.fromkeys(j.prompt for j in planned)),
         pairs=[],
         output_dir=output_dir,
-        ledger=settings.db_path,
-        notes=notes,
+        ledger=ws.settings.db_path,
+        notes=model_status_notes(ms),
         jobs=planned,
         models=ms,
         model_options=[{} for _ in ms],
-        end_images=list(ends.values()),  # type: ignore[arg-type]
+        end_images=[e for e in ends.values() if e is not None],
         shots=path,
     )
 
@@ -229,92 +189,110 @@ def _known(models: dict[str, ModelSpec], m: ModelSpec) -> ModelSpec:
     return models.setdefault(m.endpoint_id, m)
 
 
-def _plan_row(
-    row: ShotRow,
-    path: Path,
-    base: Path,
-    spec: BatchSpec,
-    default_models: list[ModelSpec],
-    models: dict[str, ModelSpec],
-    images: dict[str, ImageFile | str],
-    trusted: Any,
-    problems: list[str],
-) -> list[PlannedJob]:
-    """The jobs of one row (one per model), or none with its problems added."""
-    here = f"{path.name} {row.where}"
-    before = len(problems)
+class _Rows:
+    """Reads a shot list's rows into jobs, collecting every problem (file, row, column)."""
 
-    def problem(column: str | None, text: str) -> None:
-        problems.append(f"{here}, column {column}: {text}" if column else f"{here}: {text}")
+    def __init__(
+        self,
+        path: Path,
+        request: BatchRequest,
+        default_models: list[ModelSpec],
+        models: dict[str, ModelSpec],
+        trusted: Trusted,
+        problems: list[str],
+    ):
+        self.path, self.request = path, request
+        self.default_models, self.models = default_models, models
+        self.trusted, self.problems = trusted, problems
+        self.images: dict[str, ImageFile | str] = {}  # path -> checked image, or why not
 
-    cells = row.cells
-    prompt = str(cells.get("prompt", "")).strip()
-    if not prompt:
-        problem("prompt", "empty; every shot needs a prompt")
-    image_ref, image = _image(cells.get("image"), base, images, trusted, "image", problem)
-    end_ref, end_image = None, None
-    if "end_image" in cells:
-        end_ref, end_image = _image(cells["end_image"], base, images, trusted, "end_image", problem)
-    takes = spec.takes
-    if "takes" in cells:
-        try:
-            takes = check_takes(cells["takes"], "takes")
-        except InputError as exc:
-            problem("takes", str(exc).replace("takes must", "must"))
-    shot_name = str(cells["name"]).strip() if "name" in cells else None
-    row_models = default_models
-    if "model" in cells:
-        try:
-            row_models = [_known(models, get_model(str(cells["model"])))]
-        except InputError as exc:
-            problem("model", str(exc))
-            row_models = []
-    option_cells = {k: v for k, v in cells.items() if k not in RESERVED}
-    jobs = []
-    for m in row_models:
-        options = _row_options(m, spec, option_cells, end_ref, problem)
+    def jobs(self, row: ShotRow) -> list[PlannedJob]:
+        """The jobs of one row (one per model), or none with its problems added."""
+        here = f"{self.path.name} {row.where}"
+        before = len(self.problems)
+
+        def problem(column: str | None, text: str) -> None:
+            self.problems.append(f"{here}, column {column}: {text}" if column else f"{here}: {text}")
+
+        cells = row.cells
+        prompt = str(cells.get("prompt", "")).strip()
+        if not prompt:
+            problem("prompt", "empty; every shot needs a prompt")
+        base = self.path.parent
+        image_ref, image = self.image(cells.get("image"), base, "image", problem)
+        end: tuple[str | None, ImageFile | None] = (None, None)
+        if "end_image" in cells:
+            end = self.image(cells["end_image"], base, "end_image", problem)
+        takes = self.request.takes
+        if "takes" in cells:
+            try:
+                takes = check_takes(cells["takes"], "takes")
+            except InputError as exc:
+                problem("takes", str(exc).replace("takes must", "must"))
+        row_models = self.default_models
+        if "model" in cells:
+            try:
+                row_models = [_known(self.models, get_model(str(cells["model"])))]
+            except InputError as exc:
+                problem("model", str(exc))
+                row_models = []
+        shot = PlannedJob(
+            image_ref=image_ref or "",
+            image=image,
+            prompt=prompt,
+            model=row_models[0] if row_models else self.default_models[0],
+            options={k: v for k, v in cells.items() if k not in RESERVED},
+            take=takes,  # expand_takes makes takes 1..N of it
+            end_image_ref=end[0],
+            end_image=end[1],
+            shot_name=str(cells["name"]).strip() if "name" in cells else None,
+            index=int(row.where.split()[-1]),
+        )
+        jobs = [j for m in row_models if (j := self.on_model(shot, m, problem)) is not None]
+        return jobs if len(self.problems) == before and image_ref is not None else []
+
+    def on_model(self, shot: PlannedJob, m: ModelSpec, problem: Any) -> PlannedJob | None:
+        """The row's job on model ``m`` (``shot.options`` holds the row's option cells)."""
+        options = _row_options(m, self.request, shot.options, shot.end_image_ref, problem)
         if options is None:
-            continue
-        if m.prompt_length(prompt) > m.max_prompt_chars:
+            return None
+        if m.prompt_length(shot.prompt) > m.max_prompt_chars:
             unit = "UTF-8 bytes" if m.prompt_unit == "bytes" else "characters"
             problem(
                 "prompt",
-                f"{m.prompt_length(prompt)} {unit}; {m.name} takes at most "
+                f"{m.prompt_length(shot.prompt)} {unit}; {m.name} takes at most "
                 f"{m.max_prompt_chars} {unit}",
             )
-            continue
+            return None
         own, end = split_end_image(m, options)
+        end_ref, end_image = shot.end_image_ref, shot.end_image
         if end is not None and end != end_ref:  # an end frame from -o end_image_url=...
-            end_ref, end_image = _image(end, Path.cwd(), images, trusted, "end_image", problem)
-        if image_ref is None:
-            continue
+            base = self.request.path(".") or Path.cwd()
+            end_ref, end_image = self.image(end, base, "end_image", problem)
         try:
             cost = m.estimate_cost(own)
         except InputError as exc:
             problem(None, str(exc))
-            continue
-        jobs.append(
-            PlannedJob(
-                image_ref=image_ref,
-                image=image,
-                prompt=prompt,
-                model=m,
-                options=own,
-                take=takes,  # expand_takes makes takes 1..N of it
-                end_image_ref=end_ref,
-                end_image=end_image,
-                shot_name=shot_name,
-                index=int(row.where.split()[-1]),
-                variant=shot_variant(own, end_ref),
-                cost=cost,
-            )
+            return None
+        return dataclasses.replace(
+            shot,
+            model=m,
+            options=own,
+            end_image_ref=end_ref,
+            end_image=end_image,
+            variant=shot_variant(own, end_ref),
+            cost=cost,
         )
-    return jobs if len(problems) == before else []
+
+    def image(
+        self, value: Any, base: Path, column: str, problem: Any
+    ) -> tuple[str | None, ImageFile | None]:
+        return _image(value, base, self.images, self.trusted, column, problem)
 
 
 def _row_options(
     m: ModelSpec,
-    spec: BatchSpec,
+    request: BatchRequest,
     option_cells: dict[str, Any],
     end_ref: str | None,
     problem: Any,
@@ -322,7 +300,7 @@ def _row_options(
     """A row's options for model ``m``: the ``-o`` ones it has, then the row's own
     columns (each checked alone, so a problem names its column); None on a problem."""
     try:
-        given = {k: v for k, v in split_options([m], spec.options)[0].items()}
+        given = {k: v for k, v in split_options([m], with_end_image(request))[0].items()}
     except ModelError:
         given = {}
     allowed = m.allowed_options

@@ -1,0 +1,397 @@
+"""The batch request, written once: one table of its fields, and the request they fill.
+
+Every front end is generated from :data:`FIELDS`: `i2vkit bulk`'s flags and the exported
+notebook script's (:mod:`i2vkit.flags`), the ``I2VKIT_*`` environment variables, and the
+notebook form's widgets and defaults (:mod:`i2vkit.notebook.form`). A field added to the
+table exists everywhere, with one default, one type and one help text.
+
+Values arrive as text from three places (a flag, an environment variable, a widget) and
+are turned into a :class:`BatchRequest` by :func:`build_request`, the one place that
+converts and checks them, naming where a bad value came from. Relative paths are kept
+as given, with the folder they are relative to (``base``: the current folder for the CLI
+and the script, the notebook's folder in the notebook); the planner makes them absolute
+and the plan prints what it will use.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import parse_bool, parse_max_cost
+from ..errors import ConfigError, InputError
+from ..pairing import normalize_pairing
+
+DEFAULT_CONCURRENCY = 16
+DEFAULT_MAX_RPS = 300.0
+DEFAULT_MODEL = "wan"
+#: ``BatchRequest.max_cost`` for "no cap, whatever I2VKIT_MAX_COST says" (``--max-cost none``).
+NO_CAP = math.inf
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of the batch request, as every front end shows it.
+
+    ``kind`` decides how text becomes a value: path, text, model, options, pairing,
+    int, bool, money. ``run`` fields steer one run (ask or not, show progress) and are
+    not part of what is planned. ``label`` is the notebook widget's; None: no widget
+    of its own (drawn by a richer widget, or a command-line-only switch).
+    """
+
+    name: str
+    flag: str | None  # "--images-dir"; None: positional only
+    env: str
+    kind: str
+    default: Any
+    help: str
+    label: str | None = None
+    short: str | None = None
+    metavar: str | None = None
+    positional: bool = False
+    run: bool = False
+
+
+FIELDS: tuple[Field, ...] = (
+    Field(
+        "prompts_file",
+        "--prompts-file",
+        "I2VKIT_PROMPTS_FILE",
+        "path",
+        None,
+        "text file, one prompt per line (# comments ok); also the first argument",
+        label="Prompts file",
+        metavar="FILE",
+        positional=True,
+    ),
+    Field(
+        "prompts",
+        "--prompts",
+        "I2VKIT_PROMPTS",
+        "text",
+        None,
+        "prompts as text, one per line, instead of a prompts file",
+        label="Prompts",
+        metavar="TEXT",
+    ),
+    Field(
+        "images_dir",
+        "--images-dir",
+        "I2VKIT_IMAGES_DIR",
+        "path",
+        None,
+        "folder of jpg/jpeg/png/webp images (needed unless --shots)",
+        label="Images folder",
+        metavar="FOLDER",
+    ),
+    Field(
+        "shots",
+        "--shots",
+        "I2VKIT_SHOTS",
+        "path",
+        None,
+        "a shot list (CSV or JSONL): one job per row with columns image, prompt and "
+        "optionally model, end_image, takes, name and model options",
+        label="Shot list",
+        metavar="FILE",
+    ),
+    Field(
+        "model",
+        "--model",
+        "I2VKIT_MODEL",
+        "model",
+        DEFAULT_MODEL,
+        "short name (see `i2vkit models`) or fal endpoint id; several, comma-separated "
+        "(--model kling,veo), run every job on each",
+        metavar="NAME",
+    ),
+    Field(
+        "options",
+        "--option",
+        "I2VKIT_OPTIONS",
+        "options",
+        None,
+        "model option, e.g. -o duration=10 (repeatable; in the variable: duration=10 seed=3); "
+        "with several models it goes to those that have it, -o kling:duration=10 to one",
+        label="More options",
+        short="-o",
+        metavar="KEY=VALUE",
+    ),
+    Field(
+        "end_image",
+        "--end-image",
+        "I2VKIT_END_IMAGE",
+        "path",
+        None,
+        "last frame for every video, a file or an http(s) URL (models with an end-image "
+        "field; see `i2vkit models`)",
+        label="End image",
+        metavar="PATH",
+    ),
+    Field(
+        "pairing",
+        "--pairing",
+        "I2VKIT_PAIRING",
+        "pairing",
+        "all",
+        "all (every image with every prompt) or one_to_one (image i with prompt i); "
+        "--one-to-one says the second",
+        metavar="MODE",
+    ),
+    Field(
+        "takes",
+        "--takes",
+        "I2VKIT_TAKES",
+        "int",
+        1,
+        "N takes of every job, with distinct seeds where the model takes a seed; a larger "
+        "N later adds only the missing takes",
+        label="Takes",
+        metavar="N",
+    ),
+    Field(
+        "output_dir",
+        "--output-dir",
+        "I2VKIT_OUTPUT_DIR",
+        "path",
+        None,
+        "where videos go (default: AUTO_DOWNLOAD_DIR, else ./downloads)",
+        label="Output folder",
+        metavar="FOLDER",
+    ),
+    Field(
+        "batch",
+        "--batch",
+        "I2VKIT_BATCH",
+        "text",
+        None,
+        "a name for the batch: the same name later continues it, whatever its prompts; "
+        "status, report, keep, export, retry and cancel take it",
+        label="Batch name",
+        metavar="NAME",
+    ),
+    Field(
+        "concurrency",
+        "--concurrency",
+        "I2VKIT_CONCURRENCY",
+        "int",
+        DEFAULT_CONCURRENCY,
+        "jobs kept submitted and unfinished at once",
+        label="Concurrency",
+        metavar="N",
+    ),
+    Field(
+        "recursive",
+        "--recursive",
+        "I2VKIT_RECURSIVE",
+        "bool",
+        False,
+        "also scan sub-folders",
+        label="include sub-folders",
+    ),
+    Field(
+        "max_cost",
+        "--max-cost",
+        "I2VKIT_MAX_COST",
+        "money",
+        None,
+        "spend cap: refuse a run whose estimate this run adds is above USD, and stop "
+        "submitting before crossing it (none: no cap)",
+        label="Max cost (US$)",
+        metavar="USD",
+    ),
+    Field(
+        "yes",
+        "--yes",
+        "I2VKIT_YES",
+        "bool",
+        False,
+        "do not ask before spending over US$ 5 on a billed backend",
+        short="-y",
+        run=True,
+    ),
+    Field(
+        "dry_run",
+        "--dry-run",
+        "I2VKIT_DRY_RUN",
+        "bool",
+        False,
+        "print the plan and cost; submit nothing",
+        run=True,
+    ),
+    Field(
+        "write_shots",
+        "--write-shots",
+        "I2VKIT_WRITE_SHOTS",
+        "path",
+        None,
+        "write the plan as a shot list (CSV) to edit and run with --shots; submits nothing",
+        metavar="FILE",
+        run=True,
+    ),
+    Field(
+        "no_progress",
+        "--no-progress",
+        "I2VKIT_NO_PROGRESS",
+        "bool",
+        False,
+        "no progress bars (or, when stderr is not a terminal, no progress lines)",
+        run=True,
+    ),
+)
+
+BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+
+
+@dataclass
+class BatchRequest:
+    """What to run. Every field has a default that works, so notebooks run top to bottom.
+
+    ``model`` is one model, or several (``"kling,veo"`` or a list): every job then runs
+    on each. ``options`` apply to the models that have them; ``"kling:duration"`` targets
+    one model. ``shots`` (a CSV or JSONL shot list) replaces the folder and prompts.
+    Relative paths are read from ``base`` (None: the current folder).
+    """
+
+    images_dir: str | os.PathLike[str] | None = None
+    prompts_file: str | os.PathLike[str] | None = None
+    prompts: list[str] | str | None = None  # inline prompts (a list, or one per line)
+    model: str | list[str] = DEFAULT_MODEL
+    options: dict[str, Any] = field(default_factory=dict)
+    end_image: str | None = None
+    pairing: str = "all"
+    output_dir: str | os.PathLike[str] | None = None  # default: AUTO_DOWNLOAD_DIR
+    concurrency: int = DEFAULT_CONCURRENCY
+    recursive: bool = False
+    max_cost: float | None = None  # US$ this run may add at most; default I2VKIT_MAX_COST
+    takes: int = 1  # runs of every job (distinct seeds where the model takes one)
+    shots: str | os.PathLike[str] | None = None  # a shot list: one job per row
+    batch: str | None = None  # a name that continues the batch whatever its prompts
+    base: str | os.PathLike[str] | None = None  # what relative paths are relative to
+    max_rps: float = DEFAULT_MAX_RPS
+    upload_concurrency: int = 4
+
+    def path(self, value: str | os.PathLike[str] | None) -> Path | None:
+        """A path of this request, absolute (``~`` expanded; relative to ``base``)."""
+        if value is None or str(value) == "":
+            return None
+        path = Path(value).expanduser()
+        base = Path(self.base) if self.base is not None else Path.cwd()
+        return Path(os.path.normpath(path if path.is_absolute() else base / path))
+
+
+@dataclass(frozen=True)
+class Given:
+    """A value as a person gave it, and where (for messages): ``--takes`` or ``I2VKIT_TAKES``."""
+
+    value: Any
+    where: str
+
+
+def parse_options(pairs: Any) -> dict[str, str]:
+    """``["duration=10", "seed=3"]`` (the repeated ``-o``) -> ``{"duration": "10", ...}``.
+
+    A single string is split like a shell would (``I2VKIT_OPTIONS`` and the notebook's
+    free-text field hold ``duration=10 seed=3``). Values stay strings; the model's
+    option table converts and checks them when the batch is planned.
+    """
+    if not pairs:
+        return {}
+    if isinstance(pairs, Mapping):
+        return {str(k): v for k, v in pairs.items()}
+    items = shlex.split(pairs) if isinstance(pairs, str) else list(pairs)
+    options: dict[str, str] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--option {item!r} is not KEY=VALUE, e.g. --option duration=10.")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def format_options(options: Mapping[str, Any]) -> str:
+    """Options as the user types them (``duration=10 seed=3``), not as a Python dict."""
+    return " ".join(shlex.quote(f"{k}={v}") for k, v in options.items())
+
+
+def convert(f: Field, given: Given) -> Any:
+    """One field's value from what was given, or an error naming where it came from."""
+    value, where = given.value, given.where
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else None
+    if f.kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(str(value).strip())
+            except ValueError:
+                raise InputError(f"{where}={value!r} is not a whole number.") from None
+        if number < 1:
+            raise InputError(f"{where} must be a whole number of at least 1, got {value!r}.")
+        return number
+    if f.kind == "bool":
+        return value if isinstance(value, bool) else parse_bool(where, str(value))
+    if f.kind == "money":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        try:
+            cap = parse_max_cost(where, str(value))
+        except ConfigError as exc:
+            raise InputError(str(exc)) from None
+        return NO_CAP if cap is None else cap
+    if f.kind == "pairing":
+        return normalize_pairing(str(value))
+    if f.kind == "options":
+        return parse_options(value)
+    if text is not None and text.strip() == "" and f.kind in ("path", "model"):
+        return None
+    return value
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Given]:
+    """The fields set by ``I2VKIT_*`` variables (an empty one counts as unset)."""
+    out = {}
+    for f in FIELDS:
+        raw = environ.get(f.env)
+        if raw not in (None, ""):
+            out[f.name] = Given(raw, f.env)
+    return out
+
+
+def build_request(
+    given: Mapping[str, Given], base: str | os.PathLike[str] | None = None
+) -> tuple[BatchRequest, dict[str, Any]]:
+    """The request (and the run fields: yes, dry_run, ...) from what was given; the rest
+    takes the table's defaults. Every front end ends here."""
+    values: dict[str, Any] = {}
+    for f in FIELDS:
+        value = convert(f, given[f.name]) if f.name in given else None
+        values[f.name] = f.default if value is None else value
+    run = {f.name: values.pop(f.name) for f in FIELDS if f.run}
+    values["options"] = dict(values["options"] or {})
+    return BatchRequest(**values, base=base), run
+
+
+def request_from(
+    given: Mapping[str, Given],
+    environ: Mapping[str, str] | None = None,
+    base: str | os.PathLike[str] | None = None,
+) -> tuple[BatchRequest, dict[str, Any]]:
+    """Flags (or widgets) over ``I2VKIT_*`` variables over the table's defaults."""
+    merged = {**from_environment(os.environ if environ is None else environ), **given}
+    if "shots" in given:  # a shot list given here replaces a folder and prompts from env
+        for name in ("images_dir", "prompts_file", "prompts"):
+            if name not in given:
+                merged.pop(name, None)
+    elif "prompts" in given and "prompts_file" not in given:
+        merged.pop("prompts_file", None)
+    elif "prompts_file" in given and "prompts" not in given:
+        merged.pop("prompts", None)
+    return build_request(merged, base)

@@ -1,0 +1,119 @@
+"""Progress of a running batch on a terminal (tqdm bars) or in a log (a line now and then).
+
+`i2vkit bulk`, `i2vkit retry`, the exported script and the notebook's text fallback all
+report through :func:`progress_reporter`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import IO, Any, Protocol
+
+from .engine.progress import Progress
+from .spending import is_interactive
+
+PROGRESS_EVERY_SECONDS = 5.0  # progress lines when stderr is a log, not a terminal
+
+
+class Reporter(Protocol):
+    def __call__(self, p: Progress) -> None: ...
+    def close(self) -> None: ...
+
+
+def progress_line(p: Progress) -> str:
+    return (
+        f"uploaded {p.uploaded}/{p.uploads_total}  submitted {p.submitted}/{p.total}  "
+        f"running {p.running}  downloaded {p.downloaded}/{p.total}  failed {p.failed}"
+        + (f"  ({p.message})" if p.message else "")
+    )
+
+
+class ProgressLines:
+    """One plain line at the first update, then at most one every ``interval`` seconds,
+    and the last state when every job is finished (or on close): for logs and pipes, where tqdm's redrawn bars would be
+    either invisible or a wall of carriage returns."""
+
+    def __init__(self, stream: IO[str] | None = None, interval: float = PROGRESS_EVERY_SECONDS):
+        self.stream = stream
+        self.interval = interval
+        self.last: Progress | None = None
+        self._printed = ""
+        self._printed_at: float | None = None
+        self._lock = threading.Lock()
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream or sys.stderr, flush=True)
+        self._printed, self._printed_at = line, time.monotonic()
+
+    def __call__(self, p: Progress) -> None:
+        if not (p.total or p.uploads_total):
+            return  # nothing counted yet: a line of zeros says nothing
+        with self._lock:
+            self.last = p
+            line = progress_line(p)
+            finished = p.total > 0 and p.downloaded + p.failed >= p.total
+            due = self._printed_at is None or time.monotonic() - self._printed_at >= self.interval
+            if (due or finished) and line != self._printed:
+                self._print(line)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.last is not None and progress_line(self.last) != self._printed:
+                self._print(progress_line(self.last))
+
+
+class TerminalBars:
+    """tqdm bars on an interactive stderr, fed by the engine's progress callback."""
+
+    ROWS = [  # label, value field, total field, unit
+        ("uploads", "uploaded", "uploads_total", "image"),
+        ("submitted", "submitted", "total", "job"),
+        ("downloaded", "downloaded", "total", "job"),
+        ("failed", "failed", "total", "job"),
+    ]
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream
+        self.bars: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, p: Progress) -> None:
+        from tqdm import tqdm
+
+        with self.lock:
+            for name, value, total, unit in self.ROWS:
+                bar = self.bars.get(name)
+                if bar is None:
+                    bar = self.bars[name] = tqdm(
+                        total=getattr(p, total),
+                        desc=f"{name:>10}",
+                        unit=unit,
+                        position=len(self.bars),
+                        leave=True,
+                        file=self.stream or sys.stderr,
+                    )
+                bar.total = getattr(p, total)
+                bar.n = getattr(p, value)
+                bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+class NoProgress:
+    def __call__(self, p: Progress) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_reporter(enabled: bool = True, stream: IO[str] | None = None) -> Reporter:
+    """Bars on a terminal, a line every few seconds in a log or pipe, nothing if disabled."""
+    stream = stream or sys.stderr
+    if not enabled:
+        return NoProgress()
+    return TerminalBars(stream) if is_interactive(stream) else ProgressLines(stream)

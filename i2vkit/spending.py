@@ -1,0 +1,83 @@
+"""The confirmation before spending: the spend cap kept, and a question above US$ 5.
+
+Every path that submits (bulk, retry, the exported script, the notebook) asks here, so
+the rule is written once.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import IO
+
+from .backend import Backend
+from .errors import SpendCapError
+from .exits import EXIT_INPUT, EXIT_OK
+from .money import usd
+from .planning.cost import CostBreakdown
+from .planning.plan import Plan
+
+ASK_ABOVE_USD = 5.0
+
+
+def is_interactive(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and not stream.closed and stream.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+def confirm_spend(
+    plan: Plan,
+    backend: Backend,
+    *,
+    yes: bool = False,
+    cost: CostBreakdown | None = None,
+    interactive: bool | None = None,
+    ask: Callable[[str], str] = input,
+    say: Callable[[str], None] = print,
+) -> int | None:
+    """Keep the spend cap, and ask before a run adds more than US$ 5 on a billed backend.
+
+    Only what THIS run adds counts (``cost``, read from the plan's ledger when not
+    given): re-running a finished batch adds nothing and never asks. An endpoint whose
+    price is unknown always asks: "unknown" is not "free". Returns None to go on, or
+    the exit code to stop with before anything is uploaded: EXIT_INPUT over the cap
+    (``--yes`` does not lift a cap) or when nobody can answer (stdin is not a terminal
+    and no ``--yes``: a script or CI job must say it wants to spend), EXIT_OK when the
+    user said no. The built-in emulator (demo mode) is never billed, so it never asks.
+    ``interactive`` overrides the terminal check (a Jupyter kernel can answer
+    ``input()`` although its stdin is no terminal).
+    """
+    if not backend.billed:
+        return None
+    cost = cost or plan.cost
+    assert cost is not None, "a plan from plan_batch or plan_retry has its cost"
+    try:
+        plan.check_spend_cap(cost)
+    except SpendCapError as exc:
+        say(str(exc))
+        return EXIT_INPUT
+    amount = cost.this_run
+    if yes or cost.new_jobs == 0 or (amount is not None and amount <= ASK_ABOVE_USD):
+        return None
+    jobs = f"{cost.new_jobs} job{'s' if cost.new_jobs != 1 else ''}"
+    if amount is None:
+        what = f"This run submits {jobs} to {plan.unknown_endpoints()}, whose price is unknown,"
+        question = f"Submit {jobs} at an unknown price on {backend.describe()}? [y/N] "
+    else:
+        what = f"This run may add {usd(amount)} ({jobs})"
+        question = f"Spend about {usd(amount)} on {backend.describe()}? [y/N] "
+    if interactive is None:
+        interactive = is_interactive(sys.stdin)
+    if not interactive:
+        say(f"{what} on {backend.describe()}. Nothing was submitted: re-run with --yes to confirm.")
+        return EXIT_INPUT
+    try:
+        answer = ask(question).strip().lower()
+    except EOFError:
+        answer = ""
+    if answer not in ("y", "yes"):
+        say("Nothing submitted.")
+        return EXIT_OK
+    return None
