@@ -214,7 +214,7 @@ def child_sequential(spec: dict) -> dict:
     import fal_client
     import httpx
 
-    from i2vkit.fal import fal_client_pointed_at
+    from i2vkit.fal_client_hosts import fal_client_pointed_at
 
     out = Path(spec["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
@@ -242,7 +242,7 @@ def child_gather(spec: dict) -> dict:
     import fal_client
     import httpx
 
-    from i2vkit.fal import fal_client_pointed_at
+    from i2vkit.fal_client_hosts import fal_client_pointed_at
 
     out = Path(spec["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
@@ -440,7 +440,7 @@ def bench_regime(regime: tuple, cfg: dict, work: Path) -> dict:
     queued jobs behind for the next approach), all with the same images and prompts."""
     import fal_client
 
-    from i2vkit.fal import fal_client_pointed_at
+    from i2vkit.fal_client_hosts import fal_client_pointed_at
 
     name, n, job_s, slots, seq_jobs = regime
     n_images = cfg["images"]
@@ -617,7 +617,7 @@ def bench_replan(cfg: dict, work: Path) -> dict:
 def bench_download(cfg: dict, work: Path) -> dict:
     import fal_client
 
-    from i2vkit.fal import fal_client_pointed_at
+    from i2vkit.fal_client_hosts import fal_client_pointed_at
 
     size = cfg["video_bytes"]
     log(f"download: one {size / 1e6:.0f} MB video, i2vkit vs curl ...")

@@ -244,8 +244,13 @@ def fal_error(response: httpx.Response, what: str, key: str | None = None) -> Fa
 # -- the retry loop ------------------------------------------------------------------------
 
 
-class Retry(Exception):
-    """Raised by one attempt to ask :func:`retrying` for another: why, and the answer if any."""
+class _Retry(Exception):
+    """Raised by one attempt to ask :func:`retrying` for another: why, and the answer if any.
+
+    Control flow, not an error: :func:`retrying` catches every one, and when the tries run
+    out the caller's ``give_up`` turns the last one into a real error (see
+    :mod:`i2vkit.errors`). Private for that reason; only attempt functions (here, in
+    :mod:`i2vkit.fal` and :mod:`i2vkit.download`) raise it."""
 
     def __init__(
         self, reason: str, *, response: httpx.Response | None = None, ambiguous: bool = False
@@ -263,19 +268,19 @@ class Retry(Exception):
 def retry_if_transient(
     response: httpx.Response, *, idempotent: bool = True, retry_server_errors: bool = True
 ) -> httpx.Response:
-    """Inside an attempt: raise :class:`Retry` for an answer worth another try, else return it."""
+    """Inside an attempt: raise :class:`_Retry` for an answer worth another try, else return it."""
     if (
         verdict(response, idempotent=idempotent, retry_server_errors=retry_server_errors)
         is Verdict.RETRY
     ):
-        raise Retry(f"HTTP {response.status_code}", response=response)
+        raise _Retry(f"HTTP {response.status_code}", response=response)
     return response
 
 
 async def retrying(
     attempt: Callable[[], Awaitable[T]],
     *,
-    give_up: Callable[[Retry], BaseException],
+    give_up: Callable[[_Retry], BaseException],
     budget: RequestBudget | None = None,
     idempotent: bool = True,
     attempts: int = ATTEMPTS,
@@ -283,12 +288,12 @@ async def retrying(
     """Run `attempt()` until it returns, under the budget: THE retry loop.
 
     Each try first waits for a budget token. An attempt asks for another try by raising
-    :class:`Retry` (see :func:`retry_if_transient`); httpx transport errors are judged by :func:`verdict`
+    :class:`_Retry` (see :func:`retry_if_transient`); httpx transport errors are judged by :func:`verdict`
     here, so a streaming download's dropped connection and a status poll's are the same
     case. A 429 pauses the whole budget for Retry-After instead of spending one of the
     `attempts` (the server is asking us to slow down, not failing), up to MAX_THROTTLES;
     anything else transient waits :func:`backoff_delay`. When tries run out, or a broken
-    connection leaves a non-`idempotent` request ambiguous, `give_up(last Retry)` is
+    connection leaves a non-`idempotent` request ambiguous, `give_up(last _Retry)` is
     raised: each caller words its own error. Only an attempt that returns wins rate back.
     """
     tries = throttles = 0
@@ -297,12 +302,12 @@ async def retrying(
             await budget.acquire()
         try:
             result = await attempt()
-        except Retry as retry:
+        except _Retry as retry:
             last = retry
         except httpx.TransportError as exc:
             kind = verdict(exc, idempotent=idempotent)
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            last = Retry(reason, ambiguous=kind is Verdict.AMBIGUOUS)
+            last = _Retry(reason, ambiguous=kind is Verdict.AMBIGUOUS)
             if last.ambiguous:
                 raise give_up(last) from None
         else:

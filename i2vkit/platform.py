@@ -14,20 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from .backend import Backend
-from .errors import FalError
-from .fal import FalConnection
+from .errors import FalError, HistoryUnavailable
+from .fal import FalConnection, platform_url
 from .http import fal_error
 
-PLATFORM_URL = "https://api.fal.ai/v1"
 MAX_IDS = 50  # endpoint ids per call, as the API allows
 MAX_PAGES = 100  # a listing reads at most this many pages (a cursor that never ends)
 TIMEOUT = 10.0
 ATTEMPTS = 2
-
-
-def platform_url(backend: Backend) -> str:
-    """``https://api.fal.ai/v1``, or ``{I2VKIT_FAL_URL}/v1`` like every other fal host."""
-    return f"{backend.base_url.rstrip('/')}/v1" if backend.base_url else PLATFORM_URL
 
 
 def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
@@ -110,11 +104,6 @@ class PlatformClient:
 
 HISTORY_PAGE = 100  # the largest page fal serves
 HISTORY_PAGES = 50  # a lookup reads at most this many pages (5,000 requests)
-
-
-class HistoryUnavailable(FalError):
-    """fal will not list the requests: the key may not read the account's request history
-    (403, "restricted request view"), or the service has no such endpoint (404/405)."""
 
 
 async def requests_by_endpoint(

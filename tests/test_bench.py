@@ -39,7 +39,7 @@ def test_sequential_child_against_bench_emulator(tmp_path):
             [
                 sys.executable,
                 "-c",
-                "import sys; from i2vkit.fal import point_fal_client_at; "
+                "import sys; from i2vkit.fal_client_hosts import point_fal_client_at; "
                 "point_fal_client_at(sys.argv[1]); import fal_client; "
                 "print(fal_client.upload_file(sys.argv[2]))",
                 url,

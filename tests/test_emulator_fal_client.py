@@ -1,9 +1,10 @@
 """The installed fal_client, pointed at the emulator, gets what it expects.
 
 fal_client's module constants are pointed at the emulator by
-``i2vkit.fal.fal_client_pointed_at``, which restores them, so these tests prove the
-emulator answers the real client's requests: uploads (CDN v3 and the legacy signed-URL
-path), submit, status with and without logs, result, cancel, errors and retries.
+``i2vkit.fal_client_hosts.fal_client_pointed_at``, which restores them, so these tests
+prove the emulator answers the real client's requests: uploads (CDN v3 and the legacy
+signed-URL path), submit, status with and without logs, result, cancel, errors and
+retries.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from PIL import Image
 
 from i2vkit.emulator import Emulator
 from i2vkit.emulator.clips import probe
-from i2vkit.fal import fal_client_pointed_at
+from i2vkit.fal_client_hosts import fal_client_pointed_at
 
 KEY = "test-id:test-secret"
 KLING = "fal-ai/kling-video/v1.6/standard/image-to-video"

@@ -14,7 +14,8 @@ from helpers import TEST_KEY, make_images
 from i2vkit import cli
 from i2vkit.backend import URL, Backend
 from i2vkit.errors import FalAuthError, FalLockedError, FalTransientError
-from i2vkit.fal import FAL_CLIENT_HOSTS, FalConnection, fal_client_pointed_at
+from i2vkit.fal import FalConnection
+from i2vkit.fal_client_hosts import FAL_CLIENT_HOSTS, fal_client_pointed_at
 from i2vkit.http import ATTEMPTS
 from i2vkit.store import Store
 from i2vkit.uploads import Uploader

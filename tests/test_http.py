@@ -20,7 +20,7 @@ from i2vkit.errors import (
     FalTransientError,
     FalValidationError,
 )
-from i2vkit.http import RequestBudget, Retry, Verdict, fal_error, parse_retry_after, verdict
+from i2vkit.http import RequestBudget, Verdict, _Retry, fal_error, parse_retry_after, verdict
 
 KEY = "keyid:very-secret-part-123"
 
@@ -226,7 +226,7 @@ def run_loop(outcomes, **kwargs):
             raise outcome
         return outcome
 
-    def give_up(last: Retry) -> Exception:
+    def give_up(last: _Retry) -> Exception:
         given_up.append(last)
         return RuntimeError(f"gave up: {last}")
 
@@ -242,13 +242,13 @@ def run_loop(outcomes, **kwargs):
 
 def test_loop_retries_transient_failures_then_returns(quick_backoff):
     request = httpx.Request("GET", "http://127.0.0.1/x")
-    outcomes = [Retry("HTTP 503"), httpx.ReadError("cut", request=request), "video"]
+    outcomes = [_Retry("HTTP 503"), httpx.ReadError("cut", request=request), "video"]
     result, calls, given_up = run_loop(outcomes, attempts=3)
     assert result == "video" and calls == 3 and given_up == []
 
 
 def test_loop_gives_up_after_its_attempts_with_the_last_reason(quick_backoff):
-    result, calls, given_up = run_loop([Retry("first"), Retry("second"), "late"], attempts=2)
+    result, calls, given_up = run_loop([_Retry("first"), _Retry("second"), "late"], attempts=2)
     assert calls == 2 and str(result) == "gave up: second"
 
 
@@ -269,7 +269,7 @@ def test_loop_lets_other_errors_through_untouched(quick_backoff):
 
 
 def test_429s_pause_the_budget_instead_of_spending_attempts(quick_backoff):
-    too_many = Retry("HTTP 429", response=answer(429, {}, {"Retry-After": "0"}))
+    too_many = _Retry("HTTP 429", response=answer(429, {}, {"Retry-After": "0"}))
     budget = RequestBudget(rate=1000, min_rate=1000)  # keep the test fast: pauses only
     result, calls, _ = run_loop([too_many] * 5 + ["ok"], attempts=2, budget=budget)
     assert result == "ok" and calls == 6
@@ -279,7 +279,7 @@ def test_429s_pause_the_budget_instead_of_spending_attempts(quick_backoff):
 def test_only_a_success_wins_rate_back(quick_backoff):
     budget = RequestBudget(rate=100)
     budget.rate = 10
-    run_loop([Retry("HTTP 503")] * 2, attempts=2, budget=budget)
+    run_loop([_Retry("HTTP 503")] * 2, attempts=2, budget=budget)
     assert budget.rate == 10  # ran out of retries: no success, no rate back
     run_loop(["ok"], budget=budget)
     assert budget.rate > 10

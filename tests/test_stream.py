@@ -21,7 +21,8 @@ from i2vkit.config import Settings
 from i2vkit.emulator import Emulator
 from i2vkit.emulator.clips import GREY_PNG
 from i2vkit.engine import run_batch
-from i2vkit.fal import FalConnection, StreamUnavailable
+from i2vkit.errors import StreamUnavailable
+from i2vkit.fal import FalConnection
 from i2vkit.plan import BatchSpec
 from i2vkit.store import Store
 

@@ -38,8 +38,8 @@ from .auth import LOCKED_DETAIL
 from .cli import build_parser, main
 from .knobs import DEFAULT_KNOBS, FAIL_KINDS, KNOBS
 from .process import EmulatorClient, EmulatorProcess
-from .routes import Plugin, Route
-from .server import Emulator
+from .routes import Route
+from .server import Emulator, Plugin
 
 __all__ = [
     "DEFAULT_KNOBS",

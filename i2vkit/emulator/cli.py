@@ -16,8 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .knobs import add_knob_arguments, knobs_from_args
-from .routes import Plugin
-from .server import Emulator
+from .server import Emulator, Plugin
 
 __all__ = ["DEFAULT_CLI_PORT", "build_parser", "main"]
 

@@ -28,7 +28,9 @@ from .routes import Route
 from .wire import json_response
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .auth import Auth
+    from .queue import JobQueue
+    from .runtime import Runtime
 
 __all__ = ["PATH", "history_routes"]
 
@@ -53,9 +55,8 @@ def _iso(seconds: float | None) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
-def history_routes(emu: Emulator) -> list[Route]:
-    """The request-history route over ``emu``'s queue (a counted route: fal traffic)."""
-    rt, queue, auth = emu.runtime, emu.queue, emu.auth
+def history_routes(rt: Runtime, queue: JobQueue, auth: Auth) -> list[Route]:
+    """The request-history route over ``queue`` (a counted route: fal traffic)."""
 
     def item(job: Any, payloads: bool) -> dict[str, Any]:
         sent = rt.clock.to_wall(job.submitted_at)

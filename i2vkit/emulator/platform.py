@@ -26,7 +26,7 @@ from ..catalogue import openapi, schema
 from ..catalogue.core import Catalogue, snapshot
 from .auth import Auth
 from .routes import Route
-from .wire import json_response, validation_error
+from .wire import app_of, json_response, validation_error
 
 MAX_IDS = 50
 PAGE = 20  # models per page of /v1/models when no limit is given (so paging is exercised)
@@ -82,8 +82,6 @@ class PlatformAPI:
 
     def serves(self, endpoint: str) -> bool:
         """False for an endpoint whose app was removed: the queue answers 404 for it."""
-        from .jobs import app_of
-
         return app_of(endpoint.strip("/")) not in self.gone_apps
 
     def _entries(self) -> dict[str, dict[str, Any]]:
@@ -213,8 +211,6 @@ class PlatformAPI:
                 return json_response(400, {"detail": "each added entry needs an endpoint_id"})
             if not isinstance(entry.get("input"), dict):
                 return json_response(400, {"detail": "each added entry needs an input schema"})
-        from .jobs import app_of
-
         for entry in add:
             self.added[entry["endpoint_id"]] = entry
             self.gone_apps.discard(app_of(entry["endpoint_id"]))

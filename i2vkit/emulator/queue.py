@@ -45,7 +45,6 @@ from .jobs import (
     Job,
     JobError,
     Outcome,
-    app_of,
     error_outcome,
     field_error,
     injected_failure,
@@ -56,7 +55,7 @@ from .platform import PlatformAPI, end_image_field
 from .routes import Route
 from .runtime import Runtime
 from .storage import Storage
-from .wire import invalid_json, json_response, lifecycle_seconds, rand_id
+from .wire import app_of, invalid_json, json_response, lifecycle_seconds, rand_id
 
 __all__ = ["JobQueue"]
 

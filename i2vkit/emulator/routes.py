@@ -17,18 +17,15 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from .knobs import coerce_knobs, knobs_view
-from .runtime import Runtime
+from .runtime import Clock, Runtime
 from .wire import json_response, rand_id
 
-if TYPE_CHECKING:
-    from .server import Emulator
-
-__all__ = ["Handler", "Ingress", "Plugin", "Route", "build_app", "control_routes"]
+__all__ = ["Controlled", "Handler", "Ingress", "Route", "build_app", "control_routes"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -51,9 +48,23 @@ class Route:
     counted: bool = True
 
 
-Plugin = Callable[["Emulator"], Iterable[Route]]
-"""The extension hook: given the emulator (not yet serving), return extra routes to serve.
-Pass plugins as ``Emulator(plugins=[...])`` or ``main(argv, plugins=[...])``."""
+class Controlled(Protocol):
+    """What the control endpoints operate: the :class:`~i2vkit.emulator.Emulator`'s
+    thread-safe methods (named here so this module does not import the server)."""
+
+    @property
+    def knobs(self) -> dict[str, Any]: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def apply_knobs(self, coerced: dict[str, Any]) -> dict[str, Any]: ...
+
+    def reset_stats(self) -> None: ...
+
+    def advance_clock(self, seconds: float) -> None: ...
 
 
 def _ingress_html(status: int) -> str:
@@ -155,7 +166,7 @@ def build_app(ingress: Ingress, routes: Iterable[Route]) -> web.Application:
     return app
 
 
-def control_routes(emu: Emulator) -> list[Route]:
+def control_routes(emu: Controlled) -> list[Route]:
     """``/_emulator/*``: what :class:`~i2vkit.emulator.EmulatorClient` calls from another
     process (the same operations as the :class:`~i2vkit.emulator.Emulator` methods)."""
 

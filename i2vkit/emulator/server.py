@@ -27,13 +27,17 @@ from .clips import ClipCache
 from .history import history_routes
 from .knobs import DEFAULT_KNOBS, coerce_knobs, knobs_view
 from .queue import JobQueue
-from .routes import Ingress, Plugin, Route, build_app, control_routes
+from .routes import Ingress, Route, build_app, control_routes
 from .runtime import Clock, Runtime, Stats
 from .storage import Storage
 
-__all__ = ["Emulator"]
+__all__ = ["Emulator", "Plugin"]
 
 T = TypeVar("T")
+
+Plugin = Callable[["Emulator"], Iterable[Route]]
+"""The extension hook: given the emulator (not yet serving), return extra routes to serve.
+Pass plugins as ``Emulator(plugins=[...])`` or ``main(argv, plugins=[...])``."""
 
 
 class Emulator:
@@ -161,7 +165,7 @@ class Emulator:
         """Control routes, plugin routes, storage, the request history, then the queue's
         catch-alls."""
         extra = [route for plugin in self._plugins for route in plugin(self)]
-        own = [*self.storage.routes(), *history_routes(self)]
+        own = [*self.storage.routes(), *history_routes(self.runtime, self.queue, self.auth)]
         return [*control_routes(self), *extra, *own, *self.queue.routes()]
 
     def _thread_main(self, ready: threading.Event, errors: list[BaseException]) -> None:

@@ -1,8 +1,8 @@
 """fal's wire shapes that more than one part of the emulator answers with.
 
-JSON responses, pydantic-style validation errors, fal's random ids and the object
-lifecycle headers look the same whether storage or the queue sends them, so they are
-written here once.
+JSON responses, pydantic-style validation errors, fal's random ids, the object
+lifecycle headers and the app part of an endpoint id look the same whether storage, the
+queue or the Platform API uses them, so they are written here once.
 """
 
 from __future__ import annotations
@@ -13,10 +13,18 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["invalid_json", "json_response", "lifecycle_seconds", "rand_id", "validation_error"]
+__all__ = [
+    "app_of",
+    "invalid_json",
+    "json_response",
+    "lifecycle_seconds",
+    "rand_id",
+    "validation_error",
+]
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _UNLINKED_ERROR_TYPES = ("value_error.missing", "type_error.str", "type_error.dict")
+APP_NAMESPACES = ("workflows", "comfy")
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -65,3 +73,11 @@ def lifecycle_seconds(request: web.Request, *headers: str) -> float | None:
         except (ValueError, TypeError, AttributeError):
             continue
     return None
+
+
+def app_of(endpoint: str) -> str:
+    """The ``owner/alias`` (or ``workflows/owner/alias``) part that request URLs use."""
+    parts = endpoint.split("/")
+    if parts[0] in APP_NAMESPACES and len(parts) >= 3:
+        return "/".join(parts[:3])
+    return "/".join(parts[:2])
