@@ -437,7 +437,7 @@ class FalConnection:
                     expires = datetime.fromisoformat(body["expires_at"])
                     if expires.tzinfo is None:
                         expires = expires.replace(tzinfo=UTC)
-                    self._token = CdnToken(
+                    current = self._token = CdnToken(
                         str(body["token"]), str(body["token_type"]), str(body["base_url"]), expires
                     )
                 except (KeyError, TypeError, ValueError):
@@ -445,7 +445,7 @@ class FalConnection:
                         "upload_token: fal's CDN token answer is not "
                         "{token, token_type, base_url, expires_at}."
                     ) from None
-            return self._token
+            return current
 
     async def cdn_request(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
         """One CDN call with the current token; a rejected token (401) is renewed and the call

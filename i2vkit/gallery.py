@@ -43,7 +43,8 @@ GALLERY_LIMIT = 200
 
 ROOT_MARKERS = ("pyproject.toml", ".git", "setup.py", "setup.cfg")
 
-STATUS_COLORS = {
+# Keyed by JobStatus, looked up with the ledger's plain strings (a StrEnum equals its value).
+STATUS_COLORS: dict[str, str] = {
     JobStatus.DOWNLOADED: "#2e7d32",
     JobStatus.COMPLETED: "#1565c0",
     JobStatus.RUNNING: "#1565c0",

@@ -339,8 +339,11 @@ def scan_images(
             if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
                 ignored += 1
                 continue
-            result = check_image(entry_path, max_pixels, trusted=trusted)
-            (images if isinstance(result, ImageFile) else skipped).append(result)
+            checked = check_image(entry_path, max_pixels, trusted=trusted)
+            if isinstance(checked, ImageFile):
+                images.append(checked)
+            else:
+                skipped.append(checked)
         pending.extend(reversed(child_dirs))
 
     def rel_key(p: Path) -> tuple:

@@ -174,7 +174,7 @@ class Uploader:
                 return hit["fal_url"]
         task = self.in_flight.get(digest)
         first = task is None
-        if first:
+        if task is None:
             task = self.in_flight[digest] = asyncio.create_task(self.send(path))
         try:
             url, uploaded_at, expires_at = await asyncio.shield(task)

@@ -168,7 +168,7 @@ def _conditions(key: str, audio: str | None, fields: dict[str, Any], table_has_a
     when: dict[str, Any] = {}
     parts = key.split("_")
     res = [p for p in parts if _RES.match(p)]
-    secs = [_SECONDS.match(p).group(1) for p in parts if _SECONDS.match(p)]
+    secs = [m.group(1) for p in parts if (m := _SECONDS.match(p))]
     if res and "resolution" in fields:
         when["resolution"] = res
     if secs and "duration" in fields:

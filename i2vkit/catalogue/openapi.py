@@ -111,7 +111,7 @@ def price_answer(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     """One ``prices[]`` item of ``GET /v1/models/pricing``, or None for an unknown price."""
     rule = entry.get("price")
     usd = pricing.base_rate(rule, defaults(entry))
-    if usd is None:
+    if not rule or usd is None:
         return None
     return {
         "endpoint_id": entry["endpoint_id"],

@@ -59,7 +59,7 @@ def load_image(image_bytes: bytes, max_side: int = 256) -> Image.Image:
     Raises :class:`ImageLoadError` when the bytes are not a decodable image.
     """
     try:
-        img = Image.open(io.BytesIO(image_bytes))
+        img: Image.Image = Image.open(io.BytesIO(image_bytes))
         # JPEG: decode at reduced size straight away (fast for big photos).
         img.draft("RGB", (max_side * 2, max_side * 2))
         img.load()
@@ -96,7 +96,7 @@ def synthesize_clip(
     if work_scale < 1.0:
         img = img.resize(
             (max(2, round(img.width * work_scale)), max(2, round(img.height * work_scale))),
-            Image.BILINEAR,
+            Image.Resampling.BILINEAR,
         )
     src_w, src_h = img.size
     n_frames = max(2, int(round(seconds * fps)))
@@ -117,7 +117,7 @@ def synthesize_clip(
             left = (src_w - cw) * (0.25 + 0.5 * t)
             top = (src_h - ch) * (0.5 + 0.25 * (t - 0.5))
             frame_img = img.resize(
-                (out_w, out_h), Image.BILINEAR, box=(left, top, left + cw, top + ch)
+                (out_w, out_h), Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch)
             )
             frame = av.VideoFrame.from_image(frame_img)
             frame.pts = i

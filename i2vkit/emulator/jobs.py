@@ -174,7 +174,8 @@ def payload_problems(endpoint: str, payload: Any) -> list[dict[str, Any]]:
         elif not isinstance(payload[name], str):
             problems.append(validation_error(["body", name], "str type expected", "type_error.str"))
     if (
-        image_field not in required
+        image_field is not None
+        and image_field not in required
         and image_field in payload
         and not isinstance(payload[image_field], str)
     ):

@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from aiohttp import web
 
@@ -46,6 +46,10 @@ class Clock:
         """The expiry clock on the wall (for token expiry dates)."""
         return time.time() + self.offset
 
+    @overload
+    def to_wall(self, loop_seconds: float) -> float: ...
+    @overload
+    def to_wall(self, loop_seconds: float | None) -> float | None: ...
     def to_wall(self, loop_seconds: float | None) -> float | None:
         """A loop-clock instant (a job's submitted/started/finished time) as ``time.time()``."""
         if loop_seconds is None:

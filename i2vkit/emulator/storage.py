@@ -12,6 +12,7 @@ from here too (:meth:`Storage.resolve`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import mimetypes
 import os
@@ -100,7 +101,7 @@ def concat_files(paths: list[Path], dest: Path) -> tuple[int, str]:
     with open(dest, "wb") as out:
         for p in paths:
             with open(p, "rb") as f:
-                size += _hashing_copy(iter(lambda f=f: f.read(CHUNK), b""), out, [sha])
+                size += _hashing_copy(iter(functools.partial(f.read, CHUNK), b""), out, [sha])
     return size, sha.hexdigest()
 
 
@@ -406,8 +407,8 @@ class Storage:
             if parsed is None:
                 headers["Content-Range"] = f"bytes */{size}"
                 return web.Response(status=416, headers=headers)
-            if parsed != "invalid":  # a malformed range is ignored: the whole file is served
-                start, end = parsed  # type: ignore[misc]
+            if isinstance(parsed, tuple):  # else "invalid": ignored, the whole file is served
+                start, end = parsed
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         length = max(0, end - start + 1)

@@ -95,6 +95,6 @@ def outcome(
         return Failed(str(exc), exc.error_type)
     except DownloadError as exc:
         return Failed(f"fal's result has an unusable video URL: {exc}", "bad_result")
-    video = result.get("video") if isinstance(result.get("video"), Mapping) else {}
-    size = video.get("file_size") if isinstance(video.get("file_size"), int) else None
+    video = v if isinstance(v := result.get("video"), Mapping) else {}
+    size = n if isinstance(n := video.get("file_size"), int) else None
     return Completed(url, size)

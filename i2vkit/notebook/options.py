@@ -94,7 +94,8 @@ def _make(name: str, prop: Mapping[str, Any], kind: str, style: dict, preset: An
     elif kind in ("int_range", "float_range", "int", "float"):
         integer = kind.startswith("int")
         lo, hi = prop.get("minimum"), prop.get("maximum")
-        start = default if isinstance(default, int | float) else lo
+        # no number to start from (an unbounded field with a non-numeric default): 0
+        start = default if isinstance(default, int | float) else lo if lo is not None else 0
         start = int(start) if integer else float(start)
         if kind.endswith("range"):
             cls = w.BoundedIntText if integer else w.BoundedFloatText

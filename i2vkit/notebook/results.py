@@ -87,7 +87,7 @@ class ResultsBrowser:
         self.model: str | None = None
         self.status: str | None = None
         self._listeners: list[Callable[[], None]] = []
-        self.widget = None
+        self.widget: Any = None  # an ipywidgets box once built (ipywidgets is untyped)
         if widgets_available():
             self._build_widgets()
 
@@ -362,7 +362,7 @@ class CompareView:
         self.cells = cmp.cells_from_rows(self.source())
         self.rows, self.cols = axes or cmp.default_axes(self.cells)
         self.error: str | None = None
-        self.widget = None
+        self.widget: Any = None  # an ipywidgets box once built (ipywidgets is untyped)
         self.keep_boxes: dict[int, Any] = {}
         if widgets_available():
             self._build_widgets()
