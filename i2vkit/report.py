@@ -34,6 +34,7 @@ from .errors import InputError
 from .filenames import file_url, safe_component
 from .jobs import UNSUCCESSFUL, JobStatus
 from .store import Store
+from .timeline import timeline_svg
 
 CSV_COLUMNS = [
     "job_id", "image", "prompt", "model", "endpoint_id", "take", "seed", "options", "status",
@@ -296,7 +297,7 @@ def _page(
         + "<span id='i2v-axes-note'></span></div>",
         cmp.grid_html(grid, urls, script=False, grid_id="i2v-compare"),
         "<h2>Timeline</h2>",
-        g.timeline_svg(jobs),
+        timeline_svg(jobs),
         "<h2>Per model</h2>",
         _table(
             summary_rows,

@@ -8,6 +8,7 @@ import re
 from PIL import Image
 
 from i2vkit import gallery as g
+from i2vkit import timeline as tl
 
 EVIL = "<script>alert('x')</script> & \"quoted\""
 
@@ -196,26 +197,26 @@ def test_timeline_draws_each_phase():
         ledger_row(2, 0, 0.5, None, 4.0, 4.2),  # never seen running
         ledger_row(3, 0, 0.6, 1.0, 2.0, None, status="failed"),
     ]
-    html = g.timeline_svg(rows)
+    html = tl.timeline_svg(rows)
     assert html.count("<svg") == 1
     phases = re.findall(r'data-phase="([a-z+]+)"', html)
     assert phases.count("local") == 3
     assert phases.count("queue") == 2 and phases.count("run") == 2
     assert phases.count("queue+run") == 1 and phases.count("download") == 2
     assert "&#x2715;" in html and "boom" in html  # the failed job is marked with its error
-    times, _ = g.job_phases(rows)
+    times, _ = tl.job_phases(rows)
     assert times[0].segments[1] == ("queue", 0.5, 1.0)
-    assert g.peak_in_flight(times) == 3
+    assert tl.peak_in_flight(times) == 3
 
 
 def test_timeline_names_the_bottleneck():
     queued = [ledger_row(i, 0, 0.1, 8.0, 9.0, 9.1) for i in range(4)]
-    assert "fal's queue" in g.timeline_summary(queued)
+    assert "fal's queue" in tl.timeline_summary(queued)
     waiting = [ledger_row(i, 0, 6.0 + i, 6.5 + i, 7.0 + i, 7.1 + i) for i in range(4)]
-    assert "concurrency (1) was the limit" in g.timeline_summary(waiting, concurrency=1)
+    assert "concurrency (1) was the limit" in tl.timeline_summary(waiting, concurrency=1)
     running = [ledger_row(i, 0, 0.1, 0.2, 9.0, 9.1) for i in range(4)]
-    assert "run time dominates" in g.timeline_summary(running)
-    assert g.timeline_svg([]) == "<div>no jobs with timing data</div>"
+    assert "run time dominates" in tl.timeline_summary(running)
+    assert tl.timeline_svg([]) == "<div>no jobs with timing data</div>"
 
 
 def test_tables_escape():

@@ -14,6 +14,7 @@ from .. import compare as cmp
 from .. import gallery as g
 from ..config import Settings, load_settings
 from ..jobs import UNSUCCESSFUL, JobStatus
+from ..timeline import timeline_svg, timeline_text
 from .display import Live, Rich, in_kernel, notebook_dir, widgets_available
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def gallery(source: Any, base: str | os.PathLike | None = None, **kwargs: Any) -
 
 
 def timeline(rows: Sequence[Mapping[str, Any]], concurrency: int | None = None) -> Rich:
-    return Rich(g.timeline_svg(rows, concurrency=concurrency), g.timeline_text(rows, concurrency))
+    return Rich(timeline_svg(rows, concurrency=concurrency), timeline_text(rows, concurrency))
 
 
 def results_view(result: BatchResult, base: str | os.PathLike | None = None) -> Any:
