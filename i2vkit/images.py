@@ -16,7 +16,7 @@ import re
 import stat
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -288,77 +288,97 @@ def scan_images(
     unusable or holds no usable image.
     """
     root = _resolve_folder(folder)
+    walk = _FolderWalk(root, recursive)
     images: list[ImageFile] = []
     skipped: list[Skipped] = []
-    ignored = 0
-    subfolders = 0
-
-    root_real = os.path.realpath(root)
-    visited: set[str] = {root_real}
-    pending: list[Path] = [root]
-    while pending:
-        current = pending.pop()
-        try:
-            with os.scandir(current) as it:
-                entries = sorted(it, key=lambda e: _natural_key(e.name))
-        except PermissionError:
-            skipped.append(
-                Skipped(
-                    current,
-                    "is a folder that cannot be read (permission denied); fix its permissions",
-                )
-            )
-            continue
-        except OSError as exc:
-            skipped.append(
-                Skipped(current, f"is a folder that cannot be read ({exc.strerror or exc})")
-            )
-            continue
-        child_dirs: list[Path] = []
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            entry_path = Path(entry.path)
-            try:
-                is_dir = entry.is_dir()  # follows symlinks
-            except OSError:
-                is_dir = False
-            if is_dir:
-                subfolders += 1
-                if not recursive:
-                    continue
-                real = os.path.realpath(entry_path)
-                inside = real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
-                if entry.is_symlink() and inside:
-                    continue  # points back into the tree: scanned (or will be) by its real path
-                if real in visited:
-                    continue  # a loop or a second link to the same folder
-                visited.add(real)
-                child_dirs.append(entry_path)
-                continue
-            if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
-                ignored += 1
-                continue
-            checked = check_image(entry_path, max_pixels, trusted=trusted)
-            if isinstance(checked, ImageFile):
-                images.append(checked)
-            else:
-                skipped.append(checked)
-        pending.extend(reversed(child_dirs))
-
-    def rel_key(p: Path) -> tuple:
-        try:
-            rel = p.relative_to(root).as_posix()
-        except ValueError:
-            rel = p.as_posix()
-        return _natural_key(rel)
-
-    images.sort(key=lambda i: rel_key(i.path))
-    skipped.sort(key=lambda s: rel_key(s.path))
-    result = ScanResult(images, skipped, ignored, root, subfolders)
+    for path in walk.image_named_files():
+        checked = check_image(path, max_pixels, trusted=trusted)
+        if isinstance(checked, ImageFile):
+            images.append(checked)
+        else:
+            skipped.append(checked)
+    skipped.extend(walk.unreadable)
+    images.sort(key=lambda i: _relative_key(i.path, root))
+    skipped.sort(key=lambda s: _relative_key(s.path, root))
+    result = ScanResult(images, skipped, walk.ignored, root, walk.subfolders)
     if not images:
         raise InputError(_no_images_message(root, result, recursive))
     return result
+
+
+def _relative_key(path: Path, root: Path) -> tuple:
+    """Natural order of a path below `root` (of the whole path when it is not below)."""
+    try:
+        rel = path.relative_to(root).as_posix()
+    except ValueError:
+        rel = path.as_posix()
+    return _natural_key(rel)
+
+
+@dataclass
+class _FolderWalk:
+    """The files :func:`scan_images` looks at, folder by folder in natural order, and what
+    it passes over: hidden names, files of other extensions (``ignored``), sub-folders
+    (counted; entered when ``recursive``) and folders it cannot read (``unreadable``)."""
+
+    root: Path
+    recursive: bool
+    ignored: int = 0
+    subfolders: int = 0
+    unreadable: list[Skipped] = field(default_factory=list)
+    _root_real: str = ""
+    _visited: set[str] = field(default_factory=set)
+
+    def image_named_files(self) -> Iterator[Path]:
+        """Each file with an image extension, depth first (a folder's files, then its
+        sub-folders'); the counts are complete once this is exhausted."""
+        self._root_real = os.path.realpath(self.root)
+        self._visited = {self._root_real}
+        pending: list[Path] = [self.root]
+        while pending:
+            child_dirs: list[Path] = []
+            for entry in self._entries(pending.pop()):
+                if entry.name.startswith("."):
+                    continue
+                entry_path = Path(entry.path)
+                try:
+                    is_dir = entry.is_dir()  # follows symlinks
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    self.subfolders += 1
+                    if self.recursive and self._enters(entry, entry_path):
+                        child_dirs.append(entry_path)
+                elif os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+                    self.ignored += 1
+                else:
+                    yield entry_path
+            pending.extend(reversed(child_dirs))
+
+    def _entries(self, folder: Path) -> list[os.DirEntry]:
+        """The folder's entries in natural order; none (and a note why) if it is unreadable."""
+        try:
+            with os.scandir(folder) as it:
+                return sorted(it, key=lambda e: _natural_key(e.name))
+        except PermissionError:
+            why = "is a folder that cannot be read (permission denied); fix its permissions"
+        except OSError as exc:
+            why = f"is a folder that cannot be read ({exc.strerror or exc})"
+        self.unreadable.append(Skipped(folder, why))
+        return []
+
+    def _enters(self, entry: os.DirEntry, entry_path: Path) -> bool:
+        """Walk into this sub-folder? A symlink back into the tree is not followed (its real
+        path is walked anyway), and no folder is walked twice (so a symlink loop ends)."""
+        real = os.path.realpath(entry_path)
+        root_real = self._root_real
+        inside = real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+        if entry.is_symlink() and inside:
+            return False
+        if real in self._visited:
+            return False
+        self._visited.add(real)
+        return True
 
 
 def _no_images_message(root: Path, result: ScanResult, recursive: bool) -> str:
