@@ -19,8 +19,8 @@ from dotenv.parser import parse_stream
 
 from .errors import ConfigError
 
-TRUE_WORDS = {"true", "1", "yes", "on"}
-FALSE_WORDS = {"false", "0", "no", "off"}
+TRUE_WORDS = {"true", "1", "yes", "y", "on"}
+FALSE_WORDS = {"false", "0", "no", "n", "off"}
 
 
 def default_db_path(platform: str = sys.platform) -> Path:
@@ -71,12 +71,22 @@ class Settings:
         )
 
 
-def parse_bool(name: str, value: str) -> bool:
+def yes_no(value: str) -> bool | None:
+    """The one reading of a yes/no word (any case, spaces around): True, False, or None when
+    ``value`` is neither (the caller decides: :func:`parse_bool` refuses it)."""
     word = value.strip().lower()
     if word in TRUE_WORDS:
         return True
     if word in FALSE_WORDS:
         return False
+    return None
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """A setting's yes/no value; anything else is a ConfigError naming the setting."""
+    answer = yes_no(value)
+    if answer is not None:
+        return answer
     raise ConfigError(
         f"{name}={value!r} is not a yes/no value. Use one of: true, false, 1, 0, yes, no."
     )

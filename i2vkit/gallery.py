@@ -27,6 +27,7 @@ from typing import Any
 
 from .filenames import file_url
 from .jobs import UNSUCCESSFUL, JobStatus
+from .refs import image_name
 
 #: A thumbnail data URI is at most this many characters (about 8 KB).
 THUMB_MAX_CHARS = 8000
@@ -262,7 +263,7 @@ _BOX = (
 
 def _card(item: GalleryItem, linker: VideoLinker) -> str:
     color = STATUS_COLORS.get(item.status, "#555")
-    name = Path(item.image).name if item.image else "?"
+    name = image_name(item.image) if item.image else "?"
     parts = [
         f'<div class="i2v-card" style="{_CARD}" data-job-id="{esc(item.job_id)}" '
         f'data-status="{esc(item.status)}">'
@@ -361,7 +362,7 @@ def gallery_text(source: Any) -> str:
     lines = []
     for it in items:
         where = it.video or (f"error: {it.error}" if it.error else "")
-        name = Path(it.image).name if it.image else "?"
+        name = image_name(it.image) if it.image else "?"
         lines.append(
             f"job {it.job_id:>5} {it.status:<10} {name:<24} {it.prompt[:40]!r:<44} {where}"
         )

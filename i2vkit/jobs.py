@@ -26,6 +26,7 @@ from . import store as ledger
 from .job_status import FINISHED, IN_FLIGHT, OPEN, UNSUCCESSFUL, JobStatus
 
 if TYPE_CHECKING:
+    from .rows import JobRow
     from .store import Store
 
 # The status vocabulary is defined in job_status.py (below the ledger, which names
@@ -137,7 +138,7 @@ def _ended(status: JobStatus, message: str, error_type: str | None) -> dict[str,
     }
 
 
-def _earlier_requests(job: dict[str, Any]) -> dict[str, int]:
+def _earlier_requests(job: JobRow) -> dict[str, int]:
     """A released job forgets its request; one fal may have billed (it had a request and
     was not cancelled in the queue) is kept as a count for the batch's cost."""
     if job.get("request_id") and job.get("status") != JobStatus.CANCELLED:
@@ -152,7 +153,7 @@ class Jobs:
         self.store = store
         self.owner = owner or process_owner()
 
-    def get(self, job_id: int) -> dict[str, Any]:
+    def get(self, job_id: int) -> JobRow:
         return self.store.job(job_id)
 
     def claim(self, job_id: int, **fields: Any) -> bool:
@@ -163,12 +164,12 @@ class Jobs:
         about to be POSTed) are written in the same statement: one write per submit."""
         return self.store.claim(job_id, self.owner, [JobStatus.PENDING], **fields)
 
-    def take_over(self, job: dict[str, Any]) -> bool:
+    def take_over(self, job: JobRow) -> bool:
         """Adopt a job whose owner died (compare-and-set on that owner: of several
         resuming processes exactly one wins)."""
         return self._if(job, owner=self.owner)
 
-    def release(self, job: dict[str, Any] | int, *, error: str | None = None, **extra: Any) -> None:
+    def release(self, job: JobRow | int, *, error: str | None = None, **extra: Any) -> None:
         """Back to pending, forgetting the submission: it was never sent, or fal lost it.
 
         With a `job` row the move is a compare-and-set on its status and owner, so a
@@ -179,7 +180,7 @@ class Jobs:
         else:
             self._if(job, **fields, **_earlier_requests(job))
 
-    def release_if(self, job: dict[str, Any], **extra: Any) -> bool:
+    def release_if(self, job: JobRow, **extra: Any) -> bool:
         """Release only if status and owner are still what `job` says; True if it moved."""
         fields = {**_SUBMISSION, "status": JobStatus.PENDING, **_earlier_requests(job), **extra}
         return self._if(job, **fields)
@@ -224,7 +225,7 @@ class Jobs:
     def failed(self, job_id: int, message: str, error_type: str | None) -> None:
         self.store.update_job(job_id, **_ended(JobStatus.FAILED, message, error_type))
 
-    def fail_if(self, job: dict[str, Any], message: str, error_type: str | None) -> bool:
+    def fail_if(self, job: JobRow, message: str, error_type: str | None) -> bool:
         """Fail a job only if its status and owner are still what `job` says (a request
         `i2vkit cancel` in another process has just recorded cancelled stays cancelled)."""
         return self._if(job, **_ended(JobStatus.FAILED, message, error_type))
@@ -232,12 +233,12 @@ class Jobs:
     def cancelled(self, job_id: int, message: str) -> None:
         self.store.update_job(job_id, **_ended(JobStatus.CANCELLED, message, "cancelled"))
 
-    def cancel_if(self, job: dict[str, Any], message: str) -> bool:
+    def cancel_if(self, job: JobRow, message: str) -> bool:
         """Cancel a job only if its status and owner are still what `job` says (a pending
         job another process may be claiming right now); True if it moved."""
         return self._if(job, **_ended(JobStatus.CANCELLED, message, "cancelled"))
 
-    def _if(self, job: dict[str, Any], **fields: Any) -> bool:
+    def _if(self, job: JobRow, **fields: Any) -> bool:
         """Compare-and-set on the status and owner `job` was read with."""
         return self.store.update_job_if(job["id"], job["status"], job["owner"], **fields)
 
@@ -250,7 +251,7 @@ class Jobs:
 SKIP, RELEASE, TAKE_OVER, CONTINUE = "skip", "release", "take over", "continue"
 
 
-def resume_action(job: dict[str, Any], me: str, alive: bool) -> str:
+def resume_action(job: JobRow, me: str, alive: bool) -> str:
     """The takeover rules: what this process (`me`) may do with a job of the ledger.
 
     `alive` says whether the job's recorded owner process is still running. A live

@@ -15,18 +15,18 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .errors import InputError
 from .filenames import safe_component
 from .jobs import JobStatus
-from .models import is_remote
+from .refs import image_stem
+from .rows import BatchRow, JobRow
 from .store import Store
 
 PROMPT_SLUG_CHARS = 40
 
 
-def _batch(store: Store, batch_id: str) -> dict[str, Any]:
+def _batch(store: Store, batch_id: str) -> BatchRow:
     batch = store.get_batch(batch_id)
     if batch is None:
         raise InputError(f"No batch {batch_id!r} in {store.path}; `i2vkit status` lists them.")
@@ -61,16 +61,15 @@ def mark(store: Store, batch_id: str, job_ids: Iterable[int | str], keep: bool =
     return list(dict.fromkeys(ids))
 
 
-def keepers(store: Store, batch_id: str) -> list[dict[str, Any]]:
+def keepers(store: Store, batch_id: str) -> list[JobRow]:
     """The batch's keeper jobs (ledger rows), in the batch's order."""
     batch = _batch(store, batch_id)
     return [j for j in store.jobs(batch["id"]) if j["keeper"]]
 
 
-def export_name(job: dict[str, Any]) -> str:
+def export_name(job: JobRow) -> str:
     """``beach_a-slow-pan-over-the-waves_kling_take2.mp4``: readable, valid on Windows."""
-    image = job["image_path"]
-    stem = Path(image.split("?", 1)[0]).stem if is_remote(image) else Path(image).stem
+    stem = image_stem(job["image_path"])
     parts = [job.get("shot_name") or "", stem or "image", prompt_slug(job["prompt"])]
     parts += [job["model"], f"take{job.get('take') or 1}"]
     return "_".join(safe_component(p, max_len=60) for p in parts if p) + ".mp4"

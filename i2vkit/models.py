@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,9 @@ from .catalogue import active, core
 from .catalogue import pricing as price_rules
 from .catalogue import schema as schemas
 from .errors import FalError, ModelError
+
+# URL or file is decided in refs.py; plan.py and shots.py still import these from here
+from .refs import checked_url, is_remote, looks_like_url  # noqa: F401
 
 DEFAULT_MAX_PROMPT_CHARS = 2500
 END_IMAGE_OPTION = "end_image_url"  # what -o accepts for any model's end-frame field
@@ -283,39 +285,6 @@ class ModelSpec:
         )
 
 
-def is_remote(value: str) -> bool:
-    """True for what fal can fetch itself (a URL or data URI), False for a local path.
-    A scheme's case does not matter (``HTTP://`` is a URL, as :func:`checked_url` says)."""
-    return value[:8].lower().startswith(("http://", "https://", "data:"))
-
-
-#: A value that starts like a URL ("ftp://", "HTTP://") is one, never a file name.
-URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def looks_like_url(value: str) -> bool:
-    return bool(URL_SCHEME.match(value))
-
-
-def checked_url(raw: str) -> tuple[str, str]:
-    """``raw`` (which names a scheme) as the URL to send, or why fal could not fetch it.
-
-    Checked at plan time (a shot list's row and column, or --end-image, at hand) because a
-    URL is sent as is: a bad one would otherwise pass the plan, cost a submit and fail on
-    fal as a download error naming neither. The scheme comes back lower-cased."""
-    parts = urllib.parse.urlsplit(raw)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        return raw, "is not an http(s) URL"
-    try:
-        host, _port = parts.hostname, parts.port  # a port that is not a number raises
-    except ValueError:
-        return raw, "has a port that is not a number"
-    if not host:
-        return raw, "has no host"
-    return scheme + raw[len(parts.scheme) :], ""
-
-
 def spec_for(entry: Mapping[str, Any], name: str | None = None) -> ModelSpec:
     """The :class:`ModelSpec` of one catalogue entry."""
     props = entry["input"]["properties"]
@@ -388,7 +357,7 @@ def get_model(name: str | ModelSpec) -> ModelSpec:
         if entry is None:
             raise cat.unknown_name(raw)
         return spec_for(entry, raw.lower() if raw.lower() in cat.names else None)
-    if raw.lower().startswith(("http://", "https://")):
+    if looks_like_url(raw):
         m = re.search(r"/models/([^?#]+?)(?:/(?:api|playground|llms\.txt))?/?$", raw)
         hint = f" Use the endpoint id {m.group(1)!r}." if m else ""
         raise ModelError(

@@ -33,6 +33,8 @@ from .config import redact
 from .errors import InputError
 from .filenames import file_url, safe_component
 from .jobs import UNSUCCESSFUL, JobStatus
+from .refs import image_stem, is_url
+from .rows import BatchRow, JobRow
 from .store import Store
 from .timeline import timeline_svg
 
@@ -108,7 +110,7 @@ def _place_video(cell: cmp.Cell, folder: Path) -> Path | None:
     src = Path(cell.video or "")
     if not src.is_file():
         return None
-    stem = Path(cell.image).stem if "://" not in cell.image else cell.image.rsplit("/", 1)[-1]
+    stem = image_stem(cell.image) or "image"
     name = safe_component(f"{cell.job_id}_{stem}_{cell.model}_take{cell.take}") + ".mp4"
     dest = folder / name
     if dest.exists():
@@ -128,7 +130,7 @@ def _place_video(cell: cmp.Cell, folder: Path) -> Path | None:
 def _image_thumb(ref: str, folder: Path) -> Path | None:
     """A small JPEG of an input image in ``images/`` (a URL image has none: nothing outside
     the folder is referenced)."""
-    if "://" in ref or not Path(ref).is_file():
+    if is_url(ref) or not Path(ref).is_file():
         return None
     from PIL import Image
 
@@ -146,7 +148,7 @@ def _image_thumb(ref: str, folder: Path) -> Path | None:
 
 
 def _csv(
-    jobs: Sequence[Mapping[str, Any]],
+    jobs: Sequence[JobRow],
     cells: Sequence[cmp.Cell],
     videos: Mapping[int, Path | None],
     folder: Path,
@@ -227,8 +229,8 @@ def _select(ident: str, chosen: Sequence[str]) -> str:
 
 def _page(
     store: Store,
-    batch: Mapping[str, Any],
-    jobs: Sequence[Mapping[str, Any]],
+    batch: BatchRow,
+    jobs: Sequence[JobRow],
     cells: Sequence[cmp.Cell],
     grid: cmp.Grid,
     urls: cmp.VideoUrl,

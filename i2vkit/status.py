@@ -9,19 +9,18 @@ write).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+from .refs import image_name
+from .rows import JobRow
 
 IMAGE_WIDTH = 24
 PROMPT_WIDTH = 30
 HEADER = ("id", "status", "image", "prompt", "model", "take", "keeper", "file, error or request")
 
 
-def _image_name(path: str) -> str:
-    return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-
-
-def job_lines(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+def job_lines(jobs: Sequence[JobRow]) -> list[str]:
     """A header, then one aligned line per ledger job row (in the order given)."""
     width = max([len("model"), *(len(str(j["model"])) for j in jobs)])
 
@@ -41,7 +40,7 @@ def job_lines(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
                 (
                     j["id"],
                     j["status"],
-                    _image_name(j["image_path"]),
+                    image_name(j["image_path"]),
                     j["prompt"],
                     str(j["model"]),
                     str(j.get("take") or 1),

@@ -11,11 +11,12 @@ import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from .gallery import esc
 from .job_status import UNSUCCESSFUL
+from .refs import image_name
+from .timestamps import parse_timestamp
 
 #: (phase, colour, legend text)
 PHASES = [
@@ -26,15 +27,6 @@ PHASES = [
     ("download", "#43a047", "downloading"),
 ]
 PHASE_COLOR = {p: c for p, c, _ in PHASES}
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -54,7 +46,7 @@ def job_phases(rows: Iterable[Mapping[str, Any]]) -> tuple[list[JobTimes], datet
     was never seen running (it finished between two polls) queue and run are one span.
     """
     rows = list(rows)
-    stamps = [parse_time(r.get("created_at")) for r in rows]
+    stamps = [parse_timestamp(r.get("created_at")) for r in rows]
     known = [s for s in stamps if s]
     if not known:
         return [], None
@@ -65,11 +57,11 @@ def job_phases(rows: Iterable[Mapping[str, Any]]) -> tuple[list[JobTimes], datet
 
     out = []
     for r in rows:
-        c = sec(parse_time(r.get("created_at")))
-        s = sec(parse_time(r.get("submitted_at")))
-        st = sec(parse_time(r.get("started_at")))
-        done = sec(parse_time(r.get("completed_at")))
-        dl = sec(parse_time(r.get("downloaded_at")))
+        c = sec(parse_timestamp(r.get("created_at")))
+        s = sec(parse_timestamp(r.get("submitted_at")))
+        st = sec(parse_timestamp(r.get("started_at")))
+        done = sec(parse_timestamp(r.get("completed_at")))
+        dl = sec(parse_timestamp(r.get("downloaded_at")))
         segs: list[tuple[str, float, float]] = []
         if c is not None and s is not None:
             segs.append(("local", c, s))
@@ -82,7 +74,7 @@ def job_phases(rows: Iterable[Mapping[str, Any]]) -> tuple[list[JobTimes], datet
         if done is not None and dl is not None:
             segs.append(("download", done, dl))
         segs = [(p, a, max(a, b)) for p, a, b in segs]
-        name = Path(str(r.get("image_path") or "?")).name
+        name = image_name(str(r.get("image_path") or "?"))
         out.append(
             JobTimes(
                 r.get("id"), f"{r.get('id')} {name}", r.get("status") or "", segs, r.get("error")

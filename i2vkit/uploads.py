@@ -159,19 +159,20 @@ class Uploader:
         if self.cache_enabled:
             valid_until = (self.clock() + self.refresh_margin).isoformat()
             hit = self.store.cached_by_hash(digest, self.backend, valid_until)
-            if hit:
+            cached_url = hit["fal_url"] if hit else None  # the query only finds rows with one
+            if hit and cached_url:
                 report.reused += 1
                 if hit["local_path"] != path or hit["mtime_ns"] != stat.st_mtime_ns:
                     self.remember(
                         path,
                         digest,
                         stat,
-                        hit["fal_url"],
+                        cached_url,
                         hit["uploaded_at"],
                         hit["expires_at"],
                         hit["content_type"],
                     )
-                return hit["fal_url"]
+                return cached_url
         task = self.in_flight.get(digest)
         first = task is None
         if task is None:

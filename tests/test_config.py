@@ -133,3 +133,38 @@ def test_max_cost_from_the_environment(tmp_path):
         with pytest.raises(ConfigError) as err:
             cap(bad)
         assert "I2VKIT_MAX_COST" in str(err.value) and "US$" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "word,expected",
+    [("true", True), (" YES ", True), ("y", True), ("On", True), ("1", True),
+     ("false", False), ("No", False), ("n", False), ("OFF", False), ("0", False),
+     ("", None), ("maybe", None), ("2", None)],
+)  # fmt: skip
+def test_one_yes_no_reading(word, expected):
+    from i2vkit.config import parse_bool, yes_no
+
+    assert yes_no(word) is expected
+    if expected is None:
+        with pytest.raises(ConfigError, match=r"I2VKIT_X=.* is not a yes/no value"):
+            parse_bool("I2VKIT_X", word)
+    else:
+        assert parse_bool("I2VKIT_X", word) is expected
+
+
+@pytest.mark.parametrize(
+    "value,plain", [("1", True), ("yes", True), ("0", False), ("false", False)]
+)
+def test_i2vkit_plain_0_means_no(monkeypatch, value, plain):
+    """I2VKIT_PLAIN=0 once forced the text fallback like =1 (any non-empty text did)."""
+    import sys
+    import types
+
+    from i2vkit.notebook import display
+
+    shell = types.SimpleNamespace(kernel=object())
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    monkeypatch.setenv("I2VKIT_PLAIN", value)
+    assert display.in_kernel() is not plain
+    monkeypatch.delenv("I2VKIT_PLAIN")
+    assert display.in_kernel() is True

@@ -17,8 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_TRUE = {"true", "1", "yes", "y", "on"}
-_FALSE = {"false", "0", "no", "n", "off"}
+from ..config import yes_no
+
 _KIND = {
     "string": "text",
     "file": "a URL (or a local file for the end image)",
@@ -59,8 +59,9 @@ def _coerce_scalar(kind: str, value: Any) -> Any:
     if kind == "boolean":
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
+        answer = yes_no(value) if isinstance(value, str) else None
+        if answer is not None:
+            return answer
         raise _Bad
     if kind == "integer":
         if isinstance(value, bool):

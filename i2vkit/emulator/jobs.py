@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from i2vkit.refs import is_data_uri
+
 from .platform import image_field, submit_problems
 from .wire import validation_error
 
@@ -113,7 +115,7 @@ def error_outcome(status: int, msg: str, etype: str, **headers: str) -> Outcome:
 
 
 def field_error(field_name: str, type_: str, msg: str, value: Any) -> JobError:
-    if isinstance(value, str) and value.startswith("data:") and len(value) > 80:
+    if isinstance(value, str) and is_data_uri(value) and len(value) > 80:
         value = value[:64] + "..."
     detail = [validation_error(["body", field_name], msg, type_, value)]
     return JobError(422, {"detail": detail}, msg, type_)

@@ -38,6 +38,9 @@ from typing import Any
 
 from aiohttp import web
 
+from i2vkit.config import yes_no
+from i2vkit.refs import is_data_uri
+
 from .auth import Auth
 from .clips import GREY_PNG, ClipCache, ImageLoadError
 from .jobs import (
@@ -408,7 +411,7 @@ class JobQueue:
         url = job.payload.get(field_name)
         if url is None:
             return GREY_PNG  # an endpoint where the image is optional
-        if url.startswith("data:"):
+        if is_data_uri(url):
             data = _decode_data_uri(url)
         else:
             sf = self._storage.resolve(url, job.base)
@@ -468,7 +471,7 @@ class JobQueue:
         job = self._find(app, request_id)
         if job is None:
             return json_response(404, {"detail": f"Request {request_id} not found"})
-        with_logs = request.query.get("logs", "").strip().lower() in ("1", "true", "yes", "on")
+        with_logs = yes_no(request.query.get("logs", "")) is True
         if not stream:
             return json_response(*self._status_body(job, with_logs))
         return await self._stream(request, job, with_logs)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import FalAuthError, FalError, FalLockedError, HistoryUnavailable
 from ..platform import requests_by_endpoint
+from ..rows import JobRow
 from .context import RunContext
 
 # fal's clock and ours differ a little, and the claim is recorded just before the POST
@@ -44,7 +45,7 @@ class RequestHistory:
         self.notes.append(f"job {job_id}: {message}")
         self.run.emit(f"job {job_id}: {message}")
 
-    async def settle(self, job: dict[str, Any]) -> dict[str, Any] | None:
+    async def settle(self, job: JobRow) -> JobRow | None:
         """A job left `submitting` without a request_id by a process that died: take it
         over, then adopt its request from fal's history or release it to pending.
 
@@ -93,15 +94,17 @@ class RequestHistory:
             )
         return run.jobs.get(job["id"])
 
-    def _to_submit(self, job: dict[str, Any], why: str) -> dict[str, Any]:
+    def _to_submit(self, job: JobRow, why: str) -> JobRow:
         """Back to pending, to be submitted by this run, and say why."""
         self.run.jobs.release_if(job)
         self.say(job["id"], why)
         return self.run.jobs.get(job["id"])
 
-    async def find(self, job: dict[str, Any]) -> dict[str, Any] | None:
+    async def find(self, job: JobRow) -> dict[str, Any] | None:
         """The request of the job's endpoint, sent around its claim, whose input is exactly
         the job's arguments and which no job of this batch already holds; the earliest."""
+        if not job["arguments"]:  # never claimed with its arguments: nothing to look for
+            return None
         arguments = json.loads(job["arguments"])
         claimed = _instant(job["submitted_at"])
         now = datetime.now(UTC)
@@ -120,7 +123,7 @@ class RequestHistory:
         matches.sort(key=lambda i: str(i.get("sent_at") or i.get("started_at") or ""))
         return matches[0] if matches else None
 
-    async def output(self, job: dict[str, Any]) -> dict[str, Any] | None:
+    async def output(self, job: JobRow) -> dict[str, Any] | None:
         """A finished request's output from fal's history (its queue result expired), or
         None when the history has none (or may not be read)."""
         try:

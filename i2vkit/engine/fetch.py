@@ -21,6 +21,7 @@ from ..download import (
     unused_video_path,
 )
 from ..errors import DownloadError, FalError, FalTransientError
+from ..rows import JobRow, job_url
 from .context import RunContext
 from .outcome import Outcome, outcome
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 async def fetch_result(
     run: RunContext,
-    job: dict[str, Any],
+    job: JobRow,
     status: dict[str, Any],
     history: RequestHistory | None = None,
 ) -> Outcome:
@@ -42,7 +43,7 @@ async def fetch_result(
     run.jobs.store.count(job["id"], "result_requests")
     result, error = None, None
     try:
-        result = await run.fal.result(job["response_url"], failed=failed)
+        result = await run.fal.result(job_url(job, "response_url"), failed=failed)
     except FalTransientError:
         if not failed:
             raise
@@ -62,7 +63,7 @@ class VideoFetcher:
         self.run = run
         self.history = history  # where an expired result is looked up
 
-    async def fetch(self, job: dict[str, Any]) -> None:
+    async def fetch(self, job: JobRow) -> None:
         """Download one job's video to the name its ledger row records.
 
         The name is chosen (one no file has) and recorded before the download starts, so
@@ -87,9 +88,9 @@ class VideoFetcher:
         run.progress.downloaded += 1
         run.emit()
 
-    async def _download(self, job: dict[str, Any], dest: Path) -> bool:
+    async def _download(self, job: JobRow, dest: Path) -> bool:
         run, job_id = self.run, job["id"]
-        url = job["video_url"]
+        url = job_url(job, "video_url")
         for attempt in range(2):
             run.jobs.store.count(job_id, "download_attempts")
             try:
@@ -115,21 +116,22 @@ class VideoFetcher:
                         "video_expired",
                     )
                     return False
-                url = await self._refresh_url(job)
-                if url is None:
+                fresh = await self._refresh_url(job)
+                if fresh is None:
                     return False
+                url = fresh
             except DownloadError as exc:
                 run.jobs.note(job_id, f"download failed: {exc}")
                 run.emit(f"job {job_id}: {exc}")
                 return False
         return False
 
-    async def _refresh_url(self, job: dict[str, Any]) -> str | None:
+    async def _refresh_url(self, job: JobRow) -> str | None:
         """The video URL expired: ask fal for the result again by request id."""
         run = self.run
         try:
             try:
-                result = await run.fal.result(job["response_url"])
+                result = await run.fal.result(job_url(job, "response_url"))
             except FalError as exc:
                 recovered = None
                 if exc.status_code == 404 and self.history is not None:

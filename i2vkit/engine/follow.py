@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import FalError, FalTransientError, StreamUnavailable
 from ..jobs import JobStatus
+from ..rows import JobRow, job_url
 from .context import RunContext
 from .schedule import PollSchedule
 
@@ -29,7 +30,7 @@ class Watch:
     :meth:`see`, whether it came from the stream or a poll, so both move the ledger the
     same way (one write per transition)."""
 
-    def __init__(self, run: RunContext, job: dict[str, Any]):
+    def __init__(self, run: RunContext, job: JobRow):
         self.run, self.job_id = run, job["id"]
         self.submitted = time.monotonic()
         self.started: float | None = None
@@ -92,13 +93,13 @@ async def follow(run: RunContext, job_id: int) -> dict[str, Any] | None:
 
 
 async def _stream(
-    run: RunContext, job: dict[str, Any], watch: Watch, schedule: PollSchedule
+    run: RunContext, job: JobRow, watch: Watch, schedule: PollSchedule
 ) -> dict[str, Any] | None:
     """Follow by fal's status stream: the COMPLETED status, or None to poll instead."""
     run.jobs.store.count(job["id"], "status_requests", status_streams=1)
     run.streams.opened += 1
     try:
-        async for status in run.fal.status_stream(job["status_url"]):
+        async for status in run.fal.status_stream(job_url(job, "status_url")):
             if watch.see(status, schedule):
                 return status
     except StreamUnavailable as exc:
@@ -108,7 +109,7 @@ async def _stream(
 
 
 async def _poll(
-    run: RunContext, job: dict[str, Any], watch: Watch, schedule: PollSchedule
+    run: RunContext, job: JobRow, watch: Watch, schedule: PollSchedule
 ) -> dict[str, Any] | None:
     """Poll on the schedule until COMPLETED; None when fal answers 404 (LOST)."""
     polls = 0
@@ -124,7 +125,7 @@ async def _poll(
         polls += 1
         run.jobs.store.count(job["id"], "status_requests")
         try:
-            status = await run.fal.status(job["status_url"])
+            status = await run.fal.status(job_url(job, "status_url"))
         except FalTransientError:
             continue
         except FalError as exc:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..models import is_remote
+from ..refs import is_remote
+from ..rows import JobRow, job_url
 from ..uploads import Uploader
 from .context import RunContext
 
@@ -30,10 +31,10 @@ class ImageURLs:
             concurrency=concurrency,
         )
 
-    def for_job(self, job: dict[str, Any]) -> str:
-        return self.urls.get(job["image_path"], job["image_url"])
+    def for_job(self, job: JobRow) -> str:
+        return self.urls.get(job["image_path"]) or job_url(job, "image_url")
 
-    async def refresh(self, job: dict[str, Any], field: str) -> dict[str, Any] | None:
+    async def refresh(self, job: JobRow, field: str) -> dict[str, Any] | None:
         """Upload again the image of ours that fal could not fetch for ``job``, named by
         the argument ``field`` in fal's error: the start image (the returned ledger
         change is its new URL) or the end frame (every job of the run that sends the same

@@ -14,11 +14,13 @@ from .. import compare as cmp
 from .. import gallery as g
 from ..config import Settings, load_settings
 from ..jobs import UNSUCCESSFUL, JobStatus
+from ..refs import image_name
 from ..timeline import timeline_svg, timeline_text
 from .display import Live, Rich, in_kernel, notebook_dir, widgets_available
 
 if TYPE_CHECKING:
     from ..engine import BatchResult
+    from ..rows import BatchRow, JobRow
 
 
 def gallery(source: Any, base: str | os.PathLike | None = None, **kwargs: Any) -> Rich:
@@ -149,17 +151,17 @@ class ResultsBrowser:
 
     # -- data ---------------------------------------------------------------------
 
-    def batch(self) -> dict[str, Any] | None:
+    def batch(self) -> BatchRow | None:
         return self.store.get_batch(self.batch_id) if self.batch_id else None
 
-    def jobs(self) -> list[dict[str, Any]]:
+    def jobs(self) -> list[JobRow]:
         if not self.batch_id:
             return []
         statuses = [self.status] if self.status else None
         rows = self.store.jobs(self.batch_id, statuses=statuses)
         return [r for r in rows if self.model in (None, r["model"])]
 
-    def failed_jobs(self) -> list[dict[str, Any]]:
+    def failed_jobs(self) -> list[JobRow]:
         if not self.batch_id:
             return []
         return self.store.jobs(self.batch_id, statuses=list(UNSUCCESSFUL))
@@ -205,15 +207,15 @@ class ResultsBrowser:
             rows = [
                 {
                     **r,
-                    "image": Path(r["image_path"]).name,
+                    "image": image_name(r["image_path"]),
                     "prompt": r["prompt"][:60],
                     "local_file": r["local_file"] or "",
                     "error": r["error"] or "",
                 }
                 for r in self.jobs()
             ]
-            batch = self.batch() or {}
-            head = f"batch {self.batch_id}: videos in {batch.get('output_dir')}"
+            batch = self.batch()
+            head = f"batch {self.batch_id}: videos in {batch['output_dir'] if batch else None}"
             return Rich(
                 f"<div style='font:13px system-ui'>{g.esc(head)}</div>"
                 + g.table_html(rows, FILE_COLUMNS),
@@ -260,8 +262,8 @@ class ResultsBrowser:
         """Where "Export report" writes by default: ``reports/BATCH`` beside the videos' folder."""
         from ..filenames import safe_component
 
-        batch = self.batch() or {}
-        out = Path(batch.get("output_dir") or self.base).parent
+        batch = self.batch()
+        out = Path(batch["output_dir"] if batch else self.base).parent
         return out / "reports" / safe_component(self.batch_id or "batch")
 
     def export_report(self, folder: str | os.PathLike | None = None) -> Path:
@@ -347,7 +349,7 @@ class CompareView:
 
     def __init__(
         self,
-        rows: Callable[[], Sequence[Mapping[str, Any]]],
+        rows: Callable[[], Sequence[JobRow]],
         ledger: str | os.PathLike,
         batch_id: str | None,
         base: str | os.PathLike | None = None,
