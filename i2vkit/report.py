@@ -236,41 +236,29 @@ def _page(
     urls: cmp.VideoUrl,
     folder: Path,
 ) -> str:
-    from .summary import per_model
+    """index.html: the batch at a glance, its plan, the comparison grid, the timeline, the
+    per-model table and the failed jobs, each section built by its own function."""
+    parts = [
+        _overview(batch, jobs, cells),
+        _plan_section(cells, folder),
+        _comparison_section(grid, urls),
+        "<h2>Timeline</h2>",
+        timeline_svg(jobs),
+        _per_model_section(store, batch["id"]),
+        _failed_section(cells),
+        f"<script>{cmp.SCRIPT}</script><script>{cmp.ARRANGE_SCRIPT}</script>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
 
+
+def _overview(batch: BatchRow, jobs: Sequence[JobRow], cells: Sequence[cmp.Cell]) -> str:
+    """The page's head and its first lines: the batch, its jobs by status, the cost."""
     counts: dict[str, int] = {}
     for r in jobs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     known = [c.cost for c in cells]
     total = cmp.usd(sum(known)) if known and None not in known else "price unknown"  # type: ignore[arg-type]
-    images = list(dict.fromkeys(c.image for c in cells))
-    prompts = list(dict.fromkeys(c.prompt for c in cells))
-    models = list(dict.fromkeys(c.model for c in cells))
-    figures = []
-    for ref in images:
-        thumb = _image_thumb(ref, folder / "images")
-        img = f'<img src="{g.esc(file_url(thumb, folder))}" alt="">' if thumb else ""
-        figures.append(f"<figure>{img}<figcaption>{g.esc(cmp.Cell(0, ref, '', '').value('image'))}"
-                       "</figcaption></figure>")  # fmt: skip
-    summary_rows = [
-        (
-            m.model,
-            m.endpoint_id,
-            m.jobs,
-            m.done,
-            m.failed,
-            "-" if m.mean_queue_s is None else f"{m.mean_queue_s:.1f}s",
-            "-" if m.mean_run_s is None else f"{m.mean_run_s:.1f}s",
-            cmp.usd(m.cost_per_clip),
-            "-" if m.cost_per_second is None else cmp.usd(m.cost_per_second),
-        )
-        for m in per_model(store, batch["id"])
-    ]
-    failed = [
-        (c.job_id, c.value("image"), c.prompt, c.model, c.take, c.status, c.error or "")
-        for c in cells
-        if c.status in UNSUCCESSFUL
-    ]
     written = datetime.now(UTC).isoformat(timespec="seconds")
     status_line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
     parts = [
@@ -284,6 +272,22 @@ def _page(
         f"{g.esc(str(batch['created_at'])[:19])}; report written {g.esc(written)}. "
         "Every job with its options, seed, error, cost and times: "
         "<a href='jobs.csv'>jobs.csv</a>.</div>",
+    ]
+    return "\n".join(parts)
+
+
+def _plan_section(cells: Sequence[cmp.Cell], folder: Path) -> str:
+    """What the batch was made of: the images (thumbnails), the prompts and the models."""
+    images = list(dict.fromkeys(c.image for c in cells))
+    prompts = list(dict.fromkeys(c.prompt for c in cells))
+    models = list(dict.fromkeys(c.model for c in cells))
+    figures = []
+    for ref in images:
+        thumb = _image_thumb(ref, folder / "images")
+        img = f'<img src="{g.esc(file_url(thumb, folder))}" alt="">' if thumb else ""
+        caption = g.esc(cmp.Cell(0, ref, "", "").value("image"))
+        figures.append(f"<figure>{img}<figcaption>{caption}</figcaption></figure>")
+    parts = [
         "<h2>Plan</h2><div class='i2v-plan'>",
         f"<div><b>{len(images)} images</b><div class='i2v-images'>{''.join(figures)}</div></div>",
         f"<div><b>{len(prompts)} prompts</b><ol>"
@@ -292,37 +296,64 @@ def _page(
         f"<div><b>{len(models)} models</b><ul>"
         + "".join(f"<li>{g.esc(m)}</li>" for m in models)
         + "</ul></div></div>",
+    ]
+    return "\n".join(parts)
+
+
+def _comparison_section(grid: cmp.Grid, urls: cmp.VideoUrl) -> str:
+    """The comparison grid, with the pickers that choose its rows and columns."""
+    pickers = (
         "<h2>Comparison</h2><div class='i2v-pickers'>Rows "
         + _select("i2v-rows", grid.rows)
         + "Columns "
         + _select("i2v-cols", grid.cols)
-        + "<span id='i2v-axes-note'></span></div>",
-        cmp.grid_html(grid, urls, script=False, grid_id="i2v-compare"),
-        "<h2>Timeline</h2>",
-        timeline_svg(jobs),
-        "<h2>Per model</h2>",
-        _table(
-            summary_rows,
-            [
-                "model",
-                "endpoint",
-                "jobs",
-                "videos",
-                "failed",
-                "mean in queue",
-                "mean running",
-                "cost per clip",
-                "cost per second of video",
-            ],
-        ),  # fmt: skip
-        f"<h2>Failed jobs ({len(failed)})</h2>",
-        _table(failed, ["job", "image", "prompt", "model", "take", "status", "fal's reason"])
-        if failed
-        else "<p>None.</p>",
-        f"<script>{cmp.SCRIPT}</script><script>{cmp.ARRANGE_SCRIPT}</script>",
-        "</body></html>",
+        + "<span id='i2v-axes-note'></span></div>"
+    )
+    return pickers + "\n" + cmp.grid_html(grid, urls, script=False, grid_id="i2v-compare")
+
+
+def _per_model_section(store: Store, batch_id: str) -> str:
+    """Per model: jobs, videos, failures, mean times and costs (see :mod:`i2vkit.summary`)."""
+    from .summary import per_model
+
+    rows = [
+        (
+            m.model,
+            m.endpoint_id,
+            m.jobs,
+            m.done,
+            m.failed,
+            "-" if m.mean_queue_s is None else f"{m.mean_queue_s:.1f}s",
+            "-" if m.mean_run_s is None else f"{m.mean_run_s:.1f}s",
+            cmp.usd(m.cost_per_clip),
+            "-" if m.cost_per_second is None else cmp.usd(m.cost_per_second),
+        )
+        for m in per_model(store, batch_id)
     ]
-    return "\n".join(parts)
+    columns = [
+        "model",
+        "endpoint",
+        "jobs",
+        "videos",
+        "failed",
+        "mean in queue",
+        "mean running",
+        "cost per clip",
+        "cost per second of video",
+    ]
+    return "<h2>Per model</h2>\n" + _table(rows, columns)
+
+
+def _failed_section(cells: Sequence[cmp.Cell]) -> str:
+    """The jobs that failed or were cancelled, with fal's reason."""
+    failed = [
+        (c.job_id, c.value("image"), c.prompt, c.model, c.take, c.status, c.error or "")
+        for c in cells
+        if c.status in UNSUCCESSFUL
+    ]
+    columns = ["job", "image", "prompt", "model", "take", "status", "fal's reason"]
+    table = _table(failed, columns) if failed else "<p>None.</p>"
+    return f"<h2>Failed jobs ({len(failed)})</h2>\n" + table
 
 
 def report_summary(index: Path, store: Store, batch_id: str) -> str:
