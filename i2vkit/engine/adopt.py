@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import FalAuthError, FalError, FalLockedError, HistoryUnavailable
 from ..platform import requests_by_endpoint
 from ..rows import JobRow
+from ..timestamps import parse_timestamp
 from .context import RunContext
 
 # fal's clock and ours differ a little, and the claim is recorded just before the POST
@@ -106,7 +107,7 @@ class RequestHistory:
         if not job["arguments"]:  # never claimed with its arguments: nothing to look for
             return None
         arguments = json.loads(job["arguments"])
-        claimed = _instant(job["submitted_at"])
+        claimed = parse_timestamp(job["submitted_at"])
         now = datetime.now(UTC)
         start = (claimed or now - timedelta(days=1)) - CLOCK_MARGIN
         items = await requests_by_endpoint(
@@ -144,13 +145,3 @@ class RequestHistory:
                 )
                 return out
         return None
-
-
-def _instant(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
