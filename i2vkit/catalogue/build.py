@@ -186,6 +186,40 @@ def convert_price(m: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     p = m["pricing"]
     amounts: dict[str, float] | None = p.get("amounts_usd")
     eid = m["endpoint_id"]
+    rule = _new_rule(p, amounts)
+    if not amounts:
+        rule["verified"] = "unknown"
+        rule["unit"] = "video" if p.get("unit") == "video" else "second"
+        return rule
+    audio = audio_field(fields)
+    unit = p["unit"]
+    if unit == "token":
+        rule["unit"] = "token"
+        rule["tokens_fps"] = TOKEN_FPS
+        rule["rates"] = _token_rates(amounts, audio)
+        return rule
+    if unit == "video":
+        rule["unit"] = "video"
+    if unit == "video_second":
+        rule["seconds"] = FRAME_SECONDS[eid]
+    if eid in FRAME_SECONDS:
+        rule["seconds"] = FRAME_SECONDS[eid]
+    if eid in FORMULA_MULTIPLIERS:
+        rule["multipliers"] = FORMULA_MULTIPLIERS[eid]
+    if "first_5s" in amounts:  # "$X for 5 s + $Y per extra second" with X = 5 Y: Y per second
+        assert abs(amounts["first_5s"] - 5 * amounts["each_extra_second"]) < 1e-9, eid
+        rule["rates"].append({"when": {}, "usd": amounts["each_extra_second"]})
+        return rule
+    rates, adds = _table_rates(eid, amounts, audio, fields)
+    rule["rates"] = rates
+    if adds:
+        rule["adds"] = adds
+    return rule
+
+
+def _new_rule(p: dict[str, Any], amounts: dict[str, float] | None) -> dict[str, Any]:
+    """A rule without rates yet: per second, and how far to trust it (a price inferred, or
+    from a third party, is unverified; conflicting sources are kept)."""
     notes = " ".join(x for x in (p.get("formula"), p.get("note")) if x)
     third_party = "3rd-party" in notes or any("approx" in k for k in amounts or {})
     rule: dict[str, Any] = {
@@ -199,42 +233,35 @@ def convert_price(m: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         rule["verified"] = "unverified"
     if p.get("conflicting"):
         rule["conflicting"] = p["conflicting"]
-    if not amounts:
-        rule["verified"] = "unknown"
-        rule["unit"] = "video" if p.get("unit") == "video" else "second"
-        return rule
-    audio = audio_field(fields)
-    unit = p["unit"]
-    if unit == "token":
-        rule["unit"] = "token"
-        rule["tokens_fps"] = TOKEN_FPS
-        for key, usd in amounts.items():
-            if key == "per_1000_tokens":
-                rule["rates"].append({"when": {}, "usd": round(usd * 1000, 6)})
-            elif key.startswith("per_million_tokens"):
-                when = {}
-                if audio and key.endswith("with_audio"):
-                    when = {audio: [True]}
-                elif audio and key.endswith("no_audio"):
-                    when = {audio: [False]}
-                rule["rates"].append({"when": when, "usd": usd})
-        return rule
-    if unit == "video":
-        rule["unit"] = "video"
-    if unit == "video_second":
-        rule["seconds"] = FRAME_SECONDS[eid]
-    if eid in FRAME_SECONDS:
-        rule["seconds"] = FRAME_SECONDS[eid]
-    if eid in FORMULA_MULTIPLIERS:
-        rule["multipliers"] = FORMULA_MULTIPLIERS[eid]
+    return rule
+
+
+def _token_rates(amounts: dict[str, float], audio: str | None) -> list[dict[str, Any]]:
+    """Per-token prices as rates per million tokens (with or without audio when priced so)."""
+    rates: list[dict[str, Any]] = []
+    for key, usd in amounts.items():
+        if key == "per_1000_tokens":
+            rates.append({"when": {}, "usd": round(usd * 1000, 6)})
+        elif key.startswith("per_million_tokens"):
+            when = {}
+            if audio and key.endswith("with_audio"):
+                when = {audio: [True]}
+            elif audio and key.endswith("no_audio"):
+                when = {audio: [False]}
+            rates.append({"when": when, "usd": usd})
+    return rates
+
+
+def _table_rates(
+    eid: str, amounts: dict[str, float], audio: str | None, fields: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A price table -> (rates, each under its conditions; adds: surcharges on top, such as
+    an input image, an audio add-on or a resolution's base fee)."""
     table_has_audio = any("audio" in k.split("_") for k in amounts if "addon" not in k)
     # a duration the formula multiplies is not a condition of the base rate ("5s_720p")
     scaled = {o for mm in FORMULA_MULTIPLIERS.get(eid, []) for o in mm["when"]}
-    if "first_5s" in amounts:  # "$X for 5 s + $Y per extra second" with X = 5 Y: Y per second
-        assert abs(amounts["first_5s"] - 5 * amounts["each_extra_second"]) < 1e-9, eid
-        rule["rates"].append({"when": {}, "usd": amounts["each_extra_second"]})
-        return rule
-    adds = []
+    rates: list[dict[str, Any]] = []
+    adds: list[dict[str, Any]] = []
     for key, usd in amounts.items():
         parts = key.split("_")
         if "voice" in parts:
@@ -247,14 +274,12 @@ def convert_price(m: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         elif parts[-1] == "base":
             adds.append({"when": {"resolution": [parts[0]]}, "usd": usd})
         elif parts[-1] == "second" and parts[0] != "approx" and len(parts) == 3:
-            rule["rates"].append({"when": {"resolution": [parts[0]]}, "usd": usd})
+            rates.append({"when": {"resolution": [parts[0]]}, "usd": usd})
         else:
             when = _conditions(key, audio, fields, table_has_audio)
             when = {k: v for k, v in when.items() if k not in scaled}
-            rule["rates"].append({"when": when, "usd": usd})
-    if adds:
-        rule["adds"] = adds
-    return rule
+            rates.append({"when": when, "usd": usd})
+    return rates, adds
 
 
 def _slug(text: str) -> str:
