@@ -285,7 +285,7 @@ def child_i2vkit(spec: dict) -> dict:
     from i2vkit.config import Settings
     from i2vkit.engine import run_batch
     from i2vkit.fal import FalConnection
-    from i2vkit.plan import BatchSpec
+    from i2vkit.planning import BatchRequest
     from i2vkit.store import Store
     from i2vkit.uploads import Uploader
 
@@ -303,7 +303,7 @@ def child_i2vkit(spec: dict) -> dict:
                 return report.uploaded
 
     uploaded = asyncio.run(warm_cache())
-    config = BatchSpec(
+    config = BatchRequest(
         images_dir=spec["images_dir"],
         prompts=spec["prompts"],
         model="wan",
@@ -342,7 +342,8 @@ def child_replan(spec: dict) -> dict:
     from i2vkit.config import Settings
     from i2vkit.fal import FalConnection
     from i2vkit.images import scan_images
-    from i2vkit.plan import BatchSpec, plan_batch
+    from i2vkit.planning import BatchRequest, plan_batch
+    from i2vkit.workspace import Workspace
     from i2vkit.store import Store
     from i2vkit.uploads import Uploader
 
@@ -353,11 +354,12 @@ def child_replan(spec: dict) -> dict:
         db_path=Path(spec["db_path"]),
         fal_url=spec["url"],
     )
-    config = BatchSpec(images_dir=spec["images_dir"], prompts=["a slow zoom"], model="wan")
+    config = BatchRequest(images_dir=spec["images_dir"], prompts=["a slow zoom"], model="wan")
 
     async def replan() -> dict:
         t0 = time.perf_counter()
-        plan = plan_batch(config, settings)
+        with Workspace.open(settings) as ws:
+            plan = plan_batch(config, ws)
         t1 = time.perf_counter()
         with Store(settings.db_path) as store:
             async with FalConnection(backend_for(settings), settings.fal_key) as fal:

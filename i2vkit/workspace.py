@@ -10,7 +10,7 @@ read again from fal, which is said in one line (:attr:`Workspace.note`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from .backend import Backend, backend_for
@@ -20,33 +20,45 @@ from .config import Settings, load_settings
 from .store import Store
 
 
-@dataclass
 class Workspace:
     """What planning reads: the settings, the backend they choose (not started), the
-    ledger, and the catalogue in use. ``note`` says what opening did to the catalogue."""
+    ledger, and the catalogue in use. ``note`` says what opening did to the catalogue.
 
-    settings: Settings
-    backend: Backend
-    store: Store
-    catalogue: Catalogue
-    note: str | None = None
+    A ledger that does not exist yet is not created to plan (a dry run leaves no file):
+    until the first run writes it, planning reads an empty ledger in memory, and the
+    file once it exists (a notebook keeps one workspace from run to run).
+    """
+
+    def __init__(self, settings: Settings, *, refresh: bool = True):
+        self.settings = settings
+        self.backend: Backend = backend_for(settings)
+        self._store: Store | None = None
+        self.note: str | None = None
+        store = self.store
+        use_stored(settings, store)
+        self.note = refresh_if_stale(settings, store) if refresh else None
+        self.catalogue: Catalogue = active()
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, refresh: bool = True) -> Workspace:
         """Open the ledger and the catalogue; with ``refresh``, read a stale catalogue again
         (the one step here that may use the network; it never raises for that)."""
-        settings = settings or load_settings()
-        store = Store(settings.db_path)
-        try:
-            use_stored(settings, store)
-            note = refresh_if_stale(settings, store) if refresh else None
-        except BaseException:
-            store.close()
-            raise
-        return cls(settings, backend_for(settings), store, active(), note)
+        return cls(settings or load_settings(), refresh=refresh)
+
+    @property
+    def store(self) -> Store:
+        """The ledger: the file once it exists, else an empty one in memory."""
+        on_disk = Path(self.settings.db_path).is_file()
+        if self._store is None or (on_disk and self._store.path == MEMORY):
+            if self._store is not None:
+                self._store.close()
+            self._store = Store(self.settings.db_path if on_disk else MEMORY)
+        return self._store
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def __enter__(self) -> Workspace:
         return self
@@ -58,3 +70,6 @@ class Workspace:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+MEMORY = Path(":memory:")

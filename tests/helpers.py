@@ -42,3 +42,13 @@ def upload_blob(emulator, data: bytes) -> str:
         },
     )
     return answer.json()["access_url"]
+
+
+def plan_in(request, settings):
+    """plan_batch as every front end calls it: in a workspace opened for it (the ledger and
+    catalogue of ``settings``), closed again once the plan exists."""
+    from i2vkit.planning import plan_batch
+    from i2vkit.workspace import Workspace
+
+    with Workspace.open(settings) as ws:
+        return plan_batch(request, ws)

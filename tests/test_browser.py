@@ -690,12 +690,12 @@ def test_comparison_grid_in_jupyterlab(browser, lab, artifacts):
 
     from i2vkit.config import Settings
     from i2vkit.engine import run_batch
-    from i2vkit.plan import BatchSpec
+    from i2vkit.planning import BatchRequest
 
     root = lab["root"]
     ledger = root.parent / "ledger.db"
     settings = Settings(db_path=ledger, download_dir=root / "downloads")
-    spec = BatchSpec(root / "data" / "images", prompts=["slow pan"], model="wan,kling", takes=2)
+    spec = BatchRequest(root / "data" / "images", prompts=["slow pan"], model="wan,kling", takes=2)
     batch = run_batch(spec, settings)  # the newest batch: the one 02 selects
     assert len(batch.jobs) == 12 and batch.ok, batch.summary()
 

@@ -124,11 +124,11 @@ def test_a_cancelled_batch_task_cancels_its_queued_requests(tmp_path, emulator, 
     import asyncio
 
     from i2vkit.engine import run_batch_async
-    from i2vkit.plan import BatchSpec
+    from i2vkit.planning import BatchRequest
 
     emulator.configure(concurrency=1, job_seconds=5)
     make_images(tmp_path / "pics", 1)
-    spec = BatchSpec(images_dir=tmp_path / "pics", prompts=["a", "b", "c", "d"], concurrency=4)
+    spec = BatchRequest(images_dir=tmp_path / "pics", prompts=["a", "b", "c", "d"], concurrency=4)
 
     async def interrupted():
         task = asyncio.create_task(run_batch_async(spec, settings))

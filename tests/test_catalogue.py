@@ -378,7 +378,7 @@ def test_retry_runs_on_the_endpoint_the_batch_ran_on_not_the_family_pick(emulato
     catalogue); the retry plans and submits on the endpoint the batch really used."""
     from i2vkit import catalogue
     from i2vkit.engine import run_batch
-    from i2vkit.plan import BatchSpec, plan_retry
+    from i2vkit.planning import BatchRequest, plan_retry
 
     images = settings.download_dir.parent / "pics"
     make_images(images, 1)
@@ -389,7 +389,7 @@ def test_retry_runs_on_the_endpoint_the_batch_ran_on_not_the_family_pick(emulato
         if e["endpoint_id"] != first and e["status"] == "active"
     )
     emulator.configure(fail_rate=1.0, fail_kind="runner")
-    spec = BatchSpec(images_dir=images, prompts=["a cat"], model="kling", concurrency=1)
+    spec = BatchRequest(images_dir=images, prompts=["a cat"], model="kling", concurrency=1)
     result = run_batch(spec, settings)
     assert emulator.jobs()[0]["endpoint"] == first
     emulator.configure(fail_rate=0.0)

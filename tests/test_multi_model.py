@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 from clitools import cli_env, ledger, run_cli, videos, write_prompts
-from helpers import make_images
+from helpers import make_images, plan_in
 
 from i2vkit.errors import ModelError
 from i2vkit.models import get_model
-from i2vkit.plan import BatchSpec, plan_batch, split_options, take_seed
+from i2vkit.planning import BatchRequest
+from i2vkit.planning.options import split_options, take_seed
 
 WAN, VEO = "fal-ai/wan-i2v", "fal-ai/veo3.1/fast/image-to-video"
 
@@ -93,8 +94,8 @@ def test_seeds_are_planned_the_same_way_twice(tmp_path, settings):
     write_prompts(tmp_path / "p.txt", 1)
 
     def seeds() -> list:
-        spec = BatchSpec(tmp_path / "pics", tmp_path / "p.txt", model="wan,kling", takes=3)
-        return [(j.model.name, j.take, j.seed) for j in plan_batch(spec, settings).jobs]
+        spec = BatchRequest(tmp_path / "pics", tmp_path / "p.txt", model="wan,kling", takes=3)
+        return [(j.model.name, j.take, j.seed) for j in plan_in(spec, settings).jobs]
 
     first = seeds()
     assert first == seeds()
@@ -139,17 +140,17 @@ def test_plan_cost_and_spend_cap_cover_the_whole_batch(tmp_path, emulator):
 
 def test_a_one_model_batch_keeps_its_batch_id_and_job_keys(tmp_path, settings):
     """A batch started before models and takes per job resumes: one model, first take."""
-    from i2vkit.plan import batch_id_for, job_key
+    from i2vkit.planning.identity import job_key
 
     make_images(tmp_path / "pics", 1)
     write_prompts(tmp_path / "p.txt", 1)
-    plan = plan_batch(BatchSpec(tmp_path / "pics", tmp_path / "p.txt", model="wan"), settings)
+    plan = plan_in(BatchRequest(tmp_path / "pics", tmp_path / "p.txt", model="wan"), settings)
     job = plan.jobs[0]
     # the formula of before: image path, hash, prompt, occurrence
     assert job.key("abc") == job_key(job.image_ref, "abc", job.prompt, 0)
-    spec2 = BatchSpec(tmp_path / "pics", tmp_path / "p.txt", model="wan", takes=2)
-    plan2 = plan_batch(spec2, settings)
-    assert batch_id_for(plan2, "x") == batch_id_for(plan, "x")
+    spec2 = BatchRequest(tmp_path / "pics", tmp_path / "p.txt", model="wan", takes=2)
+    plan2 = plan_in(spec2, settings)
+    assert plan2.batch_id == plan.batch_id
     assert plan2.jobs[0].key("abc") == job.key("abc") != plan2.jobs[1].key("abc")
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from helpers import make_images
+from helpers import make_images, plan_in
 
 from i2vkit import cli
 from i2vkit import notebook as nbk
 from i2vkit.backend import backend_for
 from i2vkit.notebook import form
-from i2vkit.plan import BatchSpec, plan_batch
+from i2vkit.planning import BatchRequest
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def in_a_kernel(monkeypatch):
 
 def plan_of(tmp_path, settings, images: int, prompts: int):
     make_images(tmp_path / "pics", images)
-    spec = BatchSpec(tmp_path / "pics", prompts="\n".join(f"p{i}" for i in range(prompts)))
-    return plan_batch(spec, settings)  # wan: US$ 0.40 a video
+    spec = BatchRequest(tmp_path / "pics", prompts="\n".join(f"p{i}" for i in range(prompts)))
+    return plan_in(spec, settings)  # wan: US$ 0.40 a video
 
 
 def test_a_plan_over_the_spend_cap_says_the_cap_refused_it(

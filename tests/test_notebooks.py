@@ -20,17 +20,22 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import TEST_KEY
+from helpers import TEST_KEY, plan_in
 from nbclient import NotebookClient
 
-from i2vkit import cli
+from i2vkit import reporters
+from i2vkit.config import Settings
+from i2vkit.flags import batch_parser, request_from_args
+from i2vkit.planning import FIELDS
+from i2vkit.planning.request import parse_options
+from i2vkit.workspace import Workspace
 from i2vkit import notebook as nbk
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NOTEBOOK_FILES = sorted(NOTEBOOKS.glob("*.ipynb"))
 EXPORT_COMMAND = ["nbconvert", "--to", "script", "notebooks/01_generate.ipynb", "--output-dir"]
-VIDEO_NAME = re.compile(r"^(\d+)_([A-Za-z0-9._-]+)_(\d{8}T\d{6}Z)_[0-9a-f]{12}\.mp4$")
+VIDEO_NAME = re.compile(r"^(\d+)_([A-Za-z0-9.-]+)_(\d{8}T\d{6}Z)(-\d+)?\.mp4$")
 SENTINEL_KEY = "sentinelid:SENTINEL-SECRET-9f8e7d"
 SENTINEL_SECRET = SENTINEL_KEY.split(":", 1)[1]
 
@@ -46,8 +51,13 @@ ISOLATED = [
     "I2VKIT_BATCH",
     "I2VKIT_RETRY_FAILED",
     "I2VKIT_PLAIN",
-    *nbk.ENV.values(),
+    *(f.env for f in FIELDS),
 ]
+
+
+def workspace_in(tmp: Path) -> Workspace:
+    """A workspace on a ledger of this test's own (never the user's)."""
+    return Workspace.open(Settings(db_path=tmp / "ledger.db", download_dir=tmp / "videos"))
 
 
 def isolated_env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -218,7 +228,7 @@ def test_gallery_references_videos_relative_to_the_notebook(tmp_path):
     srcs = video_srcs(gallery)
     assert len(srcs) == 9
     for src in srcs:
-        assert src.startswith("../downloads/") and not src.startswith("data:")
+        assert src.startswith("downloads/") and not src.startswith("data:")
         assert (project / "notebooks" / src).resolve().is_file()
     assert "data:video" not in all_text(nb)
     assert len(gallery) < 40_000  # small thumbnails only; the clips stay on disk
@@ -414,16 +424,18 @@ def test_form_values_defaults_env_then_flags(monkeypatch, tmp_path):
     for name in ISOLATED:
         monkeypatch.setenv(name, "")
     monkeypatch.setenv("AUTO_DOWNLOAD_DIR", "")
-    values = nbk.resolve_values([])
-    assert values["images_dir"] == "../data/images"
-    assert values["prompts_file"] == "../data/prompts.txt"
-    assert values["output_dir"] == "../downloads"
+    monkeypatch.chdir(tmp_path)
+    request = nbk.BatchForm([], {}, base=NOTEBOOKS).request()
+    assert request.path(request.images_dir) == ROOT / "data" / "images"  # the sample data
+    assert request.path(request.prompts_file) == ROOT / "data" / "prompts.txt"
+    assert request.output_dir is None  # AUTO_DOWNLOAD_DIR, as for `i2vkit bulk`
     env = {"I2VKIT_MODEL": "kling", "I2VKIT_PAIRING": "one_to_one", "I2VKIT_CONCURRENCY": "3"}
-    values = nbk.resolve_values([], env)
-    assert (values["model"], values["pairing"], values["concurrency"]) == ("kling", "one_to_one", 3)
-    values = nbk.resolve_values(["--model", "ltx", "-o", "seed=3", "--concurrency", "5"], env)
-    assert (values["model"], values["concurrency"]) == ("ltx", 5)
-    assert cli.parse_options(values["options"]) == {"seed": "3"}
+    r = nbk.BatchForm([], env, base=NOTEBOOKS).request()
+    assert (r.model, r.pairing, r.concurrency) == ("kling", "one_to_one", 3)
+    flags = ["--model", "ltx", "-o", "seed=3", "--concurrency", "5", "--output-dir", "out"]
+    r = nbk.BatchForm(flags, env, base=NOTEBOOKS).request()
+    assert (r.model, r.concurrency, r.options) == ("ltx", 5, {"seed": "3"})
+    assert r.path(r.output_dir) == tmp_path / "out"  # a given path: from the current folder
 
 
 def test_form_config_outside_jupyter_resolves_defaults_from_the_notebook_folder(
@@ -438,12 +450,12 @@ def test_form_config_outside_jupyter_resolves_defaults_from_the_notebook_folder(
     config = form.spec()
     assert Path(config.images_dir) == ROOT / "data" / "images"
     assert config.prompts_file is None and config.prompts == "a\nb\nc"
-    assert config.output_dir == str(tmp_path / "out")
-    from i2vkit.config import load_settings
-    from i2vkit.plan import plan_batch
+    from i2vkit.config import Settings
 
-    plan = plan_batch(config, load_settings())
+    settings = Settings(db_path=tmp_path / "l.db", download_dir=tmp_path / "out")
+    plan = plan_in(config, settings)
     assert len(plan.pairs) == 9 and plan.estimated_cost == pytest.approx(3.6)
+    assert plan.output_dir == tmp_path / "out"
 
 
 def test_settings_summary_never_shows_the_key():
@@ -472,7 +484,7 @@ def test_progress_outside_jupyter_is_the_cli_reporter():
 
     stream = io.StringIO()  # not a terminal: lines, not tqdm bars
     bars = nbk.ProgressBars(stream=stream)
-    assert isinstance(bars.reporter, cli.ProgressLines)
+    assert isinstance(bars.reporter, reporters.ProgressLines)
     bars.reporter.interval = 3600  # only the first update and the close may print
     bars.update(Progress(total=9, uploads_total=3, uploaded=1))
     bars.update(Progress(total=9, uploads_total=3, uploaded=2))
@@ -483,7 +495,7 @@ def test_progress_outside_jupyter_is_the_cli_reporter():
         "uploaded 1/3  submitted 0/9  running 0  downloaded 0/9  failed 0",
         "uploaded 3/3  submitted 0/9  running 0  downloaded 9/9  failed 0",
     ]
-    assert isinstance(nbk.ProgressBars(enabled=False, stream=stream).reporter, cli.NoProgress)
+    assert isinstance(nbk.ProgressBars(enabled=False, stream=stream).reporter, reporters.NoProgress)
 
 
 # ------------------------------------------------------- widgets (no kernel needed)
@@ -495,9 +507,9 @@ def widget_mode(monkeypatch):
     for name in ISOLATED:
         monkeypatch.setenv(name, "")
     monkeypatch.setenv("AUTO_DOWNLOAD_DIR", "")
-    from i2vkit.notebook import display, form, progress, results
+    from i2vkit.notebook import display, form, preview, progress, results
 
-    for module in (nbk, display, form, progress, results):
+    for module in (nbk, display, form, preview, progress, results):
         for name in ("in_kernel", "widgets_available"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, lambda: True)
@@ -508,15 +520,15 @@ def test_form_widgets_defaults_and_config(widget_mode):
     w = form.w
     assert w["images_dir"].value == "../data/images"
     assert w["prompts_file"].value == "../data/prompts.txt"
-    assert w["output_dir"].value == "../downloads"
+    assert w["output_dir"].value == ""  # AUTO_DOWNLOAD_DIR, as for `i2vkit bulk`
     assert "Slow cinematic push-in" in w["prompts"].value  # prefilled from the file
     assert (w["family"].value, w["model"].value) == ("wan", "wan")
     labels = [label for label, _ in w["model"].options]
     assert all("US$ " in label or "price unknown" in label for label in labels)
     config = form.spec()
-    assert Path(config.images_dir) == ROOT / "data" / "images"
-    assert Path(config.prompts_file) == ROOT / "data" / "prompts.txt"
-    assert Path(config.output_dir) == ROOT / "downloads"
+    assert config.path(config.images_dir) == ROOT / "data" / "images"
+    assert config.path(config.prompts_file) == ROOT / "data" / "prompts.txt"
+    assert config.output_dir is None and Path(config.base) == NOTEBOOKS
     assert config.prompts is None and config.pairing == "all"
 
     w["pairing"].value = "one_to_one"
@@ -553,7 +565,7 @@ def test_form_env_values_prefill_the_widgets(widget_mode, monkeypatch):
     assert form.w["family"].value == "ltx"
 
 
-def test_form_env_options_fill_the_option_widgets(widget_mode, monkeypatch):
+def test_form_env_options_fill_the_option_widgets(widget_mode, monkeypatch, tmp_path):
     """I2VKIT_OPTIONS values a widget can hold go into it; the rest stay in the text field."""
     monkeypatch.setenv("I2VKIT_MODEL", "pixverse-6")
     monkeypatch.setenv("I2VKIT_OPTIONS", "resolution=1080p duration=9 style=noir")
@@ -562,7 +574,8 @@ def test_form_env_options_fill_the_option_widgets(widget_mode, monkeypatch):
     assert (fields["resolution"].widget.value, fields["duration"].widget.value) == ("1080p", 9)
     assert form.w["options"].value == "style=noir"  # not one of the style enum's values
     assert form.spec().options == {"resolution": "1080p", "duration": 9, "style": "noir"}
-    assert "Cannot run yet" in form.preview().text() and "style" in form.preview().text()
+    preview = form.preview(workspace_in(tmp_path))
+    assert "Cannot run yet" in preview.text() and "style" in preview.text()
 
 
 def test_folder_browser_enters_and_leaves_folders(widget_mode, tmp_path):
@@ -584,11 +597,9 @@ def test_folder_browser_enters_and_leaves_folders(widget_mode, tmp_path):
     assert browser.current() == tmp_path
 
 
-def test_preview_redraws_when_the_form_changes(widget_mode):
-    from i2vkit.config import Settings
-
+def test_preview_redraws_when_the_form_changes(widget_mode, tmp_path):
     form = nbk.BatchForm(base=NOTEBOOKS)
-    preview = form.preview(Settings())
+    preview = form.preview(workspace_in(tmp_path))
     first = preview.render()
     assert "9 jobs" in first.html and "nothing is billed" in first.html
     # money keeps its currency, inside an element JupyterLab's MathJax leaves alone
@@ -622,14 +633,14 @@ def test_progress_widgets_follow_the_callback_from_another_thread(widget_mode):
 def test_results_browser_filters_and_redraws(widget_mode, tmp_path, monkeypatch):
     from i2vkit.config import load_settings
     from i2vkit.engine import run_batch
-    from i2vkit.plan import BatchSpec
+    from i2vkit.planning import BatchRequest
 
     monkeypatch.setenv("I2VKIT_DB", str(tmp_path / "ledger.db"))
     monkeypatch.setenv("AUTO_DOWNLOAD_DIR", str(tmp_path / "downloads"))
     settings = load_settings()
     for pairing in ("one_to_one", "all"):
         run_batch(
-            BatchSpec(ROOT / "data" / "images", ROOT / "data" / "prompts.txt", pairing=pairing),
+            BatchRequest(ROOT / "data" / "images", ROOT / "data" / "prompts.txt", pairing=pairing),
             settings,
         )
     browser = nbk.ResultsBrowser(settings, base=NOTEBOOKS)
@@ -726,7 +737,7 @@ def test_picker_and_schema_widgets_drive_the_cost_and_the_run(widget_mode, tmp_p
     start = {"resolution": props["resolution"]["default"], "generate_audio_switch": audio}
     per_video = _rate(entry, start) * props["duration"]["default"]
     assert f"US$ {per_video:.3f}" in shown()
-    preview = form.preview(Settings())
+    preview = form.preview(workspace_in(tmp_path))
     fired = []
     form.observe(lambda: fired.append(preview.render()))
 
@@ -751,7 +762,9 @@ def test_picker_and_schema_widgets_drive_the_cost_and_the_run(widget_mode, tmp_p
 
     w["pairing"].value = "one_to_one"  # 3 jobs, under the amount that asks first
     w["output_dir"].value = str(tmp_path / "videos")
-    result, sent = run_on_emulator(tmp_path, form.confirmed_plan)
+    result, sent = run_on_emulator(
+        tmp_path, lambda settings: form.confirmed_plan(Workspace.open(settings))
+    )
     assert [j.status for j in result.jobs] == ["downloaded"] * 3, result.summary()
     assert len(sent) == 3
     for job in sent:
@@ -779,7 +792,7 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     import ipywidgets as widgets
 
     from i2vkit.config import Settings
-    from i2vkit.plan import plan_batch
+
 
     snap = _snapshot()
     wan, ltx, pix = (_entry(snap, n) for n in ("wan", "ltx", "pixverse-6"))
@@ -815,13 +828,14 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     spec = form.spec()
     flags = ["-o", "wan:resolution=480p", "-o", f"ltx:resolution={ltx_resolution}"]
     flags += ["-o", "ltx:duration=8", "--model", "wan,ltx,pixverse-6"]
-    cli_spec = cli.spec_from_args(cli.build_script_parser().parse_args(flags))
+    cli_spec = request_from_args(batch_parser().parse_args(flags))[0]
     assert spec.model.split(",") == cli_spec.model.split(",")
     settings = Settings(db_path=tmp_path / "ledger.db", download_dir=tmp_path / "videos")
-    plan = plan_batch(spec, settings)
+    plan = plan_in(spec, settings)
     cli_spec.images_dir, cli_spec.prompts_file = spec.images_dir, spec.prompts_file
+    cli_spec.base = spec.base  # the notebook's folder: its relative sample paths
     mine = _jobs_by_model(plan)
-    assert mine == _jobs_by_model(plan_batch(cli_spec, settings))  # one way to plan both
+    assert mine == _jobs_by_model(plan_in(cli_spec, settings))  # one way to plan both
     assert mine[wan["endpoint_id"]] == [{"resolution": "480p"}] * 9
     assert mine[ltx["endpoint_id"]] == [{"resolution": ltx_resolution, "duration": 8}] * 9
     assert mine[pix["endpoint_id"]] == [{}] * 9
@@ -840,7 +854,7 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     }
     for name, usd in expected.items():
         assert f"{name} US$ {usd:.3f}" in label, label
-    preview = form.preview(settings)
+    preview = form.preview(Workspace.open(settings))
     html = preview.render().html
     assert "27 jobs" in html and "on 3 models" in html
     total = sum(expected.values()) * 9
@@ -860,7 +874,7 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
 
     w["pairing"].value = "one_to_one"
     w["output_dir"].value = str(tmp_path / "videos")
-    result, sent = run_on_emulator(tmp_path, lambda settings: plan_batch(form.spec(), settings))
+    result, sent = run_on_emulator(tmp_path, lambda settings: plan_in(form.spec(), settings))
     assert [j.status for j in result.jobs] == ["downloaded"] * 6, result.summary()
     by_endpoint = {}
     for job in sent:
@@ -873,7 +887,7 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     assert len(by_endpoint[ltx["endpoint_id"]]) == 3
 
 
-def test_compare_models_and_options_from_the_environment(widget_mode, monkeypatch):
+def test_compare_models_and_options_from_the_environment(widget_mode, monkeypatch, tmp_path):
     """I2VKIT_MODEL=wan,ltx picks ltx to compare with; I2VKIT_OPTIONS are shared out as the
     CLI shares -o out: a plain key to every model that has it, `ltx:` to ltx only; a value
     a model's widget cannot hold stays typed, targeted at that model."""
@@ -884,17 +898,17 @@ def test_compare_models_and_options_from_the_environment(widget_mode, monkeypatc
     assert form.model_options.fields["resolution"].widget.value == "480p"
     ltx_fields = form.compare_options[0][2].fields
     assert ltx_fields["duration"].widget.value == 8
-    assert cli.parse_options(form.w["options"].value) == {"ltx:resolution": "480p"}
-    text = form.preview().text()
+    assert parse_options(form.w["options"].value) == {"ltx:resolution": "480p"}
+    text = form.preview(workspace_in(tmp_path)).text()
     assert "Cannot run yet" in text and "480p" in text and "ltx" in text.lower()
 
 
 def test_compare_with_the_first_model_again_runs_it_once(widget_mode, tmp_path):
     from i2vkit.config import Settings
-    from i2vkit.plan import plan_batch
+
 
     form = nbk.BatchForm(base=NOTEBOOKS)
     form.w["compare"].value = ("wan",)
     assert form.compare_options == [] and form.compare_box.children == ()
-    plan = plan_batch(form.spec(), Settings(db_path=tmp_path / "l.db"))
+    plan = plan_in(form.spec(), Settings(db_path=tmp_path / "l.db"))
     assert len(plan.jobs) == 9 and [m.name for m in plan.models] == ["wan"]

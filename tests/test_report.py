@@ -25,7 +25,7 @@ from test_browser import browser, find_chromium  # noqa: F401 - the shared fixtu
 from i2vkit import compare as cmp
 from i2vkit.engine import run_batch
 from i2vkit.filenames import safe_component
-from i2vkit.plan import BatchSpec
+from i2vkit.planning import BatchRequest
 from i2vkit.report import CSV_COLUMNS, write_report
 from i2vkit.store import Store
 
@@ -51,7 +51,7 @@ def mixed(tmp_path_factory):
             db_path=tmp / "ledger.db",
             fal_url=emu.url,
         )
-        spec = BatchSpec(
+        spec = BatchRequest(
             images, prompts=["slow pan", "a $5 sign & <b>"], model="wan,kling", takes=2
         )
         result = run_batch(spec, settings)

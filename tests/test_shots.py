@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from clitools import cli_env, ledger, run_cli, videos, wait_until, write_prompts
-from helpers import make_images, upload_blob
+from helpers import make_images, plan_in, upload_blob
 
 from i2vkit.errors import InputError
 from i2vkit.models import get_model
-from i2vkit.plan import BatchSpec, plan_batch
-from i2vkit.shots import read_shots
+from i2vkit.planning import BatchRequest
+from i2vkit.planning.shots import read_shots
 
 WAN, VEO = "fal-ai/wan-i2v", "fal-ai/veo3.1/fast/image-to-video"
 KLING = "fal-ai/kling-video/v3/standard/image-to-video"
@@ -126,7 +126,7 @@ def bad(tmp_path: Path, settings, body: str, name: str = "shots.csv") -> str:
     path = tmp_path / name
     path.write_text(body, encoding="utf-8")
     with pytest.raises(InputError) as caught:
-        plan_batch(BatchSpec(shots=path), settings)
+        plan_in(BatchRequest(shots=path), settings)
     return str(caught.value)
 
 
@@ -179,7 +179,7 @@ def test_a_header_without_prompt_and_a_file_not_utf8(tmp_path, settings):
     path = tmp_path / "latin.csv"
     path.write_bytes("image,prompt\npics/img1.png,caf\xe9\n".encode("latin-1"))
     with pytest.raises(InputError, match="latin.csv is not UTF-8 text.*CSV UTF-8"):
-        plan_batch(BatchSpec(shots=path), settings)
+        plan_in(BatchRequest(shots=path), settings)
 
 
 def test_every_row_is_checked_before_anything_is_uploaded(tmp_path, emulator):
@@ -208,8 +208,8 @@ def test_write_shots_turns_a_folder_plan_into_a_shot_list(tmp_path, emulator, se
     assert len(rows) == 8 and {r["takes"] for r in rows} == {"2"}
     assert {(r["model"], r["duration"]) for r in rows} == {("wan", ""), ("veo", "6s")}
     assert rows[0]["image"] == "pics/img1.png"  # relative to the shot list
-    folder = plan_batch(
-        BatchSpec(
+    folder = plan_in(
+        BatchRequest(
             tmp_path / "pics",
             tmp_path / "p.txt",
             model="wan,veo",
@@ -218,7 +218,7 @@ def test_write_shots_turns_a_folder_plan_into_a_shot_list(tmp_path, emulator, se
         ),  # fmt: skip
         settings,
     )
-    shots = plan_batch(BatchSpec(shots=tmp_path / "out.csv"), settings)
+    shots = plan_in(BatchRequest(shots=tmp_path / "out.csv"), settings)
 
     def jobs(plan):
         return sorted((j.image_ref, j.prompt, j.model.name, j.take, repr(j.options))
@@ -277,6 +277,6 @@ def test_a_url_scheme_in_capitals_is_still_a_url(tmp_path, settings):
     """Spreadsheets capitalise; 'HTTP://' must be sent as a URL, not looked for as a file."""
     make_images(tmp_path / "pics", 1)
     (tmp_path / "shots.csv").write_text("image,prompt\nHTTPS://127.0.0.1:9/a.png,p\n")
-    plan = plan_batch(BatchSpec(shots=tmp_path / "shots.csv"), settings)
+    plan = plan_in(BatchRequest(shots=tmp_path / "shots.csv"), settings)
     assert [j.image_ref for j in plan.jobs] == ["https://127.0.0.1:9/a.png"]
     assert plan.images == []  # nothing to upload

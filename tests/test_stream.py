@@ -23,7 +23,7 @@ from i2vkit.emulator.clips import GREY_PNG
 from i2vkit.engine import run_batch
 from i2vkit.errors import StreamUnavailable
 from i2vkit.fal import FalConnection
-from i2vkit.plan import BatchSpec
+from i2vkit.planning import BatchRequest
 from i2vkit.store import Store
 
 ENDPOINT = "fal-ai/wan-i2v"
@@ -40,7 +40,7 @@ def batch(tmp_path, emu: Emulator, images: int, concurrency: int):
         db_path=tmp_path / "ledger.db",
         fal_url=emu.url,
     )
-    spec = BatchSpec(
+    spec = BatchRequest(
         images_dir=tmp_path / "images",
         prompts=["a slow zoom"],
         model="wan",

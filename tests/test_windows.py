@@ -23,7 +23,8 @@ import pytest
 from helpers import make_images, upload_blob
 
 from i2vkit import config, gallery
-from i2vkit.download import RenameBlockedError, download, part_path, video_filename
+from i2vkit.download import download, part_path, video_filename
+from i2vkit.errors import RenameBlockedError
 from i2vkit.filenames import file_url, safe_component
 from i2vkit.images import windows_path_hint
 from i2vkit.jobs import JobStatus, owner_alive
@@ -342,7 +343,7 @@ import errno, os, sys
 from pathlib import Path
 from i2vkit.config import Settings
 from i2vkit.engine import run_batch
-from i2vkit.plan import BatchSpec
+from i2vkit.planning import BatchRequest
 
 key, out, db, url, pics = sys.argv[1:]
 real_replace = os.replace
@@ -354,7 +355,7 @@ def player_holds_it(src, dst, *args, **kwargs):
 
 os.replace = player_holds_it
 settings = Settings(fal_key=key, download_dir=Path(out), db_path=Path(db), fal_url=url)
-result = run_batch(BatchSpec(images_dir=Path(pics), prompts=["a prompt"]), settings)
+result = run_batch(BatchRequest(images_dir=Path(pics), prompts=["a prompt"]), settings)
 print(result.batch_id)
 sys.exit(0 if result.ok else 1)
 """
@@ -362,7 +363,7 @@ sys.exit(0 if result.ok else 1)
 
 def test_a_batch_whose_video_is_in_use_finishes_on_the_next_run(emulator, settings, tmp_path):
     from i2vkit.engine import run_batch
-    from i2vkit.plan import BatchSpec
+    from i2vkit.planning import BatchRequest
 
     make_images(tmp_path / "pics", 1)
     out = settings.download_dir
@@ -384,7 +385,7 @@ def test_a_batch_whose_video_is_in_use_finishes_on_the_next_run(emulator, settin
     kept = part.read_bytes()
     served = emulator.stats()["download_bytes"]
 
-    second = run_batch(BatchSpec(images_dir=tmp_path / "pics", prompts=["a prompt"]), settings)
+    second = run_batch(BatchRequest(images_dir=tmp_path / "pics", prompts=["a prompt"]), settings)
     assert second.ok and second.batch_id == batch_id, second.jobs
     assert [str(v) for v in second.videos] == [job["local_file"]]
     assert second.videos[0].read_bytes() == kept and not part.exists()

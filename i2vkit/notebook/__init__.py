@@ -6,8 +6,9 @@ engine, so a notebook exported to a script (``jupyter nbconvert --to script``) r
 with plain ``python``: ``in_kernel()`` is false there, no widget or IPython module
 is imported, :class:`BatchForm` reads `i2vkit bulk`'s flags (and ``I2VKIT_*``
 variables) instead of widgets, and :func:`show` prints text. There is no second
-command line here: flags, ``-o`` parsing, the confirmation before spending and the
-exit codes all come from :mod:`i2vkit.cli`.
+command line here: the form's widgets, flags and variables are generated from the
+request table (:mod:`i2vkit.planning.request`), and the confirmation before spending
+and the exit codes are the CLI's own (:mod:`i2vkit.spending`, :mod:`i2vkit.exits`).
 
 Why the run cell calls the blocking ``run_batch`` and not ``await run_batch_async``:
 top-level ``await`` works in a kernel but is a SyntaxError in the exported script.
@@ -15,12 +16,15 @@ The blocking entry point runs the batch on a worker thread when a loop is alread
 running (the kernel's), so one cell works in both.
 
     display.py   in_kernel, show, Rich/Live views, settings_summary (money: money.usd)
-    form.py      BatchForm (+ FolderBrowser), its Preview, confirmed_plan
+    form.py      BatchForm (widgets from the request table), confirmed_plan
+    model_picker.py, pickers.py   the model family/version/compare lists, FolderBrowser
+    preview.py   Preview: what the form's batch would run
     progress.py  ProgressBars (widgets, or the CLI's reporter in a script)
     results.py   ResultsBrowser, gallery, timeline, done (the script's exit code),
                  CompareView and results_view (the comparison grid), the report button
 """
 
+from ..config import Settings
 from ..money import usd as money  # US$ 3.60, never a $ pair JupyterLab typesets as math
 from .display import (
     Live,
@@ -35,22 +39,14 @@ from .display import (
     show,
     widgets_available,
 )
-from .form import (
-    ENV,
-    BatchForm,
-    FolderBrowser,
-    Preview,
-    SpendNotConfirmed,
-    confirmed,
-    model_label,
-    plan_html,
-    resolve_values,
-)
+from ..workspace import Workspace
+from .form import BatchForm, SpendNotConfirmed, confirmed
+from .pickers import FolderBrowser, model_label
+from .preview import Preview, plan_html
 from .progress import ProgressBars
 from .results import CompareView, ResultsBrowser, done, gallery, results_view, timeline
 
 __all__ = [
-    "ENV",
     "BatchForm",
     "CompareView",
     "FolderBrowser",
@@ -71,11 +67,20 @@ __all__ = [
     "notebook_dir",
     "plan_html",
     "project_root",
-    "resolve_values",
     "results_view",
     "safe_url",
     "settings_summary",
     "show",
     "timeline",
     "widgets_available",
+    "workspace",
 ]
+
+
+def workspace(settings: Settings | None = None) -> Workspace:
+    """The notebook's workspace (settings -> backend, ledger, model catalogue), opened once;
+    a week-old catalogue is read again from fal first, and that is said in one line."""
+    ws = Workspace.open(settings)
+    if ws.note:
+        print(ws.note)
+    return ws

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .. import cli
+from .. import reporters
 from .display import widgets_available
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ class ProgressBars:
     Pass ``bars.update`` as the ``progress=`` callback of ``run_batch``/``retry_batch``.
     It is called from the batch's worker thread; setting widget values from there is fine
     (the kernel sends comm messages through its thread-safe IOPub socket). Outside Jupyter
-    it is exactly the `i2vkit bulk` reporter (:func:`i2vkit.cli.progress_reporter`): tqdm
+    it is exactly the `i2vkit bulk` reporter (:func:`i2vkit.reporters.progress_reporter`): tqdm
     bars on a terminal, a line every few seconds on stderr otherwise, nothing with
     ``enabled=False`` (the script's ``--no-progress``).
     """
@@ -36,9 +36,9 @@ class ProgressBars:
         self._lock = threading.Lock()
         self.widget = None
         self.bars: dict[str, Any] = {}
-        self.reporter: cli.Reporter | None = None
+        self.reporter: reporters.Reporter | None = None
         if not widgets_available():
-            self.reporter = cli.progress_reporter(enabled, stream)
+            self.reporter = reporters.progress_reporter(enabled, stream)
             return
         import ipywidgets as w
 

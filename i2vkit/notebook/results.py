@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import cli
 from .. import compare as cmp
+from .. import exits
 from .. import gallery as g
 from ..config import Settings, load_settings
 from ..jobs import UNSUCCESSFUL, JobStatus
@@ -51,11 +51,11 @@ def results_view(result: BatchResult, base: str | os.PathLike | None = None) -> 
 def done(result: BatchResult) -> None:
     """End of a notebook run: in the exported script, exit with the code `i2vkit bulk`
     gives the same result (1 when jobs failed, 3 stopped, 130 interrupted)."""
-    code = cli.exit_code(result)
+    code = exits.exit_code(result)
     if in_kernel() or not code:
         return
-    if code == cli.EXIT_INTERRUPTED:
-        cli.print_resume([sys.executable, *sys.argv])
+    if code == exits.EXIT_INTERRUPTED:
+        exits.print_resume([sys.executable, *sys.argv])
     sys.exit(code)
 
 

@@ -55,6 +55,13 @@ class Field:
     metavar: str | None = None
     positional: bool = False
     run: bool = False
+    widget: str = ""  # the notebook widget, when not the kind's own (textarea)
+
+    @property
+    def widget_kind(self) -> str:
+        """text, textarea, int, checkbox, toggle, model or options."""
+        kinds = {"int": "int", "bool": "checkbox", "pairing": "toggle", "model": "model"}
+        return self.widget or kinds.get(self.kind, "options" if self.kind == "options" else "text")
 
 
 FIELDS: tuple[Field, ...] = (
@@ -78,6 +85,7 @@ FIELDS: tuple[Field, ...] = (
         "prompts as text, one per line, instead of a prompts file",
         label="Prompts",
         metavar="TEXT",
+        widget="textarea",
     ),
     Field(
         "images_dir",
@@ -108,6 +116,7 @@ FIELDS: tuple[Field, ...] = (
         DEFAULT_MODEL,
         "short name (see `i2vkit models`) or fal endpoint id; several, comma-separated "
         "(--model kling,veo), run every job on each",
+        label="Version",
         metavar="NAME",
     ),
     Field(
@@ -141,6 +150,7 @@ FIELDS: tuple[Field, ...] = (
         "all",
         "all (every image with every prompt) or one_to_one (image i with prompt i); "
         "--one-to-one says the second",
+        label="Pairing",
         metavar="MODE",
     ),
     Field(

@@ -1,0 +1,230 @@
+"""The form's models: a family, its version, models to compare, each with option widgets.
+
+The models picked are the request's ``model`` field (``kling,veo``); each model's
+option widgets are targeted at it (``veo:duration``) exactly as ``-o veo:duration=8``
+would be, so :func:`~i2vkit.planning.options.split_options` shares them out as it
+shares the CLI's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .. import gallery as g
+from ..errors import I2vkitError
+from ..models import ModelSpec, get_model
+from ..planning.options import split_options
+from ..planning.request import DEFAULT_MODEL
+from .options import OptionWidgets
+from .pickers import (
+    OTHER_FAMILY,
+    compare_start,
+    family_choices,
+    family_of,
+    find_model,
+    model_label,
+    option_target,
+    version_choices,
+)
+
+WIDE = {"width": "560px"}
+STYLE = {"description_width": "120px"}
+
+
+def picker_start(name: str) -> tuple[str, list[tuple[str, str]], str]:
+    """(family, its version choices, the chosen value) for the model ``name``: the
+    choice meaning the same endpoint (``kling-3.0-standard`` is the ``kling`` pick)."""
+    family = family_of(name)
+    if family == OTHER_FAMILY or not version_choices(family):
+        try:
+            return OTHER_FAMILY, [(model_label(get_model(name)), name)], name
+        except I2vkitError:  # a bad name from the environment: the form starts on wan
+            return picker_start(DEFAULT_MODEL)
+    versions = version_choices(family)
+    values = [value for _, value in versions]
+    if name in values:
+        return family, versions, name
+    endpoint = get_model(name).endpoint_id
+    same = [value for value in values if get_model(value).endpoint_id == endpoint]
+    if same:
+        return family, versions, same[0]
+    return family, [*versions, (model_label(get_model(name)), name)], name
+
+
+class ModelPicker:
+    """Family and version dropdowns, the *Compare with* list, and each model's options."""
+
+    def __init__(self, models: str, on_change: Callable[[], None]):
+        import ipywidgets as w
+
+        self.on_change = on_change
+        first, *others = [n.strip() for n in models.split(",") if n.strip()] or [DEFAULT_MODEL]
+        family, versions, value = picker_start(first)
+        compare, picked = compare_start(others)
+        self._other = versions if family == OTHER_FAMILY else []
+        self.widgets: dict[str, Any] = {
+            "family": w.Dropdown(
+                options=self._families(family),
+                value=family,
+                description="Model family",
+                layout=w.Layout(**WIDE),
+                style=STYLE,
+            ),
+            "model": w.Dropdown(
+                options=versions,
+                value=value,
+                description="Version",
+                layout=w.Layout(**WIDE),
+                style=STYLE,
+            ),
+            "compare": w.SelectMultiple(
+                options=compare,
+                value=picked,
+                rows=6,
+                description="Compare with",
+                layout=w.Layout(**WIDE),
+                style=STYLE,
+            ),
+        }
+        self.option_box = w.VBox([])
+        self.compare_box = w.VBox([])
+        self.model_options: OptionWidgets | None = None
+        self.compare_options: list[tuple[str, ModelSpec, OptionWidgets | None]] = []
+        self.preset({})
+        self.widgets["family"].observe(self._family_picked, names="value")
+        self.widgets["model"].observe(lambda _c: self.preset({}), names="value")
+        self.widgets["compare"].observe(lambda _c: self._rebuild_compare(), names="value")
+
+    def rows(self) -> list[Any]:
+        ww = self.widgets
+        return [ww["family"], ww["model"], self.option_box, ww["compare"], self.compare_box]
+
+    def names(self) -> list[str]:
+        """The models picked: the version, then the models to compare with."""
+        return [self.widgets["model"].value, *self.widgets["compare"].value]
+
+    def pick(self, names: Sequence[str]) -> None:
+        """Pick these models (the first as family and version, the rest to compare)."""
+        family, versions, value = picker_start(names[0])
+        ww = self.widgets
+        if family == OTHER_FAMILY:
+            self._other = versions
+        if family not in [f for _, f in ww["family"].options]:
+            ww["family"].options = self._families(family)
+        ww["family"].value = family
+        ww["model"].options = versions
+        ww["model"].value = value
+        compare, picked = compare_start(list(names[1:]))
+        ww["compare"].options = compare
+        ww["compare"].value = picked
+
+    def _families(self, family: str) -> list[tuple[str, str]]:
+        choices = family_choices()
+        if family not in [f for _, f in choices]:
+            choices.append((f"{family} (endpoint id)", family))
+        return choices
+
+    def _family_picked(self, change: Mapping[str, Any]) -> None:
+        """A family was picked: list its versions with the recommended one chosen."""
+        versions = self._other if change["new"] == OTHER_FAMILY else version_choices(change["new"])
+        model = self.widgets["model"]
+        model.options = versions  # a new list selects its first entry: the recommended one
+        model.value = versions[0][1]
+
+    def _option_widgets(self, model: ModelSpec, preset: Mapping[str, Any]) -> OptionWidgets | None:
+        """A model's option widgets (None for an endpoint without a schema), wired up."""
+        if model.generic:
+            return None
+        widgets = OptionWidgets(model, preset)
+        widgets.observe(self.on_change)
+        return widgets
+
+    def _compare_models(self, primary: ModelSpec | None) -> list[tuple[str, ModelSpec]]:
+        """The models picked to compare with, each endpoint once and never the first model's
+        again (as :func:`~i2vkit.planning.options.resolve_models` will count them)."""
+        seen = {primary.endpoint_id} if primary is not None else set()
+        out = []
+        for name in self.widgets["compare"].value:
+            model = find_model(name)
+            if model is not None and model.endpoint_id not in seen:
+                seen.add(model.endpoint_id)
+                out.append((name, model))
+        return out
+
+    def preset(self, preset: Mapping[str, Any]) -> dict[str, Any]:
+        """New option widgets for the picked models, holding ``preset`` (options from the
+        environment or the command line) shared out as the CLI shares ``-o`` out. Returns
+        what fits no widget, targeted at its model when there are several."""
+        primary = find_model(self.widgets["model"].value)
+        if not preset:
+            self.model_options = None if primary is None else self._option_widgets(primary, {})
+            self._rebuild_compare()  # a model to compare with may now be the first one
+            return {}
+        others = self._compare_models(primary)
+        models = [primary, *(m for _, m in others)] if primary is not None else []
+        try:
+            shares = split_options(models, dict(preset)) if models else None
+        except I2vkitError:
+            shares = None
+        leftover: dict[str, Any] = {} if shares is not None else dict(preset)
+        shares = shares if shares is not None else [{} for _ in models]
+        panels = []
+        for model, share in zip(models, shares, strict=True):
+            widgets = self._option_widgets(model, share)
+            rest = share if widgets is None else widgets.leftover
+            if len(models) > 1:
+                rest = {f"{option_target(model, models)}:{k}": v for k, v in rest.items()}
+            leftover.update(rest)
+            panels.append(widgets)
+        self.model_options = panels[0] if panels else None
+        self.compare_options = [(n, m, ow) for (n, m), ow in zip(others, panels[1:], strict=True)]
+        self._layout_options()
+        return leftover
+
+    def _rebuild_compare(self) -> None:
+        """Option widgets for each model to compare with; a model still picked keeps its
+        widgets (and the values set in them)."""
+        kept = {name: widgets for name, _, widgets in self.compare_options}
+        self.compare_options = [
+            (name, model, kept[name] if name in kept else self._option_widgets(model, {}))
+            for name, model in self._compare_models(find_model(self.widgets["model"].value))
+        ]
+        self._layout_options()
+
+    def _layout_options(self) -> None:
+        import ipywidgets as w
+
+        self.option_box.children = (
+            () if self.model_options is None else (self.model_options.widget,)
+        )
+        rows: list[Any] = []
+        for name, model, widgets in self.compare_options:
+            head = (
+                f"<b>{g.esc(name)}</b> <span style='color:#777'>{g.esc(model.endpoint_id)}</span>"
+            )
+            if widgets is None:
+                head += " (no option list: type its options below as name:key=value)"
+            rows.append(w.HTML(f"<div style='margin-top:6px'>{head}</div>"))
+            if widgets is not None:
+                rows.append(widgets.widget)
+        self.compare_box.children = tuple(rows)
+        self.on_change()
+
+    def values(self) -> dict[str, Any]:
+        """The option widgets' values that differ from the schema defaults.
+
+        One model: its values as they are. Several: each model's values targeted at it
+        (``veo:duration``), exactly as ``-o veo:duration=8`` would be, so a value set for
+        one model never reaches another that has an option of the same name."""
+        primary = find_model(self.widgets["model"].value)
+        if not self.compare_options or primary is None:
+            return self.model_options.values() if self.model_options is not None else {}
+        models = [primary, *(m for _, m, _ in self.compare_options)]
+        panels = [self.model_options, *(ow for _, _, ow in self.compare_options)]
+        out: dict[str, Any] = {}
+        for model, widgets in zip(models, panels, strict=True):
+            if widgets is not None:
+                target = option_target(model, models)
+                out.update({f"{target}:{k}": v for k, v in widgets.values().items()})
+        return out
