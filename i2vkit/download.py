@@ -12,47 +12,18 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import DownloadError
+from .errors import DownloadError, ExpiredURLError, RenameBlockedError
 from .filenames import safe_component
 from .http import ATTEMPTS, RequestBudget, _Retry, retry_if_transient, retrying
 
 MAX_VIDEO_BYTES = 2 * 1024**3
 CHUNK = 1024 * 1024
-SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class ExpiredURLError(DownloadError):
-    """The video URL answers 403/404/410: ask fal for the result again."""
-
-
-class RenameBlockedError(DownloadError):
-    """The video is downloaded whole but cannot take its final name; its `.part` is kept.
-
-    On Windows a rename fails while another program holds either file open (a video
-    player, an antivirus or indexer scanning the fresh file): PermissionError,
-    winerror 32 or 5. Nothing is wrong with the bytes, so they are not thrown away: the
-    next run finds the complete `.part` (``size`` bytes) and only renames it.
-    """
-
-    def __init__(self, dest: Path, size: int, exc: OSError):
-        self.dest, self.size = dest, size
-        why = (
-            "another program has it open (a video player?) or access was denied"
-            if isinstance(exc, PermissionError)
-            else (exc.strerror or str(exc)).lower()
-        )
-        super().__init__(
-            f"{dest.name} is downloaded ({size} bytes) but cannot be given its final name: "
-            f"{why}. The finished download is kept as {part_path(dest).name}; close what "
-            "uses the file and run the same command again to finish it without downloading."
-        )
 
 
 def finish(dest: Path, size: int) -> None:
@@ -60,38 +31,49 @@ def finish(dest: Path, size: int) -> None:
     try:
         os.replace(part_path(dest), dest)
     except OSError as exc:
-        raise RenameBlockedError(dest, size, exc) from None
+        raise RenameBlockedError(dest, size, exc, part_path(dest)) from None
 
 
-def video_filename(
-    job_id: int, model: str, when: datetime | None = None, batch: str | None = None
-) -> str:
-    """`{job_id}_{model}_{timestamp}_{batch}.mp4`, with the model made filesystem-safe.
+def video_filename(job_id: int, model: str, when: datetime | None = None) -> str:
+    """`{job_id}_{model}_{timestamp}.mp4`, as the PRD says; the model made filesystem-safe.
 
-    The name starts as the PRD asks; the batch id is added because job ids start at 1 in
-    every ledger, so two batches (or two ledgers) writing to one folder would otherwise
-    pick the same names and one would take the other's videos for its own.
+    The model part never holds a ``_`` (it becomes ``-``), so the name splits back into
+    its three parts. The name alone does not say whose video it is: job ids start at 1 in
+    every ledger, so two ledgers writing to one folder can meet on a name; the ledger
+    records each job's name (see :func:`unused_video_path`).
     """
-    slug = safe_component(model or "model", max_len=60)
+    slug = safe_component(model or "model", max_len=60).replace("_", "-")
     stamp = (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    tail = f"_{SAFE.sub('-', batch).strip('-.')[:24]}" if batch else ""
-    return f"{job_id}_{slug[:60]}_{stamp}{tail}.mp4"
+    return f"{job_id}_{slug}_{stamp}.mp4"
 
 
-def unused_video_path(output_dir: Path, job_id: int, model: str, batch: str) -> Path:
-    """A new name for a job's video that no file (finished or `.part`) in the folder has.
+def unused_video_path(output_dir: Path, job_id: int, model: str) -> Path:
+    """Claim a name for a job's video that no file (finished or `.part`) in the folder has.
 
-    Only a name no one uses may be recorded for a job: a file found on disk is the job's
-    only when its ledger recorded that name (see :func:`owned_video`).
+    `{job_id}_{model}_{timestamp}.mp4`, or with ``-2`` (then ``-3``, ...) before ``.mp4``
+    when a file (another ledger's video, anything) or a `.part` has that name. The name is
+    held by creating its empty `.part` (exclusively, so two runs picking at once never get
+    the same name); the caller records it in the ledger before the download starts, and
+    the download writes to that `.part`. A file found on disk is the job's only when its
+    ledger recorded that name (see :func:`owned_video`).
     """
-    when = datetime.now(UTC)
-    base = video_filename(job_id, model, when, batch)
-    dest = output_dir / base
+    base = video_filename(job_id, model, datetime.now(UTC))
     n = 1
-    while dest.exists() or part_path(dest).exists():
+    while True:
+        dest = output_dir / (base if n == 1 else f"{base[: -len('.mp4')]}-{n}.mp4")
         n += 1
-        dest = output_dir / f"{base[: -len('.mp4')]}-{n}.mp4"
-    return dest
+        try:
+            # the .part first: a finished download is renamed from it, so once it is ours
+            # no one else can be renaming a video onto `dest`
+            with open(part_path(dest), "xb"):
+                pass
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise DownloadError(f"cannot write in {output_dir}: {exc.strerror}.") from None
+        if not os.path.lexists(dest):
+            return dest
+        part_path(dest).unlink()  # a file already has the name: ours is the next one
 
 
 def owned_video(dest: Path, size: int | None) -> bool:

@@ -146,9 +146,7 @@ class RenameBlockedError(DownloadError):
     next run finds the complete `.part` (``size`` bytes) and only renames it.
     """
 
-    def __init__(self, dest: Path, size: int, exc: OSError):
-        from .download import part_path  # download.py imports this module
-
+    def __init__(self, dest: Path, size: int, exc: OSError, part: Path):
         self.dest, self.size = dest, size
         why = (
             "another program has it open (a video player?) or access was denied"
@@ -157,6 +155,6 @@ class RenameBlockedError(DownloadError):
         )
         super().__init__(
             f"{dest.name} is downloaded ({size} bytes) but cannot be given its final name: "
-            f"{why}. The finished download is kept as {part_path(dest).name}; close what "
+            f"{why}. The finished download is kept as {part.name}; close what "
             "uses the file and run the same command again to finish it without downloading."
         )

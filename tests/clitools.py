@@ -17,7 +17,7 @@ from helpers import TEST_KEY
 
 from i2vkit.emulator.clips import probe
 
-VIDEO_NAME = re.compile(r"^(\d+)_(.+)_\d{8}T\d{6}Z_[A-Za-z0-9-]+\.mp4$")
+VIDEO_NAME = re.compile(r"^(\d+)_([^_]+)_\d{8}T\d{6}Z(-\d+)?\.mp4$")
 
 
 def cli_env(tmp_path: Path, url: str, key: str | None = TEST_KEY, **extra: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from helpers import TEST_KEY, make_images
 
 from i2vkit.emulator.clips import probe
 
-NAME = re.compile(r"^(\d+)_wan_\d{8}T\d{6}Z_[0-9a-f]{12}\.mp4$")
+NAME = re.compile(r"^(\d+)_wan_\d{8}T\d{6}Z(-\d+)?\.mp4$")
 
 
 def cli_env(tmp_path: Path, emulator, key: str = TEST_KEY) -> dict[str, str]:

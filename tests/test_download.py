@@ -25,9 +25,8 @@ def fetch(url, dest, **kwargs):
 def test_filename_pattern_is_safe():
     when = datetime(2026, 11, 25, 14, 15, 0, tzinfo=UTC)
     assert video_filename(7, "wan", when) == "7_wan_20261125T141500Z.mp4"
-    assert (
-        video_filename(7, "wan", when, "0a1b2c3d4e5f") == "7_wan_20261125T141500Z_0a1b2c3d4e5f.mp4"
-    )
+    # the model part never holds a "_": the name splits back into its three parts
+    assert video_filename(7, "my_model", when) == "7_my-model_20261125T141500Z.mp4"
     name = video_filename(8, "../../etc/x", when)
     assert "/" not in name and not name.startswith(".") and re.match(r"^8_[\w.-]+_\d{8}T", name)
 
@@ -65,22 +64,52 @@ def test_size_cap_and_schemes(emulator, tmp_path):
             fetch(bad, tmp_path / "evil.mp4")
 
 
-def test_a_new_name_is_one_no_file_has_and_carries_the_batch(tmp_path):
-    """Job 3 of batch aaa and job 3 of batch bbb get different names; a name a finished
-    file or a `.part` already has is never handed out again."""
-    a = unused_video_path(tmp_path, 3, "wan", "aaa")
-    b = unused_video_path(tmp_path, 3, "wan", "bbb")
-    assert a != b and a.name.startswith("3_wan_") and a.name.endswith("_aaa.mp4")
-    a.write_bytes(b"taken")
-    part_path(b).write_bytes(b"half")
-    again_a = unused_video_path(tmp_path, 3, "wan", "aaa")
-    again_b = unused_video_path(tmp_path, 3, "wan", "bbb")
-    assert again_a not in (a, b) and again_b not in (a, b)
-    assert again_a.name.startswith("3_wan_") and again_b.name.startswith("3_wan_")
+def test_a_new_name_is_claimed_and_gets_a_number_where_a_file_or_part_has_it(tmp_path):
+    """Job 3 of one ledger, then job 3 of another in the same second: where a file (or a
+    folder) has the name, the next number is taken; each claimed name is held by its
+    empty `.part`, so no one else is handed it before the download starts."""
+    name = re.compile(r"^3_wan_(\d{8}T\d{6}Z)(-\d+)?\.mp4$")
+    first = unused_video_path(tmp_path, 3, "wan")
+    assert name.match(first.name) and name.match(first.name).group(2) is None
+    assert part_path(first).read_bytes() == b""  # claimed: held by its empty .part
+    first.write_bytes(b"another ledger's video")
+    stamp = name.match(first.name).group(1)
+    # names meet only within one second (the timestamp): when the next claim falls in
+    # the same second, -2 and -3 are taken too and it gets -4
+    (tmp_path / f"3_wan_{stamp}-2.mp4").write_bytes(b"someone's file")
+    (tmp_path / f"3_wan_{stamp}-3.mp4").mkdir()  # any entry holds its name, a folder too
+    second = unused_video_path(tmp_path, 3, "wan")
+    assert second != first and name.match(second.name) and part_path(second).is_file()
+    if name.match(second.name).group(1) == stamp:
+        assert second.name == f"3_wan_{stamp}-4.mp4"
+    else:  # a new second: the plain name of that second
+        assert name.match(second.name).group(2) is None
+    assert first.read_bytes() == b"another ledger's video"  # nothing overwritten
+    assert (tmp_path / f"3_wan_{stamp}-2.mp4").read_bytes() == b"someone's file"
+    assert (tmp_path / f"3_wan_{stamp}-3.mp4").is_dir()
+
+
+def test_names_that_meet_are_numbered_in_order(tmp_path):
+    """Claimed in the same second for the same job id: the name, then -2, -3, ... (each
+    held by its `.part` before any download has started)."""
+    claimed = [unused_video_path(tmp_path, 1, "wan") for _ in range(4)]
+    assert len(set(claimed)) == 4 and all(part_path(p).is_file() for p in claimed)
+    by_second: dict[str, list[str]] = {}
+    for path in claimed:
+        stamp, _, rest = path.name.partition("Z")
+        by_second.setdefault(stamp, []).append(rest)
+    for endings in by_second.values():
+        assert endings == [".mp4"] + [f"-{n}.mp4" for n in range(2, len(endings) + 1)]
+
+
+def test_a_name_cannot_be_claimed_in_a_folder_that_is_a_file(tmp_path):
+    (tmp_path / "out").write_bytes(b"not a folder")
+    with pytest.raises(DownloadError, match="cannot write in"):
+        unused_video_path(tmp_path / "out", 1, "wan")
 
 
 def test_a_file_is_the_jobs_only_at_its_recorded_name_and_size(tmp_path):
-    dest = tmp_path / "1_wan_20261125T000000Z_aaa.mp4"
+    dest = tmp_path / "1_wan_20261125T000000Z.mp4"
     assert not owned_video(dest, None)  # nothing there
     dest.write_bytes(b"x" * 10)
     assert owned_video(dest, 10) and owned_video(dest, None)

@@ -3,6 +3,7 @@ get their own videos (issue 14, item 1). The real CLI in a subprocess, a live em
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from clitools import bulk_args, cli_env, ledger, playable, run_cli, videos, write_prompts
@@ -48,6 +49,11 @@ def test_two_ledgers_in_one_output_folder_never_adopt_each_others_videos(tmp_pat
     batch_a = ledger(tmp_path / "a.db", "SELECT id FROM batches")[0][0]
     batch_b = ledger(tmp_path / "b.db", "SELECT id FROM batches")[0][0]
     assert batch_a != batch_b
-    for f in files_of["b.db"]:  # the name starts as the PRD asks and carries the batch
-        job_id, model = f.name.split("_")[:2]
-        assert job_id.isdigit() and model == "wan" and f.stem.endswith(batch_b)
+    name = re.compile(r"^(\d+)_wan_(\d{8}T\d{6}Z)(-\d+)?\.mp4$")  # as the PRD says
+    for db_name, files in files_of.items():
+        ids = {
+            int(r[0]): Path(r[1]).name
+            for r in ledger(tmp_path / db_name, "SELECT id, local_file FROM jobs")
+        }
+        assert all(name.match(f.name) for f in files), sorted(files)
+        assert all(name.match(n).group(1) == str(i) for i, n in ids.items())

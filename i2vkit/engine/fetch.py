@@ -11,16 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..download import (
+from ..download import check_url, download, owned_video, part_path, unused_video_path
+from ..errors import (
+    DownloadError,
     ExpiredURLError,
+    FalError,
+    FalTransientError,
     RenameBlockedError,
-    check_url,
-    download,
-    owned_video,
-    part_path,
-    unused_video_path,
 )
-from ..errors import DownloadError, FalError, FalTransientError
 from ..rows import JobRow, job_url
 from .context import RunContext
 from .outcome import Outcome, outcome
@@ -66,10 +64,13 @@ class VideoFetcher:
     async def fetch(self, job: JobRow) -> None:
         """Download one job's video to the name its ledger row records.
 
-        The name is chosen (one no file has) and recorded before the download starts, so
-        a crash leaves a `.part` the next run finds through the ledger and resumes, and a
-        file on disk is taken as this job's video only when the ledger names it: another
-        batch's or another ledger's files in the same folder are never adopted.
+        The name, `{job_id}_{model}_{timestamp}.mp4` (``-2``, ``-3``... before ``.mp4``
+        when a file or `.part` has it), is claimed and recorded before the download
+        starts, so a crash leaves a `.part` the next run finds through the ledger and
+        resumes, and a file on disk is taken as this job's video only when the ledger
+        names it: another batch's or another ledger's files in the same folder are never
+        overwritten or adopted. A name recorded by an earlier version (with the batch id
+        after the timestamp) is used as recorded.
         """
         run, job_id = self.run, job["id"]
         out = run.plan.output_dir
@@ -78,7 +79,12 @@ class VideoFetcher:
         if recorded and Path(recorded).parent == out:
             dest = Path(recorded)
         else:
-            dest = unused_video_path(out, job_id, run.plan.model_for(job).name, run.batch_id)
+            try:
+                dest = unused_video_path(out, job_id, run.plan.model_for(job).name)
+            except DownloadError as exc:
+                run.jobs.note(job_id, f"download failed: {exc}")
+                run.emit(f"job {job_id}: {exc}")
+                return
             run.jobs.store.update_job(job_id, local_file=str(dest))
         if owned_video(dest, job["video_size"]):  # finished before a crash: renamed, not recorded
             part_path(dest).unlink(missing_ok=True)
@@ -116,7 +122,7 @@ class VideoFetcher:
                         "video_expired",
                     )
                     return False
-                fresh = await self._refresh_url(job)
+                fresh = await self._refresh_url(job, dest)
                 if fresh is None:
                     return False
                 url = fresh
@@ -126,7 +132,7 @@ class VideoFetcher:
                 return False
         return False
 
-    async def _refresh_url(self, job: JobRow) -> str | None:
+    async def _refresh_url(self, job: JobRow, dest: Path) -> str | None:
         """The video URL expired: ask fal for the result again by request id."""
         run = self.run
         try:
@@ -142,6 +148,7 @@ class VideoFetcher:
             url = run.plan.model_for(job).video_url(result)
             check_url(url)
         except (FalError, DownloadError) as exc:
+            part_path(dest).unlink(missing_ok=True)  # a resubmit gets a new video and name
             run.fail(
                 job["id"],
                 f"the video URL expired and fal no longer has the result ({exc}); "
