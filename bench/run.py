@@ -343,9 +343,9 @@ def child_replan(spec: dict) -> dict:
     from i2vkit.fal import FalConnection
     from i2vkit.images import scan_images
     from i2vkit.planning import BatchRequest, plan_batch
-    from i2vkit.workspace import Workspace
     from i2vkit.store import Store
     from i2vkit.uploads import Uploader
+    from i2vkit.workspace import Workspace
 
     t_imported = time.perf_counter()
     settings = Settings(

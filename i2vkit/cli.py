@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .backend import DEMO_BANNER
@@ -35,11 +36,10 @@ from .exits import (
 from .flags import ENVIRONMENT_HELP, add_batch_arguments, add_spend_arguments, request_from_args
 from .keepers import export, mark
 from .models import get_model
-from .money import usd
 from .planning import NO_CAP, Plan, plan_batch, plan_retry, write_shots
 from .report import report_summary, write_report
 from .reporters import progress_reporter
-from .spending import confirm_spend
+from .spending import confirm_spend, cost_lines
 from .status import job_lines
 from .store import Store
 from .workspace import Workspace
@@ -64,6 +64,33 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_batch_arguments(bulk)
+    _batch_commands(sub)
+    models = sub.add_parser(
+        "models", help="the image-to-video models on fal: prices, status, each one's options"
+    )
+    models.add_argument("name", nargs="?", help="a model name or endpoint id: list its options")
+    models.add_argument(
+        "--refresh",
+        action="store_true",
+        help="read the catalogue from fal's Platform API now (needs FAL_KEY) and keep it",
+    )
+    report = sub.add_parser(
+        "report",
+        help="write a batch's report: a folder (index.html, the videos, jobs.csv) that opens "
+        "from disk with no server and no network",
+    )
+    report.add_argument("batch", help=BATCH_HELP)
+    report.add_argument(
+        "--out", metavar="DIR", help="folder to write (default ./i2vkit-report-BATCH)"
+    )
+    sub.add_parser(
+        "emulator", help="run the local fal emulator (i2vkit emulator --help)", add_help=False
+    )
+    return parser
+
+
+def _batch_commands(sub: Any) -> None:
+    """The commands that take a batch (its name, its id or an id prefix)."""
 
     status = sub.add_parser("status", help="where the ledger is; its batches, or one batch's jobs")
     status.add_argument("batch", nargs="?", help=BATCH_HELP)
@@ -97,29 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
         "nothing is overwritten)",
     )
 
-    models = sub.add_parser(
-        "models", help="the image-to-video models on fal: prices, status, each one's options"
-    )
-    models.add_argument("name", nargs="?", help="a model name or endpoint id: list its options")
-    models.add_argument(
-        "--refresh",
-        action="store_true",
-        help="read the catalogue from fal's Platform API now (needs FAL_KEY) and keep it",
-    )
-    report = sub.add_parser(
-        "report",
-        help="write a batch's report: a folder (index.html, the videos, jobs.csv) that opens "
-        "from disk with no server and no network",
-    )
-    report.add_argument("batch", help=BATCH_HELP)
-    report.add_argument(
-        "--out", metavar="DIR", help="folder to write (default ./i2vkit-report-BATCH)"
-    )
-    sub.add_parser(
-        "emulator", help="run the local fal emulator (i2vkit emulator --help)", add_help=False
-    )
-    return parser
-
 
 def run_and_report(
     plan: Plan,
@@ -135,10 +139,7 @@ def run_and_report(
     if not ws.backend.billed:
         print(DEMO_BANNER)
     print(plan.describe())
-    assert plan.cost is not None
-    print(f"cost: {plan.cost.describe()}")
-    if plan.max_cost is not None and ws.backend.billed:
-        print(f"spend cap: {usd(plan.max_cost)} for this run (--max-cost / I2VKIT_MAX_COST)")
+    print("\n".join(cost_lines(plan, ws.backend)))
     if dry_run:
         print("dry run: nothing uploaded or submitted.")
         return EXIT_OK

@@ -27,10 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
 from .filenames import safe_component
 from .gallery import STATUS_COLORS, esc
 from .jobs import UNSUCCESSFUL, JobStatus
 from .money import usd
+from .planning.options import model_of_row
+from .planning.options import row_cost as cost
 from .refs import image_name
 from .rows import JobRow
 from .timestamps import seconds_between
@@ -89,12 +92,8 @@ class Cell:
 
 def row_cost(row: JobRow) -> float | None:
     """A ledger row's estimated price (its own model and options), None when unknown."""
-    from .errors import InputError
-    from .planning.options import model_of_row
-    from .planning.options import row_cost as cost
-
     try:
-        return cost(dict(row), model_of_row(dict(row)))
+        return cost(row, model_of_row(row))
     except (InputError, KeyError):
         return None
 

@@ -33,13 +33,14 @@ def default_db_path(platform: str = sys.platform) -> Path:
     an upgrade loses no batch and no cached upload. `platform` takes ``sys.platform``'s
     values, so each platform's choice can be checked on any machine.
     """
-    if platform == "win32":
-        from platformdirs.windows import Windows as Dirs
-    elif platform == "darwin":
-        from platformdirs.macos import MacOS as Dirs
-    else:
-        from platformdirs.unix import Unix as Dirs
-    new = Path(Dirs(appname="i2vkit", appauthor=False).user_data_dir) / "i2vkit.db"
+    from platformdirs.api import PlatformDirsABC
+    from platformdirs.macos import MacOS
+    from platformdirs.unix import Unix
+    from platformdirs.windows import Windows
+
+    kinds: dict[str, Callable[..., PlatformDirsABC]] = {"win32": Windows, "darwin": MacOS}
+    dirs = kinds.get(platform, Unix)(appname="i2vkit", appauthor=False)
+    new = Path(dirs.user_data_dir) / "i2vkit.db"
     old_base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     old = Path(old_base) / "i2vkit" / "i2vkit.db"
     return old if old.is_file() and not new.exists() else new

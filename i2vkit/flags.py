@@ -101,7 +101,9 @@ def request_from_args(
     return request_from(given_by_args(args), environ, Path.cwd() if base is None else base)
 
 
-def batch_parser(prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
+def batch_parser(
+    prog: str | None = None, description: str | None = None
+) -> argparse.ArgumentParser:
     """A parser of one batch's flags (the exported notebook script's command line)."""
     parser = argparse.ArgumentParser(
         prog=prog,

@@ -81,3 +81,12 @@ def confirm_spend(
         say("Nothing submitted.")
         return EXIT_OK
     return None
+
+
+def cost_lines(plan: Plan, backend: Backend) -> list[str]:
+    """What a run adds and what its batch spent before, and the spend cap on a billed
+    backend: the lines `i2vkit bulk`, `i2vkit retry` and the exported script print."""
+    lines = [f"cost: {plan.cost.describe()}"] if plan.cost is not None else []
+    if plan.max_cost is not None and backend.billed:
+        lines.append(f"spend cap: {usd(plan.max_cost)} for this run (--max-cost / I2VKIT_MAX_COST)")
+    return lines

@@ -44,6 +44,9 @@ def _m001_upload_cache(db: sqlite_utils.Database) -> None:
     )
 
 
+SQL_TYPES = {int: "INTEGER", str: "TEXT"}
+
+
 def _m002_upload_cache_validity(db: sqlite_utils.Database) -> None:
     """What caching correctly needs: skip-hash keys, expiry and which backend a URL is for."""
     table = db["upload_cache"]
@@ -55,7 +58,7 @@ def _m002_upload_cache_validity(db: sqlite_utils.Database) -> None:
         ("backend", str),
     ]:
         if column not in table.columns_dict:
-            table.add_column(column, kind)
+            db.execute(f"ALTER TABLE upload_cache ADD COLUMN {column} {SQL_TYPES[kind]}")
     db.execute("UPDATE upload_cache SET backend = 'fal' WHERE backend IS NULL")
     db.execute(
         "CREATE INDEX IF NOT EXISTS idx_upload_cache_hash ON upload_cache (file_hash, backend)"
@@ -325,7 +328,13 @@ class Store:
             self._write(
                 """UPDATE batches SET updated_at = ?, job_count = ?,
                    identity = COALESCE(identity, ?), name = COALESCE(name, ?) WHERE id = ?""",
-                [now, batch.get("job_count"), batch.get("identity"), batch.get("name"), batch["id"]],
+                [
+                    now,
+                    batch.get("job_count"),
+                    batch.get("identity"),
+                    batch.get("name"),
+                    batch["id"],
+                ],
             )
             return
         row = {**batch, "created_at": now, "updated_at": now}

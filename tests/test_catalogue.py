@@ -379,6 +379,7 @@ def test_retry_runs_on_the_endpoint_the_batch_ran_on_not_the_family_pick(emulato
     from i2vkit import catalogue
     from i2vkit.engine import run_batch
     from i2vkit.planning import BatchRequest, plan_retry
+    from i2vkit.workspace import Workspace
 
     images = settings.download_dir.parent / "pics"
     make_images(images, 1)
@@ -399,7 +400,8 @@ def test_retry_runs_on_the_endpoint_the_batch_ran_on_not_the_family_pick(emulato
     catalogue.use(moved)
     try:
         assert catalogue.active().lookup("kling")["endpoint_id"] == newer
-        plan = plan_retry(result.batch_id, settings)
+        with Workspace.open(settings) as ws:
+            plan = plan_retry(result.batch_id, ws)
         assert plan.model.endpoint_id == first
         run_batch(plan, settings)
     finally:

@@ -235,11 +235,12 @@ def test_status_lines_show_each_jobs_model_take_and_keeper(tmp_path, emulator):
     assert status.returncode == 0, status.stdout + status.stderr
     lines = status.stdout.splitlines()
     assert lines[0] == f"ledger: {tmp_path / 'ledger.db'}"
-    header = lines[1]
+    assert lines[1].startswith("batch ")  # which batch the lines are of
+    header = lines[2]
     columns = ["model", "take", "keeper", "file"]
     starts = [header.index(c) for c in columns]
     assert starts == sorted(starts), header
-    by_id = {int(line.split()[0]): line for line in lines[2:]}
+    by_id = {int(line.split()[0]): line for line in lines[3:]}
     assert sorted(by_id) == [r[0] for r in rows]
     for job_id, model, take in rows:
         line = by_id[job_id]

@@ -9,11 +9,13 @@ import dataclasses
 import pytest
 from helpers import make_images, plan_in
 
-from i2vkit import cli
 from i2vkit import notebook as nbk
 from i2vkit.backend import backend_for
+from i2vkit.exits import EXIT_INPUT
 from i2vkit.notebook import form
 from i2vkit.planning import BatchRequest
+from i2vkit.spending import confirm_spend
+from i2vkit.workspace import Workspace
 
 
 @pytest.fixture
@@ -36,13 +38,13 @@ def test_a_plan_over_the_spend_cap_says_the_cap_refused_it(
     capped = dataclasses.replace(settings, max_cost=1.0)  # I2VKIT_MAX_COST=1
     plan = plan_of(tmp_path, capped, 2, 2)  # 4 videos: US$ 1.60
     with pytest.raises(nbk.SpendNotConfirmed) as refused:
-        nbk.confirmed(plan, capped, yes=True)  # a yes does not lift a cap
+        nbk.confirmed(plan, Workspace.open(capped), yes=True)  # a yes does not lift a cap
     message = str(refused.value)
     assert "not confirmed" not in message
     assert "US$ 1.60" in message and "spend cap of US$ 1.00" in message
     assert "I2VKIT_MAX_COST" in message and "raise the cap" in message
     said: list[str] = []  # the CLI's words for the same plan: one message, not two
-    assert cli.confirm_spend(plan, backend_for(capped), say=said.append) == cli.EXIT_INPUT
+    assert confirm_spend(plan, backend_for(capped), say=said.append) == EXIT_INPUT
     assert message == "\n".join(said)
     assert emulator.stats()["uploads"] == 0 and emulator.stats()["submits"]["total"] == 0
 
@@ -50,5 +52,5 @@ def test_a_plan_over_the_spend_cap_says_the_cap_refused_it(
 def test_a_plan_nobody_confirmed_still_says_not_confirmed(in_a_kernel, tmp_path, settings):
     plan = plan_of(tmp_path, settings, 4, 4)  # 16 videos: US$ 6.40, above the US$ 5 that asks
     with pytest.raises(nbk.SpendNotConfirmed, match="US\\$ 6.40 was not confirmed"):
-        nbk.confirmed(plan, settings)  # pytest's stdin cannot answer: no
-    assert nbk.confirmed(plan, settings, yes=True) is plan
+        nbk.confirmed(plan, Workspace.open(settings))  # pytest's stdin cannot answer: no
+    assert nbk.confirmed(plan, Workspace.open(settings), yes=True) is plan

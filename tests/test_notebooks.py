@@ -23,13 +23,13 @@ import pytest
 from helpers import TEST_KEY, plan_in
 from nbclient import NotebookClient
 
+from i2vkit import notebook as nbk
 from i2vkit import reporters
 from i2vkit.config import Settings
 from i2vkit.flags import batch_parser, request_from_args
 from i2vkit.planning import FIELDS
 from i2vkit.planning.request import parse_options
 from i2vkit.workspace import Workspace
-from i2vkit import notebook as nbk
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -686,8 +686,6 @@ def test_picker_and_schema_widgets_drive_the_cost_and_the_run(widget_mode, tmp_p
     exactly those values (the emulator checks each submit against the schema)."""
     import ipywidgets as widgets
 
-    from i2vkit.config import Settings
-
     snap = _snapshot()
     form = nbk.BatchForm(base=NOTEBOOKS)
     w = form.w
@@ -792,7 +790,6 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     import ipywidgets as widgets
 
     from i2vkit.config import Settings
-
 
     snap = _snapshot()
     wan, ltx, pix = (_entry(snap, n) for n in ("wan", "ltx", "pixverse-6"))
@@ -905,7 +902,6 @@ def test_compare_models_and_options_from_the_environment(widget_mode, monkeypatc
 
 def test_compare_with_the_first_model_again_runs_it_once(widget_mode, tmp_path):
     from i2vkit.config import Settings
-
 
     form = nbk.BatchForm(base=NOTEBOOKS)
     form.w["compare"].value = ("wan",)

@@ -189,7 +189,9 @@ def test_exceptions_and_settings_repr_never_show_the_key(tmp_path):
             )
             assert SENTINEL_SECRET not in repr(settings) + str(settings)
             with pytest.raises(I2vkitError) as caught:
-                run_batch(BatchRequest(images_dir=tmp_path / "pics", prompts=["a prompt"]), settings)
+                run_batch(
+                    BatchRequest(images_dir=tmp_path / "pics", prompts=["a prompt"]), settings
+                )
         text = "".join(traceback.format_exception(caught.value))
         seen.append(text)
         for secret in SECRETS:

@@ -177,12 +177,12 @@ def test_resubmits_that_would_cross_the_cap_stop_submitting(tmp_path, emu):
     and how to continue; a higher cap then finishes it."""
     make_images(tmp_path / "pics", 2)
     env = cli_env(tmp_path, emu.url)
-    first = write_prompts(tmp_path / "first.txt", 1)
+    first = write_prompts(tmp_path / "prompts.txt", 1)
     assert cli(bulk_args(first, tmp_path / "pics"), env, tmp_path).returncode == 0
     emu.configure(file_ttl=600)
     emu.advance_clock(601)  # the cached image URLs now answer 404 on the CDN
     before = counters(emu)[1]
-    second = write_prompts(tmp_path / "second.txt", 3)
+    second = write_prompts(tmp_path / "prompts.txt", 3)  # two lines added: the same batch
     capped = cli(bulk_args(second, tmp_path / "pics", "--max-cost", "3"), env, tmp_path)
     assert capped.returncode == 1, capped.stdout + capped.stderr
     assert counters(emu)[1] - before == 7

@@ -15,8 +15,8 @@ import pytest
 from clitools import bulk_args, cli_env, ledger, run_cli, write_prompts
 from helpers import TEST_KEY, make_images
 
-from i2vkit.cli import EXIT_UNREACHABLE
 from i2vkit.emulator import Emulator
+from i2vkit.exits import EXIT_UNREACHABLE
 
 
 def closed_port_url() -> str:

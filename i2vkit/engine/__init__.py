@@ -79,7 +79,9 @@ async def run_batch_async(
                 retire_owner(run.jobs.owner)
 
 
-def run_batch(batch: BatchRequest | Plan, settings: Settings | None = None, **kwargs) -> BatchResult:
+def run_batch(
+    batch: BatchRequest | Plan, settings: Settings | None = None, **kwargs
+) -> BatchResult:
     """Blocking :func:`run_batch_async`, for scripts and notebook cells."""
     return run_blocking(run_batch_async(batch, settings, **kwargs))
 

@@ -26,6 +26,7 @@ running (the kernel's), so one cell works in both.
 
 from ..config import Settings
 from ..money import usd as money  # US$ 3.60, never a $ pair JupyterLab typesets as math
+from ..workspace import Workspace
 from .display import (
     Live,
     Rich,
@@ -39,7 +40,6 @@ from .display import (
     show,
     widgets_available,
 )
-from ..workspace import Workspace
 from .form import BatchForm, SpendNotConfirmed, confirmed
 from .pickers import FolderBrowser, model_label
 from .preview import Preview, plan_html

@@ -24,7 +24,7 @@ from ..exits import EXIT_INPUT, EXIT_OK, install_script_hooks
 from ..flags import batch_parser, given_by_args
 from ..money import usd
 from ..planning import FIELDS, BatchRequest, Given, Plan, plan_batch, write_shots
-from ..planning.options import model_names, resolve_models, split_options
+from ..planning.options import resolve_models, split_options
 from ..planning.request import (
     BY_NAME,
     DEFAULT_CONCURRENCY,
@@ -168,7 +168,11 @@ class BatchForm:
         env = from_environment(self.environ)
         if name in env:
             return env[name].value
-        if name in EXAMPLES and "shots" not in env and not (name == "prompts_file" and "prompts" in env):
+        if (
+            name in EXAMPLES
+            and "shots" not in env
+            and not (name == "prompts_file" and "prompts" in env)
+        ):
             return EXAMPLES[name]
         default = BY_NAME[name].default
         return "" if default is None else default
@@ -302,9 +306,9 @@ class BatchForm:
         f = BY_NAME[name]
         if f.label is None and name != "options":
             return None
-        if name in ("prompts_file", "prompts", "shots"):
-            if SOURCE_FIELD[self.w["prompts_source"].value] != name:
-                return Given(None, f.label or name)
+        source = SOURCE_FIELD[self.w["prompts_source"].value]
+        if name in ("prompts_file", "prompts", "shots") and source != name:
+            return Given(None, f.label or name)
         if name == "model":
             return Given(",".join(self.picker.names()), f.label or name)
         if name == "options":
@@ -414,7 +418,7 @@ class BatchForm:
         and code filling the form): the model picks its family, version and models to
         compare; options go into the option widgets where they fit."""
         if name == "model":
-            self.picker.pick(model_names(text) if text.strip() else [DEFAULT_MODEL])
+            self.picker.pick([n.strip() for n in text.split(",") if n.strip()] or [DEFAULT_MODEL])
         elif name == "options":
             leftover = self.picker.preset(parse_options(text))
             self.w["options"].value = format_options(leftover)

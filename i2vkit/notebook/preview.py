@@ -14,6 +14,7 @@ from .. import gallery as g
 from ..errors import I2vkitError
 from ..money import usd
 from ..planning import BatchRequest, Plan, plan_batch
+from ..spending import cost_lines
 from ..workspace import Workspace
 from .display import Live, Rich, in_kernel
 
@@ -136,7 +137,7 @@ class Preview:
     def text(self) -> str:
         if self.plan is None:
             return f"Cannot run yet: {self.error}"
-        text = self.plan.describe()
+        text = "\n".join([self.plan.describe(), *cost_lines(self.plan, self.ws.backend)])
         prompts = "\n".join(f"  {i}. {p}" for i, p in enumerate(self.plan.prompts, 1))
         images = ", ".join(im.name for im in self.plan.images[:20])
         return f"{text}\nimages: {images}\nprompts:\n{prompts}"

@@ -15,9 +15,9 @@ from .identity import (
     folder_identity,
     legacy_folder_id,
     resolve_batch,
+    short_hash,
     shots_batch_id,
     shots_identity,
-    short_hash,
 )
 from .plan import Plan
 from .request import BatchRequest
@@ -74,7 +74,7 @@ def ledger_cost(plan: Plan, ws: Workspace) -> CostBreakdown:
 
 def ledger_cost_in(plan: Plan, store: Store) -> CostBreakdown:
     """:func:`ledger_cost` from a ledger (the engine's own connection, at run time)."""
-    rows = [dict(r) for r in store.jobs(plan.batch.id)] if plan.batch.id else []
+    rows = store.jobs(plan.batch.id) if plan.batch.id else []
     return breakdown(
         plan.jobs, rows, plan.cost_of, retry=plan.retry_of is not None, shots=plan.shots is not None
     )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..errors import SpendCapError
 from ..jobs import JobStatus
 from ..money import plural, sum_costs, usd
+from ..rows import JobRow
 from .identity import variant_of_row
 
 
@@ -25,6 +26,7 @@ class Job(Protocol):
     def identity(self) -> tuple[str, str, str, int, str]: ...
 
     cost: float | None
+
 
 #: Ledger statuses a re-run of the same command submits (again).
 SUBMITTED_BY_A_RERUN = (JobStatus.PENDING, JobStatus.CANCELLED)
@@ -85,7 +87,7 @@ class CostBreakdown:
         )
 
 
-def requests_of(row: dict[str, Any]) -> int:
+def requests_of(row: JobRow) -> int:
     """How many requests a ledger row has or had at fal that fal may bill: its current one
     (unless cancelled: fal bills no request that never left its queue) and the failed ones
     a retry replaced (kept as a count, as fal may have billed them)."""
@@ -93,13 +95,13 @@ def requests_of(row: dict[str, Any]) -> int:
     return int(row.get("earlier_requests") or 0) + current
 
 
-def new_jobs(jobs: Sequence[Job], rows: Sequence[dict[str, Any]], shots: bool) -> list[Job]:
+def new_jobs(jobs: Sequence[Job], rows: Sequence[JobRow], shots: bool) -> list[Job]:
     """The planned jobs a run submits: no row yet, or a row a re-run submits again.
 
     Jobs are matched to rows by image, prompt, model, take, (for shot lists) the row's
     own options, and occurrence: what the job key is made of, without hashing images.
     """
-    by_identity: dict[tuple, list[dict[str, Any]]] = {}
+    by_identity: dict[tuple, list[JobRow]] = {}
     for r in sorted(rows, key=lambda r: r["id"]):
         variant = variant_of_row(r) if shots else ""
         ident = (r["image_path"], r["prompt"], r["endpoint_id"], r["take"], variant)
@@ -116,8 +118,8 @@ def new_jobs(jobs: Sequence[Job], rows: Sequence[dict[str, Any]], shots: bool) -
 
 def breakdown(
     jobs: Sequence[Job],
-    rows: Sequence[dict[str, Any]],
-    price: Callable[[dict[str, Any]], float | None],
+    rows: Sequence[JobRow],
+    price: Callable[[JobRow], float | None],
     *,
     retry: bool = False,
     shots: bool = False,

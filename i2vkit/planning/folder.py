@@ -231,4 +231,3 @@ def _pair_jobs(
             )
         )
     return out
-

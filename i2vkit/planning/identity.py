@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..money import plural, usd
+from ..rows import JobRow
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -103,9 +104,7 @@ def legacy_folder_id(
 ) -> str:
     """The id an earlier version gave a folder batch (no prompts in it)."""
     if len(models) > 1:
-        return short_hash(
-            [backend, models, options, pairing, str(images_dir), str(output_dir)]
-        )
+        return short_hash([backend, models, options, pairing, str(images_dir), str(output_dir)])
     return short_hash([backend, models[0], options[0], pairing, str(images_dir), str(output_dir)])
 
 
@@ -174,5 +173,5 @@ def shot_variant(options: dict[str, Any], end_image_ref: str | None) -> str:
     return json.dumps([options, end_image_ref], sort_keys=True, default=str)
 
 
-def variant_of_row(row: dict[str, Any]) -> str:
+def variant_of_row(row: JobRow) -> str:
     return shot_variant(json.loads(row.get("options") or "{}"), row.get("end_image_path"))

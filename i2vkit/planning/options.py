@@ -15,6 +15,8 @@ from typing import Any
 
 from ..errors import InputError, ModelError
 from ..models import END_IMAGE_OPTION, ModelSpec, get_model
+from ..rows import JobRow
+
 
 def model_names(model: str | ModelSpec | Sequence[str | ModelSpec]) -> list[str | ModelSpec]:
     """``"kling, veo"`` or ``["kling", "veo"]`` -> the names, in order, each once."""
@@ -143,7 +145,7 @@ def split_end_image(model: ModelSpec, options: dict[str, Any]) -> tuple[dict[str
     return own, str(value) if value is not None else None
 
 
-def model_of_row(row: dict[str, Any]) -> ModelSpec:
+def model_of_row(row: JobRow) -> ModelSpec:
     """A ledger row's model: by the name it was planned with when that is still the same
     endpoint (so file names keep ``kling``), else by its endpoint id."""
     try:
@@ -155,7 +157,7 @@ def model_of_row(row: dict[str, Any]) -> ModelSpec:
     return get_model(row["endpoint_id"])
 
 
-def row_options(row: dict[str, Any], model: ModelSpec) -> tuple[dict[str, Any], str | None]:
+def row_options(row: JobRow, model: ModelSpec) -> tuple[dict[str, Any], str | None]:
     """A ledger row's options as sent (its seed included) and its end frame (path or URL).
 
     A row from before per-job options kept its batch's options, the end frame among them.
@@ -171,11 +173,9 @@ def row_options(row: dict[str, Any], model: ModelSpec) -> tuple[dict[str, Any], 
     return options, end
 
 
-def row_cost(row: dict[str, Any], model: ModelSpec) -> float | None:
+def row_cost(row: JobRow, model: ModelSpec) -> float | None:
     try:
         options, _ = row_options(row, model)
         return model.estimate_cost(options)
     except InputError:
         return None
-
-

@@ -17,6 +17,7 @@ from ..images import ImageFile, Skipped
 from ..models import ModelSpec
 from ..money import plural, sum_costs, usd
 from ..pairing import Pair
+from ..rows import JobRow
 from .cost import CostBreakdown, check_spend_cap
 from .identity import BatchRef, job_key
 from .options import model_of_row, row_cost, take_seed
@@ -137,7 +138,7 @@ class Plan:
             out.append((m, len(mine), sum_costs(j.cost for j in mine)))
         return out
 
-    def model_for(self, job: dict[str, Any]) -> ModelSpec:
+    def model_for(self, job: JobRow) -> ModelSpec:
         """The model a ledger row runs on (its ``endpoint_id``), as this plan knows it."""
         for m in self.models:
             if m.endpoint_id == job["endpoint_id"]:
@@ -147,7 +148,7 @@ class Plan:
         self.model_options.append({})
         return m
 
-    def cost_of(self, job: dict[str, Any]) -> float | None:
+    def cost_of(self, job: JobRow) -> float | None:
         """The estimated price of one ledger row (its model and options)."""
         return row_cost(job, self.model_for(job))
 
@@ -166,8 +167,8 @@ class Plan:
         with_takes = f" x {takes} takes" if takes > 1 else ""
         if self.retry_of:
             head = (
-                f"retry of batch {self.batch.label}: {plural(self.job_count, 'job')} failed or "
-                "cancelled (or left pending)"
+                f"retry of batch {self.batch.label}: {self.job_count} failed or cancelled "
+                f"job{'s' if self.job_count != 1 else ''} (or left pending)"
             )
         elif self.shots is not None:
             head = f"shot list {self.shots}: {plural(len(self.jobs), 'job')}"

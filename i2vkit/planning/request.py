@@ -25,6 +25,7 @@ from typing import Any
 
 from ..config import parse_bool, parse_max_cost
 from ..errors import ConfigError, InputError
+from ..images import windows_path_hint
 from ..pairing import normalize_pairing
 
 DEFAULT_CONCURRENCY = 16
@@ -290,6 +291,8 @@ class BatchRequest:
         """A path of this request, absolute (``~`` expanded; relative to ``base``)."""
         if value is None or str(value) == "":
             return None
+        if windows_path_hint(str(value)):  # kept as typed, so "not found" can say why
+            return Path(value)
         path = Path(value).expanduser()
         base = Path(self.base) if self.base is not None else Path.cwd()
         return Path(os.path.normpath(path if path.is_absolute() else base / path))

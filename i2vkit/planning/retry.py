@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..images import ImageFile, Skipped
 from ..jobs import UNSUCCESSFUL, JobStatus
 from ..models import ModelSpec, get_model, is_remote
+from ..rows import BatchRow, JobRow
 from ..workspace import Workspace
 from .batch import ledger_cost
 from .folder import check_concurrency, check_output_dir, reread, spend_cap
@@ -29,12 +30,12 @@ from .request import DEFAULT_CONCURRENCY, BatchRequest
 RETRIED = (*UNSUCCESSFUL, JobStatus.PENDING)
 
 
-def find_batch(ws: Workspace, ref: str) -> dict[str, Any]:
+def find_batch(ws: Workspace, ref: str) -> BatchRow:
     """The batch ``ref`` names (its name, id or id prefix), or an error saying where to look."""
     batch = ws.store.get_batch(ref)
     if batch is None:
         raise InputError(f"No batch {ref!r} in {ws.settings.db_path}; `i2vkit status` lists them.")
-    return dict(batch)
+    return batch
 
 
 def plan_retry(
@@ -43,7 +44,7 @@ def plan_retry(
     """Plan running a batch's failed and cancelled jobs again, from the ledger alone."""
     check_concurrency(concurrency)
     batch = find_batch(ws, ref)
-    rows = [dict(r) for r in ws.store.jobs(batch["id"], statuses=RETRIED)]
+    rows = ws.store.jobs(batch["id"], statuses=RETRIED)
     here = ws.backend.label
     if batch["backend"] != here:
         raise InputError(
@@ -103,7 +104,7 @@ def plan_retry(
 
 
 def _jobs(
-    rows: list[dict[str, Any]], models: dict[str, ModelSpec], images: dict[str, ImageFile]
+    rows: list[JobRow], models: dict[str, ModelSpec], images: dict[str, ImageFile]
 ) -> tuple[list[PlannedJob], dict[str, ImageFile]]:
     """The planned job of each ledger row, and the local end frames they need."""
     ends: dict[str, ImageFile] = {}

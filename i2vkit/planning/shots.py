@@ -212,7 +212,9 @@ class _Rows:
         before = len(self.problems)
 
         def problem(column: str | None, text: str) -> None:
-            self.problems.append(f"{here}, column {column}: {text}" if column else f"{here}: {text}")
+            self.problems.append(
+                f"{here}, column {column}: {text}" if column else f"{here}: {text}"
+            )
 
         cells = row.cells
         prompt = str(cells.get("prompt", "")).strip()
