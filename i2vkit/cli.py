@@ -18,7 +18,7 @@ from . import __version__
 from .backend import DEMO_BANNER
 from .catalogue import stored
 from .catalogue.show import model_detail, models_table
-from .config import Settings, load_settings, parse_max_cost
+from .config import Settings, load_settings
 from .emulator import main as emulator_main
 from .engine import run_batch
 from .engine.cancel import cancel_batch
@@ -36,7 +36,8 @@ from .exits import (
 from .flags import ENVIRONMENT_HELP, add_batch_arguments, add_spend_arguments, request_from_args
 from .keepers import export, mark
 from .models import get_model
-from .planning import NO_CAP, Plan, plan_batch, plan_retry, write_shots
+from .planning import Given, Plan, plan_batch, plan_retry, write_shots
+from .planning.request import BY_NAME, convert
 from .report import report_summary, write_report
 from .reporters import progress_reporter
 from .spending import confirm_spend, cost_lines
@@ -206,10 +207,7 @@ def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
-    cap = None
-    if args.max_cost not in (None, ""):
-        given = parse_max_cost("--max-cost", args.max_cost)
-        cap = NO_CAP if given is None else given
+    cap = convert(BY_NAME["max_cost"], Given(args.max_cost or None, "--max-cost"))
     with open_workspace(settings) as ws:
         plan = plan_retry(args.batch, ws, max_cost=cap)
         return run_and_report(

@@ -30,7 +30,7 @@ from .catalogue import schema as schemas
 from .errors import FalError, ModelError
 
 # URL or file is decided in refs.py; plan.py and shots.py still import these from here
-from .refs import checked_url, is_remote, looks_like_url  # noqa: F401
+from .refs import is_remote, looks_like_url
 
 DEFAULT_MAX_PROMPT_CHARS = 2500
 END_IMAGE_OPTION = "end_image_url"  # what -o accepts for any model's end-frame field

@@ -69,11 +69,3 @@ def test_checked_url_lower_cases_the_scheme_and_says_what_is_wrong():
     assert checked_url("ftp://host/a.png")[1] == "is not an http(s) URL"
     assert checked_url("https:///a.png")[1] == "has no host"
     assert checked_url("https://host:port/a.png")[1] == "has a port that is not a number"
-
-
-def test_models_keeps_the_old_names_for_its_importers():
-    from i2vkit import models, refs
-
-    assert models.is_remote is refs.is_remote
-    assert models.looks_like_url is refs.looks_like_url
-    assert models.checked_url is refs.checked_url

@@ -19,6 +19,7 @@ from ..config import Settings
 from ..errors import ConfigError, FalError, I2vkitError
 from ..platform import PlatformClient
 from ..store import Store
+from ..timestamps import parse_timestamp
 from . import use
 from .core import Catalogue, snapshot
 from .openapi import merge, new_entry
@@ -35,7 +36,9 @@ def load(store: Store, backend: str) -> tuple[Catalogue | None, datetime | None]
     row = store.catalogue_copy(backend)
     if row is None:
         return None, None
-    read_at = datetime.fromisoformat(row["read_at"])
+    read_at = parse_timestamp(row["read_at"])
+    if read_at is None:  # a copy whose date cannot be read is no copy to trust
+        return None, None
     origin = f"fal's Platform API, read {read_at:%Y-%m-%d %H:%M} UTC"
     return Catalogue(json.loads(row["data"]), origin), read_at
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from ..errors import InputError
 from ..images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, Trusted, check_image, scan_images
-from ..models import END_IMAGE_OPTION, ModelSpec, checked_url, is_remote, looks_like_url
+from ..models import END_IMAGE_OPTION, ModelSpec
 from ..pairing import normalize_pairing, pair
 from ..prompts import check_prompt_lengths, parse_prompts, read_prompts
+from ..refs import checked_url, is_remote, looks_like_url
 from ..store import Store
 from ..workspace import Workspace
 from .options import check_model_options, resolve_models, split_end_image, split_options

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..money import plural, usd
+from ..refs import image_name
 from ..rows import JobRow
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ def resolve_batch(
     old = store.get_batch_exact(legacy_id) if legacy_id else None
     if old is not None and old.get("identity") is None and legacy_id is not None:
         recorded = str(old.get("prompts_source") or "")
-        if prompts_name is None or Path(recorded.replace("\\", "/")).name == prompts_name:
+        if prompts_name is None or image_name(recorded) == prompts_name:
             return BatchRef(legacy_id, False, old.get("name"), identity, legacy=True)
     return BatchRef(new_id, True, None, identity)
 

@@ -15,7 +15,8 @@ from typing import Any
 from ..errors import InputError
 from ..images import ImageFile, Skipped
 from ..jobs import UNSUCCESSFUL, JobStatus
-from ..models import ModelSpec, get_model, is_remote
+from ..models import ModelSpec, get_model
+from ..refs import is_remote
 from ..rows import BatchRow, JobRow
 from ..workspace import Workspace
 from .batch import ledger_cost

@@ -25,7 +25,8 @@ from typing import Any
 
 from ..errors import InputError, ModelError, ShotListError
 from ..images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, Trusted, check_image
-from ..models import END_IMAGE_OPTION, ModelSpec, checked_url, get_model, is_remote, looks_like_url
+from ..models import END_IMAGE_OPTION, ModelSpec, get_model
+from ..refs import checked_url, is_data_uri, is_remote, looks_like_url
 from ..workspace import Workspace
 from .folder import check_takes, model_status_notes, output_dir_of, trusted_by, with_end_image
 from .identity import shot_variant
@@ -350,7 +351,7 @@ def _image(
     if not raw:
         problem(column, "empty; give an image file (relative to the shot list) or a URL")
         return None, None
-    if raw.startswith("data:"):
+    if is_data_uri(raw):
         problem(column, "a data: URI; give a file or an http(s) URL")
         return None, None
     if looks_like_url(raw):
