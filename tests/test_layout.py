@@ -141,6 +141,14 @@ def test_no_import_circles():
         )
 
 
+def test_nothing_imports_the_cli():
+    """The CLI is a plain layer over the library: the notebook and the exported script use
+    the library and the request table, never `i2vkit.cli` (only `python -m i2vkit` runs it)."""
+    graph = _import_graph()
+    users = sorted(m for m, deps in graph.items() if "i2vkit.cli" in deps)
+    assert users == ["i2vkit.__main__"], users
+
+
 def test_modules_are_small():
     big = [
         f"  {path.relative_to(PACKAGE.parent)}: {lines} lines"
