@@ -7,11 +7,15 @@ catalogue is refreshed when the workspace is opened, never here.
 
 from __future__ import annotations
 
+import dataclasses
+
+from ..pairing import normalize_pairing
 from ..store import Store
 from ..workspace import Workspace
 from .cost import CostBreakdown, breakdown
 from .folder import check_concurrency, check_takes, plan_folder, spend_cap
 from .identity import (
+    BatchRef,
     folder_identity,
     legacy_folder_id,
     resolve_batch,
@@ -27,7 +31,8 @@ from .shots import plan_shots
 def plan_batch(request: BatchRequest, ws: Workspace) -> Plan:
     """Scan, read, pair and price a batch, and find the batch it joins in the ledger."""
     check_concurrency(request.concurrency)
-    request.takes = check_takes(request.takes)
+    pairing = "all" if request.shots is not None else normalize_pairing(request.pairing)
+    request = dataclasses.replace(request, takes=check_takes(request.takes), pairing=pairing)
     plan = plan_shots(request, ws) if request.shots is not None else plan_folder(request, ws)
     plan.max_cost = spend_cap(request, ws)
     plan.batch = _batch_of(plan, ws)
@@ -35,7 +40,8 @@ def plan_batch(request: BatchRequest, ws: Workspace) -> Plan:
     return plan
 
 
-def _batch_of(plan: Plan, ws: Workspace):  # noqa: ANN202 - a BatchRef
+def _batch_of(plan: Plan, ws: Workspace) -> BatchRef:
+    """The batch the plan joins: by name, by what it is, or as an earlier version recorded it."""
     backend = ws.backend.label
     name = plan.request.batch or None
     if plan.shots is not None:

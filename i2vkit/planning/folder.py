@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import InputError
 from ..images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, Trusted, check_image, scan_images
 from ..models import END_IMAGE_OPTION, ModelSpec
-from ..pairing import normalize_pairing, pair
+from ..pairing import pair
 from ..prompts import check_prompt_lengths, parse_prompts, read_prompts
 from ..refs import checked_url, is_remote, looks_like_url
 from ..store import Store
@@ -169,7 +169,6 @@ def plan_folder(request: BatchRequest, ws: Workspace) -> Plan:
     if images_dir is None:
         raise InputError("No images given: pass --images-dir FOLDER (or --shots FILE).")
     scan = scan_images(images_dir, recursive=request.recursive, trusted=trusted_by(ws.store))
-    request.pairing = normalize_pairing(request.pairing)
     pairs = pair(scan.images, prompts, request.pairing)
     output_dir = output_dir_of(request, ws)
     jobs = []

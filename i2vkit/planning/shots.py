@@ -165,7 +165,6 @@ def plan_shots(request: BatchRequest, ws: Workspace) -> Plan:
     ms = [models[e] for e in dict.fromkeys(j.model.endpoint_id for j in planned)]
     local = {j.image_ref: j.image for j in planned if j.image is not None}
     ends = {j.end_image_ref: j.end_image for j in planned if j.end_image is not None}
-    request.pairing = "all"
     return Plan(
         request=request,
         model=ms[0],
