@@ -33,11 +33,16 @@ from .exits import (
     print_resume,
     report_error,
 )
-from .flags import ENVIRONMENT_HELP, add_batch_arguments, add_spend_arguments, request_from_args
+from .flags import (
+    ENVIRONMENT_HELP,
+    add_batch_arguments,
+    add_spend_arguments,
+    request_from_args,
+    spend_values,
+)
 from .keepers import export, mark
 from .models import get_model
-from .planning import Given, Plan, plan_batch, plan_retry, write_shots
-from .planning.request import BY_NAME, convert
+from .planning import Plan, plan_batch, plan_retry, write_shots
 from .report import report_summary, write_report
 from .reporters import progress_reporter
 from .spending import confirm_spend, cost_lines
@@ -207,14 +212,14 @@ def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
-    cap = convert(BY_NAME["max_cost"], Given(args.max_cost or None, "--max-cost"))
+    spend = spend_values(args)
     with open_workspace(settings) as ws:
-        plan = plan_retry(args.batch, ws, max_cost=cap)
+        plan = plan_retry(args.batch, ws, max_cost=spend["max_cost"])
         return run_and_report(
             plan,
             ws,
-            yes=bool(args.yes),
-            show_progress=not args.no_progress,
+            yes=bool(spend["yes"]),
+            show_progress=not spend["no_progress"],
             resume=["i2vkit", *sys.argv[1:]],
         )
 

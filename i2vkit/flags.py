@@ -15,7 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .planning.request import FIELDS, BatchRequest, Field, Given, request_from
+from .planning.request import (
+    BY_NAME,
+    FIELDS,
+    BatchRequest,
+    Field,
+    Given,
+    convert,
+    from_environment,
+    request_from,
+)
 
 ENVIRONMENT_HELP = """\
 settings (environment or a .env file in the current folder):
@@ -69,10 +78,26 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, run: bool = True) ->
         parser.add_argument(flag, action="store_true", help=text)
 
 
+#: The fields a retry takes: the spend cap, --yes and --no-progress.
+SPEND_FIELDS = ("max_cost", "yes", "no_progress")
+
+
 def add_spend_arguments(parser: argparse.ArgumentParser) -> None:
-    """The fields a retry takes: the spend cap, --yes and --no-progress."""
-    for name in ("max_cost", "yes", "no_progress"):
-        add_field(parser, next(f for f in FIELDS if f.name == name))
+    for name in SPEND_FIELDS:
+        add_field(parser, BY_NAME[name])
+
+
+def spend_values(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A retry's spend fields: flags over ``I2VKIT_*`` over the table's defaults."""
+    env = from_environment(os.environ if environ is None else environ)
+    given = {**env, **given_by_args(args)}
+    values = {}
+    for name in SPEND_FIELDS:
+        value = convert(BY_NAME[name], given[name]) if name in given else None
+        values[name] = BY_NAME[name].default if value is None else value
+    return values
 
 
 def given_by_args(args: argparse.Namespace) -> dict[str, Given]:

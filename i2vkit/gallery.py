@@ -196,7 +196,7 @@ class VideoLinker:
             None,
             note=(
                 f"{path} is outside the folder Jupyter serves ({self.root}), so the browser "
-                "cannot load it; choose an output folder under it (default ../downloads) "
+                "cannot load it; choose an output folder under it (the default: downloads next to the notebook) "
                 "or set I2VKIT_JUPYTER_ROOT"
             ),
         )

@@ -160,7 +160,7 @@ def _natural_key(rel: str) -> tuple:
 
 
 #: Decides whether a file that was decoded in full before, unchanged since (same path, size
-#: and mtime), may skip the full decode now; :func:`i2vkit.plan.plan_batch` passes one that
+#: and mtime), may skip the full decode now; :func:`i2vkit.planning.plan_batch` passes one that
 #: trusts the upload cache.
 Trusted = Callable[[Path, os.stat_result], bool]
 

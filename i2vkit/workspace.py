@@ -3,8 +3,8 @@
 Every front end (the CLI, the exported script, the notebook) opens one before planning,
 so planning is a function of the request and what the workspace holds: it opens no
 file of its own and connects to nothing. Opening is where the side effects are: the
-ledger is opened (created and migrated if needed), the catalogue copy kept in it is
-made the active one, and, when that copy is over a week old and a key is set, it is
+ledger is opened (migrated if needed; one that does not exist yet is not created to
+plan), the catalogue copy kept in it is made the active one, and, when that copy is over a week old and a key is set, it is
 read again from fal, which is said in one line (:attr:`Workspace.note`).
 """
 

@@ -197,7 +197,7 @@ def lab(tmp_path_factory, artifacts):
     env = {k: v for k, v in os.environ.items() if not foreign_setting(k)}
     env.update(
         # Demo mode (no key), with a temp ledger. AUTO_DOWNLOAD_DIR stays unset, so the form
-        # shows its own default, `../downloads`: under the Jupyter root, where the gallery links
+        # uses its default, `downloads` next to the notebook: under the Jupyter root, where the gallery links
         # the videos by relative URL instead of embedding them.
         I2VKIT_DB=str(base / "ledger.db"),
         I2VKIT_JUPYTER_ROOT=str(root),

@@ -344,7 +344,8 @@ def test_help_documents_the_ledger_location_and_every_flag(tmp_path):
 
 def test_retry_shows_its_plan_and_asks_before_spending(tmp_path, emulator):
     """A retry is planned from the ledger and confirmed like any batch: 16 failed wan jobs are
-    US$ 6.40 on a billed backend, so without --yes and with no terminal it submits nothing."""
+    US$ 6.40 on a billed backend, so without --yes and with no terminal it submits nothing;
+    I2VKIT_YES=1 says yes as --yes does (every field of the table has its variable)."""
     emulator.configure(fail_rate=1.0)
     make_images(tmp_path / "pics", 4)
     env = cli_env(tmp_path, emulator)
@@ -359,7 +360,7 @@ def test_retry_shows_its_plan_and_asks_before_spending(tmp_path, emulator):
     assert "retry of batch" in refused.stdout and "16 failed or cancelled jobs" in refused.stdout
     assert "US$ 6.40" in refused.stdout and "re-run with --yes" in refused.stdout
     assert emulator.stats()["submits"]["total"] == submits
-    confirmed = run_cli([*retry, "--yes"], env)
+    confirmed = run_cli(retry, {**env, "I2VKIT_YES": "1"})  # --yes as its variable
     assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
     assert emulator.stats()["submits"]["total"] == submits + 16
     assert len(videos(tmp_path / "videos")) == 16

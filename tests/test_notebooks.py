@@ -215,7 +215,8 @@ def test_results_notebook_shows_the_comparison_grid_summary_and_report_button(ge
 
 
 def test_gallery_references_videos_relative_to_the_notebook(tmp_path):
-    """With the default output folder (../downloads) the videos are linked, not embedded."""
+    """With the default output folder (downloads, next to the notebook) the videos are
+    linked, not embedded."""
     project = tmp_path / "project"
     (project / "notebooks").mkdir(parents=True)
     shutil.copy(NOTEBOOKS / "01_generate.ipynb", project / "notebooks")
