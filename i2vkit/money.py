@@ -11,6 +11,11 @@ def usd(amount: float | None, digits: int = 2) -> str:
     return "price unknown" if amount is None else f"US$ {amount:,.{digits}f}"
 
 
+def rate(amount: float) -> str:
+    """A published rate as fal writes it, shortest form: ``US$ 0.14``, ``US$ 0.0035``."""
+    return f"US$ {amount:g}"
+
+
 def sum_costs(costs: Iterable[float | None]) -> float | None:
     """The sum, or None when any price is unknown ("unknown" is never "free")."""
     total = 0.0

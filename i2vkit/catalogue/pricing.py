@@ -19,6 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ..money import rate
+
 # Frame sizes of the resolution names token prices are computed on (16:9).
 PIXELS = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
 
@@ -126,7 +128,7 @@ def describe(rule: Mapping[str, Any] | None) -> str:
             f"{k}={'/'.join(str(v) for v in w)}" if not isinstance(w, Mapping) else k
             for k, w in r.get("when", {}).items()
         )
-        parts.append(f"${r['usd']:g}" + (f" ({cond})" if cond else ""))
+        parts.append(rate(r["usd"]) + (f" ({cond})" if cond else ""))
     text = f"{'; '.join(parts)} {unit_label(rule)}"
     for m in rule.get("multipliers", []):
         cond = ", ".join(
@@ -136,7 +138,7 @@ def describe(rule: Mapping[str, Any] | None) -> str:
         text += f"; x{m['factor']:g} when {cond}"
     for a in rule.get("adds", []):
         cond = ", ".join(f"{k}={'/'.join(map(str, w))}" for k, w in a["when"].items())
-        text += f"; +${a['usd']:g}" + (f" when {cond}" if cond else " per video")
+        text += f"; +{rate(a['usd'])}" + (f" when {cond}" if cond else " per video")
     if rule.get("verified") == "unverified":
         text += " (unverified: inferred or third-party figure)"
     if rule.get("live"):

@@ -7,6 +7,7 @@ import json
 import textwrap
 from typing import TYPE_CHECKING
 
+from .. import money
 from . import pricing, schema
 from .core import ACTIVE, SHUT_DOWN, Catalogue, defaults
 
@@ -23,7 +24,7 @@ LEGEND = (
 
 
 def clip_price(entry: dict) -> str:
-    """``$0.63 (5s)``, ``$0.40~`` or ``unknown`` for one clip at the defaults."""
+    """``US$ 0.63 (5s)``, ``US$ 0.40~`` or ``unknown`` for one clip at the defaults."""
     rule = entry.get("price") or {}
     args = defaults(entry)
     usd = pricing.estimate(rule, args)
@@ -32,13 +33,13 @@ def clip_price(entry: dict) -> str:
     secs = pricing.seconds(rule, args)
     length = f" ({secs:.3g}s)" if secs and rule.get("unit") != "video" else ""
     mark = "~" if rule.get("verified") == "unverified" else ""
-    return f"${usd:.2f}{length}{mark}"
+    return f"{money.usd(usd)}{length}{mark}"
 
 
 def models_table(cat: Catalogue) -> str:
     """Every endpoint: name, family, version, status, clip price, end image, audio."""
     head = (
-        f"{'NAME':<24} {'FAMILY':<12} {'VERSION':<19} {'STATUS':<10} {'PRICE/CLIP':<13} END AUDIO"
+        f"{'NAME':<24} {'FAMILY':<12} {'VERSION':<19} {'STATUS':<10} {'PRICE/CLIP':<18} END AUDIO"
     )
     lines = [head]
     for e in cat.entries:
@@ -47,7 +48,7 @@ def models_table(cat: Catalogue) -> str:
         audio = "yes" if e.get("audio_field") else "-"
         lines.append(
             f"{e['name'][:24]:<24} {e['family'][:12]:<12} {str(e['version'])[:19]:<19} "
-            f"{status:<10} {clip_price(e):<13} {end:<3} {audio}"
+            f"{status:<10} {clip_price(e):<18} {end:<3} {audio}"
         )
     fams = ", ".join(f"{f} = {cat.name_of(eid)}" for f, eid in sorted(cat.families.items()))
     lines.append("")

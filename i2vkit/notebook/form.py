@@ -359,8 +359,10 @@ class BatchForm:
         rows = [w.HBox([ww["images_dir"], browse, ww["recursive"]]), browser_box]
         rows += [ww[n] for n in ("prompts_source", "prompts_file", "shots", "prompts")]
         rows += [*self.picker.rows(), ww["options"], ww["end_image"], ww["takes"], self.cost]
-        names = ("pairing", "output_dir", "batch", "concurrency", "max_cost")
-        return w.VBox([*rows, *(ww[n] for n in names), help_html])
+        placed = {"images_dir", "recursive", "prompts_file", "shots", "prompts", "options"}
+        placed |= {"model", "end_image", "takes"}
+        rest = [ww[f.name] for f in FIELDS if f.name in ww and f.name not in placed]
+        return w.VBox([*rows, *rest, help_html])  # every other field in the table's order
 
     def _show_cost(self) -> None:
         """The price label under the options: one video of each model at its options."""
