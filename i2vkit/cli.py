@@ -12,16 +12,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .backend import DEMO_BANNER
-from .catalogue import stored
-from .catalogue.show import model_detail, models_table
 from .config import Settings, load_settings
-from .emulator import main as emulator_main
-from .engine import run_batch
-from .engine.cancel import cancel_batch
 from .errors import I2vkitError, InputError
 from .exits import (
     EXIT_BROKEN_PIPE,
@@ -40,15 +34,14 @@ from .flags import (
     request_from_args,
     spend_values,
 )
-from .keepers import export, mark
-from .models import get_model
-from .planning import Plan, plan_batch, plan_retry, write_shots
-from .report import report_summary, write_report
-from .reporters import progress_reporter
-from .spending import confirm_spend, cost_lines
-from .status import job_lines
-from .store import Store
-from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .planning import Plan
+    from .workspace import Workspace
+
+# Each command imports what it needs when it runs: `i2vkit status` or `i2vkit cancel` from a
+# second terminal starts in a fraction of a second, without the engine, the emulator or the
+# report loaded.
 
 BATCH_HELP = "the batch: its --batch name, its id, or a prefix of its id"
 
@@ -142,6 +135,11 @@ def run_and_report(
 ) -> int:
     """Show the plan, confirm the spend, run it with progress, print the summary and
     return the exit code: what `i2vkit bulk` and `i2vkit retry` do once their plan exists."""
+    from .backend import DEMO_BANNER
+    from .engine import run_batch
+    from .reporters import progress_reporter
+    from .spending import confirm_spend, cost_lines
+
     if not ws.backend.billed:
         print(DEMO_BANNER)
     print(plan.describe())
@@ -171,6 +169,8 @@ def run_and_report(
 
 def open_workspace(settings: Settings) -> Workspace:
     """The workspace, its catalogue refreshed if a week old (said in one line)."""
+    from .workspace import Workspace
+
     ws = Workspace.open(settings)
     if ws.note:
         print(ws.note)
@@ -178,6 +178,8 @@ def open_workspace(settings: Settings) -> Workspace:
 
 
 def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
+    from .planning import plan_batch, write_shots
+
     request, run = request_from_args(args)
     if request.shots is None and not (
         (request.prompts_file or request.prompts) and request.images_dir
@@ -212,6 +214,8 @@ def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from .planning import plan_retry
+
     spend = spend_values(args)
     with open_workspace(settings) as ws:
         plan = plan_retry(args.batch, ws, max_cost=spend["max_cost"])
@@ -225,6 +229,9 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from .status import job_lines
+    from .store import Store
+
     print(f"ledger: {settings.db_path}")
     with Store(settings.db_path) as store:
         if not args.batch:
@@ -252,6 +259,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     """The catalogue table, one model's options, or (``--refresh``) a read from fal."""
+    from .catalogue import stored
+    from .catalogue.show import model_detail, models_table
+    from .models import get_model
+    from .store import Store
+
     if args.refresh:
         if settings.demo:
             raise InputError(
@@ -273,12 +285,17 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     """Cancel what a batch has waiting on fal; the same bulk command later resubmits it."""
+    from .engine.cancel import cancel_batch
+
     report = cancel_batch(args.batch, settings, running=args.running)
     print(report.summary())
     return EXIT_FAILED if report.errors else EXIT_OK
 
 
 def cmd_keep(args: argparse.Namespace, settings: Settings) -> int:
+    from .keepers import mark
+    from .store import Store
+
     with Store(settings.db_path) as store:
         ids = mark(store, args.batch, args.jobs, keep=not args.undo)
     what = "no longer keepers" if args.undo else "keepers"
@@ -287,6 +304,9 @@ def cmd_keep(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from .keepers import export
+    from .store import Store
+
     with Store(settings.db_path) as store:
         report = export(store, args.batch, args.keepers)
     print(report.summary())
@@ -295,6 +315,9 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     """The batch's report folder (i2vkit.report.write_report)."""
+    from .report import report_summary, write_report
+    from .store import Store
+
     with Store(settings.db_path) as store:
         batch = store.get_batch(args.batch)
         if batch is None:
@@ -334,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str]) -> int:
     if argv[:1] == ["emulator"]:
+        from .emulator import main as emulator_main
+
         return emulator_main(argv[1:])
     args = build_parser().parse_args(argv)
     key = None

@@ -95,7 +95,10 @@ def test_cancel_command_stops_a_running_batch_from_another_terminal(tmp_path, em
     """`i2vkit cancel BATCH` while `i2vkit bulk` runs: the queued requests are cancelled on
     fal and recorded, the running ones are left to finish and the running CLI downloads
     them and ends (exit 1: not every job has its video); the same bulk command then submits
-    the cancelled jobs and finishes."""
+    the cancelled jobs and finishes. The account starts no more than the first 2 jobs
+    (start_limit), so the queued 6 are still waiting when the cancel lands however slowly
+    a busy machine starts it."""
+    emulator.configure(start_limit=2)
     args, env, proc = bulk_queued_behind_two_slots(tmp_path, emulator, 2, 4, job_seconds=3)
     db, out = tmp_path / "ledger.db", tmp_path / "videos"
     batch = ledger(db, "SELECT id FROM batches")[0][0]
@@ -110,7 +113,7 @@ def test_cancel_command_stops_a_running_batch_from_another_terminal(tmp_path, em
     assert stdout.count("CANCELLED job") == 6, stdout
     assert sum(1 for j in emulator.jobs() if j["started_at"] is not None) == 2
 
-    emulator.configure(job_seconds=0.2)
+    emulator.configure(job_seconds=0.2, start_limit=None)
     again = run_cli(args, env, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert_one_playable_video_per_job(db, out, 8)

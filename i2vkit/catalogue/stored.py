@@ -17,7 +17,6 @@ from ..backend import backend_for
 from ..blocking import run_blocking
 from ..config import Settings
 from ..errors import ConfigError, FalError, I2vkitError
-from ..platform import PlatformClient
 from ..store import Store
 from ..timestamps import parse_timestamp
 from . import use
@@ -51,6 +50,8 @@ async def fetch(settings: Settings, base: Catalogue) -> Catalogue:
     """``base`` updated from fal's ``/models`` (with OpenAPI) and ``/models/pricing``, plus
     the image-to-video endpoints fal lists that ``base`` does not have (see
     :func:`.openapi.new_entry`). A listing fal refuses only skips the discovery."""
+    from ..platform import PlatformClient  # httpx and fal's hosts: only when reading fal
+
 
     ids = [e["endpoint_id"] for e in base.entries]
     async with PlatformClient(backend_for(settings), settings.fal_key) as client:
