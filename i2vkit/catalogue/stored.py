@@ -52,7 +52,6 @@ async def fetch(settings: Settings, base: Catalogue) -> Catalogue:
     :func:`.openapi.new_entry`). A listing fal refuses only skips the discovery."""
     from ..platform import PlatformClient  # httpx and fal's hosts: only when reading fal
 
-
     ids = [e["endpoint_id"] for e in base.entries]
     async with PlatformClient(backend_for(settings), settings.fal_key) as client:
         models = {m["endpoint_id"]: m for m in await client.models(ids)}
