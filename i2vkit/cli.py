@@ -188,7 +188,7 @@ def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
             "i2vkit bulk needs a prompts file and --images-dir FOLDER "
             "(`i2vkit bulk prompts.txt --images-dir pics`), or a shot list: --shots FILE."
         )
-    if request.shots is not None and (args.prompts_arg or args.images_dir or args.prompts_file):
+    if request.shots is not None and (args.positional or args.images_dir or args.prompts_file):
         raise InputError(
             "--shots names each row's image and prompt: drop the prompts file and "
             "--images-dir (or drop --shots)."

@@ -46,6 +46,8 @@ exit codes:
   130 interrupted (run the same command again to resume)
 """
 
+#: The field the first argument gives (`i2vkit bulk prompts.txt ...`).
+POSITIONAL = next(f for f in FIELDS if f.positional)
 #: Flags that are a second spelling of a field: ``--one-to-one`` is ``--pairing one_to_one``.
 ALIASES = {"--one-to-one": ("pairing", "one_to_one", "pair image i with prompt i")}
 
@@ -69,7 +71,10 @@ def add_field(parser: argparse.ArgumentParser, f: Field) -> None:
 def add_batch_arguments(parser: argparse.ArgumentParser, *, run: bool = True) -> None:
     """Every field of the request table as flags (``run``: also --yes, --dry-run, ...)."""
     parser.add_argument(
-        "prompts_arg", nargs="?", metavar="PROMPTS_FILE", help="the prompts file (--prompts-file)"
+        "positional",
+        nargs="?",
+        metavar=POSITIONAL.name.upper(),
+        help=f"the same as {POSITIONAL.flag}",
     )
     for f in FIELDS:
         if run or not f.run:
@@ -107,9 +112,9 @@ def given_by_args(args: argparse.Namespace) -> dict[str, Given]:
         value = getattr(args, f.name, None)
         if value is not None:
             given[f.name] = Given(value, f.flag or f.name)
-    positional = getattr(args, "prompts_arg", None)
-    if positional is not None and "prompts_file" not in given:
-        given["prompts_file"] = Given(positional, "PROMPTS_FILE")
+    positional = getattr(args, "positional", None)
+    if positional is not None and POSITIONAL.name not in given:
+        given[POSITIONAL.name] = Given(positional, POSITIONAL.name.upper())
     for flag, (name, value, _text) in ALIASES.items():
         if getattr(args, flag.lstrip("-").replace("-", "_"), False):
             given[name] = Given(value, flag)

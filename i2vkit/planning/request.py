@@ -46,7 +46,7 @@ class Field:
     """
 
     name: str
-    flag: str | None  # "--images-dir"; None: positional only
+    flag: str | None  # "--images-dir"
     env: str
     kind: str
     default: Any
@@ -54,7 +54,7 @@ class Field:
     label: str | None = None
     short: str | None = None
     metavar: str | None = None
-    positional: bool = False
+    positional: bool = False  # also the command line's first argument
     run: bool = False
     widget: str = ""  # the notebook widget, when not the kind's own (textarea)
 
