@@ -167,18 +167,9 @@ def run_and_report(
     return code
 
 
-def open_workspace(settings: Settings) -> Workspace:
-    """The workspace, its catalogue refreshed if a week old (said in one line)."""
-    from .workspace import Workspace
-
-    ws = Workspace.open(settings)
-    if ws.note:
-        print(ws.note)
-    return ws
-
-
 def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
     from .planning import plan_batch, write_shots
+    from .workspace import Workspace
 
     request, run = request_from_args(args)
     if request.shots is None and not (
@@ -193,7 +184,7 @@ def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
             "--shots names each row's image and prompt: drop the prompts file and "
             "--images-dir (or drop --shots)."
         )
-    with open_workspace(settings) as ws:
+    with Workspace.open(settings, tell=True) as ws:
         plan = plan_batch(request, ws)
         if run["write_shots"]:
             print(plan.describe())
@@ -215,9 +206,10 @@ def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     from .planning import plan_retry
+    from .workspace import Workspace
 
     spend = spend_values(args)
-    with open_workspace(settings) as ws:
+    with Workspace.open(settings, tell=True) as ws:
         plan = plan_retry(args.batch, ws, max_cost=spend["max_cost"])
         return run_and_report(
             plan,

@@ -21,7 +21,7 @@ from .planning.request import (
     BatchRequest,
     Field,
     Given,
-    convert,
+    build_request,
     from_environment,
     request_from,
 )
@@ -98,11 +98,8 @@ def spend_values(
     """A retry's spend fields: flags over ``I2VKIT_*`` over the table's defaults."""
     env = from_environment(os.environ if environ is None else environ)
     given = {**env, **given_by_args(args)}
-    values = {}
-    for name in SPEND_FIELDS:
-        value = convert(BY_NAME[name], given[name]) if name in given else None
-        values[name] = BY_NAME[name].default if value is None else value
-    return values
+    request, run = build_request({n: given[n] for n in SPEND_FIELDS if n in given})
+    return {"max_cost": request.max_cost, "yes": run["yes"], "no_progress": run["no_progress"]}
 
 
 def given_by_args(args: argparse.Namespace) -> dict[str, Given]:

@@ -13,7 +13,7 @@ from typing import IO
 from .backend import Backend
 from .errors import SpendCapError
 from .exits import EXIT_INPUT, EXIT_OK
-from .money import usd
+from .money import plural, usd
 from .planning.cost import CostBreakdown
 from .planning.plan import Plan
 
@@ -61,7 +61,7 @@ def confirm_spend(
     amount = cost.this_run
     if yes or cost.new_jobs == 0 or (amount is not None and amount <= ASK_ABOVE_USD):
         return None
-    jobs = f"{cost.new_jobs} job{'s' if cost.new_jobs != 1 else ''}"
+    jobs = plural(cost.new_jobs, "job")
     if amount is None:
         what = f"This run submits {jobs} to {plan.unknown_endpoints()}, whose price is unknown,"
         question = f"Submit {jobs} at an unknown price on {backend.describe()}? [y/N] "

@@ -4,8 +4,9 @@ Every front end (the CLI, the exported script, the notebook) opens one before pl
 so planning is a function of the request and what the workspace holds: it opens no
 file of its own and connects to nothing. Opening is where the side effects are: the
 ledger is opened (migrated if needed; one that does not exist yet is not created to
-plan), the catalogue copy kept in it is made the active one, and, when that copy is over a week old and a key is set, it is
-read again from fal, which is said in one line (:attr:`Workspace.note`).
+plan), the catalogue copy kept in it is made the active one, and, when that copy is over
+a week old and a key is set, it is read again from fal, which is said in one line
+(:attr:`Workspace.note`).
 """
 
 from __future__ import annotations
@@ -33,17 +34,25 @@ class Workspace:
         self.settings = settings
         self.backend: Backend = backend_for(settings)
         self._store: Store | None = None
-        self.note: str | None = None
-        store = self.store
-        use_stored(settings, store)
-        self.note = refresh_if_stale(settings, store) if refresh else None
-        self.catalogue: Catalogue = active()
+        use_stored(settings, self.store)
+        self.note = refresh_if_stale(settings, self.store) if refresh else None
 
     @classmethod
-    def open(cls, settings: Settings | None = None, *, refresh: bool = True) -> Workspace:
+    def open(
+        cls, settings: Settings | None = None, *, refresh: bool = True, tell: bool = False
+    ) -> Workspace:
         """Open the ledger and the catalogue; with ``refresh``, read a stale catalogue again
-        (the one step here that may use the network; it never raises for that)."""
-        return cls(settings or load_settings(), refresh=refresh)
+        (the one step here that may use the network; it never raises for that). ``tell``:
+        print that one line, as the CLI and the notebooks do."""
+        ws = cls(settings or load_settings(), refresh=refresh)
+        if tell and ws.note:
+            print(ws.note)
+        return ws
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The catalogue names and prices are resolved against (made active on opening)."""
+        return active()
 
     @property
     def store(self) -> Store:

@@ -80,7 +80,4 @@ __all__ = [
 def workspace(settings: Settings | None = None) -> Workspace:
     """The notebook's workspace (settings -> backend, ledger, model catalogue), opened once;
     a week-old catalogue is read again from fal first, and that is said in one line."""
-    ws = Workspace.open(settings)
-    if ws.note:
-        print(ws.note)
-    return ws
+    return Workspace.open(settings, tell=True)

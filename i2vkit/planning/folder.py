@@ -21,7 +21,7 @@ from ..store import Store
 from ..workspace import Workspace
 from .options import check_model_options, resolve_models, split_end_image, split_options
 from .plan import Plan, PlannedJob, expand_takes
-from .request import NO_CAP, BatchRequest
+from .request import DEFAULT_CONCURRENCY, NO_CAP, BatchRequest
 
 
 def load_prompts(request: BatchRequest) -> list[str]:
@@ -36,7 +36,10 @@ def load_prompts(request: BatchRequest) -> list[str]:
 
 def check_concurrency(value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(f"concurrency must be a whole number of at least 1, got {value!r}.")
+        raise InputError(
+            f"concurrency must be a whole number of at least 1, got {value!r}; "
+            f"the default is {DEFAULT_CONCURRENCY}."
+        )
 
 
 def check_takes(value: Any, where: str = "--takes") -> int:
@@ -106,9 +109,7 @@ def trusted_by(store: Store) -> Trusted:
     return trusted
 
 
-def check_end_image(
-    value: str, where: str = "Pass --end-image an image file.", base: Path | None = None
-) -> ImageFile | None:
+def check_end_image(value: str) -> ImageFile | None:
     """A local end frame checked like the batch's images; None for a URL (sent as is,
     once it is one fal can fetch)."""
     if looks_like_url(value):
@@ -122,13 +123,11 @@ def check_end_image(
     if is_remote(value):  # a data: URI
         return None
     path = Path(value).expanduser()
-    if base is not None and not path.is_absolute():
-        path = base / path
     if not path.exists():
-        raise InputError(f"End image {value} does not exist. {where}")
+        raise InputError(f"End image {value} does not exist. Pass --end-image an image file.")
     checked = check_image(path, DEFAULT_MAX_PIXELS)
     if isinstance(checked, Skipped):
-        raise InputError(f"End image {value}: {checked.reason}. {where}")
+        raise InputError(f"End image {value}: {checked.reason}. Pass --end-image an image file.")
     return checked
 
 
@@ -153,8 +152,8 @@ def with_end_image(request: BatchRequest) -> dict[str, Any]:
     return options
 
 
-def model_status_notes(models: list[ModelSpec], *extra: str | None) -> list[str]:
-    notes = [n for n in [*extra, *(m.status_note() for m in models)] if n]
+def model_status_notes(models: list[ModelSpec]) -> list[str]:
+    notes = [n for n in (m.status_note() for m in models) if n]
     return [n if n.startswith("note:") else f"warning: {n}" for n in notes]
 
 

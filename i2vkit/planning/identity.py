@@ -37,7 +37,6 @@ class BatchRef:
     new: bool
     name: str | None = None
     identity: str | None = None  # what the batch is (JSON), recorded with it
-    legacy: bool = False  # a batch an earlier version recorded without its prompts
 
     @property
     def label(self) -> str:
@@ -144,7 +143,7 @@ def resolve_batch(
     if old is not None and old.get("identity") is None and legacy_id is not None:
         recorded = str(old.get("prompts_source") or "")
         if prompts_name is None or image_name(recorded) == prompts_name:
-            return BatchRef(legacy_id, False, old.get("name"), identity, legacy=True)
+            return BatchRef(legacy_id, False, old.get("name"), identity)
     return BatchRef(new_id, True, None, identity)
 
 

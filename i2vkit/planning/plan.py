@@ -167,8 +167,8 @@ class Plan:
         with_takes = f" x {takes} takes" if takes > 1 else ""
         if self.retry_of:
             head = (
-                f"retry of batch {self.batch.label}: {self.job_count} failed or cancelled "
-                f"job{'s' if self.job_count != 1 else ''} (or left pending)"
+                f"retry of batch {self.batch.label}: "
+                f"{plural(self.job_count, 'failed or cancelled job')} (or left pending)"
             )
         elif self.shots is not None:
             head = f"shot list {self.shots}: {plural(len(self.jobs), 'job')}"
@@ -184,9 +184,8 @@ class Plan:
 
     def describe(self) -> str:
         """The plan as the CLI prints it, batch first, absolute paths, money in US$."""
-        c = self.cost
-        first = self.batch.describe(c.earlier_jobs, c.earlier_videos, c.earlier) if c else ""
-        lines = [first or self.batch.describe(0, 0, 0.0), self.headline()]
+        c = self.cost or CostBreakdown(None, 0, 0)  # not priced against a ledger: nothing earlier
+        lines = [self.batch.describe(c.earlier_jobs, c.earlier_videos, c.earlier), self.headline()]
         if len(self.models) > 1:
             for m, n, amount in self.per_model():
                 lines.append(f"  {m.name} ({m.endpoint_id}): {plural(n, 'job')}, {usd(amount)}")
