@@ -166,6 +166,7 @@ class Runner:
                 "output_dir": str(plan.output_dir),
                 "backend": run.backend.label,
                 "job_count": max(len(plan.jobs), len(store.jobs(run.batch_id))),
+                "prompt_seed": plan.prompt_seed,
             }
         )
 
@@ -190,6 +191,7 @@ class Runner:
             "shot_name": j.shot_name,
             "options": json.dumps(j.options, sort_keys=True),
             "end_image_path": j.end_image_ref,
+            "axes": j.axes,
         }
 
     # -- one job, start to finish ----------------------------------------------------

@@ -1,0 +1,171 @@
+"""Varying options and prompt words (issue 27), through the CLI against the emulator.
+
+The acceptance batch: 2 images x one prompt with two variables of 2 values each x
+``--vary duration=5,10`` on a model with a duration option = 16 jobs, 2 uploads, the
+emulator's submits carry exactly the expected prompt and duration combinations, the plan's
+cost is the sum of each job's price; ``--vary duration=5,10,15`` later adds only the 8 new
+jobs; a value outside the schema and a key no model has are refused before any upload.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from clitools import cli_env, ledger, run_cli
+from helpers import make_images
+
+from i2vkit.errors import InputError
+from i2vkit.models import get_model
+from i2vkit.money import usd
+from i2vkit.variables import WildcardFolder, expand_lines, parse
+
+KLING = "fal-ai/kling-video/v3/standard/image-to-video"  # duration "3".."15"
+WAN = "fal-ai/wan-i2v"  # no duration option
+PROMPT = "a {slow|fast} push-in at {dawn|dusk}"
+
+
+def bulk(tmp_path: Path, *extra: str, model: str = KLING) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "i2vkit",
+        "bulk",
+        str(tmp_path / "p.txt"),
+        "--images-dir",
+        str(tmp_path / "pics"),
+        "--model",
+        model,
+        "--yes",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def setup(tmp_path: Path, url: str, prompt: str = PROMPT) -> dict[str, str]:
+    make_images(tmp_path / "pics", 2)
+    (tmp_path / "p.txt").write_text(prompt + "\n", encoding="utf-8")
+    return cli_env(tmp_path, url)
+
+
+def submitted(emulator) -> Counter:
+    """(prompt, duration) of every submit the emulator received."""
+    return Counter(
+        (j["arguments"]["prompt"], j["arguments"].get("duration")) for j in emulator.jobs()
+    )
+
+
+def test_two_variables_and_two_durations_then_a_third(tmp_path, emulator):
+    env = setup(tmp_path, emulator.url)
+    kling = get_model(KLING)
+
+    plan = run_cli([*bulk(tmp_path, "--vary", "duration=5,10"), "--dry-run"], env, tmp_path)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "2 images x 4 prompts (all, 2 variables) x 2 durations = 16 jobs" in plan.stdout
+    price = {
+        d: kling.estimate_cost(kling.validate_options({"duration": d})) for d in ["5", "10", "15"]
+    }
+    assert price["10"] == pytest.approx(2 * price["5"])  # a 10 s clip costs twice a 5 s one
+    total = 8 * price["5"] + 8 * price["10"]
+    assert f"estimated cost on fal of the jobs planned: {usd(total)}" in plan.stdout
+    assert f"duration=10: 8 jobs, {usd(8 * price['10'])}" in plan.stdout
+    assert emulator.stats()["uploads"] == 0
+
+    first = run_cli(bulk(tmp_path, "--vary", "duration=5,10"), env, tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert emulator.stats()["uploads"] == 2
+    prompts = [
+        f"a {s} push-in at {t}" for s, t in itertools.product(("slow", "fast"), ("dawn", "dusk"))
+    ]
+    want = Counter({(p, d): 2 for p in prompts for d in ("5", "10")})  # 2 images each
+    assert submitted(emulator) == want
+    rows = ledger(tmp_path / "ledger.db", "SELECT prompt, axes FROM jobs")
+    assert len(rows) == 16
+    for prompt, axes in rows:
+        recorded = json.loads(axes)
+        speed, time = prompt.split()[1], prompt.split()[-1]
+        assert recorded["prompt"] == {"{slow|fast}": speed, "{dawn|dusk}": time}
+        assert recorded["options"]["duration"] in ("5", "10")
+
+    third = run_cli(bulk(tmp_path, "--vary", "duration=5,10,15"), env, tmp_path)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert f"this run: {usd(8 * price['15'])} (8 jobs)" in third.stdout
+    assert emulator.stats()["uploads"] == 2  # nothing uploaded again
+    assert submitted(emulator) == want + Counter({(p, "15"): 2 for p in prompts})
+    assert ledger(tmp_path / "ledger.db", "SELECT COUNT(*) FROM jobs")[0][0] == 24
+    assert ledger(tmp_path / "ledger.db", "SELECT COUNT(DISTINCT batch_id) FROM jobs")[0][0] == 1
+
+
+@pytest.mark.parametrize(
+    "vary, says",
+    [
+        (["duration=5,20"], "--vary duration=20: duration='20': expected one of"),
+        (["fps=24,30"], "--vary fps: none of this batch's models"),
+        (["duration=5,20", "fps=24"], "--vary fps"),  # every problem at once
+    ],
+)
+def test_bad_values_and_keys_are_refused_before_any_upload(tmp_path, emulator, vary, says):
+    env = setup(tmp_path, emulator.url)
+    args = [a for v in vary for a in ("--vary", v)]
+    out = run_cli(bulk(tmp_path, *args), env, tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert says in out.stderr and "Traceback" not in out.stderr
+    if len(vary) == 2:
+        assert "duration=20" in out.stderr
+    stats = emulator.stats()
+    assert stats["uploads"] == 0 and stats["submits"]["total"] == 0
+
+
+def test_a_key_one_model_lacks_goes_to_the_model_that_has_it(tmp_path, emulator):
+    env = setup(tmp_path, emulator.url, "a calm pan")
+    out = run_cli(bulk(tmp_path, "--vary", "duration=5,10", model=f"{KLING},{WAN}"), env, tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    by = Counter((j["endpoint"], j["arguments"].get("duration")) for j in emulator.jobs())
+    assert by == {(KLING, "5"): 2, (KLING, "10"): 2, (WAN, None): 2}
+    bad = run_cli(bulk(tmp_path, "--vary", "wan:duration=5", model=f"{KLING},{WAN}"), env, tmp_path)
+    assert bad.returncode == 2 and "has no option 'duration'" in bad.stderr
+
+
+def test_random_picks_are_the_same_on_the_same_command(tmp_path, emulator):
+    line = "a push-in at {~dawn|dusk|noon|night|twilight}, {slow|fast}"
+    env = setup(tmp_path, emulator.url, line)
+    first = run_cli(bulk(tmp_path), env, tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    seed = ledger(tmp_path / "ledger.db", "SELECT prompt_seed FROM batches")[0][0]
+    assert isinstance(seed, int) and f"seed {seed}" in first.stdout
+    prompts = sorted(p for (p,) in ledger(tmp_path / "ledger.db", "SELECT prompt FROM jobs"))
+    assert len(prompts) == 4
+    again = run_cli([*bulk(tmp_path), "--dry-run"], env, tmp_path)
+    assert "this run: US$ 0.00 (0 jobs)" in again.stdout, again.stdout  # the same prompts
+    # another seed picks other words for some prompt: new jobs in the same batch
+    mine = {e.text for e in expand_lines([line], None, seed)[0]}
+    assert set(prompts) == mine
+    seeds = [s for s in range(1, 50) if s != seed]
+    other = next(s for s in seeds if {e.text for e in expand_lines([line], None, s)[0]} != mine)
+    moved = run_cli([*bulk(tmp_path, "--prompt-seed", str(other)), "--dry-run"], env, tmp_path)
+    assert "this run: US$ 0.00 (0 jobs)" not in moved.stdout
+
+
+def test_prompt_grammar(tmp_path):
+    (tmp_path / "wildcards").mkdir()
+    (tmp_path / "wildcards" / "camera.txt").write_text("# moves\ndolly in\n\ncrane up\n")
+    out, _ = expand_lines(["__camera__ at {dawn|dusk}", "plain {word} \\{a\\|b\\}"], tmp_path)
+    assert [e.text for e in out] == [
+        "dolly in at dawn",
+        "dolly in at dusk",
+        "crane up at dawn",
+        "crane up at dusk",
+        "plain {word} {a|b}",
+    ]
+    assert out[0].values == {"__camera__": "dolly in", "{dawn|dusk}": "dawn"}
+    for bad, says in [
+        ("a {slow|fast", "never closed"),
+        ("a {slow|{a|b}}", "cannot be nested"),
+        ("__nope__ x", "no wildcard file for __nope__"),
+    ]:
+        with pytest.raises(InputError, match=says):
+            parse(bad, WildcardFolder(tmp_path), where="prompt 1")
