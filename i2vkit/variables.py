@@ -194,7 +194,8 @@ def expand(template: Template, seed: int, line: int = 0) -> list[Expanded]:
                 rng = random.Random(f"{seed}\0{line}\0{n}\0{k}\0{v.name}")
                 chosen[v.name] = rng.choice(v.values)
         text = "".join(chosen[p.name] if isinstance(p, Variable) else p for p in template.parts)
-        out.append(Expanded(" ".join(text.split()), chosen, line))
+        values = {v.name: chosen[v.name] for v in variables}  # in the line's order
+        out.append(Expanded(" ".join(text.split()), values, line))
     return out
 
 

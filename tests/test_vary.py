@@ -18,10 +18,15 @@ from pathlib import Path
 import pytest
 from clitools import cli_env, ledger, run_cli
 from helpers import make_images
+from test_browser import browser, find_chromium  # noqa: F401 - the shared fixture
 
+from i2vkit import compare as cmp
 from i2vkit.errors import InputError
 from i2vkit.models import get_model
 from i2vkit.money import usd
+from i2vkit.report import write_report
+from i2vkit.store import Store
+from i2vkit.summary import per_value
 from i2vkit.variables import WildcardFolder, expand_lines, parse
 
 KLING = "fal-ai/kling-video/v3/standard/image-to-video"  # duration "3".."15"
@@ -169,3 +174,84 @@ def test_prompt_grammar(tmp_path):
     ]:
         with pytest.raises(InputError, match=says):
             parse(bad, WildcardFolder(tmp_path), where="prompt 1")
+
+
+# ------------------------------------------------------------ the report's grid, in Chromium
+
+
+@pytest.fixture
+def varied_batch(tmp_path, emulator):
+    """The acceptance batch, run: 2 images x 4 prompts x 2 durations = 16 clips."""
+    env = setup(tmp_path, emulator.url)
+    done = run_cli(bulk(tmp_path, "--vary", "duration=5,10"), env, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (batch,) = ledger(tmp_path / "ledger.db", "SELECT id FROM batches")[0]
+    return tmp_path / "ledger.db", batch
+
+
+def test_grid_offers_every_varied_axis(varied_batch):
+    db, batch = varied_batch
+    with Store(db) as store:
+        cells = cmp.cells_from_rows(store.jobs(batch))
+    assert cmp.axes_of(cells) == (
+        "image", "prompt", "{slow|fast}", "{dawn|dusk}", "model", "duration", "take",
+    )  # fmt: skip
+    assert cmp.default_axes(cells) == (("image", "prompt"), ("duration",))
+    grid = cmp.arrange(cells, ("{slow|fast}",), ("duration", "{dawn|dusk}"))
+    assert grid.row_keys == [("slow",), ("fast",)]
+    assert sorted(grid.col_keys) == [
+        ("duration 10", "dawn"), ("duration 10", "dusk"), ("duration 5", "dawn"),
+        ("duration 5", "dusk"),
+    ]  # fmt: skip
+    assert all(len(grid.slot(r, c)) == 2 for r in grid.row_keys for c in grid.col_keys)
+    with Store(db) as store:
+        values = per_value(store, batch)
+    by = {(axis, value): m for axis, value, m in values}
+    assert set(by) == {
+        ("duration", "5"), ("duration", "10"), ("{slow|fast}", "slow"), ("{slow|fast}", "fast"),
+        ("{dawn|dusk}", "dawn"), ("{dawn|dusk}", "dusk"),
+    }  # fmt: skip
+    assert by[("duration", "10")].cost_per_clip == pytest.approx(
+        2 * by[("duration", "5")].cost_per_clip
+    )
+    assert all(m.jobs == 8 and m.done == 8 and m.failed == 0 for m in by.values())
+
+
+def test_report_grid_along_duration_and_prompt_variables(browser, varied_batch, tmp_path):  # noqa: F811
+    db, batch = varied_batch
+    with Store(db) as store:
+        index = write_report(store, batch, tmp_path / "report")
+    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(index.resolve().as_uri())
+        offered = page.locator("#i2v-rows option").all_inner_texts()
+        for axis in ("duration", "{slow|fast}", "{dawn|dusk}", "image", "prompt", "model", "take"):
+            assert axis in offered, offered
+        assert page.locator("#i2v-cols option").all_inner_texts() == offered
+        page.select_option("#i2v-rows", "{slow|fast}")
+        page.select_option("#i2v-cols", "duration")
+        rows = [
+            t.split("\n")[0].strip()
+            for t in page.locator("#i2v-compare th.i2v-row").all_inner_texts()
+        ]
+        cols = [t.strip() for t in page.locator("#i2v-compare th.i2v-col").all_inner_texts()]
+        assert rows == ["slow", "fast"] and cols == ["duration 5", "duration 10"], (rows, cols)
+        assert page.locator("#i2v-compare .i2v-cell").count() == 16
+        assert page.locator("#i2v-compare video").count() == 16
+        texts = page.locator("#i2v-compare tr").nth(1).locator("td").all_inner_texts()
+        assert len(texts) == 2 and all(t.count("downloaded") == 4 for t in texts)
+        assert "slow push-in" in texts[0] and "fast" not in texts[0]
+        assert "duration 10" in texts[1] and "duration 5" not in texts[1]
+        page.select_option("#i2v-rows", "{dawn|dusk}")
+        rows = [
+            t.split("\n")[0].strip()
+            for t in page.locator("#i2v-compare th.i2v-row").all_inner_texts()
+        ]
+        assert rows == ["dawn", "dusk"]
+        body = page.locator("body").inner_text()
+        assert "Per value" in body
+        assert not errors, errors
+    finally:
+        page.context.close()

@@ -379,7 +379,7 @@ class CompareView:
         """Lay the grid out again (what the dropdowns call); an impossible choice (an axis
         on both sides) keeps the grid as it was and says why."""
         try:
-            cmp.check_axes(rows, cols)
+            cmp.check_axes(rows, cols, cmp.axes_of(self.cells))
         except ValueError as exc:
             self.error = str(exc)
         else:
@@ -394,7 +394,10 @@ class CompareView:
         self.cells = cmp.cells_from_rows(self.source())
         self.rows, self.cols = cmp.default_axes(self.cells) if batch_id else (self.rows, self.cols)
         if self.widget is not None:
-            self.rows_w.value, self.cols_w.value = _choice(self.rows), _choice(self.cols)
+            offered = list(cmp.choices(self.cells))
+            self.rows_w.options, self.cols_w.options = offered, offered
+            self.rows_w.value = _choice(self.rows, self.cells)
+            self.cols_w.value = _choice(self.cols, self.cells)
         self._redraw()
 
     def set_keeper(self, job_id: int, keep: bool) -> None:
@@ -477,12 +480,15 @@ class CompareView:
         import ipywidgets as w
 
         style = {"description_width": "60px"}
-        options = list(cmp.CHOICES)
+        options = list(cmp.choices(self.cells))  # every axis the batch varies along
         self.rows_w = w.Dropdown(
-            options=options, value=_choice(self.rows), description="Rows", style=style
+            options=options, value=_choice(self.rows, self.cells), description="Rows", style=style
         )
         self.cols_w = w.Dropdown(
-            options=options, value=_choice(self.cols), description="Columns", style=style
+            options=options,
+            value=_choice(self.cols, self.cells),
+            description="Columns",
+            style=style,
         )
         self.head_w = w.HTML()
         self.note_w = w.HTML()
@@ -490,7 +496,8 @@ class CompareView:
         self.grid_w.add_class("i2v-compare")
 
         def changed(_change: Mapping[str, Any]) -> None:
-            self.set_axes(cmp.CHOICES[self.rows_w.value], cmp.CHOICES[self.cols_w.value])
+            offered = cmp.choices(self.cells)
+            self.set_axes(offered[self.rows_w.value], offered[self.cols_w.value])
 
         self.rows_w.observe(changed, names="value")
         self.cols_w.observe(changed, names="value")
@@ -552,11 +559,10 @@ class CompareView:
         return changed
 
 
-def _choice(axes: Sequence[str]) -> str:
-    """The dropdown label of a choice of axes (the first label for an unlisted one)."""
-    for label, value in cmp.CHOICES.items():
+def _choice(axes: Sequence[str], cells: Sequence[cmp.Cell]) -> str:
+    """The dropdown label of a choice of axes among those the cells offer."""
+    offered = cmp.choices(cells)
+    for label, value in offered.items():
         if tuple(value) == tuple(axes):
             return label
-    raise ValueError(
-        f"no picker choice for {' x '.join(axes)}; choose from {', '.join(cmp.CHOICES)}"
-    )
+    raise ValueError(f"no picker choice for {' x '.join(axes)}; choose from {', '.join(offered)}")

@@ -58,7 +58,7 @@ class PlannedJob:
         """What the job was varied along, as the ledger keeps it (None: nothing varied)."""
         if not self.varied and not self.words:
             return None
-        return json.dumps({"options": self.varied, "prompt": self.words}, sort_keys=True)
+        return json.dumps({"options": self.varied, "prompt": self.words})  # in prompt order
 
     @property
     def identity(self) -> tuple[str, str, str, int, str]:
