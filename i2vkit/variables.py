@@ -200,13 +200,14 @@ def expand(template: Template, seed: int, line: int = 0) -> list[Expanded]:
 
 
 def expand_lines(
-    lines: list[str], folder: Path | None, seed: int | None = None
+    lines: list[str], folder: Path | None, seed: int | None = None, *, first: int = 0
 ) -> tuple[list[Expanded], int]:
-    """Every prompt the lines stand for, and the seed random picks used."""
+    """Every prompt the lines stand for, and the seed random picks used. ``first``: the
+    number of the first line (a shot list's row), so equal lines pick apart."""
     wildcards = WildcardFolder(folder) if folder is not None else None
     used = default_seed(lines) if seed is None else seed
     out: list[Expanded] = []
-    for i, line in enumerate(lines):
+    for i, line in enumerate(lines, start=first):
         if not has_variables(line):
             out.append(Expanded(line, {}, i))
             continue

@@ -255,3 +255,38 @@ def test_report_grid_along_duration_and_prompt_variables(browser, varied_batch, 
         assert not errors, errors
     finally:
         page.context.close()
+
+
+def test_a_shot_list_cell_varies_too(tmp_path, settings):
+    from helpers import plan_in
+
+    from i2vkit.errors import ShotListError
+    from i2vkit.planning import BatchRequest
+
+    make_images(tmp_path / "pics", 1)
+    image = next((tmp_path / "pics").iterdir()).name
+    shots = tmp_path / "shots.csv"
+    shots.write_text(
+        f"image,prompt,duration\npics/{image},a {{slow|fast}} pan,5|10\npics/{image},still,4\n"
+    )
+    plan = plan_in(BatchRequest(shots=shots, model=KLING), settings)
+    got = sorted((j.prompt, j.options["duration"], json.dumps(j.varied)) for j in plan.jobs)
+    assert got == [
+        ("a fast pan", "10", '{"duration": "10"}'),
+        ("a fast pan", "5", '{"duration": "5"}'),
+        ("a slow pan", "10", '{"duration": "10"}'),
+        ("a slow pan", "5", '{"duration": "5"}'),
+        ("still", "4", "{}"),
+    ]
+    assert len({j.key(None) for j in plan.jobs}) == 5
+    shots.write_text(f"image,prompt,duration\npics/{image},a pan,5|20\n")
+    with pytest.raises(ShotListError, match=r"row 2, column duration: .*'20'"):
+        plan_in(BatchRequest(shots=shots, model=KLING), settings)
+
+
+def test_max_cost_covers_the_whole_expansion(tmp_path, emulator):
+    env = setup(tmp_path, emulator.url)
+    out = run_cli(bulk(tmp_path, "--vary", "duration=5,10", "--max-cost", "10"), env, tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "above the spend cap of US$ 10.00" in out.stdout + out.stderr
+    assert emulator.stats()["uploads"] == 0

@@ -33,12 +33,13 @@ def plan_batch(request: BatchRequest, ws: Workspace) -> Plan:
     check_concurrency(request.concurrency)
     pairing = "all" if request.shots is not None else normalize_pairing(request.pairing)
     request = dataclasses.replace(request, takes=check_takes(request.takes), pairing=pairing)
-    plan = plan_shots(request, ws) if request.shots is not None else plan_folder(request, ws)
+    planner = plan_shots if request.shots is not None else plan_folder
+    plan = planner(request, ws)
     plan.batch = _batch_of(plan, ws)
     recorded = _recorded_seed(plan, ws)
     if request.prompt_seed is None and recorded not in (None, plan.prompt_seed):
         batch = plan.batch  # the batch picked its words before: pick them again
-        plan = plan_folder(dataclasses.replace(request, prompt_seed=recorded), ws)
+        plan = planner(dataclasses.replace(request, prompt_seed=recorded), ws)
         plan.batch = batch
     plan.max_cost = spend_cap(request, ws)
     plan.cost = ledger_cost(plan, ws)
