@@ -24,6 +24,7 @@ from i2vkit import compare as cmp
 from i2vkit.errors import InputError
 from i2vkit.models import get_model
 from i2vkit.money import usd
+from i2vkit.notebook import CompareView
 from i2vkit.report import write_report
 from i2vkit.store import Store
 from i2vkit.summary import per_value
@@ -83,6 +84,8 @@ def test_two_variables_and_two_durations_then_a_third(tmp_path, emulator):
     first = run_cli(bulk(tmp_path, "--vary", "duration=5,10"), env, tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert emulator.stats()["uploads"] == 2
+    assert f"  duration=10, {kling.name}: 8 jobs, 8 videos, 0 failed" in first.stdout
+    assert f"{usd(price['10'])} per clip" in first.stdout
     prompts = [
         f"a {s} push-in at {t}" for s, t in itertools.product(("slow", "fast"), ("dawn", "dusk"))
     ]
@@ -204,7 +207,10 @@ def test_grid_offers_every_varied_axis(varied_batch):
         ("duration 5", "dusk"),
     ]  # fmt: skip
     assert all(len(grid.slot(r, c)) == 2 for r in grid.row_keys for c in grid.col_keys)
-    with Store(db) as store:
+    with Store(db) as store:  # the notebook's grid: the same axes, chosen by the same names
+        view = CompareView(lambda: store.jobs(batch), db, batch, db.parent)
+        view.set_axes(cmp.choices(view.cells)["{dawn|dusk}"], cmp.choices(view.cells)["duration"])
+        assert view.error is None and view.grid().row_keys == [("dawn",), ("dusk",)]
         values = per_value(store, batch)
     by = {(axis, value): m for axis, value, m in values}
     assert set(by) == {

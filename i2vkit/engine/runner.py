@@ -30,7 +30,7 @@ from ..planning.cost import CostBreakdown
 from ..planning.plan import PlannedJob
 from ..refs import is_remote
 from ..rows import JobRow
-from ..summary import per_model
+from ..summary import per_model, per_value
 from .adopt import RequestHistory
 from .cancel import QUEUED_MESSAGE, RUNNING_MESSAGE, cancel_requests
 from .context import RunContext
@@ -406,5 +406,6 @@ class Runner:
             spend_cap_reached=run.spend.reached,
             submitted_usd=run.spend.amount,
             models=per_model(run.jobs.store, run.batch_id),
+            values=per_value(run.jobs.store, run.batch_id),
             notes=[*self.history.notes, *self.notes],
         )
