@@ -59,8 +59,9 @@ def plan_html(plan: Plan, ws: Workspace, base: Path | None = None) -> str:
     skipped = "".join(
         f"<li><b>{g.esc(s.path.name)}</b>: {g.esc(s.reason)}</li>" for s in plan.skipped
     )
-    per_model = ""
+    per_model, on = "", ""
     if len(plan.models) > 1:  # a comparison: what each model adds to the batch
+        on = f" on {len(plan.models)} models"
         rows = "".join(
             f"<li><b>{g.esc(m.name)}</b> ({g.esc(m.endpoint_id)}): {n} jobs, "
             f"{g.esc(usd(amount))}</li>"
@@ -79,7 +80,7 @@ def plan_html(plan: Plan, ws: Workspace, base: Path | None = None) -> str:
     return (
         "<div style='font:13px system-ui,sans-serif'>"
         f"<div>{g.esc(plan.describe().splitlines()[0])}</div>"
-        f"<div><b>{len(plan.jobs)} jobs</b>: {g.esc(plan.headline())}</div>{per_model}"
+        f"<div><b>{len(plan.jobs)} jobs</b>: {g.esc(plan.headline())}{on}</div>{per_model}"
         f"{per_value}"
         f"<div>estimated cost: <b>{g.esc(cost)}</b></div>"
         f"<div>videos go to: <code>{g.esc(plan.output_dir)}</code></div>{warn}"
