@@ -39,8 +39,8 @@ from .store import Store
 from .timeline import timeline_svg
 
 CSV_COLUMNS = [
-    "job_id", "image", "prompt", "model", "endpoint_id", "take", "seed", "options", "status",
-    "error", "error_type", "cost_usd", "queue_s", "run_s", "created_at", "submitted_at",
+    "job_id", "image", "prompt", "model", "endpoint_id", "take", "seed", "options", "axes",
+    "status", "error", "error_type", "cost_usd", "queue_s", "run_s", "created_at", "submitted_at",
     "started_at", "completed_at", "downloaded_at", "keeper", "request_id", "video",
 ]  # fmt: skip
 IMAGE_SIDE = 160
@@ -168,6 +168,9 @@ def _csv(
                 "take": c.take,
                 "seed": "" if c.seed is None else c.seed,
                 "options": json.dumps(c.options, sort_keys=True, ensure_ascii=False),
+                "axes": json.dumps({**c.words, **c.varied}, ensure_ascii=False)
+                if c.words or c.varied
+                else "",
                 "status": r["status"],
                 "error": r.get("error") or "",
                 "error_type": r.get("error_type") or "",

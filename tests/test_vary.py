@@ -9,6 +9,7 @@ jobs; a value outside the schema and a key no model has are refused before any u
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import sys
@@ -227,6 +228,11 @@ def test_report_grid_along_duration_and_prompt_variables(browser, varied_batch, 
     db, batch = varied_batch
     with Store(db) as store:
         index = write_report(store, batch, tmp_path / "report")
+    with open(index.parent / "jobs.csv", encoding="utf-8-sig", newline="") as f:
+        axes = [json.loads(r["axes"]) for r in csv.DictReader(f)]
+    assert len(axes) == 16 and all(
+        set(a) == {"{slow|fast}", "{dawn|dusk}", "duration"} for a in axes
+    )
     page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

@@ -233,16 +233,16 @@ class ResultsBrowser:
 
     def summary(self) -> Any:
         """Per model: jobs, videos, failures, mean time in queue and running, cost per clip
-        and per second of video (:func:`i2vkit.summary.per_model`)."""
+        and per second of video (:func:`i2vkit.summary.per_model`); then per varied value."""
 
         def render() -> Rich:
             if not self.batch_id:
                 return self._empty()
-            from ..summary import per_model
+            from ..summary import ModelSummary, per_model, per_value
 
-            rows = [
-                {
-                    "model": m.model,
+            def row(label: str, m: ModelSummary) -> dict[str, Any]:
+                return {
+                    "model": label,
                     "jobs": m.jobs,
                     "videos": m.done,
                     "failed": m.failed,
@@ -251,7 +251,11 @@ class ResultsBrowser:
                     "per clip": cmp.usd(m.cost_per_clip),
                     "per second": "-" if m.cost_per_second is None else cmp.usd(m.cost_per_second),
                 }
-                for m in per_model(self.store, self.batch_id)
+
+            rows = [row(m.model, m) for m in per_model(self.store, self.batch_id)]
+            rows += [  # then per value of each varied option and prompt variable
+                row(f"{m.model} · {axis}={value}", m)
+                for axis, value, m in per_value(self.store, self.batch_id)
             ]
             cols = list(rows[0]) if rows else ["model"]
             return Rich(g.table_html(rows, cols), g.table_text(rows, cols))
