@@ -1,5 +1,6 @@
-"""The comparison grid: a batch's clips side by side, rows and columns picked from
-image, prompt, model and take.
+"""The comparison grid: a batch's clips side by side, rows and columns picked from any
+axis the batch varies along: image, prompt, each prompt variable, model, each varied
+option (``--vary``) and take (:func:`axes_of`, :func:`choices`).
 
 One renderer serves the notebook and the report: :func:`cells_from_rows` turns ledger
 rows into :class:`Cell` (with each job's cost and time in fal's queue and running),
@@ -32,6 +33,7 @@ from .filenames import safe_component
 from .gallery import STATUS_COLORS, esc
 from .jobs import UNSUCCESSFUL, JobStatus
 from .money import usd
+from .planning.identity import row_axes
 from .planning.options import model_of_row
 from .planning.options import row_cost as cost
 from .refs import image_name
@@ -39,7 +41,8 @@ from .rows import JobRow
 from .timestamps import seconds_between
 
 AXES = ("image", "prompt", "model", "take")
-#: The row/column choices offered by the pickers (notebook dropdowns, report selects).
+#: The row/column choices every batch offers (notebook dropdowns, report selects); a batch
+#: that varies more offers each of its axes too (:func:`choices`).
 CHOICES: dict[str, tuple[str, ...]] = {
     "image × prompt": ("image", "prompt"),
     "image": ("image",),
@@ -76,9 +79,12 @@ class Cell:
     run_s: float | None = None
     keeper: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    words: dict[str, str] = field(default_factory=dict)  # prompt variable -> its value
+    varied: dict[str, str] = field(default_factory=dict)  # --vary option -> its value
 
     def value(self, axis: str) -> str:
-        """The label of this cell on ``axis`` (what a row or column header shows)."""
+        """The label of this cell on ``axis`` (what a row or column header shows); a varied
+        axis this job does not have (a model without the option) shows "-"."""
         if axis == "image":
             return image_name(self.image)
         if axis == "prompt":
@@ -87,7 +93,38 @@ class Cell:
             return self.model
         if axis == "take":
             return f"take {self.take}"
-        raise ValueError(f"unknown axis {axis!r}; choose from {', '.join(AXES)}")
+        if axis in self.words:
+            return self.words[axis] or "(empty)"
+        if axis in self.varied:
+            return f"{axis} {self.varied[axis]}"
+        return "-"
+
+    def values(self) -> dict[str, str]:
+        """The cell's label on each of its axes (the page script lays cells out by these)."""
+        return {a: self.value(a) for a in (*AXES, *self.words, *self.varied)}
+
+
+def axes_of(cells: Iterable[Cell]) -> tuple[str, ...]:
+    """Every axis the cells vary along, in the grid's order: image, prompt, each prompt
+    variable, model, each varied option, take."""
+    cells = list(cells)
+    words = dict.fromkeys(k for c in cells for k in c.words)
+    varied = dict.fromkeys(k for c in cells for k in c.varied)
+    return ("image", "prompt", *words, "model", *varied, "take")
+
+
+def choices(cells: Iterable[Cell]) -> dict[str, tuple[str, ...]]:
+    """The pickers' choices for these cells: :data:`CHOICES`, then each prompt variable
+    and each varied option alone, and each with image."""
+    out = dict(CHOICES)
+    extra = [a for a in axes_of(cells) if a not in AXES]
+    for axis in extra:
+        out.setdefault(axis, (axis,))
+    for axis in extra:
+        out.setdefault(f"image × {axis}", ("image", axis))
+    if len(extra) > 1:
+        out.setdefault(" × ".join(extra), tuple(extra))
+    return out
 
 
 def row_cost(row: JobRow) -> float | None:
@@ -103,6 +140,7 @@ def cells_from_rows(rows: Iterable[JobRow]) -> list[Cell]:
     cells = []
     for r in rows:
         done = r.get("status") == JobStatus.DOWNLOADED
+        axes = row_axes(r)
         cells.append(
             Cell(
                 job_id=int(r["id"]),
@@ -119,22 +157,27 @@ def cells_from_rows(rows: Iterable[JobRow]) -> list[Cell]:
                 run_s=seconds_between(r.get("started_at"), r.get("completed_at")),
                 keeper=bool(r.get("keeper")),
                 options=json.loads(r.get("options") or "{}"),
+                words=axes["prompt"],
+                varied=axes["options"],
             )
         )
     return cells
 
 
 def default_axes(cells: Sequence[Cell]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Rows = image x prompt; columns = what varies among models and takes (model if
-    nothing does)."""
-    cols = tuple(a for a in ("model", "take") if len({c.value(a) for c in cells}) > 1)
+    """Rows = image x prompt; columns = what varies among models, varied options and takes
+    (model if nothing does)."""
+    varied = tuple(dict.fromkeys(k for c in cells for k in c.varied))
+    cols = tuple(a for a in ("model", *varied, "take") if len({c.value(a) for c in cells}) > 1)
     return ("image", "prompt"), cols or ("model",)
 
 
-def check_axes(rows: Sequence[str], cols: Sequence[str]) -> None:
+def check_axes(rows: Sequence[str], cols: Sequence[str], known: Sequence[str] = AXES) -> None:
+    """Refuse an axis the cells do not have (``known``: :func:`axes_of` them) or one on
+    both sides."""
     for axis in (*rows, *cols):
-        if axis not in AXES:
-            raise ValueError(f"unknown axis {axis!r}; choose from {', '.join(AXES)}")
+        if axis not in known:
+            raise ValueError(f"unknown axis {axis!r}; choose from {', '.join(known)}")
     both = set(rows) & set(cols)
     if both:
         raise ValueError(
@@ -163,7 +206,7 @@ class Grid:
 def arrange(cells: Sequence[Cell], rows: Sequence[str], cols: Sequence[str]) -> Grid:
     """Lay ``cells`` out with ``rows`` and ``cols`` (tuples of axes); keys in the order they
     first appear among the cells (the plan's order)."""
-    check_axes(rows, cols)
+    check_axes(rows, cols, axes_of(cells))
     row_keys: dict[tuple[str, ...], None] = {}
     col_keys: dict[tuple[str, ...], None] = {}
     slots: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Cell]] = {}
@@ -313,7 +356,8 @@ ARRANGE_SCRIPT = r"""
   var rowSel = document.getElementById('i2v-rows'), colSel = document.getElementById('i2v-cols');
   var cells = Array.prototype.slice.call(box.querySelectorAll('.i2v-cell'));
   function label(c, axes) {
-    return axes.map(function (a) { return c.getAttribute('data-' + a); });
+    var v = JSON.parse(c.getAttribute('data-axes'));
+    return axes.map(function (a) { return a in v ? v[a] : '-'; });
   }
   function th(text) { var e = document.createElement('th'); e.textContent = text; return e; }
   function draw() {
@@ -362,8 +406,10 @@ ARRANGE_SCRIPT = r"""
 
 
 def meta_line(cell: Cell) -> str:
-    """What a cell says under its player: model, take and seed, cost, queue and run times."""
-    parts = [f"job {cell.job_id}", cell.model, f"take {cell.take}"]
+    """What a cell says under its player: model, varied options, take and seed, cost, queue
+    and run times."""
+    parts = [f"job {cell.job_id}", cell.model, *(f"{k} {v}" for k, v in cell.varied.items())]
+    parts.append(f"take {cell.take}")
     parts.append(f"seed {cell.seed}" if cell.seed is not None else "no seed")
     parts.append(usd(cell.cost))
     if cell.queue_s is not None:
@@ -385,6 +431,7 @@ def cell_html(
     fal's reason for a failed job, and the meta line. ``note``: why a video has no URL."""
     color = STATUS_COLORS.get(cell.status, "#555")
     data = " ".join(f'data-{a}="{esc(cell.value(a))}"' for a in AXES)
+    data += f' data-axes="{esc(json.dumps(cell.values(), ensure_ascii=False))}"'
     keeper = " i2v-keeper" if cell.keeper else ""
     out = [
         f'<div class="i2v-cell{keeper} {NO_MATH}" data-job-id="{cell.job_id}" '
@@ -439,8 +486,9 @@ def grid_html(
     ``urls(cell)`` gives (video URL, poster URL, note)."""
     out = [f"<style>{CSS}</style>"]
     ident = f' id="{esc(grid_id)}"' if grid_id else ""
-    choices = esc(json.dumps({k: list(v) for k, v in CHOICES.items()}))
-    out.append(f'<div class="i2v-compare {NO_MATH}"{ident} data-choices="{choices}">')
+    every = [c for slot in grid.slots.values() for c in slot]
+    offered = esc(json.dumps({k: list(v) for k, v in choices(every).items()}))
+    out.append(f'<div class="i2v-compare {NO_MATH}"{ident} data-choices="{offered}">')
     out.append('<table class="i2v-grid"><tr><th></th>')
     out.extend(f'<th class="i2v-col">{esc(key_label(c))}</th>' for c in grid.col_keys)
     out.append("</tr>")

@@ -59,12 +59,13 @@ def _help(f: Field) -> str:
 
 def add_field(parser: argparse.ArgumentParser, f: Field) -> None:
     """One field as a flag (a bool as a switch; ``-o`` repeatable); never a default here,
-    so "not given" stays None and the environment, then the table, fill it."""
+    so "not given" stays None and the environment, then the table, fill it.
+    ``-o`` and ``--vary`` are repeatable."""
     names = [n for n in (f.short, f.flag) if n]
     if f.kind == "bool":
         parser.add_argument(*names, dest=f.name, action="store_const", const=True, help=_help(f))
         return
-    action = "append" if f.kind == "options" else "store"
+    action = "append" if f.kind in ("options", "vary") else "store"
     parser.add_argument(*names, dest=f.name, action=action, metavar=f.metavar, help=_help(f))
 
 

@@ -39,8 +39,8 @@ from .store import Store
 from .timeline import timeline_svg
 
 CSV_COLUMNS = [
-    "job_id", "image", "prompt", "model", "endpoint_id", "take", "seed", "options", "status",
-    "error", "error_type", "cost_usd", "queue_s", "run_s", "created_at", "submitted_at",
+    "job_id", "image", "prompt", "model", "endpoint_id", "take", "seed", "options", "axes",
+    "status", "error", "error_type", "cost_usd", "queue_s", "run_s", "created_at", "submitted_at",
     "started_at", "completed_at", "downloaded_at", "keeper", "request_id", "video",
 ]  # fmt: skip
 IMAGE_SIDE = 160
@@ -168,6 +168,9 @@ def _csv(
                 "take": c.take,
                 "seed": "" if c.seed is None else c.seed,
                 "options": json.dumps(c.options, sort_keys=True, ensure_ascii=False),
+                "axes": json.dumps({**c.words, **c.varied}, ensure_ascii=False)
+                if c.words or c.varied
+                else "",
                 "status": r["status"],
                 "error": r.get("error") or "",
                 "error_type": r.get("error_type") or "",
@@ -215,14 +218,14 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return f'<table class="i2v-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _select(ident: str, chosen: Sequence[str]) -> str:
+def _select(ident: str, chosen: Sequence[str], offered: Mapping[str, Sequence[str]]) -> str:
     opts = []
-    for label, axes in cmp.CHOICES.items():
+    for label, axes in offered.items():
         sel = " selected" if tuple(axes) == tuple(chosen) else ""
         opts.append(f'<option value="{g.esc(label)}"{sel}>{g.esc(label)}</option>')
-    if tuple(chosen) not in {tuple(a) for a in cmp.CHOICES.values()}:
+    if tuple(chosen) not in {tuple(a) for a in offered.values()}:
         raise InputError(
-            f"The report's pickers offer {', '.join(cmp.CHOICES)}; {' x '.join(chosen)} is not one."
+            f"The report's pickers offer {', '.join(offered)}; {' x '.join(chosen)} is not one."
         )
     return f'<select id="{ident}">{"".join(opts)}</select>'
 
@@ -301,25 +304,26 @@ def _plan_section(cells: Sequence[cmp.Cell], folder: Path) -> str:
 
 
 def _comparison_section(grid: cmp.Grid, urls: cmp.VideoUrl) -> str:
-    """The comparison grid, with the pickers that choose its rows and columns."""
+    """The comparison grid, with the pickers that choose its rows and columns (every axis
+    the batch varies along: :func:`compare.choices`)."""
+    offered = cmp.choices(c for slot in grid.slots.values() for c in slot)
     pickers = (
         "<h2>Comparison</h2><div class='i2v-pickers'>Rows "
-        + _select("i2v-rows", grid.rows)
+        + _select("i2v-rows", grid.rows, offered)
         + "Columns "
-        + _select("i2v-cols", grid.cols)
+        + _select("i2v-cols", grid.cols, offered)
         + "<span id='i2v-axes-note'></span></div>"
     )
     return pickers + "\n" + cmp.grid_html(grid, urls, script=False, grid_id="i2v-compare")
 
 
 def _per_model_section(store: Store, batch_id: str) -> str:
-    """Per model: jobs, videos, failures, mean times and costs (see :mod:`i2vkit.summary`)."""
-    from .summary import per_model
+    """Per model: jobs, videos, failures, mean times and costs (see :mod:`i2vkit.summary`);
+    then the same per value of each varied option and prompt variable."""
+    from .summary import ModelSummary, per_model, per_value
 
-    rows = [
-        (
-            m.model,
-            m.endpoint_id,
+    def cells(m: ModelSummary) -> list[Any]:
+        return [
             m.jobs,
             m.done,
             m.failed,
@@ -327,12 +331,9 @@ def _per_model_section(store: Store, batch_id: str) -> str:
             "-" if m.mean_run_s is None else f"{m.mean_run_s:.1f}s",
             cmp.usd(m.cost_per_clip),
             "-" if m.cost_per_second is None else cmp.usd(m.cost_per_second),
-        )
-        for m in per_model(store, batch_id)
-    ]
+        ]
+
     columns = [
-        "model",
-        "endpoint",
         "jobs",
         "videos",
         "failed",
@@ -341,7 +342,12 @@ def _per_model_section(store: Store, batch_id: str) -> str:
         "cost per clip",
         "cost per second of video",
     ]
-    return "<h2>Per model</h2>\n" + _table(rows, columns)
+    rows = [(m.model, m.endpoint_id, *cells(m)) for m in per_model(store, batch_id)]
+    out = "<h2>Per model</h2>\n" + _table(rows, ["model", "endpoint", *columns])
+    values = [(axis, value, m.model, *cells(m)) for axis, value, m in per_value(store, batch_id)]
+    if values:
+        out += "\n<h2>Per value</h2>\n" + _table(values, ["varied", "value", "model", *columns])
+    return out
 
 
 def _failed_section(cells: Sequence[cmp.Cell]) -> str:

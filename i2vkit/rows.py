@@ -50,6 +50,7 @@ class BatchRow(TypedDict):
     job_count: int | None
     name: str | None  # --batch NAME
     identity: str | None  # what the batch is, as JSON; None: written by an earlier version
+    prompt_seed: int | None  # the seed of its prompts' random picks {~a|b}; None: none
 
 
 class BatchListRow(BatchRow):
@@ -105,6 +106,7 @@ class JobRow(TypedDict):
     end_image_path: str | None
     status_streams: int
     earlier_requests: int
+    axes: str | None  # JSON {"options": {varied option: value}, "prompt": {variable: value}}
 
 
 #: The URLs a job's row holds once its status says so (see :func:`job_url`).

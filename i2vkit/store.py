@@ -185,6 +185,16 @@ def _m008_batch_names(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m009_axes(db: sqlite_utils.Database) -> None:
+    """What a job was varied along (``--vary`` options and prompt variables, as JSON) so the
+    grid can lay clips out along any of them, and the seed of a batch's random prompt
+    picks (``{~a|b}``) so the same command plans the same prompts."""
+    if "axes" not in db["jobs"].columns_dict:
+        db.execute("ALTER TABLE jobs ADD COLUMN axes TEXT")
+    if "prompt_seed" not in db["batches"].columns_dict:
+        db.execute("ALTER TABLE batches ADD COLUMN prompt_seed INTEGER")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_upload_cache,
     _m002_upload_cache_validity,
@@ -194,6 +204,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m006_status_streams,
     _m007_earlier_requests,
     _m008_batch_names,
+    _m009_axes,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -327,12 +338,14 @@ class Store:
         if existing:
             self._write(
                 """UPDATE batches SET updated_at = ?, job_count = ?,
-                   identity = COALESCE(identity, ?), name = COALESCE(name, ?) WHERE id = ?""",
+                   identity = COALESCE(identity, ?), name = COALESCE(name, ?),
+                   prompt_seed = COALESCE(?, prompt_seed) WHERE id = ?""",
                 [
                     now,
                     batch.get("job_count"),
                     batch.get("identity"),
                     batch.get("name"),
+                    batch.get("prompt_seed"),
                     batch["id"],
                 ],
             )

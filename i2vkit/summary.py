@@ -18,6 +18,7 @@ from .errors import InputError
 from .jobs import JobStatus
 from .models import get_model
 from .money import usd
+from .planning.identity import row_axes
 from .planning.options import model_of_row, row_cost
 from .rows import JobRow
 from .store import Store
@@ -64,40 +65,53 @@ def per_model(store: Store, batch_id: str) -> list[ModelSummary]:
     groups: dict[str, list[JobRow]] = {}
     for row in sorted(store.jobs(batch["id"]), key=lambda r: r["id"]):
         groups.setdefault(row["endpoint_id"], []).append(row)
-    out = []
-    for endpoint, rows in groups.items():
-        try:
-            model = model_of_row(rows[0])
-        except InputError:
-            model = get_model(endpoint)
-        costs = [row_cost(r, model) for r in rows]
-        known = [c for c in costs if c is not None]
-        per_clip = round(sum(known) / len(known), 4) if known and len(known) == len(costs) else None
-        done = [
-            (r, c) for r, c in zip(rows, costs, strict=True) if r["status"] == JobStatus.DOWNLOADED
-        ]
-        seconds = [video_seconds(r) for r, _ in done]
-        paid = [c for _, c in done]
-        per_second = None
-        if done and all(c is not None for c in paid) and all(s for s in seconds):
-            per_second = round(sum(paid) / sum(seconds), 4)  # type: ignore[arg-type]
-        out.append(
-            ModelSummary(
-                model=rows[0]["model"],
-                endpoint_id=endpoint,
-                jobs=len(rows),
-                done=len(done),
-                failed=sum(r["status"] == JobStatus.FAILED for r in rows),
-                mean_queue_s=_mean(
-                    seconds_between(r["submitted_at"], r["started_at"]) for r in rows
-                ),
-                mean_run_s=_mean(seconds_between(r["started_at"], r["completed_at"]) for r in rows),
-                cost_per_clip=per_clip,
-                cost_per_second=per_second,
-                video_seconds=round(sum(s or 0.0 for s in seconds), 3),
-            )
-        )
-    return out
+    return [_summary(endpoint, rows) for endpoint, rows in groups.items()]
+
+
+def per_value(store: Store, batch_id: str) -> list[tuple[str, str, ModelSummary]]:
+    """The per-model summary broken down by each value of each varied option and prompt
+    variable: (axis, value, that model's jobs with that value), in the planned order. Empty
+    for a batch that varied nothing."""
+    batch = store.get_batch(batch_id)
+    if batch is None:
+        raise InputError(f"No batch {batch_id!r} in {store.path}; `i2vkit status` lists them.")
+    groups: dict[tuple[str, str, str], list[JobRow]] = {}
+    for row in sorted(store.jobs(batch["id"]), key=lambda r: r["id"]):
+        axes = row_axes(row)
+        for axis, value in [*axes["options"].items(), *axes["prompt"].items()]:
+            groups.setdefault((axis, str(value), row["endpoint_id"]), []).append(row)
+    order = list(dict.fromkeys(k[0] for k in groups))
+    by_axis = sorted(groups, key=lambda k: order.index(k[0]))  # stable: values as first seen
+    return [(axis, value, _summary(e, groups[(axis, value, e)])) for axis, value, e in by_axis]
+
+
+def _summary(endpoint: str, rows: list[JobRow]) -> ModelSummary:
+    """One model's jobs (all of them, or those with one varied value) summed up."""
+    try:
+        model = model_of_row(rows[0])
+    except InputError:
+        model = get_model(endpoint)
+    costs = [row_cost(r, model) for r in rows]
+    known = [c for c in costs if c is not None]
+    per_clip = round(sum(known) / len(known), 4) if known and len(known) == len(costs) else None
+    done = [(r, c) for r, c in zip(rows, costs, strict=True) if r["status"] == JobStatus.DOWNLOADED]
+    seconds = [video_seconds(r) for r, _ in done]
+    paid = [c for _, c in done]
+    per_second = None
+    if done and all(c is not None for c in paid) and all(s for s in seconds):
+        per_second = round(sum(paid) / sum(seconds), 4)  # type: ignore[arg-type]
+    return ModelSummary(
+        model=rows[0]["model"],
+        endpoint_id=endpoint,
+        jobs=len(rows),
+        done=len(done),
+        failed=sum(r["status"] == JobStatus.FAILED for r in rows),
+        mean_queue_s=_mean(seconds_between(r["submitted_at"], r["started_at"]) for r in rows),
+        mean_run_s=_mean(seconds_between(r["started_at"], r["completed_at"]) for r in rows),
+        cost_per_clip=per_clip,
+        cost_per_second=per_second,
+        video_seconds=round(sum(s or 0.0 for s in seconds), 3),
+    )
 
 
 def _mean(values: Any) -> float | None:

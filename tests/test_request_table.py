@@ -43,6 +43,8 @@ FOLDER = {
     "images_dir": "pics",
     "model": "ltx,wan",
     "options": "ltx:duration=8 wan:resolution=480p",
+    "vary": "ltx:fps=24,48",
+    "prompt_seed": "5",
     "end_image": "ends/last.png",
     "pairing": "one_to_one",
     "takes": "2",
@@ -54,7 +56,8 @@ FOLDER = {
     "yes": "true",
     "no_progress": "true",
 }
-TYPED = {**FOLDER, "prompts": "a heron lifts off\na slow dolly out\nrain", "batch": "typed"}
+TYPED = {**FOLDER, "prompts": "a heron lifts off\na slow dolly out\nrain {~falls|pours}"}
+TYPED["batch"] = "typed"
 del TYPED["prompts_file"]
 SHOTS = {
     "shots": "shots.csv",
@@ -84,7 +87,7 @@ def flags(values: dict[str, str]) -> list[str]:
             continue
         if f.kind == "bool":
             out.append(f.flag or "")
-        elif f.kind == "options":
+        elif f.kind in ("options", "vary"):
             for pair in values[f.name].split():
                 out += [f.short or f.flag or "", pair]
         else:
@@ -118,7 +121,9 @@ def project(root: Path) -> Path:
     (root / "ends" / next(p.name for p in (root / "ends").iterdir())).rename(
         root / "ends" / "last.png"
     )
-    (root / "prompts.txt").write_text("a heron lifts off\na slow dolly out\na storm rolls in\n")
+    (root / "prompts.txt").write_text(
+        "a heron lifts off\na slow dolly out\na storm {~rolls|sweeps|moves} in\n"
+    )
     pics = sorted(p.name for p in (root / "pics").iterdir() if p.is_file())
     with (root / "shots.csv").open("w", newline="") as fh:
         rows = csv.writer(fh)
@@ -185,12 +190,12 @@ def content_of(value, cache: dict[str, str]):
 def left_behind(ledger: Path, sent: list[dict], output: str) -> dict:
     db = sqlite3.connect(ledger)
     db.row_factory = sqlite3.Row
-    batches = [dict(r) for r in db.execute("SELECT id, name, output_dir FROM batches")]
+    batches = [dict(r) for r in db.execute("SELECT id, name, output_dir, prompt_seed FROM batches")]
     jobs = sorted(
         tuple(r)
         for r in db.execute(
             "SELECT image_path, prompt, endpoint_id, take, seed, options, end_image_path, "
-            "status FROM jobs"
+            "axes, status FROM jobs"
         )
     )
     db.close()
@@ -235,4 +240,7 @@ def test_every_front_end_makes_the_same_batch(case, tmp_path, script, monkeypatc
         seeds = {job[4] for job in first["jobs"] if job[2] == "fal-ai/wan-i2v"}
         assert len(seeds) == 2 * 3 and None not in seeds  # 2 takes x 3 pairs, distinct seeds
         assert first["batches"][0]["name"] == values["batch"]
+        assert {"('fps', 24)" in a for a in ltx} == {True, False}  # --vary ltx:fps=24,48
+        assert {"('fps', 48)" in a for a in ltx} == {True, False}
+        assert len(ltx) == 2 * 3 * 2 and first["batches"][0]["prompt_seed"] == 5
     assert re.search(r"spend cap: US\$ 40\.00", "\n".join(first["money"]))

@@ -60,6 +60,8 @@ class BatchResult:
     notes: list[str] = field(default_factory=list)  # cancels on stop, requests adopted
     submitted_usd: float | None | bool = False  # what this run's POSTs cost (estimated)
     models: list[ModelSummary] = field(default_factory=list)  # the ledger's, per model
+    #: the same per value of each varied option and prompt variable: (axis, value, summary)
+    values: list[tuple[str, str, ModelSummary]] = field(default_factory=list)
 
     def cost(self) -> CostBreakdown:
         """What this run actually submitted, what earlier runs had, and the total."""
@@ -101,6 +103,9 @@ class BatchResult:
         elif self.models:
             lines.append("per model (every job of the batch in the ledger):")
             lines += [f"  {m.line()}" for m in self.models]
+        if self.values:
+            lines.append("per value (every job of the batch in the ledger):")
+            lines += [f"  {axis}={value}, {m.line()}" for axis, value, m in self.values]
         for s in self.plan.skipped:
             lines.append(f"skipped image {s.path.name}: {s.reason}")
         for path, reason in self.upload_failures.items():

@@ -30,7 +30,7 @@ from ..planning.cost import CostBreakdown
 from ..planning.plan import PlannedJob
 from ..refs import is_remote
 from ..rows import JobRow
-from ..summary import per_model
+from ..summary import per_model, per_value
 from .adopt import RequestHistory
 from .cancel import QUEUED_MESSAGE, RUNNING_MESSAGE, cancel_requests
 from .context import RunContext
@@ -166,6 +166,7 @@ class Runner:
                 "output_dir": str(plan.output_dir),
                 "backend": run.backend.label,
                 "job_count": max(len(plan.jobs), len(store.jobs(run.batch_id))),
+                "prompt_seed": plan.prompt_seed,
             }
         )
 
@@ -190,6 +191,7 @@ class Runner:
             "shot_name": j.shot_name,
             "options": json.dumps(j.options, sort_keys=True),
             "end_image_path": j.end_image_ref,
+            "axes": j.axes,
         }
 
     # -- one job, start to finish ----------------------------------------------------
@@ -404,5 +406,6 @@ class Runner:
             spend_cap_reached=run.spend.reached,
             submitted_usd=run.spend.amount,
             models=per_model(run.jobs.store, run.batch_id),
+            values=per_value(run.jobs.store, run.batch_id),
             notes=[*self.history.notes, *self.notes],
         )

@@ -273,7 +273,8 @@ class BatchForm:
             return w.Textarea(
                 value=str(value or ""),
                 description=f.label,
-                placeholder="one prompt per line; # starts a comment",
+                placeholder="one prompt per line; # starts a comment; {slow|fast} makes one "
+                "prompt per word, {~a|b} picks one",
                 layout=w.Layout(width="560px", height="110px"),
                 style=STYLE,
                 continuous_update=False,

@@ -59,18 +59,17 @@ def plan_html(plan: Plan, ws: Workspace, base: Path | None = None) -> str:
     skipped = "".join(
         f"<li><b>{g.esc(s.path.name)}</b>: {g.esc(s.reason)}</li>" for s in plan.skipped
     )
-    takes = max((j.take for j in plan.jobs), default=1)
-    if len(plan.models) == 1:
-        on = f"<b>{g.esc(plan.model.name)}</b> ({g.esc(plan.model.endpoint_id)})"
-        per_model = ""
-    else:  # a comparison: what each model adds to the batch
-        on = f"{len(plan.models)} models"
+    per_model, on = "", ""
+    if len(plan.models) > 1:  # a comparison: what each model adds to the batch
+        on = f" on {len(plan.models)} models"
         rows = "".join(
             f"<li><b>{g.esc(m.name)}</b> ({g.esc(m.endpoint_id)}): {n} jobs, "
             f"{g.esc(usd(amount))}</li>"
             for m, n, amount in plan.per_model()
         )
         per_model = f"<ul style='margin:2px 0'>{rows}</ul>"
+    values = "".join(f"<li>{g.esc(line.strip())}</li>" for line in plan.per_value())
+    per_value = f"<ul style='margin:2px 0'>{values}</ul>" if values else ""  # each varied value
     warn = ""
     if base is not None and not g.is_within(plan.output_dir.resolve(), g.find_root(base)):
         warn = (
@@ -81,9 +80,8 @@ def plan_html(plan: Plan, ws: Workspace, base: Path | None = None) -> str:
     return (
         "<div style='font:13px system-ui,sans-serif'>"
         f"<div>{g.esc(plan.describe().splitlines()[0])}</div>"
-        f"<div><b>{len(plan.jobs)} jobs</b>: {len(plan.images)} images x "
-        f"{len(plan.prompts)} prompts ({g.esc(plan.request.pairing)})"
-        f"{f' x {takes} takes' if takes > 1 else ''} on {on}</div>{per_model}"
+        f"<div><b>{len(plan.jobs)} jobs</b>: {g.esc(plan.headline())}{on}</div>{per_model}"
+        f"{per_value}"
         f"<div>estimated cost: <b>{g.esc(cost)}</b></div>"
         f"<div>videos go to: <code>{g.esc(plan.output_dir)}</code></div>{warn}"
         f"<div style='display:flex;flex-wrap:wrap;gap:6px;margin:6px 0'>{''.join(thumbs)}</div>"

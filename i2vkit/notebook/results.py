@@ -233,16 +233,16 @@ class ResultsBrowser:
 
     def summary(self) -> Any:
         """Per model: jobs, videos, failures, mean time in queue and running, cost per clip
-        and per second of video (:func:`i2vkit.summary.per_model`)."""
+        and per second of video (:func:`i2vkit.summary.per_model`); then per varied value."""
 
         def render() -> Rich:
             if not self.batch_id:
                 return self._empty()
-            from ..summary import per_model
+            from ..summary import ModelSummary, per_model, per_value
 
-            rows = [
-                {
-                    "model": m.model,
+            def row(label: str, m: ModelSummary) -> dict[str, Any]:
+                return {
+                    "model": label,
                     "jobs": m.jobs,
                     "videos": m.done,
                     "failed": m.failed,
@@ -251,7 +251,11 @@ class ResultsBrowser:
                     "per clip": cmp.usd(m.cost_per_clip),
                     "per second": "-" if m.cost_per_second is None else cmp.usd(m.cost_per_second),
                 }
-                for m in per_model(self.store, self.batch_id)
+
+            rows = [row(m.model, m) for m in per_model(self.store, self.batch_id)]
+            rows += [  # then per value of each varied option and prompt variable
+                row(f"{m.model} · {axis}={value}", m)
+                for axis, value, m in per_value(self.store, self.batch_id)
             ]
             cols = list(rows[0]) if rows else ["model"]
             return Rich(g.table_html(rows, cols), g.table_text(rows, cols))
@@ -379,7 +383,7 @@ class CompareView:
         """Lay the grid out again (what the dropdowns call); an impossible choice (an axis
         on both sides) keeps the grid as it was and says why."""
         try:
-            cmp.check_axes(rows, cols)
+            cmp.check_axes(rows, cols, cmp.axes_of(self.cells))
         except ValueError as exc:
             self.error = str(exc)
         else:
@@ -394,7 +398,10 @@ class CompareView:
         self.cells = cmp.cells_from_rows(self.source())
         self.rows, self.cols = cmp.default_axes(self.cells) if batch_id else (self.rows, self.cols)
         if self.widget is not None:
-            self.rows_w.value, self.cols_w.value = _choice(self.rows), _choice(self.cols)
+            offered = list(cmp.choices(self.cells))
+            self.rows_w.options, self.cols_w.options = offered, offered
+            self.rows_w.value = _choice(self.rows, self.cells)
+            self.cols_w.value = _choice(self.cols, self.cells)
         self._redraw()
 
     def set_keeper(self, job_id: int, keep: bool) -> None:
@@ -477,12 +484,15 @@ class CompareView:
         import ipywidgets as w
 
         style = {"description_width": "60px"}
-        options = list(cmp.CHOICES)
+        options = list(cmp.choices(self.cells))  # every axis the batch varies along
         self.rows_w = w.Dropdown(
-            options=options, value=_choice(self.rows), description="Rows", style=style
+            options=options, value=_choice(self.rows, self.cells), description="Rows", style=style
         )
         self.cols_w = w.Dropdown(
-            options=options, value=_choice(self.cols), description="Columns", style=style
+            options=options,
+            value=_choice(self.cols, self.cells),
+            description="Columns",
+            style=style,
         )
         self.head_w = w.HTML()
         self.note_w = w.HTML()
@@ -490,7 +500,8 @@ class CompareView:
         self.grid_w.add_class("i2v-compare")
 
         def changed(_change: Mapping[str, Any]) -> None:
-            self.set_axes(cmp.CHOICES[self.rows_w.value], cmp.CHOICES[self.cols_w.value])
+            offered = cmp.choices(self.cells)
+            self.set_axes(offered[self.rows_w.value], offered[self.cols_w.value])
 
         self.rows_w.observe(changed, names="value")
         self.cols_w.observe(changed, names="value")
@@ -552,11 +563,10 @@ class CompareView:
         return changed
 
 
-def _choice(axes: Sequence[str]) -> str:
-    """The dropdown label of a choice of axes (the first label for an unlisted one)."""
-    for label, value in cmp.CHOICES.items():
+def _choice(axes: Sequence[str], cells: Sequence[cmp.Cell]) -> str:
+    """The dropdown label of a choice of axes among those the cells offer."""
+    offered = cmp.choices(cells)
+    for label, value in offered.items():
         if tuple(value) == tuple(axes):
             return label
-    raise ValueError(
-        f"no picker choice for {' x '.join(axes)}; choose from {', '.join(cmp.CHOICES)}"
-    )
+    raise ValueError(f"no picker choice for {' x '.join(axes)}; choose from {', '.join(offered)}")

@@ -33,11 +33,25 @@ def plan_batch(request: BatchRequest, ws: Workspace) -> Plan:
     check_concurrency(request.concurrency)
     pairing = "all" if request.shots is not None else normalize_pairing(request.pairing)
     request = dataclasses.replace(request, takes=check_takes(request.takes), pairing=pairing)
-    plan = plan_shots(request, ws) if request.shots is not None else plan_folder(request, ws)
-    plan.max_cost = spend_cap(request, ws)
+    planner = plan_shots if request.shots is not None else plan_folder
+    plan = planner(request, ws)
     plan.batch = _batch_of(plan, ws)
+    recorded = _recorded_seed(plan, ws)
+    if request.prompt_seed is None and recorded not in (None, plan.prompt_seed):
+        batch = plan.batch  # the batch picked its words before: pick them again
+        plan = planner(dataclasses.replace(request, prompt_seed=recorded), ws)
+        plan.batch = batch
+    plan.max_cost = spend_cap(request, ws)
     plan.cost = ledger_cost(plan, ws)
     return plan
+
+
+def _recorded_seed(plan: Plan, ws: Workspace) -> int | None:
+    """The seed the ledger recorded for the random prompt picks of the plan's batch."""
+    if plan.prompt_seed is None or plan.batch.new:
+        return None
+    found = ws.store.get_batch_exact(plan.batch.id)
+    return found.get("prompt_seed") if found is not None else None
 
 
 def _batch_of(plan: Plan, ws: Workspace) -> BatchRef:

@@ -16,7 +16,7 @@ from ..errors import SpendCapError
 from ..jobs import JobStatus
 from ..money import plural, sum_costs, usd
 from ..rows import JobRow
-from .identity import variant_of_row
+from .identity import folder_variant_of_row, variant_of_row
 
 
 class Job(Protocol):
@@ -99,11 +99,11 @@ def new_jobs(jobs: Sequence[Job], rows: Sequence[JobRow], shots: bool) -> list[J
     """The planned jobs a run submits: no row yet, or a row a re-run submits again.
 
     Jobs are matched to rows by image, prompt, model, take, (for shot lists) the row's
-    own options, and occurrence: what the job key is made of, without hashing images.
+    own options, (for --vary) the values of its varied options, and occurrence: what the job key is made of, without hashing images.
     """
     by_identity: dict[tuple, list[JobRow]] = {}
     for r in sorted(rows, key=lambda r: r["id"]):
-        variant = variant_of_row(r) if shots else ""
+        variant = variant_of_row(r) if shots else folder_variant_of_row(r)
         ident = (r["image_path"], r["prompt"], r["endpoint_id"], r["take"], variant)
         by_identity.setdefault(ident, []).append(r)
     seen: dict[tuple, int] = {}

@@ -18,10 +18,13 @@ from ..pairing import pair
 from ..prompts import check_prompt_lengths, parse_prompts, read_prompts
 from ..refs import checked_url, is_remote, looks_like_url
 from ..store import Store
+from ..variables import Expanded, expand_lines, uses_random
 from ..workspace import Workspace
+from .identity import vary_variant
 from .options import check_model_options, resolve_models, split_end_image, split_options
 from .plan import Plan, PlannedJob, expand_takes
 from .request import DEFAULT_CONCURRENCY, NO_CAP, BatchRequest
+from .vary import axes_value, varied_options
 
 
 def load_prompts(request: BatchRequest) -> list[str]:
@@ -157,11 +160,27 @@ def model_status_notes(models: list[ModelSpec]) -> list[str]:
     return [n if n.startswith("note:") else f"warning: {n}" for n in notes]
 
 
+def expand_prompts(request: BatchRequest) -> tuple[list[Expanded], int, int | None]:
+    """The request's prompts with their variables expanded, how many lines they came from,
+    and the seed of their random picks (None: no line picks at random)."""
+    lines = load_prompts(request)
+    path = request.path(request.prompts_file) if request.prompts is None else None
+    folder = path.parent if path is not None else request.path(".")
+    expanded, seed = expand_lines(lines, folder, request.prompt_seed)
+    return expanded, len(lines), seed if uses_random(lines) else None
+
+
 def plan_folder(request: BatchRequest, ws: Workspace) -> Plan:
-    """Scan, read, pair and price a folder batch (image x prompt on each model)."""
+    """Scan, read, pair and price a folder batch (image x prompt on each model, once per
+    combination of its varied options)."""
     models = resolve_models(request.model)
     options = check_model_options(models, split_options(models, with_end_image(request)))
-    prompts = load_prompts(request)
+    combos = varied_options(models, options, request.vary)
+    expanded, lines, seed = expand_prompts(request)
+    prompts = [e.text for e in expanded]
+    words: dict[str, dict[str, str]] = {}
+    for e in expanded:
+        words.setdefault(e.text, {k: axes_value(v) for k, v in e.values.items()})
     for m in models:
         check_prompt_lengths(prompts, m.max_prompt_chars, m.name, m.prompt_unit)
     images_dir = request.path(request.images_dir)
@@ -172,12 +191,17 @@ def plan_folder(request: BatchRequest, ws: Workspace) -> Plan:
     output_dir = output_dir_of(request, ws)
     jobs = []
     ends: dict[str, ImageFile] = {}
-    for m, opts in zip(models, options, strict=True):
-        own, end_ref = split_end_image(m, opts)
-        end = check_end_image(end_ref) if end_ref is not None else None
-        if end is not None:
-            ends[str(end.path)] = end
-        jobs += _pair_jobs(pairs, m, own, end_ref, end, legacy=len(models) == 1)
+    for m, mine in zip(models, combos, strict=True):
+        for opts, varied in mine:
+            own, end_ref = split_end_image(m, opts)
+            end = check_end_image(end_ref) if end_ref is not None else None
+            if end is not None:
+                ends[str(end.path)] = end
+            some = _pair_jobs(pairs, m, own, end_ref, end, legacy=len(models) == 1)
+            sent = {k: axes_value(v) for k, v in varied.items()}
+            for j in some:
+                j.varied, j.words, j.variant = sent, words[j.prompt], vary_variant(sent)
+            jobs += some
     return Plan(
         request=request,
         model=models[0],
@@ -195,6 +219,8 @@ def plan_folder(request: BatchRequest, ws: Workspace) -> Plan:
         end_images=list(ends.values()),
         images_dir=images_dir,
         prompts_file=None if request.prompts is not None else request.path(request.prompts_file),
+        prompt_lines=lines,
+        prompt_seed=seed,
     )
 
 

@@ -175,3 +175,24 @@ def shot_variant(options: dict[str, Any], end_image_ref: str | None) -> str:
 
 def variant_of_row(row: JobRow) -> str:
     return shot_variant(json.loads(row.get("options") or "{}"), row.get("end_image_path"))
+
+
+def vary_variant(values: dict[str, Any]) -> str:
+    """What tells a folder job varied with ``--vary`` apart from its siblings (part of its
+    key): the values of its varied options; "" when nothing varies, so a batch run
+    without --vary keeps the keys it always had."""
+    return json.dumps({"vary": dict(values)}, sort_keys=True, default=str) if values else ""
+
+
+def row_axes(row: JobRow) -> dict[str, dict[str, str]]:
+    """A ledger row's axes: ``{"options": {varied option: value}, "prompt": {variable:
+    value}}`` (empty for a row of a batch that varied nothing)."""
+    try:
+        axes = json.loads(row.get("axes") or "{}")
+    except ValueError:
+        axes = {}
+    return {"options": dict(axes.get("options") or {}), "prompt": dict(axes.get("prompt") or {})}
+
+
+def folder_variant_of_row(row: JobRow) -> str:
+    return vary_variant(row_axes(row)["options"])

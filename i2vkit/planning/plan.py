@@ -9,6 +9,7 @@ take), the :class:`BatchRef` they join (new, or continuing one the ledger holds)
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,15 @@ class PlannedJob:
     variant: str = ""  # what tells shot-list rows of one image, prompt and model apart
     legacy: bool = False  # a one-model folder batch: its job keys are as before takes
     cost: float | None = None  # estimated US$; None: the price is unknown
+    varied: dict[str, str] = field(default_factory=dict)  # --vary option -> this job's value
+    words: dict[str, str] = field(default_factory=dict)  # prompt variable -> its value here
+
+    @property
+    def axes(self) -> str | None:
+        """What the job was varied along, as the ledger keeps it (None: nothing varied)."""
+        if not self.varied and not self.words:
+            return None
+        return json.dumps({"options": self.varied, "prompt": self.words})  # in prompt order
 
     @property
     def identity(self) -> tuple[str, str, str, int, str]:
@@ -98,6 +108,8 @@ class Plan:
     shots: Path | None = None  # the shot list this plan was read from
     images_dir: Path | None = None  # the folder, absolute
     prompts_file: Path | None = None  # the prompts file, absolute (None: typed prompts)
+    prompt_lines: int = 0  # the prompt lines the prompts were made from (variables expanded)
+    prompt_seed: int | None = None  # the seed of the prompts' random picks; None: none
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -176,11 +188,36 @@ class Plan:
             many = f" x {len(self.models)} models" if len(self.models) > 1 else ""
             head = (
                 f"{plural(len(self.images), 'image')} x {plural(len(self.prompts), 'prompt')} "
-                f"({self.request.pairing}){many}{with_takes} = {plural(len(self.jobs), 'job')}"
+                f"({self.request.pairing}{self._variables()}){many}{self._varied()}"
+                f"{with_takes} = {plural(len(self.jobs), 'job')}"
             )
         if len(self.models) == 1:
             head += f" on {self.model.name} ({self.model.endpoint_id})"
         return head
+
+    def _variables(self) -> str:
+        names = {k for j in self.jobs for k in j.words}
+        return f", {plural(len(names), 'variable')}" if names else ""
+
+    def _varied(self) -> str:
+        """`` x 2 durations x 2 resolutions``: how many jobs each varied option multiplies."""
+        out = ""
+        for key in dict.fromkeys(k for j in self.jobs for k in j.varied):
+            n = len({j.varied[key] for j in self.jobs if key in j.varied})
+            out += f" x {n} {key} values" if key.endswith("s") else f" x {plural(n, key)}"
+        return out
+
+    def per_value(self) -> list[str]:
+        """``  duration=10: 8 jobs, US$ 10.08 (US$ 1.26 per video)``: each varied value's price."""
+        lines = []
+        for key in dict.fromkeys(k for j in self.jobs for k in j.varied):
+            for value in dict.fromkeys(j.varied[key] for j in self.jobs if key in j.varied):
+                mine = [j for j in self.jobs if j.varied.get(key) == value]
+                each = {j.cost for j in mine}
+                per = f" ({usd(each.pop(), 3)} per video)" if len(each) == 1 else ""
+                amount = usd(sum_costs(j.cost for j in mine))
+                lines.append(f"  {key}={value}: {plural(len(mine), 'job')}, {amount}{per}")
+        return lines
 
     def describe(self) -> str:
         """The plan as the CLI prints it, batch first, absolute paths, money in US$."""
@@ -196,6 +233,9 @@ class Plan:
             cost += f" ({usd(per_video, 3)} per video)"
         scope = "this retry" if self.retry_of else "the jobs planned"
         lines.append(f"estimated cost on fal of {scope}: {cost}")
+        lines += self.per_value()
+        if self.prompt_seed is not None:
+            lines.append(f"random picks {{~...}} in the prompts: seed {self.prompt_seed}")
         if self.images_dir is not None and self.shots is None:
             lines.append(f"images from: {self.images_dir}")
         if self.prompts_file is not None and self.shots is None:

@@ -27,6 +27,7 @@ from ..config import parse_bool, parse_max_cost
 from ..errors import ConfigError, InputError
 from ..images import windows_path_hint
 from ..pairing import normalize_pairing
+from .vary import parse_vary
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_MAX_RPS = 300.0
@@ -60,7 +61,7 @@ class Field:
 
     @property
     def widget_kind(self) -> str:
-        """text, textarea, int, checkbox, toggle, model or options."""
+        """text, textarea, int, checkbox, toggle, model or options (``vary``: text)."""
         kinds = {"int": "int", "bool": "checkbox", "pairing": "toggle", "model": "model"}
         return self.widget or kinds.get(self.kind, "options" if self.kind == "options" else "text")
 
@@ -133,6 +134,18 @@ FIELDS: tuple[Field, ...] = (
         metavar="KEY=VALUE",
     ),
     Field(
+        "vary",
+        "--vary",
+        "I2VKIT_VARY",
+        "vary",
+        None,
+        "run every job once per value of a model option, e.g. --vary duration=5,10 "
+        "(repeatable: every combination; in the variable: duration=5,10 resolution=480p,720p); "
+        "--vary kling:duration=5,10 for one model; one more value later adds only its jobs",
+        label="Vary",
+        metavar="KEY=V1,V2",
+    ),
+    Field(
         "end_image",
         "--end-image",
         "I2VKIT_END_IMAGE",
@@ -164,6 +177,18 @@ FIELDS: tuple[Field, ...] = (
         "N later adds only the missing takes",
         label="Takes",
         metavar="N",
+    ),
+    Field(
+        "prompt_seed",
+        "--prompt-seed",
+        "I2VKIT_PROMPT_SEED",
+        "int",
+        None,
+        "seed of the random picks {~a|b} in prompts (default: the one the batch recorded, "
+        "else one from the prompts' text, so the same command plans the same prompts)",
+        label="Prompt seed",
+        metavar="N",
+        widget="text",  # empty: none given
     ),
     Field(
         "output_dir",
@@ -274,6 +299,7 @@ class BatchRequest:
     prompts: list[str] | str | None = None  # inline prompts (a list, or one per line)
     model: str | list[str] = DEFAULT_MODEL
     options: dict[str, Any] = field(default_factory=dict)
+    vary: dict[str, list[str]] = field(default_factory=dict)  # option -> values, one job each
     end_image: str | None = None
     pairing: str = "all"
     output_dir: str | os.PathLike[str] | None = None  # default: AUTO_DOWNLOAD_DIR
@@ -281,6 +307,7 @@ class BatchRequest:
     recursive: bool = False
     max_cost: float | None = None  # US$ this run may add at most; default I2VKIT_MAX_COST
     takes: int = 1  # runs of every job (distinct seeds where the model takes one)
+    prompt_seed: int | None = None  # seed of {~a|b} picks; None: recorded, else derived
     shots: str | os.PathLike[str] | None = None  # a shot list: one job per row
     batch: str | None = None  # a name that continues the batch whatever its prompts
     base: str | os.PathLike[str] | None = None  # what relative paths are relative to
@@ -363,6 +390,8 @@ def convert(f: Field, given: Given) -> Any:
         return normalize_pairing(str(value))
     if f.kind == "options":
         return parse_options(value)
+    if f.kind == "vary":
+        return parse_vary(value)
     if text is not None and text.strip() == "" and f.kind in ("path", "model"):
         return None
     return value
@@ -389,6 +418,7 @@ def build_request(
         values[f.name] = f.default if value is None else value
     run = {f.name: values.pop(f.name) for f in FIELDS if f.run}
     values["options"] = dict(values["options"] or {})
+    values["vary"] = dict(values["vary"] or {})
     return BatchRequest(**values, base=base), run
 
 

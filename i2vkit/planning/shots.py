@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from ..errors import InputError, ModelError, ShotListError
 from ..images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, Trusted, check_image
 from ..models import END_IMAGE_OPTION, ModelSpec, get_model
 from ..refs import checked_url, is_data_uri, is_remote, looks_like_url
+from ..variables import default_seed, expand_lines, uses_random
 from ..workspace import Workspace
 from .folder import check_takes, model_status_notes, output_dir_of, trusted_by, with_end_image
 from .identity import shot_variant
@@ -154,6 +156,7 @@ def plan_shots(request: BatchRequest, ws: Workspace) -> Plan:
         except InputError as exc:
             raise InputError(f"--model {name}: {exc}") from None
     reader = _Rows(path, request, default_models, models, trusted_by(ws.store), problems)
+    reader.default_seed = default_seed([str(r.cells.get("prompt", "")) for r in rows])
     jobs = [job for row in rows for job in reader.jobs(row)]
     if problems:
         raise ShotListError(path, problems)
@@ -181,6 +184,7 @@ def plan_shots(request: BatchRequest, ws: Workspace) -> Plan:
         model_options=[{} for _ in ms],
         end_images=[e for e in ends.values() if e is not None],
         shots=path,
+        prompt_seed=reader.seed,
     )
 
 
@@ -205,6 +209,8 @@ class _Rows:
         self.default_models, self.models = default_models, models
         self.trusted, self.problems = trusted, problems
         self.images: dict[str, ImageFile | str] = {}  # path -> checked image, or why not
+        self.seed: int | None = None  # of random prompt picks, when a row has one
+        self.default_seed = 0  # the seed when none is given: from all the rows' prompts
 
     def jobs(self, row: ShotRow) -> list[PlannedJob]:
         """The jobs of one row (one per model), or none with its problems added."""
@@ -250,8 +256,38 @@ class _Rows:
             shot_name=str(cells["name"]).strip() if "name" in cells else None,
             index=int(row.where.split()[-1]),
         )
-        jobs = [j for m in row_models if (j := self.on_model(shot, m, problem)) is not None]
+        try:
+            shots = self.expansions(shot)
+        except InputError as exc:
+            problem("prompt", str(exc).split(": ", 1)[-1])
+            shots = []
+        jobs = [j for s in shots for m in row_models if (j := self.on_model(s, m, problem))]
         return jobs if len(self.problems) == before and image_ref is not None else []
+
+    def expansions(self, shot: PlannedJob) -> list[PlannedJob]:
+        """The row as one shot per combination of its varied cells (``5|10`` in an option
+        column) and of its prompt's variables (``{slow|fast}``)."""
+        varied = {k: str(v).split("|") for k, v in shot.options.items() if "|" in str(v)}
+        seed = self.request.prompt_seed
+        if seed is None:
+            seed = self.default_seed
+        prompts, _ = expand_lines([shot.prompt], self.path.parent, seed, first=shot.index)
+        if uses_random([shot.prompt]):
+            self.seed = seed
+        out = []
+        for combo in itertools.product(*(varied.values())):
+            values = {k: v.strip() for k, v in zip(varied, combo, strict=True)}
+            for e in prompts:
+                out.append(
+                    dataclasses.replace(
+                        shot,
+                        prompt=e.text,
+                        options={**shot.options, **values},
+                        varied=values,
+                        words=e.values,
+                    )
+                )
+        return out
 
     def on_model(self, shot: PlannedJob, m: ModelSpec, problem: Any) -> PlannedJob | None:
         """The row's job on model ``m`` (``shot.options`` holds the row's option cells)."""
