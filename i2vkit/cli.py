@@ -210,7 +210,9 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
     spend = spend_values(args)
     with Workspace.open(settings, tell=True) as ws:
-        plan = plan_retry(args.batch, ws, max_cost=spend["max_cost"])
+        plan = plan_retry(
+            args.batch, ws, max_cost=spend["max_cost"], confirm_above=spend["confirm_above"]
+        )
         return run_and_report(
             plan,
             ws,

@@ -97,6 +97,13 @@ class BackendUnreachable(FalTransientError):
     the service ``I2VKIT_FAL_URL`` points at, then run the same command again."""
 
 
+class NotFal(FalError):
+    """The backend answers, but not as fal does (a plain web server, a captive portal, a
+    wrong URL): raised by the preflight and the catalogue's refresh, before anything is
+    uploaded or recorded (the CLI exits 4, as for no connection at all). What to do:
+    point I2VKIT_FAL_URL at fal or a fal-compatible service, or unset it."""
+
+
 class SubmitUnanswered(FalTransientError):
     """A submit whose connection broke after it was sent: fal may have queued it (and will
     bill it), so it must not be sent again blindly; fal's request history settles it.

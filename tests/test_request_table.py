@@ -51,6 +51,7 @@ FOLDER = {
     "concurrency": "3",
     "recursive": "true",
     "max_cost": "40",
+    "confirm_above": "30",
     "yes": "true",
     "no_progress": "true",
 }
@@ -63,6 +64,7 @@ SHOTS = {
     "takes": "2",
     "output_dir": "out",
     "max_cost": "40",
+    "confirm_above": "30",
     "yes": "true",
     "no_progress": "true",
 }
@@ -199,7 +201,8 @@ def left_behind(ledger: Path, sent: list[dict], output: str) -> dict:
         repr(sorted(content_of({"endpoint": j["endpoint"], **j["arguments"]}, cache).items()))
         for j in sent
     )
-    money = [ln for ln in output.splitlines() if ln.startswith(("cost: ", "spend cap: "))]
+    starts = ("cost: ", "spend cap: ", "confirmation: ")
+    money = [ln for ln in output.splitlines() if ln.startswith(starts)]
     return {"batches": batches, "jobs": jobs, "arguments": arguments, "money": money}
 
 
@@ -223,7 +226,7 @@ def test_every_front_end_makes_the_same_batch(case, tmp_path, script, monkeypatc
     first = seen["cli"]
     assert len(first["batches"]) == 1 and first["jobs"] and first["arguments"]
     assert all(job[-1] == "downloaded" for job in first["jobs"])
-    assert len(first["money"]) == 2, first["money"]  # the cost line and the spend cap line
+    assert len(first["money"]) == 3, first["money"]  # cost, spend cap, confirmation lines
     assert first["batches"][0]["output_dir"] == str(root / "out")  # relative to the folder
     for which in FRONT_ENDS[1:]:
         for part in ("batches", "jobs", "arguments", "money"):
@@ -236,3 +239,4 @@ def test_every_front_end_makes_the_same_batch(case, tmp_path, script, monkeypatc
         assert len(seeds) == 2 * 3 and None not in seeds  # 2 takes x 3 pairs, distinct seeds
         assert first["batches"][0]["name"] == values["batch"]
     assert re.search(r"spend cap: US\$ 40\.00", "\n".join(first["money"]))
+    assert re.search(r"asks above US\$ 30\.00", "\n".join(first["money"]))

@@ -24,7 +24,7 @@ from .identity import (
     shots_identity,
 )
 from .plan import Plan
-from .request import BatchRequest
+from .request import BatchRequest, confirm_threshold
 from .shots import plan_shots
 
 
@@ -35,6 +35,7 @@ def plan_batch(request: BatchRequest, ws: Workspace) -> Plan:
     request = dataclasses.replace(request, takes=check_takes(request.takes), pairing=pairing)
     plan = plan_shots(request, ws) if request.shots is not None else plan_folder(request, ws)
     plan.max_cost = spend_cap(request, ws)
+    plan.confirm_above = confirm_threshold(request.confirm_above)
     plan.batch = _batch_of(plan, ws)
     plan.cost = ledger_cost(plan, ws)
     return plan
