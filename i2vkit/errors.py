@@ -39,6 +39,11 @@ class SpendNotConfirmed(InputError):
     it would spend above the spend cap (I2VKIT_MAX_COST). Answer y, or pass --yes."""
 
 
+class ReportFolderInUse(InputError):
+    """The report folder holds another batch's report: nothing was written. Give another
+    folder, or ``--replace`` to remove what that report wrote there first."""
+
+
 class ShotListError(InputError):
     """Problems in a shot list, all of them, each with its file, row and column: fix them
     in the file and run the same command again."""
