@@ -43,7 +43,8 @@ exit codes:
   2 bad input or settings, spending not confirmed (answered no, or nobody to ask), or
     over --max-cost (nothing sent)
   3 stopped by fal (key rejected, account locked)
-  4 fal / I2VKIT_FAL_URL cannot be reached (nothing uploaded, nothing marked failed)
+  4 fal / I2VKIT_FAL_URL cannot be reached, or answers but not as fal does (nothing
+    uploaded, nothing marked failed)
   130 interrupted (run the same command again to resume)
 """
 

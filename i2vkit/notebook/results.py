@@ -306,7 +306,12 @@ class ResultsBrowser:
             layout=w.Layout(width="620px"),
             style={"description_width": "60px"},
         )
-        replace = w.Checkbox(value=False, description="replace an earlier report there")
+        replace = w.ToggleButton(
+            value=False,
+            description="Replace",
+            tooltip="first remove what an earlier report (of any batch) wrote in this folder",
+            icon="recycle",
+        )
         button = w.Button(description="Export report", icon="file-export")
         status = w.HTML()
         shown = {"default": folder.value}
@@ -336,7 +341,7 @@ class ResultsBrowser:
 
         button.on_click(clicked)
         self.report_w = (folder, button, status, replace)
-        return _Widget(w.VBox([w.HBox([folder, button]), replace, status]), hint)
+        return _Widget(w.VBox([w.HBox([folder, button, replace]), status]), hint)
 
     def close(self) -> None:
         self.store.close()
