@@ -80,7 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("batch", help=BATCH_HELP)
     report.add_argument(
-        "--out", metavar="DIR", help="folder to write (default ./i2vkit-report-BATCH)"
+        "--out",
+        metavar="DIR",
+        help="folder to write (default: reports/BATCH inside the batch's output folder); "
+        "one holding another batch's report is refused",
+    )
+    report.add_argument(
+        "--replace",
+        action="store_true",
+        help="first remove what an earlier report wrote in --out (only that), whatever its batch",
     )
     sub.add_parser(
         "emulator", help="run the local fal emulator (i2vkit emulator --help)", add_help=False
@@ -210,7 +218,9 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
     spend = spend_values(args)
     with Workspace.open(settings, tell=True) as ws:
-        plan = plan_retry(args.batch, ws, max_cost=spend["max_cost"])
+        plan = plan_retry(
+            args.batch, ws, max_cost=spend["max_cost"], confirm_above=spend["confirm_above"]
+        )
         return run_and_report(
             plan,
             ws,
@@ -316,7 +326,9 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
             raise InputError(
                 f"No batch {args.batch!r} in {settings.db_path}; `i2vkit status` lists them."
             )
-        index = write_report(store, batch["id"], args.out, key=settings.fal_key)
+        index = write_report(
+            store, batch["id"], args.out, key=settings.fal_key, replace=args.replace
+        )
         print(report_summary(index, store, batch["id"]))
     return EXIT_OK
 

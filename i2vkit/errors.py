@@ -39,6 +39,11 @@ class SpendNotConfirmed(InputError):
     it would spend above the spend cap (I2VKIT_MAX_COST). Answer y, or pass --yes."""
 
 
+class ReportFolderInUse(InputError):
+    """The report folder holds another batch's report: nothing was written. Give another
+    folder, or ``--replace`` to remove what that report wrote there first."""
+
+
 class ShotListError(InputError):
     """Problems in a shot list, all of them, each with its file, row and column: fix them
     in the file and run the same command again."""
@@ -95,6 +100,13 @@ class BackendUnreachable(FalTransientError):
     Raised by the preflight before anything is uploaded or recorded (the CLI exits 4),
     and by any later call that cannot connect. What to do: check the network, or start
     the service ``I2VKIT_FAL_URL`` points at, then run the same command again."""
+
+
+class NotFal(FalError):
+    """The backend answers, but not as fal does (a plain web server, a captive portal, a
+    wrong URL): raised by the preflight and the catalogue's refresh, before anything is
+    uploaded or recorded (the CLI exits 4, as for no connection at all). What to do:
+    point I2VKIT_FAL_URL at fal or a fal-compatible service, or unset it."""
 
 
 class SubmitUnanswered(FalTransientError):

@@ -4,7 +4,7 @@ The same from `i2vkit bulk`, `i2vkit retry` and the exported notebook script:
 0 every job has its video; 1 some jobs failed (the summary says which and why);
 2 bad input or settings, spending not confirmed, or over the spend cap (nothing
 submitted); 3 the batch was stopped (401 bad key, 403 locked account); 4 the backend
-cannot be reached (nothing uploaded or submitted); 130 interrupted with Ctrl-C (resume
+cannot be reached, or answers but not as fal does (nothing uploaded or submitted); 130 interrupted with Ctrl-C (resume
 with the same command).
 """
 
@@ -17,13 +17,20 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .config import load_settings, redact
-from .errors import BackendUnreachable, ConfigError, I2vkitError, InputError, StoreError
+from .errors import (
+    BackendUnreachable,
+    ConfigError,
+    I2vkitError,
+    InputError,
+    NotFal,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from .engine.progress import BatchResult
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_UNREACHABLE = 4  # no connection to fal / I2VKIT_FAL_URL; nothing sent, nothing failed
+EXIT_UNREACHABLE = 4  # fal / I2VKIT_FAL_URL not reached, or not fal; nothing sent or failed
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a C tool killed by `| head` returns
 
 
@@ -40,7 +47,7 @@ def error_exit_code(exc: BaseException) -> int:
     """Bad input or settings is 2 (nothing submitted); any other i2vkit error stopped a batch."""
     if isinstance(exc, ConfigError | InputError | StoreError):
         return EXIT_INPUT
-    if isinstance(exc, BackendUnreachable):
+    if isinstance(exc, BackendUnreachable | NotFal):
         return EXIT_UNREACHABLE
     return EXIT_STOPPED
 

@@ -38,6 +38,7 @@ from .errors import (
     FalError,
     FalLockedError,
     FalTransientError,
+    NotFal,
     StreamUnavailable,
     SubmitUnanswered,
 )
@@ -45,6 +46,7 @@ from .http import (
     ATTEMPTS,
     RequestBudget,
     _Retry,
+    body_text,
     fal_error,
     retry_after_seconds,
     retry_if_transient,
@@ -232,8 +234,9 @@ class FalConnection:
         try:
             return response.json()
         except ValueError:
-            raise FalError(
-                f"{what}: fal answered HTTP {response.status_code} with a body that is not JSON."
+            raise NotFal(
+                f"{what}: HTTP {response.status_code} with a body that is not JSON: "
+                f"{body_text(response)}"
             ) from None
 
     async def check_key(self) -> None:
@@ -265,8 +268,27 @@ class FalConnection:
             raise
         except FalLockedError:
             raise
-        except FalError:
+        except FalTransientError:
             return  # fal is flaky right now; the batch's own retries will deal with it
+        except FalError as exc:  # an answer, but not fal's: 404, 501, HTML, other JSON
+            answer = str(exc).removeprefix("upload_token: ")
+            raise NotFal(self.not_fal(f"POST /storage/auth/token got {answer}")) from None
+
+    def not_fal(self, answer: str) -> str:
+        """What to say when the backend answers, but not as fal does: where, what it said."""
+        if self.backend.base_url:
+            where = f"{self.backend.base_url} (I2VKIT_FAL_URL)"
+            advice = (
+                "Point I2VKIT_FAL_URL at fal or a fal-compatible service (such as `i2vkit "
+                "emulator`), or unset it to use fal.ai."
+            )
+        else:
+            where = f"fal ({urlsplit(self.rest).netloc})"
+            advice = "Something between this computer and fal (a proxy, a portal) may answer."
+        return (
+            f"{where} answers, but not as fal does: {answer.rstrip('.')}. {advice} Nothing was "
+            "uploaded or submitted and no job was marked failed."
+        )
 
     def unreachable(self, detail: str) -> str:
         """What to say when the backend cannot be reached at all: the host, and what to do."""
@@ -441,9 +463,9 @@ class FalConnection:
                         str(body["token"]), str(body["token_type"]), str(body["base_url"]), expires
                     )
                 except (KeyError, TypeError, ValueError):
-                    raise FalError(
-                        "upload_token: fal's CDN token answer is not "
-                        "{token, token_type, base_url, expires_at}."
+                    raise NotFal(
+                        "upload_token: HTTP 200 with JSON that is not a CDN token "
+                        f"{{token, token_type, base_url, expires_at}}: {json.dumps(body)[:120]}"
                     ) from None
             return current
 

@@ -40,9 +40,11 @@ settings (environment or a .env file in the current folder):
 
 exit codes:
   0 every job has its video   1 some jobs failed or are not finished
-  2 bad input or settings, spending not confirmed, or over --max-cost (nothing sent)
+  2 bad input or settings, spending not confirmed (answered no, or nobody to ask), or
+    over --max-cost (nothing sent)
   3 stopped by fal (key rejected, account locked)
-  4 fal / I2VKIT_FAL_URL cannot be reached (nothing uploaded, nothing marked failed)
+  4 fal / I2VKIT_FAL_URL cannot be reached, or answers but not as fal does (nothing
+    uploaded, nothing marked failed)
   130 interrupted (run the same command again to resume)
 """
 
@@ -84,8 +86,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, run: bool = True) ->
         parser.add_argument(flag, action="store_true", help=text)
 
 
-#: The fields a retry takes: the spend cap, --yes and --no-progress.
-SPEND_FIELDS = ("max_cost", "yes", "no_progress")
+#: The fields a retry takes: the spend cap, the threshold, --yes and --no-progress.
+SPEND_FIELDS = ("max_cost", "confirm_above", "yes", "no_progress")
 
 
 def add_spend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +102,12 @@ def spend_values(
     env = from_environment(os.environ if environ is None else environ)
     given = {**env, **given_by_args(args)}
     request, run = build_request({n: given[n] for n in SPEND_FIELDS if n in given})
-    return {"max_cost": request.max_cost, "yes": run["yes"], "no_progress": run["no_progress"]}
+    return {
+        "max_cost": request.max_cost,
+        "confirm_above": request.confirm_above,
+        "yes": run["yes"],
+        "no_progress": run["no_progress"],
+    }
 
 
 def given_by_args(args: argparse.Namespace) -> dict[str, Given]:

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import enum
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
@@ -176,12 +177,29 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 # -- fal's errors -------------------------------------------------------------------------
 
 
+def body_text(response: httpx.Response, limit: int = 160) -> str:
+    """A body that is not JSON, in one short line: an HTML page by the text of its body
+    (else its title), so "what it answered" reads as a sentence, not as markup."""
+    text = response.text
+    if "<" in text:
+        flags = re.IGNORECASE | re.DOTALL
+        body = re.search(r"<body[^>]*>(.*?)(</body>|$)", text, flags)
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, flags)
+        text = re.sub(r"<[^>]*>", " ", body.group(1) if body else text)
+        text = text if text.strip() or not title else title.group(1)
+    text = " ".join(text.split())
+    kind = response.headers.get("content-type", "").split(";")[0].strip()
+    text = (text[:limit] + "...") if len(text) > limit else text
+    text = text or response.reason_phrase
+    return f"{text} ({kind})" if kind and kind != "application/json" else text
+
+
 def error_message(response: httpx.Response) -> tuple[str, str | None]:
     """fal's error body, as a readable sentence, and its error_type."""
     try:
         body = response.json()
     except ValueError:
-        return (response.text[:300] or response.reason_phrase), None
+        return body_text(response), None
     if not isinstance(body, dict):
         return str(body)[:300], None
     detail = body.get("detail", body)

@@ -9,12 +9,13 @@ and two tries: a refresh that cannot happen must not hold up a batch.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from .backend import Backend
-from .errors import FalError, HistoryUnavailable
+from .errors import FalError, HistoryUnavailable, NotFal
 from .fal import FalConnection, platform_url
 from .http import fal_error
 
@@ -53,6 +54,8 @@ class PlatformClient:
         cursor = None
         for _ in range(MAX_PAGES):
             page = await self._get(path, params + ([("cursor", cursor)] if cursor else []), what)
+            if not isinstance(page, dict) or not isinstance(page.get(key) or [], list):
+                raise NotFal(f"{what}: JSON that is not fal's: {json.dumps(page)[:120]}")
             out += page.get(key) or []
             cursor = page.get("next_cursor")
             if not page.get("has_more") or not cursor:

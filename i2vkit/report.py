@@ -30,10 +30,12 @@ from typing import Any
 from . import compare as cmp
 from . import gallery as g
 from .config import redact
+from .csvcells import safe_cell
 from .errors import InputError
 from .filenames import file_url, safe_component
 from .jobs import UNSUCCESSFUL, JobStatus
 from .refs import image_stem, is_url
+from .report_folder import SUBFOLDERS, prepare, write_manifest
 from .rows import BatchRow, JobRow
 from .store import Store
 from .timeline import timeline_svg
@@ -46,8 +48,10 @@ CSV_COLUMNS = [
 IMAGE_SIDE = 160
 
 
-def default_folder(batch_id: str) -> Path:
-    return Path(f"i2vkit-report-{safe_component(batch_id)}")
+def default_folder(batch: BatchRow) -> Path:
+    """Where a batch's report goes unless told: ``reports/BATCH`` inside its output folder
+    (beside its videos, never inside the repository or the current folder by accident)."""
+    return Path(batch["output_dir"]) / "reports" / safe_component(batch["id"])
 
 
 def write_report(
@@ -58,19 +62,22 @@ def write_report(
     rows: Sequence[str] | None = None,
     cols: Sequence[str] | None = None,
     key: str | None = None,
+    replace: bool = False,
 ) -> Path:
     """Write the report of ``batch_id`` (a prefix is enough) into ``out`` and return the
     path of its ``index.html``. ``rows``/``cols``: the grid's first layout (the notebook's
     current choice; default image x prompt by model/take). ``key``: removed from every text
-    written (the ledger never holds it; this is the belt to that brace)."""
+    written (the ledger never holds it; this is the belt to that brace). A folder holding
+    another batch's report is refused unless ``replace`` (:mod:`i2vkit.report_folder`)."""
     batch = store.get_batch(batch_id)
     if batch is None:
         raise InputError(f"No batch {batch_id!r} in {store.path}; `i2vkit status` lists them.")
-    folder = Path(out) if out is not None else default_folder(batch["id"])
+    folder = Path(out) if out is not None else default_folder(batch)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; give --out a folder (new or an earlier report).")
     folder = folder.resolve()
-    for sub in ("videos", "thumbs", "images"):
+    prepare(folder, batch["id"], replace=replace)
+    for sub in SUBFOLDERS:
         (folder / sub).mkdir(parents=True, exist_ok=True)
     jobs = store.jobs(batch["id"])
     cells = cmp.cells_from_rows(jobs)
@@ -93,9 +100,19 @@ def write_report(
         rows = d_rows if rows is None else rows
         cols = d_cols if cols is None else cols
     grid = cmp.arrange(cells, rows, cols)
-    page = _page(store, batch, jobs, cells, grid, urls, folder)
+    images = {
+        ref: _image_thumb(ref, folder / "images") for ref in dict.fromkeys(c.image for c in cells)
+    }
+    page = _page(store, batch, jobs, cells, grid, urls, (folder, images))
     _write_text(folder / "index.html", redact(page, key))
-    _write_text(folder / "jobs.csv", redact(_csv(jobs, cells, videos, folder), key), bom=True)
+    _write_text(
+        folder / "jobs.csv",
+        redact(_csv(jobs, cells, videos, folder, batch["images_dir"]), key),
+        bom=True,
+    )
+    written = [*videos.values(), *thumbs.values(), *images.values()]
+    written += [folder / "index.html", folder / "jobs.csv"]
+    write_manifest(folder, batch["id"], [p for p in written if p is not None])
     return folder / "index.html"
 
 
@@ -152,47 +169,60 @@ def _csv(
     cells: Sequence[cmp.Cell],
     videos: Mapping[int, Path | None],
     folder: Path,
+    images_dir: str | None,
 ) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for r, c in zip(jobs, cells, strict=True):
         video = videos.get(c.job_id)
-        writer.writerow(
-            {
-                "job_id": c.job_id,
-                "image": r["image_path"],
-                "prompt": r["prompt"],
-                "model": r["model"],
-                "endpoint_id": r["endpoint_id"],
-                "take": c.take,
-                "seed": "" if c.seed is None else c.seed,
-                "options": json.dumps(c.options, sort_keys=True, ensure_ascii=False),
-                "axes": json.dumps({**c.words, **c.varied}, ensure_ascii=False)
-                if c.words or c.varied
-                else "",
-                "status": r["status"],
-                "error": r.get("error") or "",
-                "error_type": r.get("error_type") or "",
-                "cost_usd": "" if c.cost is None else f"{c.cost:.4f}",
-                "queue_s": "" if c.queue_s is None else c.queue_s,
-                "run_s": "" if c.run_s is None else c.run_s,
-                **{
-                    k: r.get(k) or ""
-                    for k in (
-                        "created_at",
-                        "submitted_at",
-                        "started_at",
-                        "completed_at",
-                        "downloaded_at",
-                        "request_id",
-                    )
-                },  # fmt: skip
-                "keeper": int(c.keeper),
-                "video": file_url(video, folder) if video else "",
-            }
-        )
+        image = _image_name(r["image_path"], images_dir)
+        row = {
+            "job_id": c.job_id,
+            "image": image,
+            "prompt": r["prompt"],
+            "model": r["model"],
+            "endpoint_id": r["endpoint_id"],
+            "take": c.take,
+            "seed": "" if c.seed is None else c.seed,
+            "options": json.dumps(c.options, sort_keys=True, ensure_ascii=False),
+            "axes": json.dumps({**c.words, **c.varied}, ensure_ascii=False)
+            if c.words or c.varied
+            else "",
+            "status": r["status"],
+            "error": (r.get("error") or "").replace(r["image_path"], image),
+            "error_type": r.get("error_type") or "",
+            "cost_usd": "" if c.cost is None else f"{c.cost:.4f}",
+            "queue_s": "" if c.queue_s is None else c.queue_s,
+            "run_s": "" if c.run_s is None else c.run_s,
+            **{
+                k: r.get(k) or ""
+                for k in (
+                    "created_at",
+                    "submitted_at",
+                    "started_at",
+                    "completed_at",
+                    "downloaded_at",
+                    "request_id",
+                )
+            },  # fmt: skip
+            "keeper": int(c.keeper),
+            "video": file_url(video, folder) if video else "",
+        }
+        writer.writerow({k: safe_cell(v) for k, v in row.items()})  # no formula runs
     return buf.getvalue()
+
+
+def _image_name(ref: str, images_dir: str | None) -> str:
+    """An input image as the report names it: its path inside the batch's images folder
+    (``beach.png``, ``day2/beach.png``), else its file name; a URL as given. Never the
+    absolute path it has on this machine."""
+    if is_url(ref):
+        return ref
+    path = Path(ref)
+    if images_dir and Path(images_dir) in path.parents:
+        return path.relative_to(images_dir).as_posix()
+    return path.name
 
 
 # ---------------------------------------------------------------------------- page
@@ -237,13 +267,14 @@ def _page(
     cells: Sequence[cmp.Cell],
     grid: cmp.Grid,
     urls: cmp.VideoUrl,
-    folder: Path,
+    images: tuple[Path, Mapping[str, Path | None]],
 ) -> str:
     """index.html: the batch at a glance, its plan, the comparison grid, the timeline, the
-    per-model table and the failed jobs, each section built by its own function."""
+    per-model table and the failed jobs, each section built by its own function.
+    ``images``: the report's folder, and each input image's thumbnail in it."""
     parts = [
         _overview(batch, jobs, cells),
-        _plan_section(cells, folder),
+        _plan_section(cells, *images),
         _comparison_section(grid, urls),
         "<h2>Timeline</h2>",
         timeline_svg(jobs),
@@ -279,14 +310,16 @@ def _overview(batch: BatchRow, jobs: Sequence[JobRow], cells: Sequence[cmp.Cell]
     return "\n".join(parts)
 
 
-def _plan_section(cells: Sequence[cmp.Cell], folder: Path) -> str:
+def _plan_section(
+    cells: Sequence[cmp.Cell], folder: Path, thumbs: Mapping[str, Path | None]
+) -> str:
     """What the batch was made of: the images (thumbnails), the prompts and the models."""
     images = list(dict.fromkeys(c.image for c in cells))
     prompts = list(dict.fromkeys(c.prompt for c in cells))
     models = list(dict.fromkeys(c.model for c in cells))
     figures = []
     for ref in images:
-        thumb = _image_thumb(ref, folder / "images")
+        thumb = thumbs.get(ref)
         img = f'<img src="{g.esc(file_url(thumb, folder))}" alt="">' if thumb else ""
         caption = g.esc(cmp.Cell(0, ref, "", "").value("image"))
         figures.append(f"<figure>{img}<figcaption>{caption}</figcaption></figure>")

@@ -1,7 +1,8 @@
-"""The confirmation before spending: the spend cap kept, and a question above US$ 5.
+"""The confirmation before spending: the spend cap kept, and a question above a threshold.
 
 Every path that submits (bulk, retry, the exported script, the notebook) asks here, so
-the rule is written once.
+the rule is written once. The threshold is the plan's (``--confirm-above``,
+``I2VKIT_CONFIRM_ABOVE``, the form's field; US$ 5 by default, 0 asks every time).
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from typing import IO
 
 from .backend import Backend
 from .errors import SpendCapError
-from .exits import EXIT_INPUT, EXIT_OK
+from .exits import EXIT_INPUT, EXIT_INTERRUPTED
 from .money import plural, usd
 from .planning.cost import CostBreakdown
 from .planning.plan import Plan
-
-ASK_ABOVE_USD = 5.0
+from .planning.request import DEFAULT_CONFIRM_ABOVE
 
 
 def is_interactive(stream: IO[str] | None) -> bool:
@@ -37,15 +37,18 @@ def confirm_spend(
     ask: Callable[[str], str] = input,
     say: Callable[[str], None] = print,
 ) -> int | None:
-    """Keep the spend cap, and ask before a run adds more than US$ 5 on a billed backend.
+    """Keep the spend cap, and ask before a run adds more than ``plan.confirm_above`` US$
+    on a billed backend (0: whenever it submits anything).
 
     Only what THIS run adds counts (``cost``, read from the plan's ledger when not
     given): re-running a finished batch adds nothing and never asks. An endpoint whose
     price is unknown always asks: "unknown" is not "free". Returns None to go on, or
     the exit code to stop with before anything is uploaded: EXIT_INPUT over the cap
-    (``--yes`` does not lift a cap) or when nobody can answer (stdin is not a terminal
-    and no ``--yes``: a script or CI job must say it wants to spend), EXIT_OK when the
-    user said no. The built-in emulator (demo mode) is never billed, so it never asks.
+    (``--yes`` does not lift a cap), when nobody can answer (stdin is not a terminal
+    and no ``--yes``: a script or CI job must say it wants to spend), and when the
+    answer is not yes (``n``, an empty line, end of input), so ``i2vkit bulk ... &&
+    next`` does not carry on; EXIT_INTERRUPTED for Ctrl-C at the question. The built-in
+    emulator (demo mode) is never billed, so it never asks.
     ``interactive`` overrides the terminal check (a Jupyter kernel can answer
     ``input()`` although its stdin is no terminal).
     """
@@ -58,8 +61,8 @@ def confirm_spend(
     except SpendCapError as exc:
         say(str(exc))
         return EXIT_INPUT
-    amount = cost.this_run
-    if yes or cost.new_jobs == 0 or (amount is not None and amount <= ASK_ABOVE_USD):
+    amount, above = cost.this_run, plan.confirm_above
+    if yes or cost.new_jobs == 0 or (amount is not None and above > 0 and amount <= above):
         return None
     jobs = plural(cost.new_jobs, "job")
     if amount is None:
@@ -75,11 +78,14 @@ def confirm_spend(
         return EXIT_INPUT
     try:
         answer = ask(question).strip().lower()
-    except EOFError:
+    except EOFError:  # Ctrl-D, or stdin closed while asking
         answer = ""
+    except KeyboardInterrupt:
+        say("\nInterrupted at the question. Nothing submitted.")
+        return EXIT_INTERRUPTED
     if answer not in ("y", "yes"):
         say("Nothing submitted.")
-        return EXIT_OK
+        return EXIT_INPUT
     return None
 
 
@@ -89,4 +95,7 @@ def cost_lines(plan: Plan, backend: Backend) -> list[str]:
     lines = [f"cost: {plan.cost.describe()}"] if plan.cost is not None else []
     if plan.max_cost is not None and backend.billed:
         lines.append(f"spend cap: {usd(plan.max_cost)} for this run (--max-cost / I2VKIT_MAX_COST)")
+    if plan.confirm_above != DEFAULT_CONFIRM_ABOVE and backend.billed:
+        above = f"above {usd(plan.confirm_above)}" if plan.confirm_above else "every time"
+        lines.append(f"confirmation: asks {above} (--confirm-above / I2VKIT_CONFIRM_ABOVE)")
     return lines

@@ -111,7 +111,7 @@ def test_jobs_csv_has_every_job_and_column(mixed, report):
         assert r["status"] == row["status"] and r["model"] == row["model"]
         assert r["seed"] == ("" if row["seed"] is None else str(row["seed"]))
         assert r["error"] == (row["error"] or "")
-        assert r["prompt"] == row["prompt"] and r["image"] == row["image_path"]
+        assert r["prompt"] == row["prompt"] and r["image"] == Path(row["image_path"]).name
         assert float(r["cost_usd"]) > 0
         if row["status"] == "downloaded":
             assert (report.parent / r["video"]).is_file()

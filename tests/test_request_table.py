@@ -53,6 +53,7 @@ FOLDER = {
     "concurrency": "3",
     "recursive": "true",
     "max_cost": "40",
+    "confirm_above": "30",
     "yes": "true",
     "no_progress": "true",
 }
@@ -66,6 +67,7 @@ SHOTS = {
     "takes": "2",
     "output_dir": "out",
     "max_cost": "40",
+    "confirm_above": "30",
     "yes": "true",
     "no_progress": "true",
 }
@@ -204,7 +206,8 @@ def left_behind(ledger: Path, sent: list[dict], output: str) -> dict:
         repr(sorted(content_of({"endpoint": j["endpoint"], **j["arguments"]}, cache).items()))
         for j in sent
     )
-    money = [ln for ln in output.splitlines() if ln.startswith(("cost: ", "spend cap: "))]
+    starts = ("cost: ", "spend cap: ", "confirmation: ")
+    money = [ln for ln in output.splitlines() if ln.startswith(starts)]
     return {"batches": batches, "jobs": jobs, "arguments": arguments, "money": money}
 
 
@@ -228,7 +231,7 @@ def test_every_front_end_makes_the_same_batch(case, tmp_path, script, monkeypatc
     first = seen["cli"]
     assert len(first["batches"]) == 1 and first["jobs"] and first["arguments"]
     assert all(job[-1] == "downloaded" for job in first["jobs"])
-    assert len(first["money"]) == 2, first["money"]  # the cost line and the spend cap line
+    assert len(first["money"]) == 3, first["money"]  # cost, spend cap, confirmation lines
     assert first["batches"][0]["output_dir"] == str(root / "out")  # relative to the folder
     for which in FRONT_ENDS[1:]:
         for part in ("batches", "jobs", "arguments", "money"):
@@ -244,3 +247,4 @@ def test_every_front_end_makes_the_same_batch(case, tmp_path, script, monkeypatc
         assert {"('fps', 48)" in a for a in ltx} == {True, False}
         assert len(ltx) == 2 * 3 * 2 and first["batches"][0]["prompt_seed"] == 5
     assert re.search(r"spend cap: US\$ 40\.00", "\n".join(first["money"]))
+    assert re.search(r"asks above US\$ 30\.00", "\n".join(first["money"]))

@@ -16,7 +16,16 @@ from datetime import UTC, datetime, timedelta
 from ..backend import backend_for
 from ..blocking import run_blocking
 from ..config import Settings
-from ..errors import ConfigError, FalError, I2vkitError
+from ..errors import (
+    BackendUnreachable,
+    ConfigError,
+    FalAuthError,
+    FalError,
+    FalLockedError,
+    FalTransientError,
+    I2vkitError,
+    NotFal,
+)
 from ..store import Store
 from ..timestamps import parse_timestamp
 from . import use
@@ -93,14 +102,43 @@ SET_KEY = "set FAL_KEY (in the environment or .env), then run `i2vkit models --r
 
 
 def refresh(settings: Settings, store: Store) -> Catalogue:
-    """Read the catalogue from fal now and store it; raises what went wrong.
+    """Read the catalogue from fal now and store it; raises what went wrong, and which
+    copy stays in use (with its date).
 
     No key is checked here, before any request: sent without one, fal's answer is a
     401, which reads as a key that was rejected (issue 13) when there is no key at all.
+    A 401 or 403 stays a key or account error (exit 3); anything else that keeps the
+    list from being read (no connection, a 5xx, an answer that is not fal's) is
+    :class:`BackendUnreachable` or :class:`NotFal` (exit 4).
     """
     if not settings.fal_key:
         raise ConfigError(f"Cannot read the model catalogue: {NO_KEY}. To read it, {SET_KEY}.")
-    fresh = run_blocking(fetch(settings, snapshot()))
+    try:
+        return _read_and_save(settings, store)
+    except FalError as exc:
+        kept = f"The catalogue in use is unchanged: {use_stored(settings, store).origin}."
+        raise type(exc)(f"{exc} {kept}", status_code=exc.status_code) from None
+
+
+def _read_and_save(settings: Settings, store: Store) -> Catalogue:
+    """fal's catalogue, read now and stored; a failure says what failed and where, as a
+    key or account error (401, 403), or as no answer / not fal's answer (exit 4)."""
+    try:
+        fresh = run_blocking(fetch(settings, snapshot()))
+    except FalError as exc:
+        from ..fal import platform_url  # loaded by fetch already
+
+        kind: type[FalError] = NotFal
+        if isinstance(exc, FalAuthError | FalLockedError):
+            kind = type(exc)
+        elif isinstance(exc, FalTransientError):  # no connection, or 5xx after retries
+            kind = BackendUnreachable
+        where = platform_url(backend_for(settings))
+        detail = str(exc).rstrip(".")
+        raise kind(
+            f"could not refresh the model catalogue from {where}: {detail}.",
+            status_code=exc.status_code,
+        ) from None
     save(store, backend_for(settings).label, fresh, _now())
     return use(fresh)
 
@@ -124,11 +162,14 @@ def refresh_if_stale(settings: Settings, store: Store) -> str | None:
             f"To refresh it, {SET_KEY}."
         )
     try:
-        fresh = refresh(settings, store)
+        fresh = _read_and_save(settings, store)
     except (I2vkitError, OSError) as exc:
         use(stored)
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        return f"note: could not refresh the model catalogue from fal ({reason}); using {stored.origin}."
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        return (
+            f"note: {reason} The plan goes on with the copy it has (over a week old): "
+            f"{stored.origin}."
+        )
     return f"note: the model catalogue was a week old; read again: {fresh.origin}."
 
 

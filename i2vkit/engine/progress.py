@@ -40,6 +40,19 @@ class JobResult:
     take: int = 1
 
 
+def retry_words(failed: list[JobResult]) -> str:
+    """What a retry of these failed jobs costs again: only a job fal received (it has a
+    request id) may have been billed; one that never reached fal is simply sent first."""
+    sent = sum(j.request_id is not None for j in failed)
+    if sent == len(failed):
+        billed = "on fal they are billed again"
+    elif sent:
+        billed = f"the {sent} that reached fal are billed again on fal, the others never were"
+    else:
+        billed = "none of them reached fal, so none was billed"
+    return f"submits the failed jobs again (shows their cost first; {billed})."
+
+
 @dataclass
 class BatchResult:
     """The summary of a run: per-job outcomes, counts and where the files are."""
@@ -121,11 +134,9 @@ class BatchResult:
 
         for j in self.failed:
             lines.append(job_line("CANCELLED" if j.status == JobStatus.CANCELLED else "FAILED", j))
-        if any(j.status == JobStatus.FAILED for j in self.jobs):
-            lines.append(
-                f"`i2vkit retry {self.batch_id}` submits the failed jobs again "
-                "(shows their cost first; on fal they are billed again)."
-            )
+        failed = [j for j in self.jobs if j.status == JobStatus.FAILED]
+        if failed:
+            lines.append(f"`i2vkit retry {self.batch_id}` {retry_words(failed)}")
         lines.extend(self.notes)
         unfinished = [j for j in self.jobs if j.status not in FINISHED and j.error]
         for j in unfinished:

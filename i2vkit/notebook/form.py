@@ -57,8 +57,9 @@ SCRIPT_HELP = (
 def confirmed(plan: Plan, ws: Workspace, *, yes: bool = False) -> Plan:
     """``plan``, once spending it is confirmed; every notebook path that submits calls this.
 
-    The rule is `i2vkit bulk`'s (:func:`i2vkit.spending.confirm_spend`): above US$ 5 on
-    a billed backend, ask unless ``--yes`` / ``I2VKIT_YES=1``. In the script a refusal
+    The rule is `i2vkit bulk`'s (:func:`i2vkit.spending.confirm_spend`): above the plan's
+    threshold (the form's *Ask above*, ``I2VKIT_CONFIRM_ABOVE``, US$ 5 by default) on a
+    billed backend, ask unless ``--yes`` / ``I2VKIT_YES=1``. In the script a refusal
     ends the script with the CLI's exit code. In a kernel the question is asked with
     ``input()``; a "no", or a kernel that cannot ask (nbmake's), raises
     :class:`SpendNotConfirmed`, which stops *Run All* before anything is uploaded. A
@@ -73,7 +74,10 @@ def confirmed(plan: Plan, ws: Workspace, *, yes: bool = False) -> Plan:
             sys.exit(code)
         return plan
 
+    asked: list[str] = []
+
     def ask(question: str) -> str:
+        asked.append(question)
         try:
             return input(question)
         except Exception:  # the kernel cannot ask (no front end attached: nbmake)
@@ -81,7 +85,7 @@ def confirmed(plan: Plan, ws: Workspace, *, yes: bool = False) -> Plan:
 
     said: list[str] = []
     code = confirm_spend(plan, ws.backend, yes=yes, interactive=True, ask=ask, say=said.append)
-    if code == EXIT_INPUT and said:  # refused before asking: the spend cap, in its words
+    if code == EXIT_INPUT and said and not asked:  # refused before asking: the spend cap
         raise SpendNotConfirmed("\n".join(said))
     if code is not None:
         raise SpendNotConfirmed(

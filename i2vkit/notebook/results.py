@@ -263,16 +263,22 @@ class ResultsBrowser:
         return self._live(render)
 
     def report_folder(self) -> Path:
-        """Where "Export report" writes by default: ``reports/BATCH`` beside the videos' folder."""
+        """Where "Export report" writes by default for the batch picked now:
+        ``reports/BATCH`` inside its output folder (as `i2vkit report`)."""
         from ..filenames import safe_component
+        from ..report import default_folder
 
         batch = self.batch()
-        out = Path(batch["output_dir"] if batch else self.base).parent
-        return out / "reports" / safe_component(self.batch_id or "batch")
+        if batch is None:
+            return self.base / "reports" / safe_component(self.batch_id or "batch")
+        return default_folder(batch)
 
-    def export_report(self, folder: str | os.PathLike | None = None) -> Path:
+    def export_report(
+        self, folder: str | os.PathLike | None = None, *, replace: bool = False
+    ) -> Path:
         """Write the selected batch's report (:func:`i2vkit.report.write_report`), with the
-        grid laid out as the comparison view shows it; returns its index.html."""
+        grid laid out as the comparison view shows it; returns its index.html. A folder
+        holding another batch's report is refused unless ``replace``."""
         from ..report import write_report
 
         if not self.batch_id:
@@ -284,6 +290,7 @@ class ResultsBrowser:
             self.batch_id,
             folder or self.report_folder(),
             key=self.settings.fal_key,
+            replace=replace,
             **axes,
         )
 
@@ -303,13 +310,31 @@ class ResultsBrowser:
             layout=w.Layout(width="620px"),
             style={"description_width": "60px"},
         )
+        replace = w.ToggleButton(
+            value=False,
+            description="Replace",
+            tooltip="first remove what an earlier report (of any batch) wrote in this folder",
+            icon="recycle",
+        )
         button = w.Button(description="Export report", icon="file-export")
         status = w.HTML()
+        shown = {"default": folder.value}
+
+        def batch_picked() -> None:  # the folder follows the batch unless one was typed
+            if folder.value.strip() in ("", shown["default"]):
+                folder.value = str(self.report_folder())
+            shown["default"] = str(self.report_folder())
+
+        self._listeners.append(batch_picked)
 
         def clicked(_b: Any) -> None:
             status.value = "writing..."
+            typed = folder.value.strip()
+            if typed in ("", shown["default"]):  # the default of the batch picked now
+                typed = str(self.report_folder())
+                folder.value = shown["default"] = typed
             try:
-                index = self.export_report(folder.value.strip() or None)
+                index = self.export_report(typed, replace=replace.value)
             except Exception as exc:  # shown to the user, not raised into the void
                 status.value = f"<span style='color:#c62828'>{g.esc(exc)}</span>"
                 return
@@ -319,8 +344,8 @@ class ResultsBrowser:
             )
 
         button.on_click(clicked)
-        self.report_w = (folder, button, status)
-        return _Widget(w.VBox([w.HBox([folder, button]), status]), hint)
+        self.report_w = (folder, button, status, replace)
+        return _Widget(w.VBox([w.HBox([folder, button, replace]), status]), hint)
 
     def close(self) -> None:
         self.store.close()

@@ -24,7 +24,7 @@ from .identity import (
     shots_identity,
 )
 from .plan import Plan
-from .request import BatchRequest
+from .request import BatchRequest, confirm_threshold
 from .shots import plan_shots
 
 
@@ -42,6 +42,7 @@ def plan_batch(request: BatchRequest, ws: Workspace) -> Plan:
         plan = planner(dataclasses.replace(request, prompt_seed=recorded), ws)
         plan.batch = batch
     plan.max_cost = spend_cap(request, ws)
+    plan.confirm_above = confirm_threshold(request.confirm_above)
     plan.cost = ledger_cost(plan, ws)
     return plan
 

@@ -22,7 +22,7 @@ from ..rows import JobRow
 from .cost import CostBreakdown, check_spend_cap
 from .identity import BatchRef, job_key
 from .options import model_of_row, row_cost, take_seed
-from .request import BatchRequest
+from .request import DEFAULT_CONFIRM_ABOVE, BatchRequest
 
 
 @dataclass
@@ -97,6 +97,7 @@ class Plan:
     batch: BatchRef = field(default_factory=lambda: BatchRef("", new=True))
     cost: CostBreakdown | None = None  # this run against earlier runs, from the ledger
     max_cost: float | None = None  # the spend cap of this run (US$); None: no cap
+    confirm_above: float = DEFAULT_CONFIRM_ABOVE  # on a billed backend, ask above this (US$)
     retry_of: str | None = None
     job_ids: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # catalogue and model-status lines

@@ -32,6 +32,8 @@ from .vary import parse_vary
 DEFAULT_CONCURRENCY = 16
 DEFAULT_MAX_RPS = 300.0
 DEFAULT_MODEL = "wan"
+#: Above this many US$ a run on a billed backend asks first (``--confirm-above``).
+DEFAULT_CONFIRM_ABOVE = 5.0
 #: ``BatchRequest.max_cost`` for "no cap, whatever I2VKIT_MAX_COST says" (``--max-cost none``).
 NO_CAP = math.inf
 
@@ -41,7 +43,7 @@ class Field:
     """One field of the batch request, as every front end shows it.
 
     ``kind`` decides how text becomes a value: path, text, model, options, pairing,
-    int, bool, money. ``run`` fields steer one run (ask or not, show progress) and are
+    int, bool, money (a cap, or none), usd (an amount of at least 0). ``run`` fields steer one run (ask or not, show progress) and are
     not part of what is planned. ``label`` is the notebook widget's; None: no widget
     of its own (drawn by a richer widget, or a command-line-only switch).
     """
@@ -242,12 +244,22 @@ FIELDS: tuple[Field, ...] = (
         metavar="USD",
     ),
     Field(
+        "confirm_above",
+        "--confirm-above",
+        "I2VKIT_CONFIRM_ABOVE",
+        "usd",
+        DEFAULT_CONFIRM_ABOVE,
+        "on a billed backend, ask before a run that may add more than USD (0: ask every time)",
+        label="Ask above (US$)",
+        metavar="USD",
+    ),
+    Field(
         "yes",
         "--yes",
         "I2VKIT_YES",
         "bool",
         False,
-        "do not ask before spending over US$ 5 on a billed backend",
+        "do not ask before spending over --confirm-above on a billed backend",
         short="-y",
         run=True,
     ),
@@ -306,6 +318,7 @@ class BatchRequest:
     concurrency: int = DEFAULT_CONCURRENCY
     recursive: bool = False
     max_cost: float | None = None  # US$ this run may add at most; default I2VKIT_MAX_COST
+    confirm_above: float | None = None  # ask above this (US$); default I2VKIT_CONFIRM_ABOVE, 5
     takes: int = 1  # runs of every job (distinct seeds where the model takes one)
     prompt_seed: int | None = None  # seed of {~a|b} picks; None: recorded, else derived
     shots: str | os.PathLike[str] | None = None  # a shot list: one job per row
@@ -386,6 +399,8 @@ def convert(f: Field, given: Given) -> Any:
         except ConfigError as exc:
             raise InputError(str(exc)) from None
         return NO_CAP if cap is None else cap
+    if f.kind == "usd":
+        return parse_amount(where, value)
     if f.kind == "pairing":
         return normalize_pairing(str(value))
     if f.kind == "options":
@@ -395,6 +410,33 @@ def convert(f: Field, given: Given) -> Any:
     if text is not None and text.strip() == "" and f.kind in ("path", "model"):
         return None
     return value
+
+
+def parse_amount(where: str, value: Any) -> float:
+    """An amount in US$ of at least 0 (``5``, ``12.50``, ``$20``), or an error naming ``where``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        amount = float(value)
+    else:
+        try:
+            amount = float(str(value).strip().lstrip("$").replace(",", ""))
+        except ValueError:
+            amount = -1.0
+    if not 0 <= amount < math.inf:  # also refuses nan
+        raise InputError(
+            f"{where}={value!r} is not an amount in US$. Use a number such as 5 or 12.50 "
+            "(0: ask every time)."
+        )
+    return amount
+
+
+def confirm_threshold(value: float | None, environ: Mapping[str, str] | None = None) -> float:
+    """Above how many US$ a run asks: ``value``, else ``I2VKIT_CONFIRM_ABOVE``, else 5 (a
+    retry planned from the ledger, or a request built in code, reads the variable here)."""
+    if value is not None:
+        return value
+    f = BY_NAME["confirm_above"]
+    raw = (os.environ if environ is None else environ).get(f.env, "")
+    return parse_amount(f.env, raw) if raw.strip() else float(f.default)
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, Given]:

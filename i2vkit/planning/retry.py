@@ -24,7 +24,7 @@ from .folder import check_concurrency, check_output_dir, reread, spend_cap
 from .identity import BatchRef
 from .options import model_of_row, row_cost, row_options
 from .plan import Plan, PlannedJob
-from .request import DEFAULT_CONCURRENCY, BatchRequest
+from .request import DEFAULT_CONCURRENCY, BatchRequest, confirm_threshold
 
 #: What `i2vkit retry` runs again: failures, cancellations, and jobs never submitted (a
 #: spend cap stopped submitting before them).
@@ -40,7 +40,12 @@ def find_batch(ws: Workspace, ref: str) -> BatchRow:
 
 
 def plan_retry(
-    ref: str, ws: Workspace, *, concurrency: int = DEFAULT_CONCURRENCY, max_cost: Any = None
+    ref: str,
+    ws: Workspace,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    max_cost: Any = None,
+    confirm_above: float | None = None,
 ) -> Plan:
     """Plan running a batch's failed and cancelled jobs again, from the ledger alone."""
     check_concurrency(concurrency)
@@ -93,6 +98,7 @@ def plan_retry(
         ledger=ws.settings.db_path,
         batch=BatchRef(batch["id"], False, batch.get("name"), batch.get("identity")),
         max_cost=spend_cap(request, ws),
+        confirm_above=confirm_threshold(confirm_above),
         retry_of=batch["id"],
         job_ids=[r["id"] for r in rows],
         jobs=jobs,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..csvcells import read_cell, safe_cell
 from ..errors import InputError, ModelError, ShotListError
 from ..images import DEFAULT_MAX_PIXELS, ImageFile, Skipped, Trusted, check_image
 from ..models import END_IMAGE_OPTION, ModelSpec, get_model
@@ -122,7 +123,9 @@ def _read_csv(path: Path, text: str) -> list[ShotRow]:
                 f"(a {delimiter!r} inside a value must be in double quotes)"
             )
             continue
-        cells = {h: c.strip() for h, c in zip(header, record, strict=False) if h and c.strip()}
+        cells = {
+            h: read_cell(c.strip()) for h, c in zip(header, record, strict=False) if h and c.strip()
+        }
         rows.append(ShotRow(f"row {n}", cells))
     if problems:
         raise ShotListError(path, problems)
@@ -439,17 +442,16 @@ def write_shots(plan: Plan, path: str | os.PathLike) -> Path:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
     for j in firsts:
-        writer.writerow(
-            [
-                _relative(j.image_ref, path.parent),
-                j.prompt,
-                j.model.name,
-                *(_cell(j.options.get(k)) for k in option_columns),
-                _relative(j.end_image_ref, path.parent) if j.end_image_ref else "",
-                takes,
-                j.shot_name or "",
-            ]
-        )
+        cells = [
+            _relative(j.image_ref, path.parent),
+            j.prompt,
+            j.model.name,
+            *(_cell(j.options.get(k)) for k in option_columns),
+            _relative(j.end_image_ref, path.parent) if j.end_image_ref else "",
+            takes,
+            j.shot_name or "",
+        ]
+        writer.writerow([safe_cell(c) for c in cells])  # no cell a spreadsheet would run
     try:
         path.write_text(out.getvalue(), encoding="utf-8-sig", newline="")
     except OSError as exc:
