@@ -28,12 +28,22 @@ from .request import BatchRequest
 from .shots import plan_shots
 
 
-def plan_batch(request: BatchRequest, ws: Workspace) -> Plan:
-    """Scan, read, pair and price a batch, and find the batch it joins in the ledger."""
+def plan_batch(request: BatchRequest, ws: Workspace, *, defer_checks: bool = False) -> Plan:
+    """Scan, read, pair and price a batch, and find the batch it joins in the ledger.
+
+    ``defer_checks`` (a plan about to run, not one only shown): a folder's photos whose
+    files end as whole files do are planned from their headers, and the run checks their
+    data just before uploading each (:mod:`i2vkit.engine.pipeline`), so the first job is
+    submitted within seconds whatever the folder's size. A plan that is only shown
+    (``--dry-run``, the notebook's preview) reads every photo's data."""
     check_concurrency(request.concurrency)
     pairing = "all" if request.shots is not None else normalize_pairing(request.pairing)
     request = dataclasses.replace(request, takes=check_takes(request.takes), pairing=pairing)
-    plan = plan_shots(request, ws) if request.shots is not None else plan_folder(request, ws)
+    plan = (
+        plan_shots(request, ws)
+        if request.shots is not None
+        else plan_folder(request, ws, defer_checks)
+    )
     plan.max_cost = spend_cap(request, ws)
     plan.batch = _batch_of(plan, ws)
     plan.cost = ledger_cost(plan, ws)

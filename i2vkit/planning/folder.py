@@ -157,8 +157,9 @@ def model_status_notes(models: list[ModelSpec]) -> list[str]:
     return [n if n.startswith("note:") else f"warning: {n}" for n in notes]
 
 
-def plan_folder(request: BatchRequest, ws: Workspace) -> Plan:
-    """Scan, read, pair and price a folder batch (image x prompt on each model)."""
+def plan_folder(request: BatchRequest, ws: Workspace, defer_checks: bool = False) -> Plan:
+    """Scan, read, pair and price a folder batch (image x prompt on each model); with
+    ``defer_checks`` the images' data is left to the run (see ``plan_batch``)."""
     models = resolve_models(request.model)
     options = check_model_options(models, split_options(models, with_end_image(request)))
     prompts = load_prompts(request)
@@ -167,7 +168,9 @@ def plan_folder(request: BatchRequest, ws: Workspace) -> Plan:
     images_dir = request.path(request.images_dir)
     if images_dir is None:
         raise InputError("No images given: pass --images-dir FOLDER (or --shots FILE).")
-    scan = scan_images(images_dir, recursive=request.recursive, trusted=trusted_by(ws.store))
+    scan = scan_images(
+        images_dir, recursive=request.recursive, trusted=trusted_by(ws.store), defer=defer_checks
+    )
     pairs = pair(scan.images, prompts, request.pairing)
     output_dir = output_dir_of(request, ws)
     jobs = []

@@ -1,0 +1,86 @@
+"""A run's images, each checked (when its plan left that to the run), hashed and uploaded
+in a bounded window, in the folder's order, while the first ones are already submitted.
+
+Why a window: a folder of a thousand 12-megapixel photos is gigabytes. Only ``window``
+photos are between "next" and "handed to the runner" at any time (each at most one
+thread's check, one hash buffer and one upload's bytes), so memory does not depend on
+the folder's size, and the first job reaches fal as soon as its own photo is through,
+not after the whole folder.
+
+Why in order: the runner records and submits jobs in the plan's order (the ledger's
+order, which every listing shows), so photos come out in the order they went in; those
+behind a slow one wait in the window, they are not re-ordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..errors import UploadError
+from ..images import CHECK_WORKERS, ImageFile, check_data_of
+from ..uploads import Uploader, UploadReport
+
+NOT_UPLOADED = "it was not uploaded (nothing was sent to fal for it)"
+
+
+@dataclass(frozen=True)
+class Ready:
+    """One image through the pipeline: its URL, or why it has none."""
+
+    path: str
+    url: str | None
+    failure: str | None = None
+
+
+def window_for(upload_concurrency: int) -> int:
+    """Photos in flight: enough to keep every checking thread and upload slot busy."""
+    return max(2, upload_concurrency + CHECK_WORKERS)
+
+
+async def through(
+    uploader: Uploader,
+    paths: list[str],
+    unchecked: dict[str, ImageFile],
+    report: UploadReport,
+    *,
+    window: int,
+) -> AsyncGenerator[Ready, None]:
+    """Each of ``paths`` (absolute, distinct) as it is ready, in order, at most ``window``
+    at a time. The images in ``unchecked`` have their data checked first, on threads; one
+    that fails is never uploaded. A rejected key or a locked account (from the upload)
+    propagates and stops the run; what is still in the window is cancelled."""
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="i2vkit-check")
+
+    async def one(path: str) -> Ready:
+        image = unchecked.get(path)
+        if image is not None:
+            problem = await loop.run_in_executor(pool, check_data_of, image)
+            if problem is not None:
+                report.failed[path] = f"{path}: {problem}; {NOT_UPLOADED}"
+                return Ready(path, None, report.failed[path])
+        try:
+            url = report.urls[path] = await uploader.upload(path, report)
+        except UploadError as exc:
+            report.failed[path] = str(exc)
+            return Ready(path, None, str(exc))
+        return Ready(path, url)
+
+    pending: deque[asyncio.Task[Ready]] = deque()
+    try:
+        for path in paths:
+            pending.append(asyncio.create_task(one(path)))
+            if len(pending) >= window:
+                yield await pending.popleft()
+        while pending:
+            yield await pending.popleft()
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        pool.shutdown(wait=False, cancel_futures=True)
