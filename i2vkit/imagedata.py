@@ -22,7 +22,6 @@ releases the GIL, so callers check several images at once on threads.
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -49,22 +48,24 @@ _ADAM7 = (
 )
 
 
-def check_data(im: Image.Image, path: Path) -> None:
-    """Read all of an opened image's data, as cheaply as its format allows.
+def check_data(im: Image.Image, f: IO[bytes], size: int) -> None:
+    """Read all of an opened image's data, as cheaply as its format allows; ``f`` is the
+    file (or bytes) Pillow opened it from, ``size`` its length.
 
-    Raises :class:`~i2vkit.errors.ImageDataError` (or Pillow's own OSError/SyntaxError for a JPEG or WebP it
-    cannot decode) when the data is damaged or cut short.
+    Raises :class:`~i2vkit.errors.ImageDataError` (or Pillow's own OSError/SyntaxError for
+    a JPEG or WebP it cannot decode) when the data is damaged or cut short.
     """
     if im.format in ("JPEG", "MPO"):
         w, h = im.size
         im.draft(im.mode, (max(1, w // 8), max(1, h // 8)))
         im.load()
     elif im.format == "PNG":
-        with open(path, "rb") as f:
-            check_png(f)
+        f.seek(0)
+        check_png(f)
     elif im.format == "WEBP":
-        check_riff_sizes(path)
         im.load()
+        f.seek(0)
+        check_riff_sizes(f, size)
     else:
         im.load()
 
@@ -90,26 +91,24 @@ def looks_whole(path: Path, fmt: str, size: int) -> bool:
     return tail.endswith(b"\xff\xd9")  # JPEG / MPO: the end-of-image marker
 
 
-def check_riff_sizes(path: Path) -> None:
+def check_riff_sizes(f: IO[bytes], size: int) -> None:
     """A WebP's RIFF size and its chunks' sizes must fit the file: a cut file does not."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
-            raise DataError("its WebP container header is damaged")
-        riff_end = struct.unpack("<I", head[4:8])[0] + 8
-        if riff_end > size:
-            raise DataError(
-                f"its data is cut short: the file has {size:,} bytes, its header says {riff_end:,}"
-            )
-        pos = 12
-        while pos + 8 <= riff_end:
-            f.seek(pos)
-            chunk = f.read(8)
-            length = struct.unpack("<I", chunk[4:8])[0]
-            pos += 8 + length + (length & 1)
-        if pos < riff_end - 1 or pos > riff_end + 1:
-            raise DataError("its data is cut short: a WebP chunk runs past the end of the file")
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        raise DataError("its WebP container header is damaged")
+    riff_end = struct.unpack("<I", head[4:8])[0] + 8
+    if riff_end > size:
+        raise DataError(
+            f"its data is cut short: the file has {size:,} bytes, its header says {riff_end:,}"
+        )
+    pos = 12
+    while pos + 8 <= riff_end:
+        f.seek(pos)
+        chunk = f.read(8)
+        length = struct.unpack("<I", chunk[4:8])[0]
+        pos += 8 + length + (length & 1)
+    if pos < riff_end - 1 or pos > riff_end + 1:
+        raise DataError("its data is cut short: a WebP chunk runs past the end of the file")
 
 
 def check_png(f: IO[bytes]) -> None:

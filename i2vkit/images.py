@@ -11,6 +11,7 @@ itself (missing, a file, a Windows path on Linux, nothing usable inside) raise
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -200,7 +201,7 @@ def check_image(
         with warnings.catch_warnings():
             # We apply our own pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with open(path, "rb") as f, Image.open(f) as im:
                 pil_format = im.format or "unknown"
                 width, height = im.size
                 if width * height > max_pixels:
@@ -212,22 +213,11 @@ def check_image(
                 key = (str(path), st.st_size, st.st_mtime_ns)
                 checked = key in _decoded or (trusted is not None and trusted(path, st))
                 if not checked and not (defer and looks_whole(path, pil_format, st.st_size)):
-                    check_data(im, path)  # a truncated or damaged file raises here
+                    check_data(im, f, st.st_size)  # a truncated or damaged file raises here
                     _decoded.add(key)
                     checked = True
-    except PermissionError:
-        return Skipped(path, "cannot be read (permission denied); fix its permissions or remove it")
-    except Image.DecompressionBombError as exc:
-        return Skipped(
-            path, f"is too large to open safely ({exc}); downscale it before running a batch"
-        )
-    except UnidentifiedImageError:
-        return Skipped(path, f"is not a valid image (cannot identify image file); {_FIX}")
-    except (OSError, SyntaxError, ValueError, EOFError, ImageDataError) as exc:
-        # Pillow raises all of these for truncated or corrupt data.
-        if "truncated" in str(exc).lower():
-            return Skipped(path, f"is not a valid image (its data is cut short: {exc}); {_FIX}")
-        return Skipped(path, f"is not a valid image ({exc}); {_FIX}")
+    except _UNREADABLE as exc:
+        return Skipped(path, _why_unreadable(exc))
 
     if pil_format not in ACCEPTED_FORMATS:
         return Skipped(
@@ -247,6 +237,31 @@ def check_image(
     )
 
 
+#: What opening or reading an image raises when it is not a usable one (Pillow raises all of
+#: these for truncated or corrupt data).
+_UNREADABLE = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    ImageDataError,
+    Image.DecompressionBombError,
+)
+
+
+def _why_unreadable(exc: BaseException) -> str:
+    """The skip's sentence for what opening or reading an image raised."""
+    if isinstance(exc, PermissionError):
+        return "cannot be read (permission denied); fix its permissions or remove it"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"is too large to open safely ({exc}); downscale it before running a batch"
+    if isinstance(exc, UnidentifiedImageError):
+        return f"is not a valid image (cannot identify image file); {_FIX}"
+    if "truncated" in str(exc).lower():
+        return f"is not a valid image (its data is cut short: {exc}); {_FIX}"
+    return f"is not a valid image ({exc}); {_FIX}"
+
+
 def _regular_file(path: Path) -> os.stat_result | Skipped:
     """The file's stat, or why it cannot be an image (gone, unreadable, not a file, empty)."""
     try:
@@ -264,14 +279,23 @@ def _regular_file(path: Path) -> os.stat_result | Skipped:
     return st
 
 
-def check_data_of(image: ImageFile) -> str | None:
-    """Check the data of an image planned with ``defer``: None when it is whole, else why it
-    is not (a sentence ending with what to do). Called by a run just before the upload."""
-    checked = check_image(image.path, DEFAULT_MAX_PIXELS)
-    if isinstance(checked, Skipped):
-        return checked.reason
-    if (checked.size, checked.mtime_ns) != (image.size, image.mtime_ns):
+def check_data_of(image: ImageFile, data: bytes) -> str | None:
+    """Check the data of an image planned with ``defer``, from its bytes as just read (the
+    run uploads these same bytes): None when it is whole, else why it is not (a sentence
+    ending with what to do)."""
+    if len(data) != image.size:
         return "changed since the batch was planned; run the batch again to plan it anew"
+    source = io.BytesIO(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                if ACCEPTED_FORMATS.get(im.format or "", ("",))[0] != image.format:
+                    return "changed since the batch was planned; run the batch again"
+                check_data(im, source, len(data))
+    except _UNREADABLE as exc:
+        return _why_unreadable(exc)
+    _decoded.add((str(image.path), image.size, image.mtime_ns))
     return None
 
 

@@ -201,8 +201,8 @@ def test_jpeg_check_decodes_at_an_eighth_of_the_size(tmp_path):
     from i2vkit.imagedata import check_data
 
     [photo] = make_photos(tmp_path, 1)
-    with Image.open(photo) as im:
-        check_data(im, photo)
+    with open(photo, "rb") as f, Image.open(f) as im:
+        check_data(im, f, photo.stat().st_size)
         assert im.size == (4032 // 8, 3024 // 8)
 
 
@@ -233,3 +233,21 @@ def test_a_whole_interlaced_png_is_accepted(tmp_path):
         assert im.convert("RGB").getpixel((36, 22)) == pixels[22][36]  # Pillow reads it whole
     checked = check_image(tmp_path / "adam7.png", 10**8)
     assert getattr(checked, "width", None) == width, checked
+
+
+def test_preview_thumbnails_are_made_once_and_kept_beside_the_ledger(tmp_path):
+    from i2vkit import gallery as g
+
+    [photo] = make_photos(tmp_path / "pics", 1)
+    cache = g.thumbnail_cache(tmp_path / "ledger.db")
+    assert cache.parent == tmp_path
+    uri = g.thumbnail_data_uri(photo, cache=cache)
+    assert uri is not None and uri.startswith("data:image/jpeg;base64,")
+    assert len(uri) <= g.THUMB_MAX_CHARS
+    [kept] = list(cache.iterdir())
+    assert kept.read_text() == uri
+    kept.write_text("data:image/jpeg;base64,KEPT")  # what is kept is what is shown
+    assert g.thumbnail_data_uri(photo, cache=cache) == "data:image/jpeg;base64,KEPT"
+    os.utime(photo, ns=(1, 1))  # changed: made again
+    assert g.thumbnail_data_uri(photo, cache=cache) == uri
+    assert len(list(cache.iterdir())) == 2

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import UploadError
 from ..images import CHECK_WORKERS, ImageFile, check_data_of
@@ -58,13 +59,20 @@ async def through(
 
     async def one(path: str) -> Ready:
         image = unchecked.get(path)
-        if image is not None:
-            problem = await loop.run_in_executor(pool, check_data_of, image)
+        data = None
+        if image is not None:  # read once: checked, hashed and sent from these bytes
+            problem = None
+            try:
+                data = await loop.run_in_executor(pool, Path(path).read_bytes)
+            except OSError as exc:
+                problem = f"cannot be read ({exc.strerror or exc})"
+            if data is not None:
+                problem = await loop.run_in_executor(pool, check_data_of, image, data)
             if problem is not None:
                 report.failed[path] = f"{path}: {problem}; {NOT_UPLOADED}"
                 return Ready(path, None, report.failed[path])
         try:
-            url = report.urls[path] = await uploader.upload(path, report)
+            url = report.urls[path] = await uploader.upload(path, report, data)
         except UploadError as exc:
             report.failed[path] = str(exc)
             return Ready(path, None, str(exc))
