@@ -37,6 +37,24 @@ class Ready:
     failure: str | None = None
 
 
+#: glibc's M_MMAP_THRESHOLD (mallopt's parameter number)
+_M_MMAP_THRESHOLD = -3
+
+
+def give_photo_buffers_back() -> None:
+    """Have glibc map every allocation of 1 MB or more on its own, so a photo's bytes go
+    back to the system when they are freed. By default glibc raises that threshold to
+    32 MB after the first such buffer is freed, after which photo after photo is carved
+    from its heaps and the process keeps the high-water mark: measured, +9 MB per 110
+    photos of 12 MP without this, +1 MB with it. No-op where there is no glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError, TypeError):  # no C library to ask (Windows)
+        pass
+
+
 def window_for(upload_concurrency: int) -> int:
     """Photos in flight: enough to keep every checking thread and upload slot busy."""
     return max(2, upload_concurrency + CHECK_WORKERS)
@@ -54,6 +72,7 @@ async def through(
     at a time. The images in ``unchecked`` have their data checked first, on threads; one
     that fails is never uploaded. A rejected key or a locked account (from the upload)
     propagates and stops the run; what is still in the window is cancelled."""
+    give_photo_buffers_back()
     loop = asyncio.get_running_loop()
     pool = ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="i2vkit-check")
 
