@@ -117,7 +117,7 @@ def test_damaged_photos_among_large_ones_are_never_uploaded(settings, emulator, 
     for name in ("photo3a-inside.png", "photo3b-inside.jpg"):
         assert by_image[name].status == "failed"
         assert "not a valid image" in by_image[name].error
-        assert "not uploaded" in by_image[name].error
+        assert "nothing was sent to fal" in by_image[name].error
     assert all(by_image[p.name].video for p in good)
     assert emulator.stats()["uploads"] == len(good)  # the damaged ones never crossed
 

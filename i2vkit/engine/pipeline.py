@@ -25,7 +25,7 @@ from ..errors import UploadError
 from ..images import CHECK_WORKERS, ImageFile, check_data_of
 from ..uploads import Uploader, UploadReport
 
-NOT_UPLOADED = "it was not uploaded (nothing was sent to fal for it)"
+NOT_UPLOADED = "nothing was sent to fal for it"
 
 
 @dataclass(frozen=True)
