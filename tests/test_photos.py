@@ -251,3 +251,25 @@ def test_preview_thumbnails_are_made_once_and_kept_beside_the_ledger(tmp_path):
     os.utime(photo, ns=(1, 1))  # changed: made again
     assert g.thumbnail_data_uri(photo, cache=cache) == uri
     assert len(list(cache.iterdir())) == 2
+
+
+def test_a_dry_run_reads_every_photo_and_a_run_defers_it(emulator, tmp_path):
+    """`--dry-run` (a plan only shown) checks every photo's data, so damage inside a file is
+    listed among the skips; the plan of a run reads only the file's end and leaves the data
+    to the run's pipeline."""
+    from clitools import run_cli
+
+    folder = tmp_path / "pics"
+    make_photos(folder, 2, size=(640, 480))
+    (folder / "inside.png").write_bytes(damaged_png_ending_whole())
+    prompts = write_prompts(tmp_path / "prompts.txt", 1)
+    out = run_cli(
+        bulk_args(prompts, folder, "--dry-run"), cli_env(tmp_path, emulator.url), tmp_path
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "inside.png" in out.stdout + out.stderr and "CRC" in out.stdout + out.stderr
+    assert "2 images" in out.stdout
+    assert emulator.stats()["uploads"] == 0
+    deferred = scan_images(folder, defer=True)
+    assert [im.path.name for im in deferred.images] == ["inside.png", "photo1.jpg", "photo2.jpg"]
+    assert not any(im.data_checked for im in deferred.images)
