@@ -1,7 +1,7 @@
 """i2vkit benchmarks, side by side with the scripts a user would otherwise write.
 
-    python bench/run.py            # the full run (about 15 minutes on 2 cores)
-    python bench/run.py --quick    # CI: three small regimes, 1-2 minutes
+    python bench/run.py            # the full run (about 20 minutes on 2 cores)
+    python bench/run.py --quick    # CI: small versions of every regime, 1-2 minutes
 
 Prints a table, writes JSON to bench/results/latest.json, and reports every target
 as met / NOT met; it never fails on a missed target (exit 0). See bench/README.md.
@@ -35,6 +35,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import photo_bench  # noqa: E402  (bench/photo_bench.py: the photos regime, issue 25)
 
 KEY = "bench:i2vkit-bench-secret"
 ENDPOINT = "fal-ai/wan-i2v"  # what the "wan" model submits to
@@ -62,6 +65,7 @@ FULL = {
     "replan_images": 1000,
     "video_bytes": 500_000_000,
     "download_rounds": 5,
+    "photos": photo_bench.FULL_COUNTS,
 }
 QUICK = {
     "regimes": QUICK_REGIMES,
@@ -69,6 +73,7 @@ QUICK = {
     "replan_images": 200,
     "video_bytes": 100_000_000,
     "download_rounds": 3,
+    "photos": photo_bench.QUICK_COUNTS,
 }
 GATHER_TIMEOUT = (10.0, 120.0)  # (b) is stopped after max(10 x ideal, 120 s): "not done"
 CHILD_TIMEOUT = 900  # s; no child may hang the benchmark
@@ -418,6 +423,10 @@ CHILDREN = {
     "c": child_i2vkit,
     "replan": child_replan,
     "download": child_download,
+    **{
+        kind: (lambda spec, fn=fn: fn(spec, peak_rss_mb))
+        for kind, fn in photo_bench.CHILDREN.items()
+    },
 }
 
 
@@ -692,6 +701,10 @@ def bench_download(cfg: dict, work: Path) -> dict:
 # --------------------------------------------------------------------------- report
 
 
+def bench_photos(cfg: dict, work: Path) -> dict:
+    return photo_bench.bench_photos(cfg["photos"], work, run_child, emulator, emu_post, KEY, log)
+
+
 def machine() -> dict:
     cpu = "unknown"
     try:
@@ -805,6 +818,7 @@ def targets(res: dict) -> list[tuple[str, bool | None, str]]:
                 f"{dl['rss_growth_mb']:.1f} MB",
             )
         )
+    t += photo_bench.targets(res.get("photos") or {})
     return t
 
 
@@ -895,6 +909,8 @@ def table(res: dict) -> str:
         lines.append(f"| i2vkit download (fsync before rename) | {dl['i2vkit_MBps']:,.0f} |")
         lines.append(f"| i2vkit peak RSS growth | {dl['rss_growth_mb']:.1f} MB |")
         lines.append("")
+    if res.get("photos"):
+        lines += photo_bench.table(res["photos"])
     lines.append("Targets:")
     lines.append("")
     for name, ok, detail in targets(res):
@@ -907,7 +923,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="smaller sizes (CI; 1-2 minutes)")
     p.add_argument(
         "--only",
-        choices=["throughput", "replan", "download"],
+        choices=["throughput", "replan", "download", "photos"],
         action="append",
         help="run only these sections (repeatable)",
     )
@@ -922,7 +938,7 @@ def main() -> int:
         return 0
 
     cfg = QUICK if args.quick else FULL
-    sections = args.only or ["throughput", "replan", "download"]
+    sections = args.only or ["throughput", "replan", "download", "photos"]
     started = time.perf_counter()
     results: dict = {
         "mode": "quick" if args.quick else "full",
@@ -936,6 +952,7 @@ def main() -> int:
             ("throughput", bench_throughput),
             ("replan", bench_replan),
             ("download", bench_download),
+            ("photos", bench_photos),
         ):
             if name not in sections:
                 continue

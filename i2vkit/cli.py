@@ -193,7 +193,8 @@ def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
             "--images-dir (or drop --shots)."
         )
     with Workspace.open(settings, tell=True) as ws:
-        plan = plan_batch(request, ws)
+        only_shown = bool(run["dry_run"] or run["write_shots"])
+        plan = plan_batch(request, ws, defer_checks=not only_shown)
         if run["write_shots"]:
             print(plan.describe())
             path = write_shots(plan, run["write_shots"])

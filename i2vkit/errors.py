@@ -137,6 +137,11 @@ class HistoryUnavailable(FalError):
     key the right to read the request history (an admin key can)."""
 
 
+class ImageDataError(I2vkitError):
+    """An image's data is damaged or cut short (the message says how); the image checks
+    turn it into a skip, never into a stopped batch."""
+
+
 class UploadError(I2vkitError):
     """One image could not be uploaded; the batch goes on without it."""
 

@@ -491,9 +491,12 @@ class FalConnection:
 
         return await retrying(attempt, give_up=self.gave_up(what), budget=self.budget)
 
-    async def upload_file(self, path: str | os.PathLike, lifetime_seconds: int | None) -> str:
+    async def upload_file(
+        self, path: str | os.PathLike, lifetime_seconds: int | None, data: bytes | None = None
+    ) -> str:
         """Upload one file to fal's CDN; returns its URL. Files over fal_client's multipart
-        threshold go up in parts, like fal_client sends them."""
+        threshold go up in parts, like fal_client sends them. ``data``: the file's bytes,
+        already read (and checked) by the caller: sent as they are, not read again."""
         name = os.path.basename(path)
         headers = {"Content-Type": mimetypes.guess_type(name)[0] or "application/octet-stream"}
         # header values are ASCII: a name like "café 1.jpg" goes percent-encoded
@@ -503,10 +506,11 @@ class FalConnection:
             headers["X-Fal-Object-Lifecycle"] = headers["X-Fal-Object-Lifecycle-Preference"] = (
                 lifecycle
             )
-        size = os.path.getsize(path)
+        size = len(data) if data is not None else os.path.getsize(path)
         if size > MULTIPART_THRESHOLD:
             return await self.upload_multipart(path, size, headers)
-        data = await asyncio.to_thread(_read, path, 0, size)
+        if data is None:
+            data = await asyncio.to_thread(_read, path, 0, size)
         response = await self.cdn_request(
             "POST", f"{self.cdn}/files/upload", "upload", content=data, headers=headers
         )

@@ -11,18 +11,21 @@ itself (missing, a file, a Windows path on Linux, nothing usable inside) raise
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputError
+from .errors import ImageDataError, InputError
+from .imagedata import check_data, looks_whole
 
 #: Extensions we consider at all (compared lower-case). Anything else is ignored.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp"})
@@ -55,6 +58,9 @@ class ImageFile:
     width: int
     height: int
     content_type: str  # MIME type matching ``format``
+    #: False when only the header and the file's end were read (a run's plan): the run
+    #: checks the data (:func:`check_data_of`) before it uploads the image.
+    data_checked: bool = True
 
     @property
     def name(self) -> str:
@@ -164,40 +170,38 @@ def _natural_key(rel: str) -> tuple:
 #: trusts the upload cache.
 Trusted = Callable[[Path, os.stat_result], bool]
 
-#: Files this process has decoded in full, by (path, size, mtime_ns): the notebook form
-#: re-plans on every change, and decoding a folder of photos again each time is seconds.
+#: Files this process has checked in full, by (path, size, mtime_ns): the notebook form
+#: re-plans on every change, and reading a folder of photos again each time is seconds.
 _decoded: set[tuple[str, int, int]] = set()
+
+#: Threads that check images at once: the checks run in C code that releases the GIL.
+CHECK_WORKERS: int = max(
+    1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+)
 
 
 def check_image(
-    path: Path, max_pixels: int, *, trusted: Trusted | None = None
+    path: Path, max_pixels: int, *, trusted: Trusted | None = None, defer: bool = False
 ) -> ImageFile | Skipped:
     """Open one candidate with Pillow and decide whether it is a usable image.
 
-    The whole image is decoded, not only its header: a JPEG or PNG cut short (a download
+    All the image data is read, not only its header: a JPEG or PNG cut short (a download
     or copy that stopped half-way) has a perfect header and would be uploaded and paid
-    for, and only fal would find out. Decoding is the slow part of planning, so a file
-    already decoded by this process, or one ``trusted`` vouches for (unchanged since it
-    was last checked and uploaded), only has its header read.
+    for, and only fal would find out (:func:`i2vkit.imagedata.check_data`: as cheap as
+    each format allows). A file already checked by this process, or one ``trusted``
+    vouches for (unchanged since it was last checked and uploaded), only has its header
+    read. With ``defer`` (a run's plan) a file that ends as a whole file does is passed
+    with ``data_checked=False``: the run checks its data just before uploading it, so
+    uploads start while later photos are still being checked.
     """
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return Skipped(path, "is a broken link or vanished during the scan; fix or remove it")
-    except PermissionError:
-        return Skipped(path, "cannot be read (permission denied); fix its permissions or remove it")
-    except OSError as exc:
-        return Skipped(path, f"cannot be read ({exc.strerror or exc}); check the file or remove it")
-    if not stat.S_ISREG(st.st_mode):
-        return Skipped(path, "is not a regular file; remove it from the folder")
-    if st.st_size == 0:
-        return Skipped(path, f"is an empty file (0 bytes); {_FIX}")
-
+    st = _regular_file(path)
+    if isinstance(st, Skipped):
+        return st
     try:
         with warnings.catch_warnings():
             # We apply our own pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with open(path, "rb") as f, Image.open(f) as im:
                 pil_format = im.format or "unknown"
                 width, height = im.size
                 if width * height > max_pixels:
@@ -207,22 +211,13 @@ def check_image(
                         f"limit {max_pixels / 1e6:.0f}); downscale it before running a batch",
                     )
                 key = (str(path), st.st_size, st.st_mtime_ns)
-                if key not in _decoded and not (trusted is not None and trusted(path, st)):
-                    im.load()  # decodes every pixel: a truncated file raises here
+                checked = key in _decoded or (trusted is not None and trusted(path, st))
+                if not checked and not (defer and looks_whole(path, pil_format, st.st_size)):
+                    check_data(im, f, st.st_size)  # a truncated or damaged file raises here
                     _decoded.add(key)
-    except PermissionError:
-        return Skipped(path, "cannot be read (permission denied); fix its permissions or remove it")
-    except Image.DecompressionBombError as exc:
-        return Skipped(
-            path, f"is too large to open safely ({exc}); downscale it before running a batch"
-        )
-    except UnidentifiedImageError:
-        return Skipped(path, f"is not a valid image (cannot identify image file); {_FIX}")
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        # Pillow raises all of these for truncated or corrupt data.
-        if "truncated" in str(exc).lower():
-            return Skipped(path, f"is not a valid image (its data is cut short: {exc}); {_FIX}")
-        return Skipped(path, f"is not a valid image ({exc}); {_FIX}")
+                    checked = True
+    except _UNREADABLE as exc:
+        return Skipped(path, _why_unreadable(exc))
 
     if pil_format not in ACCEPTED_FORMATS:
         return Skipped(
@@ -238,7 +233,70 @@ def check_image(
         width=width,
         height=height,
         content_type=content_type,
+        data_checked=checked,
     )
+
+
+#: What opening or reading an image raises when it is not a usable one (Pillow raises all of
+#: these for truncated or corrupt data).
+_UNREADABLE = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    ImageDataError,
+    Image.DecompressionBombError,
+)
+
+
+def _why_unreadable(exc: BaseException) -> str:
+    """The skip's sentence for what opening or reading an image raised."""
+    if isinstance(exc, PermissionError):
+        return "cannot be read (permission denied); fix its permissions or remove it"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"is too large to open safely ({exc}); downscale it before running a batch"
+    if isinstance(exc, UnidentifiedImageError):
+        return f"is not a valid image (cannot identify image file); {_FIX}"
+    if "truncated" in str(exc).lower():
+        return f"is not a valid image (its data is cut short: {exc}); {_FIX}"
+    return f"is not a valid image ({exc}); {_FIX}"
+
+
+def _regular_file(path: Path) -> os.stat_result | Skipped:
+    """The file's stat, or why it cannot be an image (gone, unreadable, not a file, empty)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return Skipped(path, "is a broken link or vanished during the scan; fix or remove it")
+    except PermissionError:
+        return Skipped(path, "cannot be read (permission denied); fix its permissions or remove it")
+    except OSError as exc:
+        return Skipped(path, f"cannot be read ({exc.strerror or exc}); check the file or remove it")
+    if not stat.S_ISREG(st.st_mode):
+        return Skipped(path, "is not a regular file; remove it from the folder")
+    if st.st_size == 0:
+        return Skipped(path, f"is an empty file (0 bytes); {_FIX}")
+    return st
+
+
+def check_data_of(image: ImageFile, data: bytes) -> str | None:
+    """Check the data of an image planned with ``defer``, from its bytes as just read (the
+    run uploads these same bytes): None when it is whole, else why it is not (a sentence
+    ending with what to do)."""
+    if len(data) != image.size:
+        return "changed since the batch was planned; run the batch again to plan it anew"
+    source = io.BytesIO(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                if ACCEPTED_FORMATS.get(im.format or "", ("",))[0] != image.format:
+                    return "changed since the batch was planned; run the batch again"
+                check_data(im, source, len(data))
+    except _UNREADABLE as exc:
+        return _why_unreadable(exc)
+    _decoded.add((str(image.path), image.size, image.mtime_ns))
+    return None
 
 
 def _resolve_folder(folder: str | os.PathLike) -> Path:
@@ -272,6 +330,7 @@ def scan_images(
     recursive: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     trusted: Trusted | None = None,
+    defer: bool = False,
 ) -> ScanResult:
     """List the usable images in ``folder``, in natural order, and say why others were skipped.
 
@@ -283,16 +342,24 @@ def scan_images(
     symlinked folder is followed only when it points outside the tree and only
     once, so symlink loops end and no image is listed twice.
 
-    Every image is decoded in full (see :func:`check_image`; ``trusted`` may vouch for
-    unchanged files checked before). Raises :class:`InputError` when the folder is
-    unusable or holds no usable image.
+    Every image's data is read (see :func:`check_image`; ``trusted`` may vouch for
+    unchanged files checked before; ``defer`` leaves it to the run), on
+    :data:`CHECK_WORKERS` threads, one image per thread at a time: memory does not grow
+    with the folder. Raises :class:`InputError` when the folder is unusable or holds no
+    usable image.
     """
     root = _resolve_folder(folder)
     walk = _FolderWalk(root, recursive)
     images: list[ImageFile] = []
     skipped: list[Skipped] = []
-    for path in walk.image_named_files():
-        checked = check_image(path, max_pixels, trusted=trusted)
+    paths = list(walk.image_named_files())
+
+    def check(path: Path) -> ImageFile | Skipped:
+        return check_image(path, max_pixels, trusted=trusted, defer=defer)
+
+    with ThreadPoolExecutor(min(CHECK_WORKERS, max(1, len(paths)))) as pool:
+        results = list(pool.map(check, paths))
+    for checked in results:
         if isinstance(checked, ImageFile):
             images.append(checked)
         else:

@@ -56,6 +56,11 @@ def hash_file(path: str | os.PathLike) -> tuple[str, str | None]:
     return digest.hexdigest(), sniff_format(head[:16])
 
 
+def hash_bytes(data: bytes) -> tuple[str, str | None]:
+    """:func:`hash_file` of bytes already in memory."""
+    return hashlib.sha256(data).hexdigest(), sniff_format(data[:16])
+
+
 @dataclass
 class UploadReport:
     """What happened to each image: its URL, or why it has none."""
@@ -114,7 +119,9 @@ class Uploader:
                 group.create_task(one(str(Path(p).absolute())))
         return report
 
-    async def file_hash(self, path: str, report: UploadReport) -> tuple[str, os.stat_result]:
+    async def file_hash(
+        self, path: str, report: UploadReport, data: bytes | None = None
+    ) -> tuple[str, os.stat_result]:
         try:
             stat = os.stat(path)
         except FileNotFoundError:
@@ -140,8 +147,13 @@ class Uploader:
                 and row["mtime_ns"] == stat.st_mtime_ns
             ):
                 return row["file_hash"], stat
+        if data is not None and len(data) != stat.st_size:
+            raise UploadError(f"{path}: the file changed while it was read; run the batch again.")
         try:
-            digest, kind = await asyncio.to_thread(hash_file, path)
+            if data is not None:  # read once by the caller: hashed, not read again
+                digest, kind = await asyncio.to_thread(hash_bytes, data)
+            else:
+                digest, kind = await asyncio.to_thread(hash_file, path)
         except OSError as exc:
             raise UploadError(f"{path}: cannot read it ({exc.strerror}).") from None
         report.hashed += 1
@@ -152,9 +164,11 @@ class Uploader:
             )
         return digest, stat
 
-    async def upload(self, path: str, report: UploadReport) -> str:
-        """The fal URL for one local image, uploading only when no valid one is known."""
-        digest, stat = await self.file_hash(path, report)
+    async def upload(self, path: str, report: UploadReport, data: bytes | None = None) -> str:
+        """The fal URL for one local image, uploading only when no valid one is known.
+        ``data``: its bytes, already read and checked by the caller (the run's pipeline):
+        hashed and sent as they are, so what was checked is what is uploaded."""
+        digest, stat = await self.file_hash(path, report, data)
         report.hashes[path] = digest
         if self.cache_enabled:
             valid_until = (self.clock() + self.refresh_margin).isoformat()
@@ -176,7 +190,7 @@ class Uploader:
         task = self.in_flight.get(digest)
         first = task is None
         if task is None:
-            task = self.in_flight[digest] = asyncio.create_task(self.send(path))
+            task = self.in_flight[digest] = asyncio.create_task(self.send(path, data))
         try:
             url, uploaded_at, expires_at = await asyncio.shield(task)
         except UploadError as exc:
@@ -213,13 +227,13 @@ class Uploader:
             backend=self.backend,
         )
 
-    async def send(self, path: str) -> tuple[str, str, str | None]:
+    async def send(self, path: str, data: bytes | None = None) -> tuple[str, str, str | None]:
         """Upload one file (retries live in the connection's one retry loop); a rejected key
         or a locked account stops the whole batch, any other failure only this image."""
         started = self.clock()
         try:
             async with self.semaphore:
-                url = await self.fal.upload_file(path, int(self.lifetime.total_seconds()))
+                url = await self.fal.upload_file(path, int(self.lifetime.total_seconds()), data)
         except (FalAuthError, FalLockedError):
             raise
         except FalError as exc:

@@ -52,3 +52,33 @@ def plan_in(request, settings):
 
     with Workspace.open(settings) as ws:
         return plan_batch(request, ws)
+
+
+def make_photos(folder: Path, count: int, *, size=(4032, 3024), start: int = 0) -> list[Path]:
+    """`count` distinct camera-sized JPEGs (12 MP by default, a few MB each: noise and
+    blurred noise compress like a photo). One image is encoded; each file is it with a
+    comment segment of its own, so every file has its own bytes (and hash) for free."""
+    import os
+
+    from PIL import ImageFilter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tw, th = max(1, size[0] // 8), max(1, size[1] // 8)
+    tile = Image.frombytes("RGB", (tw, th), os.urandom(tw * th * 3))
+    tiles = (tile, tile.filter(ImageFilter.GaussianBlur(2)))
+    base = Image.new("RGB", size)
+    for x in range(0, size[0], tw):
+        for y in range(0, size[1], th):
+            base.paste(tiles[(x // tw + y // th) % 3 != 0], (x, y))
+    encoded = folder / ".base.jpg"
+    base.save(encoded, quality=85)
+    data = encoded.read_bytes()
+    encoded.unlink()
+    paths = []
+    for i in range(start, start + count):
+        note = f"photo {i + 1}".encode()
+        comment = b"\xff\xfe" + (len(note) + 2).to_bytes(2, "big") + note
+        path = folder / f"photo{i + 1}.jpg"
+        path.write_bytes(data[:2] + comment + data[2:])  # after the start-of-image marker
+        paths.append(path)
+    return paths

@@ -73,3 +73,20 @@ def test_sequential_child_against_bench_emulator(tmp_path):
         assert stats["uploads"] == 1 and stats["submits"]["total"] == 2
         assert stats["result_requests"]["total"] == 2 and stats["downloads"] == 2
         assert stats["jobs"]["COMPLETED"] == 2 and stats["jobs"]["failed"] == 0
+
+
+def test_generated_photos_are_distinct_camera_sized_jpegs(tmp_path):
+    """The photos regime's folder: real 12 MP JPEGs a decoder reads whole, each with bytes
+    (and so a hash) of its own, or the upload cache would hide most of the uploads."""
+    import hashlib
+
+    from PIL import Image
+
+    bench = load_bench()
+    paths = bench.photo_bench.make_photos(tmp_path / "photos", 6)
+    assert len({hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}) == 6
+    for p in paths[:2]:
+        with Image.open(p) as im:
+            im.load()
+            assert (im.format, im.size) == ("JPEG", (4032, 3024))
+    assert all(p.stat().st_size > 1_000_000 for p in paths)

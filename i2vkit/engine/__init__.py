@@ -60,7 +60,7 @@ async def run_batch_async(
         plan = batch
     else:
         with Workspace.open(settings) as ws:
-            plan = plan_batch(batch, ws)
+            plan = plan_batch(batch, ws, defer_checks=True)
     with resolve_backend(settings) as backend, Store(settings.db_path) as store:
         budget = RequestBudget(rate=plan.request.max_rps)
         async with FalConnection(backend, settings.fal_key, budget=budget) as fal:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from ..planning.plan import PlannedJob
 from ..refs import is_remote
 from ..rows import JobRow
 from ..summary import per_model, per_value
+from ..uploads import UploadReport
 from .adopt import RequestHistory
 from .cancel import QUEUED_MESSAGE, RUNNING_MESSAGE, cancel_requests
 from .context import RunContext
@@ -38,6 +40,7 @@ from .fetch import VideoFetcher, fetch_result
 from .follow import LOST, follow
 from .image_urls import ImageURLs
 from .outcome import Cancelled, Completed, FreshImage, outcome
+from .pipeline import through, window_for
 from .progress import BatchResult, JobResult
 from .spend import SpendCap
 from .submit import Submitter
@@ -126,7 +129,70 @@ class Runner:
                     run.jobs.release(job, image_url=url, error_type=None)
             return [store.job(i) for i in plan.job_ids]
         self._save_batch()
-        rows = [self._row(j, report.hashes, url_of) for j in plan.jobs]
+        return self._add(plan.jobs, report)
+
+    async def recorded(self) -> AsyncIterator[list[JobRow]]:
+        """:meth:`record`, photo by photo: each image goes through the pipeline (its data
+        checked if the plan left that to the run, hashed, uploaded) and the jobs are
+        recorded, in the plan's order, as soon as their images are through, so the first
+        ones are submitted while later photos are still being read. A retry plan is
+        recorded in one go (its images are few and already checked)."""
+        run, plan = self.run, self.run.plan
+        if plan.retry_of:
+            yield await self.record()
+            return
+        run.progress.total = plan.job_count
+        report = UploadReport()
+        self.upload_failures = report.failed
+        ends = [str(e.path) for e in plan.end_images]  # first: every job may wait for them
+        paths = list(dict.fromkeys([*ends, *(str(im.path) for im in plan.images)]))
+        run.progress.uploads_total = len(paths)
+        unchecked = {str(im.path): im for im in plan.images if not im.data_checked}
+        uploader = self.images.uploader(plan.request.upload_concurrency)
+        window = window_for(plan.request.upload_concurrency)
+        self._save_batch()
+        through_now: set[str] = set()
+        cursor = 0
+
+        def next_ready() -> list[PlannedJob]:
+            nonlocal cursor
+            start = cursor
+            while cursor < len(plan.jobs) and all(
+                is_remote(r) or r in through_now
+                for r in (plan.jobs[cursor].image_ref, plan.jobs[cursor].end_image_ref or "")
+                if r
+            ):
+                cursor += 1
+            return plan.jobs[start:cursor]
+
+        try:
+            async with aclosing(through(uploader, paths, unchecked, report, window=window)) as s:
+                if first := next_ready():  # URLs from a shot list: nothing to wait for
+                    yield self._add(first, report)
+                async for item in s:
+                    through_now.add(item.path)
+                    if item.url is not None:
+                        self.images.urls[item.path] = item.url
+                        if item.path in ends:
+                            plan.end_image_urls[item.path] = item.url
+                    self.uploads = report.uploaded
+                    run.progress.uploaded += 1
+                    run.emit()
+                    if ready := next_ready():
+                        yield self._add(ready, report)
+        except (FalAuthError, FalLockedError) as exc:  # stops the batch, as in run_job
+            run.fatal = run.fatal or exc
+            run.stop.set()
+
+    def _add(self, planned: list[PlannedJob], report: UploadReport) -> list[JobRow]:
+        """Record planned jobs whose images are through the upload step; a job whose image
+        (or end frame) has no URL is failed with the reason, before any submit."""
+        run, store = self.run, self.run.jobs.store
+
+        def url_of(ref: str) -> str | None:
+            return ref if is_remote(ref) else report.urls.get(ref)
+
+        rows = [self._row(j, report.hashes, url_of) for j in planned]
         store.add_jobs(rows)
         keys = [r["job_key"] for r in rows]
         for job in store.jobs(run.batch_id, keys=keys):
@@ -336,26 +402,33 @@ class Runner:
             run.plan.check_spend_cap(self.cost)  # before any upload
             run.spend = SpendCap(run.plan.max_cost)
         run.spend.price = run.plan.cost_of  # each job at its own model's price
-        jobs = await self.record()
-        run.progress.total = len(jobs)
-        # cancelled jobs are submitted again by this run: only failed ones count as failed
-        run.progress.failed = sum(j["status"] == JobStatus.FAILED for j in jobs)
-        run.progress.downloaded = sum(
-            j["status"] == JobStatus.DOWNLOADED and Path(j["local_file"] or "").is_file()
-            for j in jobs
-        )
+        jobs: list[JobRow] = []
         run.emit("submitting")
         interrupted = False
         try:
             async with asyncio.TaskGroup() as group:
-                for job in jobs:
-                    group.create_task(self.run_job(job))
+                async for rows in self.recorded():  # jobs start while later photos upload
+                    self._count(rows)
+                    jobs += rows
+                    for job in rows:
+                        group.create_task(self.run_job(job))
+            run.progress.total = len(jobs)
         except asyncio.CancelledError:
             interrupted = True
             await self.submitter.settle(run.fal.timeout)
             await self.cancel_waiting([j["id"] for j in jobs])
         run.emit("finished")
         return self.result([j["id"] for j in jobs], interrupted)
+
+    def _count(self, rows: list[JobRow]) -> None:
+        """What recorded jobs already are: cancelled ones are submitted again by this run,
+        so only failed ones count as failed."""
+        progress = self.run.progress
+        progress.failed += sum(j["status"] == JobStatus.FAILED for j in rows)
+        progress.downloaded += sum(
+            j["status"] == JobStatus.DOWNLOADED and Path(j["local_file"] or "").is_file()
+            for j in rows
+        )
 
     async def cancel_waiting(self, job_ids: list[int]) -> None:
         """Stopped (Ctrl-C, a kernel interrupt): cancel this run's requests still waiting in

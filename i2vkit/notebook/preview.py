@@ -32,7 +32,7 @@ class Form(Protocol):
 def plan_html(plan: Plan, ws: Workspace, base: Path | None = None) -> str:
     thumbs = []
     for im in plan.images[:60]:
-        uri = g.thumbnail_data_uri(im.path)
+        uri = g.thumbnail_data_uri(im.path, cache=g.thumbnail_cache(ws.settings.db_path))
         img = (
             f"<img src='{g.esc(uri)}' style='width:96px;height:72px;object-fit:cover;"
             "border-radius:3px'>"

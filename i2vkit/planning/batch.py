@@ -28,18 +28,27 @@ from .request import BatchRequest, confirm_threshold
 from .shots import plan_shots
 
 
-def plan_batch(request: BatchRequest, ws: Workspace) -> Plan:
-    """Scan, read, pair and price a batch, and find the batch it joins in the ledger."""
+def plan_batch(request: BatchRequest, ws: Workspace, *, defer_checks: bool = False) -> Plan:
+    """Scan, read, pair and price a batch, and find the batch it joins in the ledger.
+
+    ``defer_checks`` (a plan about to run, not one only shown): a folder's photos whose
+    files end as whole files do are planned from their headers, and the run checks their
+    data just before uploading each (:mod:`i2vkit.engine.pipeline`), so the first job is
+    submitted within seconds whatever the folder's size. A plan that is only shown
+    (``--dry-run``, the notebook's preview) reads every photo's data."""
     check_concurrency(request.concurrency)
     pairing = "all" if request.shots is not None else normalize_pairing(request.pairing)
     request = dataclasses.replace(request, takes=check_takes(request.takes), pairing=pairing)
-    planner = plan_shots if request.shots is not None else plan_folder
-    plan = planner(request, ws)
+
+    def planner(r: BatchRequest) -> Plan:
+        return plan_shots(r, ws) if r.shots is not None else plan_folder(r, ws, defer_checks)
+
+    plan = planner(request)
     plan.batch = _batch_of(plan, ws)
     recorded = _recorded_seed(plan, ws)
     if request.prompt_seed is None and recorded not in (None, plan.prompt_seed):
         batch = plan.batch  # the batch picked its words before: pick them again
-        plan = planner(dataclasses.replace(request, prompt_seed=recorded), ws)
+        plan = planner(dataclasses.replace(request, prompt_seed=recorded))
         plan.batch = batch
     plan.max_cost = spend_cap(request, ws)
     plan.confirm_above = confirm_threshold(request.confirm_above)

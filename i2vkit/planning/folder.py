@@ -170,9 +170,10 @@ def expand_prompts(request: BatchRequest) -> tuple[list[Expanded], int, int | No
     return expanded, len(lines), seed if uses_random(lines) else None
 
 
-def plan_folder(request: BatchRequest, ws: Workspace) -> Plan:
+def plan_folder(request: BatchRequest, ws: Workspace, defer_checks: bool = False) -> Plan:
     """Scan, read, pair and price a folder batch (image x prompt on each model, once per
-    combination of its varied options)."""
+    combination of its varied options); with ``defer_checks`` the images' data is left to
+    the run (see ``plan_batch``)."""
     models = resolve_models(request.model)
     options = check_model_options(models, split_options(models, with_end_image(request)))
     combos = varied_options(models, options, request.vary)
@@ -186,7 +187,9 @@ def plan_folder(request: BatchRequest, ws: Workspace) -> Plan:
     images_dir = request.path(request.images_dir)
     if images_dir is None:
         raise InputError("No images given: pass --images-dir FOLDER (or --shots FILE).")
-    scan = scan_images(images_dir, recursive=request.recursive, trusted=trusted_by(ws.store))
+    scan = scan_images(
+        images_dir, recursive=request.recursive, trusted=trusted_by(ws.store), defer=defer_checks
+    )
     pairs = pair(scan.images, prompts, request.pairing)
     output_dir = output_dir_of(request, ws)
     jobs = []
