@@ -33,9 +33,11 @@ from .config import redact
 from .errors import InputError
 from .filenames import file_url, safe_component
 from .jobs import UNSUCCESSFUL, JobStatus
+from .money import plural
 from .refs import image_stem, is_url
 from .rows import BatchRow, JobRow
 from .store import Store
+from .tables import local_time, models_table
 from .timeline import timeline_svg
 
 CSV_COLUMNS = [
@@ -259,7 +261,7 @@ def _overview(batch: BatchRow, jobs: Sequence[JobRow], cells: Sequence[cmp.Cell]
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     known = [c.cost for c in cells]
     total = cmp.usd(sum(known)) if known and None not in known else "price unknown"  # type: ignore[arg-type]
-    written = datetime.now(UTC).isoformat(timespec="seconds")
+    written = datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     status_line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -267,9 +269,9 @@ def _overview(batch: BatchRow, jobs: Sequence[JobRow], cells: Sequence[cmp.Cell]
         f"<title>i2vkit report: batch {g.esc(batch['id'])}</title>",
         f"<style>{PAGE_CSS}{cmp.CSS}</style></head><body class='{cmp.NO_MATH}'>",
         f"<h1>Batch {g.esc(batch['id'])}</h1>",
-        f"<div class='i2v-sub'>{len(jobs)} jobs ({g.esc(status_line)}) on "
+        f"<div class='i2v-sub'>{plural(len(jobs), 'job')} ({g.esc(status_line)}) on "
         f"{g.esc(batch['backend'])}; estimated cost {g.esc(total)}; created "
-        f"{g.esc(str(batch['created_at'])[:19])}; report written {g.esc(written)}. "
+        f"{g.esc(local_time(batch['created_at']))}; report written {g.esc(written)}. "
         "Every job with its options, seed, error, cost and times: "
         "<a href='jobs.csv'>jobs.csv</a>.</div>",
     ]
@@ -289,11 +291,11 @@ def _plan_section(cells: Sequence[cmp.Cell], folder: Path) -> str:
         figures.append(f"<figure>{img}<figcaption>{caption}</figcaption></figure>")
     parts = [
         "<h2>Plan</h2><div class='i2v-plan'>",
-        f"<div><b>{len(images)} images</b><div class='i2v-images'>{''.join(figures)}</div></div>",
-        f"<div><b>{len(prompts)} prompts</b><ol>"
+        f"<div><b>{plural(len(images), 'image')}</b><div class='i2v-images'>{''.join(figures)}</div></div>",
+        f"<div><b>{plural(len(prompts), 'prompt')}</b><ol>"
         + "".join(f"<li>{g.esc(p)}</li>" for p in prompts)
         + "</ol></div>",
-        f"<div><b>{len(models)} models</b><ul>"
+        f"<div><b>{plural(len(models), 'model')}</b><ul>"
         + "".join(f"<li>{g.esc(m)}</li>" for m in models)
         + "</ul></div></div>",
     ]
@@ -316,32 +318,7 @@ def _per_model_section(store: Store, batch_id: str) -> str:
     """Per model: jobs, videos, failures, mean times and costs (see :mod:`i2vkit.summary`)."""
     from .summary import per_model
 
-    rows = [
-        (
-            m.model,
-            m.endpoint_id,
-            m.jobs,
-            m.done,
-            m.failed,
-            "-" if m.mean_queue_s is None else f"{m.mean_queue_s:.1f}s",
-            "-" if m.mean_run_s is None else f"{m.mean_run_s:.1f}s",
-            cmp.usd(m.cost_per_clip),
-            "-" if m.cost_per_second is None else cmp.usd(m.cost_per_second),
-        )
-        for m in per_model(store, batch_id)
-    ]
-    columns = [
-        "model",
-        "endpoint",
-        "jobs",
-        "videos",
-        "failed",
-        "mean in queue",
-        "mean running",
-        "cost per clip",
-        "cost per second of video",
-    ]
-    return "<h2>Per model</h2>\n" + _table(rows, columns)
+    return "<h2>Per model</h2>\n" + models_table(per_model(store, batch_id), endpoint=True).html()
 
 
 def _failed_section(cells: Sequence[cmp.Cell]) -> str:
@@ -361,6 +338,6 @@ def report_summary(index: Path, store: Store, batch_id: str) -> str:
     jobs = store.jobs((store.get_batch(batch_id) or {"id": batch_id})["id"])
     videos = sum(r["status"] == JobStatus.DOWNLOADED for r in jobs)
     return (
-        f"report of batch {batch_id}: {len(jobs)} jobs, {videos} videos\n"
+        f"report of batch {batch_id}: {plural(len(jobs), 'job')}, {plural(videos, 'video')}\n"
         f"open {index} (no server needed; the folder {index.parent} can be zipped or moved)"
     )

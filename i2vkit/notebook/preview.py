@@ -12,7 +12,7 @@ from typing import Protocol
 
 from .. import gallery as g
 from ..errors import I2vkitError
-from ..money import usd
+from ..money import plural, usd
 from ..planning import BatchRequest, Plan, plan_batch
 from ..spending import cost_lines
 from ..workspace import Workspace
@@ -66,7 +66,7 @@ def plan_html(plan: Plan, ws: Workspace, base: Path | None = None) -> str:
     else:  # a comparison: what each model adds to the batch
         on = f"{len(plan.models)} models"
         rows = "".join(
-            f"<li><b>{g.esc(m.name)}</b> ({g.esc(m.endpoint_id)}): {n} jobs, "
+            f"<li><b>{g.esc(m.name)}</b> ({g.esc(m.endpoint_id)}): {plural(n, 'job')}, "
             f"{g.esc(usd(amount))}</li>"
             for m, n, amount in plan.per_model()
         )
@@ -81,8 +81,8 @@ def plan_html(plan: Plan, ws: Workspace, base: Path | None = None) -> str:
     return (
         "<div style='font:13px system-ui,sans-serif'>"
         f"<div>{g.esc(plan.describe().splitlines()[0])}</div>"
-        f"<div><b>{len(plan.jobs)} jobs</b>: {len(plan.images)} images x "
-        f"{len(plan.prompts)} prompts ({g.esc(plan.request.pairing)})"
+        f"<div><b>{plural(len(plan.jobs), 'job')}</b>: {plural(len(plan.images), 'image')} x "
+        f"{plural(len(plan.prompts), 'prompt')} ({g.esc(plan.request.pairing)})"
         f"{f' x {takes} takes' if takes > 1 else ''} on {on}</div>{per_model}"
         f"<div>estimated cost: <b>{g.esc(cost)}</b></div>"
         f"<div>videos go to: <code>{g.esc(plan.output_dir)}</code></div>{warn}"
