@@ -23,8 +23,9 @@ from collections.abc import Sequence
 
 from .gallery import esc
 
-#: A card is at least this wide (a column of several cards grows to hold them).
-CARD_MIN_PX = 190
+#: A column is at least this wide (a card's width), and at most CARD_MAX_PX unless it holds
+#: several cards: wide enough to judge a clip, small enough that rows of whole clips fit.
+CARD_MIN_PX, CARD_MAX_PX = 190, 340
 #: The row labels' column.
 LABEL_MIN_PX, LABEL_MAX_PX = 150, 220
 #: The scroll box's class, and the sticky classes of the headers (grid children).
@@ -77,10 +78,11 @@ CSS = """
 
 def columns_template(n_columns: int) -> str:
     """The GridBox's columns: the row labels, then ``n_columns`` columns that share the width
-    (none narrower than a card; more than fit scroll inside the box)."""
+    (none narrower than a card nor wider than :data:`CARD_MAX_PX`; more than fit scroll
+    inside the box)."""
     return (
         f"minmax({LABEL_MIN_PX}px, {LABEL_MAX_PX}px) "
-        f"repeat({max(1, n_columns)}, minmax({CARD_MIN_PX}px, 1fr))"
+        f"repeat({max(1, n_columns)}, minmax({CARD_MIN_PX}px, {CARD_MAX_PX}px))"
     )
 
 

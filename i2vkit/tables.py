@@ -12,8 +12,10 @@ Pure functions over ledger rows and results (no widgets), like :mod:`i2vkit.gall
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .gallery import esc
@@ -141,8 +143,18 @@ def batches_table(store: Store, batches: Sequence[BatchListRow]) -> Table:
     return Table(headers, rows, wrap={"Models", "Videos in"})
 
 
-def files_table(jobs: Iterable[JobRow]) -> Table:
-    """Where each job's video is, or why it has none; prompts cut between words."""
+def files_table(jobs: Iterable[JobRow], folder: str | os.PathLike[str] | None = None) -> Table:
+    """Where each job's video is (relative to ``folder``, the batch's output folder, when it
+    is in there), or why it has none; prompts cut between words."""
+
+    def where(path: str | None) -> str:
+        if not path or folder is None:
+            return path or ""
+        try:
+            return str(Path(path).relative_to(folder))
+        except ValueError:
+            return path
+
     rows = [
         [
             str(j["id"]),
@@ -151,7 +163,7 @@ def files_table(jobs: Iterable[JobRow]) -> Table:
             j["model"],
             str(j.get("take") or 1),
             shorten(j["prompt"] or "", 60),
-            j["local_file"] or "",
+            where(j["local_file"]),
             j["error"] or "",
         ]
         for j in jobs

@@ -146,6 +146,16 @@ def test_grid_fits_the_output_area_and_keeps_its_headers(browser, lab, artifacts
         row = " ".join((seen["row"]["text"] or "").split())
         assert seen["row"]["inside"] and row.startswith("03_dusk.webp the wind picks up"), seen
         page.screenshot(path=str(artifacts / "grid-scrolled.png"))
+        # for a person to look at: the batch table, the per-model summary, the timeline and
+        # the files table as notebook 02 draws them
+        for name, has in (
+            ("batches", "th:text-is('Created')"),
+            ("per-model", "th:text-is('Per clip')"),
+            ("timeline", "svg.i2v-timeline"),
+            ("files", "th:text-is('Prompt')"),
+        ):
+            out = page.locator(".jp-OutputArea-output", has=page.locator(has)).first
+            save_screenshot(out, f"results-{name}.png", artifacts)
     except Exception:
         dump_state(page, artifacts, "failure-grid-fits")
         raise
@@ -200,6 +210,10 @@ def test_keeper_ticked_in_notebook_01_highlights_the_clip(browser, lab, artifact
             timeout=SETTLE_MS,
         )
         save_screenshot(cell, "keeper-01.png", artifacts)
+        summary = page.locator(
+            ".jp-OutputArea-output", has=page.locator("th:text-is('Batch total')")
+        )
+        save_screenshot(summary.last, "run-summary-01.png", artifacts)  # for a person to look at
     except Exception:
         dump_state(page, artifacts, "failure-keeper-01")
         raise

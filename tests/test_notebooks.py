@@ -186,8 +186,10 @@ def test_results_notebook_shows_gallery_timeline_and_files(generated):
     assert timeline.count("<rect") >= 9
     assert "in fal&#x27;s queue" in timeline
     files = next(h for h in htmls if "<table" in h and ">Video<" in h)  # readable headers
-    downloads = str(generated["tmp"] / "downloads")
-    assert files.count(downloads) >= 9
+    downloads = generated["tmp"] / "downloads"
+    assert f"videos in {downloads}" in files  # once, then each video by its name in there
+    names = re.findall(r">([^<>/]+\.mp4)<", files)
+    assert len(names) == 9 and all((downloads / n).is_file() for n in names), names
     assert "0 failed job(s)" in all_text(nb)
 
 

@@ -214,9 +214,10 @@ class ResultsBrowser:
         def render() -> Rich:
             if not self.batch_id:
                 return self._empty()
-            table = tables.files_table(self.jobs())
             batch = self.batch()
-            head = f"batch {self.batch_id}: videos in {batch['output_dir'] if batch else None}"
+            folder = batch["output_dir"] if batch else None
+            table = tables.files_table(self.jobs(), folder)
+            head = f"batch {self.batch_id}: videos in {folder}"
             return Rich(
                 f"<div style='font:13px system-ui'>{g.esc(head)}</div>" + table.html(),
                 head + "\n" + table.text(),
