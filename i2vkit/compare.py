@@ -351,7 +351,10 @@ ARRANGE_SCRIPT = r"""
     var head = document.createElement('tr');
     head.appendChild(th('i2v-corner i2v-sticky-top i2v-sticky-left', 'i2v-blank', ''));
     table.style.minWidth = (176 + ck.length * (CARD + 6) + 6) + 'px';
-    ck.forEach(function (k) { head.appendChild(th('i2v-col i2v-sticky-top', 'i2v-colhead', show(k))); });
+    ck.forEach(function (k) {
+      var h = th('i2v-col i2v-sticky-top', 'i2v-colhead', show(k));
+      h.firstChild.title = show(k); head.appendChild(h);
+    });
     table.appendChild(head);
     rk.forEach(function (r, i) {
       var tr = document.createElement('tr');
@@ -462,7 +465,7 @@ def grid_html(
     out.append(f'<div class="{layout.SCROLL}"><table class="i2v-grid" style="min-width:{wide}px">')
     out.append(f'<tr><th class="i2v-corner {top} {left}"></th>')
     out.extend(
-        f'<th class="i2v-col {top}"><div class="i2v-colhead">{esc(key_label(c))}</div></th>'
+        f'<th class="i2v-col {top}">{layout.column_header(key_label(c))}</th>'
         for c in grid.col_keys
     )
     out.append("</tr>")

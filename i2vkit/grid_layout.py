@@ -45,12 +45,14 @@ CSS = """
 .i2v-sticky-left{position:sticky;left:0;z-index:1;background:#fff}
 .i2v-sticky-top.i2v-sticky-left{z-index:3}
 .i2v-colhead{font-weight:600;padding:5px 6px;background:#f3f3f3;border-radius:4px;
- overflow-wrap:anywhere}
+ overflow-wrap:anywhere;display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:3;
+ overflow:hidden}
 .i2v-rowhead{padding:5px 6px;background:#f3f3f3;border-radius:4px;min-width:130px;
  max-width:220px;box-sizing:border-box}
 .i2v-rowhead .i2v-key{overflow-wrap:anywhere;line-height:1.3}
 .i2v-rowhead .i2v-key:first-child{font-weight:600}
-.i2v-rowhead .i2v-key+.i2v-key{color:#333;margin-top:2px}
+.i2v-rowhead .i2v-key+.i2v-key{color:#333;margin-top:2px;display:-webkit-box;
+ -webkit-box-orient:vertical;-webkit-line-clamp:6;overflow:hidden}
 .i2v-slot{display:flex;flex-wrap:wrap;gap:6px}
 .i2v-cell{border:1px solid #ccc;border-radius:6px;padding:5px;background:#fff;
  flex:1 1 190px;min-width:170px;box-sizing:border-box;line-height:1.35;
@@ -90,6 +92,11 @@ def table_min_width(n_columns: int) -> int:
     """The report's table: as wide as the page, but never so narrow that a card shrinks
     below :data:`CARD_MIN_PX` (its columns share the width equally)."""
     return 170 + 6 + max(1, n_columns) * (CARD_MIN_PX + 6) + 6
+
+
+def column_header(label: str) -> str:
+    """A column's header: at most three lines in view (a long prompt), all of it on hover."""
+    return f"<div class='i2v-colhead' title='{esc(label)}'>{esc(label)}</div>"
 
 
 def row_label(parts: Sequence[str], row_id: str) -> str:

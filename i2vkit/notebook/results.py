@@ -506,7 +506,7 @@ class CompareView:
         children: list[Any] = [_sticky(corner, layout.STICKY_TOP, layout.STICKY_LEFT)]
         children += [
             _sticky(
-                w.HTML(f"<div class='i2v-colhead'>{g.esc(cmp.key_label(c))}</div>"),
+                w.HTML(layout.column_header(cmp.key_label(c))),
                 layout.STICKY_TOP,
             )
             for c in grid.col_keys
