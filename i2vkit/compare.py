@@ -382,6 +382,12 @@ ARRANGE_SCRIPT = r"""
 
 def meta_line(cell: Cell) -> str:
     """What a cell says under its player: model, take and seed, cost, queue and run times."""
+    return " · ".join(meta_parts(cell))
+
+
+def meta_parts(cell: Cell) -> list[str]:
+    """The pieces of :func:`meta_line`, each kept on one line in a card (``US$ 0.40`` never
+    breaks after ``US$``)."""
     parts = [f"job {cell.job_id}", cell.model, f"take {cell.take}"]
     parts.append(f"seed {cell.seed}" if cell.seed is not None else "no seed")
     parts.append(usd(cell.cost))
@@ -389,7 +395,7 @@ def meta_line(cell: Cell) -> str:
         parts.append(f"queue {cell.queue_s:.1f}s")
     if cell.run_s is not None:
         parts.append(f"running {cell.run_s:.1f}s")
-    return " · ".join(parts)
+    return parts
 
 
 def cell_html(
@@ -423,10 +429,11 @@ def cell_html(
         out.append(f'<div class="i2v-box i2v-fail">{esc(cell.error or cell.status)}</div>')
     else:
         out.append(f'<div class="i2v-box i2v-wait">{esc(cell.status)}: no video yet</div>')
+    meta = " · ".join(f"<span style='white-space:nowrap'>{esc(p)}</span>" for p in meta_parts(cell))
     star = ' · <b style="color:#f9a825">★ keeper</b>' if cell.keeper else ""
     out.append(
         f'<div class="i2v-meta"><span class="i2v-status" style="color:{color};font-weight:600">'
-        f"{esc(cell.status)}</span> · {esc(meta_line(cell))}{star}</div>"
+        f"{esc(cell.status)}</span> · {meta}{star}</div>"
     )
     out.append(
         f'<div class="i2v-prompt" title="{esc(cell.prompt)}">{esc(image_name(cell.image))}: '
