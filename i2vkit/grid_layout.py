@@ -8,7 +8,8 @@ children are the header and slot widgets) and in the report (an HTML table):
   and never taller than the window, so a wide grid scrolls inside itself instead of being cut
   off at the notebook's right edge with its scrollbar thousands of pixels further down;
 * column headers stick to the top of that box and row labels to its left edge
-  (``position: sticky`` on the grid's own children), so after scrolling to the last row
+  (``position: sticky`` on the grid's own children; a white shadow covers the gaps between
+  cells, so nothing shows through beside a header), so after scrolling to the last row
   and column the user still reads which model and take, which image and prompt;
 * a row label is the key's parts one per line (the image name in bold, the prompt in plain
   text), in a column wide enough to read;
@@ -41,9 +42,12 @@ CSS = """
 .i2v-grid th.i2v-corner{width:170px}
 .i2v-grid th{font-weight:400;text-align:left;vertical-align:top;padding:0;background:#fff}
 .i2v-grid td{vertical-align:top;padding:0}
-.i2v-sticky-top{position:sticky;top:0;z-index:2;background:#fff}
-.i2v-sticky-left{position:sticky;left:0;z-index:1;background:#fff}
-.i2v-sticky-top.i2v-sticky-left{z-index:3}
+.i2v-sticky-top{position:sticky;top:0;z-index:2;background:#fff;
+ box-shadow:0 -6px 0 #fff,0 6px 0 #fff}
+.i2v-sticky-left{position:sticky;left:0;z-index:1;background:#fff;
+ box-shadow:-6px 0 0 #fff,6px 0 0 #fff}
+.i2v-sticky-top.i2v-sticky-left{z-index:3;
+ box-shadow:0 -6px 0 #fff,0 6px 0 #fff,-6px 0 0 #fff,6px 0 0 #fff,6px 6px 0 #fff,-6px -6px 0 #fff}
 .i2v-colhead{font-weight:600;padding:5px 6px;background:#f3f3f3;border-radius:4px;
  overflow-wrap:anywhere;display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:3;
  overflow:hidden}

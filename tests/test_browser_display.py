@@ -74,8 +74,8 @@ JS_WHOLE_CLIPS = """() => {
 
 # Scroll the box to its end, then read what a person sees where the last column's header
 # and the last row's label are: the topmost element at their centre.
-JS_SCROLL_AND_READ = """async () => {
-  const box = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .widget-gridbox.i2v-compare');
+JS_SCROLL_AND_READ = """async (selector) => {
+  const box = document.querySelector(selector);
   box.scrollIntoView({block: 'center'});
   box.scrollTop = box.scrollHeight; box.scrollLeft = box.scrollWidth;
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
@@ -94,6 +94,9 @@ JS_SCROLL_AND_READ = """async () => {
   return {scrollTop: box.scrollTop, scrollLeft: box.scrollLeft,
           col: seen('.i2v-colhead'), row: seen('.i2v-rowhead')};
 }"""
+
+
+NOTEBOOK_GRID = ".jp-NotebookPanel:not(.lm-mod-hidden) .widget-gridbox.i2v-compare"
 
 
 def open_and_run(page, lab, artifacts: Path, workspace: str, notebook: str) -> None:  # noqa: F811
@@ -140,7 +143,7 @@ def test_grid_fits_the_output_area_and_keeps_its_headers(browser, lab, artifacts
             page.locator(".widget-gridbox.i2v-compare").first, "grid-fits.png", artifacts
         )
 
-        seen = page.evaluate(JS_SCROLL_AND_READ)
+        seen = page.evaluate(JS_SCROLL_AND_READ, NOTEBOOK_GRID)
         assert seen["scrollTop"] > 0, seen
         assert seen["col"]["inside"] and seen["col"]["text"] == "kling · take 2", seen
         row = " ".join((seen["row"]["text"] or "").split())
@@ -156,6 +159,25 @@ def test_grid_fits_the_output_area_and_keeps_its_headers(browser, lab, artifacts
         ):
             out = page.locator(".jp-OutputArea-output", has=page.locator(has)).first
             save_screenshot(out, f"results-{name}.png", artifacts)
+
+        # the report shares the layout: its table scrolls in the same box, headers stuck
+        from i2vkit.report import write_report
+        from i2vkit.store import Store
+
+        with Store(settings.db_path) as store:
+            index = write_report(store, batch.batch_id, lab["root"].parent / "report")
+        page.goto(index.as_uri())
+        box = page.locator("#i2v-compare .i2v-scroll")
+        geo = box.evaluate(
+            "b => ({w: b.getBoundingClientRect().width, h: b.getBoundingClientRect().height,"
+            " sw: b.scrollWidth, sh: b.scrollHeight, vw: innerWidth, vh: innerHeight})"
+        )
+        assert geo["w"] <= geo["vw"] and geo["h"] <= geo["vh"] and geo["sh"] > geo["h"], geo
+        seen = page.evaluate(JS_SCROLL_AND_READ, "#i2v-compare .i2v-scroll")
+        assert seen["col"]["inside"] and seen["col"]["text"] == "kling · take 2", seen
+        row = " ".join((seen["row"]["text"] or "").split())
+        assert seen["row"]["inside"] and row.startswith("03_dusk.webp the wind picks up"), seen
+        page.screenshot(path=str(artifacts / "report-grid-scrolled.png"))
     except Exception:
         dump_state(page, artifacts, "failure-grid-fits")
         raise
