@@ -34,6 +34,7 @@ from .flags import (
     request_from_args,
     spend_values,
 )
+from .money import plural
 
 if TYPE_CHECKING:
     from .planning import Plan
@@ -199,7 +200,7 @@ def cmd_bulk(args: argparse.Namespace, settings: Settings) -> int:
             print(plan.describe())
             path = write_shots(plan, run["write_shots"])
             print(
-                f"shot list written: {path} ({len(plan.jobs)} jobs); edit it, then run "
+                f"shot list written: {path} ({plural(len(plan.jobs), 'job')}); edit it, then run "
                 f"`i2vkit bulk --shots {path}`. Nothing uploaded or submitted."
             )
             return EXIT_OK
@@ -275,7 +276,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
             )
         with Store(settings.db_path) as store:
             cat = stored.refresh(settings, store)
-        print(f"read {len(cat.entries)} models from {cat.origin}; kept in the ledger.")
+        print(f"read {plural(len(cat.entries), 'model')} from {cat.origin}; kept in the ledger.")
     else:
         with Store(settings.db_path) as store:
             cat = stored.use_stored(settings, store)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import grid_layout as layout
 from .errors import InputError
 from .filenames import safe_component
 from .gallery import STATUS_COLORS, esc
@@ -164,12 +165,27 @@ def cells_from_rows(rows: Iterable[JobRow]) -> list[Cell]:
     return cells
 
 
+#: At most this many columns by default: wider grids put an axis on the rows instead.
+MAX_COLUMNS = 4
+
+
 def default_axes(cells: Sequence[Cell]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Rows = image x prompt; columns = what varies among models, varied options and takes
-    (model if nothing does)."""
+    """Which axes go where when the user has not said: the columns are what is compared
+    (models, varied options, then takes; for one model and one take, the prompts or else
+    the images), as many as fit side by side (:data:`MAX_COLUMNS`); the rows are the rest."""
+
+    def count(axes: Sequence[str]) -> int:
+        return len({tuple(c.value(a) for a in axes) for c in cells})
+
     varied = tuple(dict.fromkeys(k for c in cells for k in c.varied))
-    cols = tuple(a for a in ("model", *varied, "take") if len({c.value(a) for c in cells}) > 1)
-    return ("image", "prompt"), cols or ("model",)
+    compared = [a for a in ("model", *varied, "take") if count((a,)) > 1]
+    for n in range(len(compared), 0, -1):
+        if n == 1 or count(compared[:n]) <= MAX_COLUMNS:
+            return ("image", "prompt", *compared[n:]), tuple(compared[:n])
+    for cols, rows in ((("prompt",), ("image",)), (("image",), ("prompt",))):
+        if 1 < count(cols) <= MAX_COLUMNS:
+            return rows, cols
+    return ("image", "prompt"), ("model",)
 
 
 def check_axes(rows: Sequence[str], cols: Sequence[str], known: Sequence[str] = AXES) -> None:
@@ -224,13 +240,10 @@ def key_label(key: Sequence[str]) -> str:
 
 
 def row_header(index: int, key: Sequence[str]) -> tuple[str, str]:
-    """A grid row's id and its header: the row's label and its *play row* button (the same
-    in the report's table and the notebook's widget grid, which the page script drives)."""
+    """A grid row's id and its label with its *play row* button (the same in the report's
+    table and the notebook's widget grid, which the page script drives)."""
     row_id = f"r{index}"
-    return row_id, (
-        f"<b>{esc(key_label(key))}</b><br><button type='button' class='i2v-play-row' "
-        f"data-row='{row_id}'>▶ play row</button>"
-    )
+    return row_id, layout.row_label(key, row_id)
 
 
 # ------------------------------------------------------------------------ thumbnails
@@ -286,25 +299,7 @@ def _write_first_frame(src: Path, out: Path) -> bool:
 
 # ---------------------------------------------------------------------------- HTML
 
-CSS = """
-.i2v-compare{font:12px/1.35 system-ui,sans-serif;color:#222}
-.i2v-grid{border-collapse:separate;border-spacing:6px}
-.i2v-grid th{font-weight:600;text-align:left;vertical-align:top;padding:4px;background:#f5f5f5;
- border-radius:4px;max-width:260px}
-.i2v-grid td{vertical-align:top;padding:0}
-.i2v-slot{display:flex;gap:6px}
-.i2v-cell{border:1px solid #ccc;border-radius:6px;padding:5px;background:#fff;width:200px;
- line-height:1.35;
- display:flex;flex-direction:column;gap:3px}
-.i2v-cell.i2v-keeper{border:2px solid #f9a825}
-.i2v-cell video{width:100%;height:130px;object-fit:contain;background:#000;border-radius:4px}
-.i2v-box{height:150px;border-radius:4px;padding:6px;box-sizing:border-box;overflow:auto;
- word-break:break-word;display:flex;align-items:center;justify-content:center;text-align:center}
-.i2v-fail{color:#c62828;background:#fdecea}
-.i2v-wait{color:#555;background:#f3f3f3}
-.i2v-meta{color:#444}
-.i2v-play-row{margin-top:4px;font:12px system-ui,sans-serif;cursor:pointer}
-"""
+CSS = layout.CSS  # the notebook's and the report's (see i2vkit.grid_layout)
 
 #: Inline, no library: lazy players (IntersectionObserver; a MutationObserver catches grids
 #: drawn later, e.g. by widgets), "play row", and the report's row/column pickers.
@@ -347,7 +342,8 @@ SCRIPT = r"""
 """
 
 #: The report's pickers: re-lay the cells out in the browser with the notebook's rules
-#: (keys in first-seen order, unpicked axes share a slot) as :func:`arrange` does.
+#: (keys in first-seen order, unpicked axes share a slot) as :func:`arrange` does, and the
+#: table's width as :func:`i2vkit.grid_layout.table_min_width` gives it.
 ARRANGE_SCRIPT = r"""
 (function () {
   var box = document.getElementById('i2v-compare');
@@ -355,11 +351,28 @@ ARRANGE_SCRIPT = r"""
   var choices = JSON.parse(box.getAttribute('data-choices'));
   var rowSel = document.getElementById('i2v-rows'), colSel = document.getElementById('i2v-cols');
   var cells = Array.prototype.slice.call(box.querySelectorAll('.i2v-cell'));
+  var CARD = CARD_MIN_PX;
   function label(c, axes) {
     var v = JSON.parse(c.getAttribute('data-axes'));
     return axes.map(function (a) { return a in v ? v[a] : '-'; });
   }
-  function th(text) { var e = document.createElement('th'); e.textContent = text; return e; }
+  function th(cls, inner, text) {
+    var e = document.createElement('th'), d = document.createElement('div');
+    e.className = cls; d.className = inner; if (text !== null) d.textContent = text;
+    e.appendChild(d); return e;
+  }
+  function rowLabel(parts, rowId) {
+    var wrap = document.createElement('div');
+    wrap.title = parts.length ? parts.join(' \u00b7 ') : 'all';
+    (parts.length ? parts : ['all']).forEach(function (p) {
+      var k = document.createElement('div'); k.className = 'i2v-key'; k.textContent = p;
+      wrap.appendChild(k);
+    });
+    var b = document.createElement('button');
+    b.type = 'button'; b.className = 'i2v-play-row'; b.setAttribute('data-row', rowId);
+    b.textContent = '\u25b6 play row'; wrap.appendChild(b);
+    return wrap;
+  }
   function draw() {
     var rows = choices[rowSel.value], cols = choices[colSel.value];
     var clash = rows.filter(function (a) { return cols.indexOf(a) >= 0; });
@@ -376,16 +389,19 @@ ARRANGE_SCRIPT = r"""
     });
     var show = function (k) { var v = JSON.parse(k); return v.length ? v.join(' \u00b7 ') : 'all'; };
     var table = document.createElement('table'); table.className = 'i2v-grid';
-    var head = document.createElement('tr'); head.appendChild(th(''));
-    ck.forEach(function (k) { var h = th(show(k)); h.className = 'i2v-col'; head.appendChild(h); });
+    var head = document.createElement('tr');
+    head.appendChild(th('i2v-corner i2v-sticky-top i2v-sticky-left', 'i2v-blank', ''));
+    table.style.minWidth = (176 + ck.length * (CARD + 6) + 6) + 'px';
+    ck.forEach(function (k) {
+      var h = th('i2v-col i2v-sticky-top', 'i2v-colhead', show(k));
+      h.firstChild.title = show(k); head.appendChild(h);
+    });
     table.appendChild(head);
     rk.forEach(function (r, i) {
-      var tr = document.createElement('tr'), h = th(show(r));
-      h.className = 'i2v-row';
-      var b = document.createElement('button');
-      b.type = 'button'; b.className = 'i2v-play-row'; b.setAttribute('data-row', 'r' + i);
-      b.textContent = '\u25b6 play row';
-      h.appendChild(document.createElement('br')); h.appendChild(b); tr.appendChild(h);
+      var tr = document.createElement('tr');
+      var h = th('i2v-row i2v-sticky-left', 'i2v-rowhead', null);
+      h.firstChild.appendChild(rowLabel(JSON.parse(r), 'r' + i));
+      tr.appendChild(h);
       ck.forEach(function (k) {
         var td = document.createElement('td'), s = document.createElement('div');
         s.className = 'i2v-slot';
@@ -398,16 +414,21 @@ ARRANGE_SCRIPT = r"""
       table.appendChild(tr);
     });
     var old = box.querySelector('table.i2v-grid');
-    box.replaceChild(table, old);
+    old.parentNode.replaceChild(table, old);
   }
   rowSel.addEventListener('change', draw); colSel.addEventListener('change', draw);
 })();
-"""
+""".replace("CARD_MIN_PX", str(layout.CARD_MIN_PX))
 
 
 def meta_line(cell: Cell) -> str:
-    """What a cell says under its player: model, varied options, take and seed, cost, queue
-    and run times."""
+    """What a cell says under its player: model, varied options, take and seed, cost, queue and run times."""
+    return " · ".join(meta_parts(cell))
+
+
+def meta_parts(cell: Cell) -> list[str]:
+    """The pieces of :func:`meta_line`, each kept on one line in a card (``US$ 0.40`` never
+    breaks after ``US$``)."""
     parts = [f"job {cell.job_id}", cell.model, *(f"{k} {v}" for k, v in cell.varied.items())]
     parts.append(f"take {cell.take}")
     parts.append(f"seed {cell.seed}" if cell.seed is not None else "no seed")
@@ -416,7 +437,7 @@ def meta_line(cell: Cell) -> str:
         parts.append(f"queue {cell.queue_s:.1f}s")
     if cell.run_s is not None:
         parts.append(f"running {cell.run_s:.1f}s")
-    return " · ".join(parts)
+    return parts
 
 
 def cell_html(
@@ -451,10 +472,11 @@ def cell_html(
         out.append(f'<div class="i2v-box i2v-fail">{esc(cell.error or cell.status)}</div>')
     else:
         out.append(f'<div class="i2v-box i2v-wait">{esc(cell.status)}: no video yet</div>')
+    meta = " · ".join(f"<span style='white-space:nowrap'>{esc(p)}</span>" for p in meta_parts(cell))
     star = ' · <b style="color:#f9a825">★ keeper</b>' if cell.keeper else ""
     out.append(
         f'<div class="i2v-meta"><span class="i2v-status" style="color:{color};font-weight:600">'
-        f"{esc(cell.status)}</span> · {esc(meta_line(cell))}{star}</div>"
+        f"{esc(cell.status)}</span> · {meta}{star}</div>"
     )
     out.append(
         f'<div class="i2v-prompt" title="{esc(cell.prompt)}">{esc(image_name(cell.image))}: '
@@ -489,12 +511,18 @@ def grid_html(
     every = [c for slot in grid.slots.values() for c in slot]
     offered = esc(json.dumps({k: list(v) for k, v in choices(every).items()}))
     out.append(f'<div class="i2v-compare {NO_MATH}"{ident} data-choices="{offered}">')
-    out.append('<table class="i2v-grid"><tr><th></th>')
-    out.extend(f'<th class="i2v-col">{esc(key_label(c))}</th>' for c in grid.col_keys)
+    top, left = layout.STICKY_TOP, layout.STICKY_LEFT
+    wide = layout.table_min_width(len(grid.col_keys))
+    out.append(f'<div class="{layout.SCROLL}"><table class="i2v-grid" style="min-width:{wide}px">')
+    out.append(f'<tr><th class="i2v-corner {top} {left}"></th>')
+    out.extend(
+        f'<th class="i2v-col {top}">{layout.column_header(key_label(c))}</th>'
+        for c in grid.col_keys
+    )
     out.append("</tr>")
     for i, r in enumerate(grid.row_keys):
         row_id, header = row_header(i, r)
-        out.append(f'<tr><th class="i2v-row">{header}</th>')
+        out.append(f'<tr><th class="i2v-row {left}"><div class="i2v-rowhead">{header}</div></th>')
         for c in grid.col_keys:
             cells = []
             for cell in grid.slot(r, c):
@@ -502,7 +530,7 @@ def grid_html(
                 cells.append(cell_html(cell, video, poster, row_id=row_id, note=note))
             out.append(f'<td><div class="i2v-slot">{"".join(cells)}</div></td>')
         out.append("</tr>")
-    out.append("</table></div>")
+    out.append("</table></div></div>")
     if script:
         out.append(f"<script>{SCRIPT}</script>")
     return "".join(out)

@@ -28,6 +28,7 @@ from typing import Any
 
 from .filenames import file_url
 from .jobs import UNSUCCESSFUL, JobStatus
+from .money import plural
 from .refs import image_name
 
 #: A thumbnail data URI is at most this many characters (about 8 KB).
@@ -371,7 +372,7 @@ def gallery_html(
     head = f"{esc(title)}: " if title else ""
     out = [
         '<div class="i2v-gallery">',
-        f'<div style="margin:4px 0;font:13px system-ui,sans-serif">{head}{len(items)} jobs '
+        f'<div style="margin:4px 0;font:13px system-ui,sans-serif">{head}{plural(len(items), "job")} '
         f"({esc(summary)})</div>",
         f'<div style="{_GRID}">',
     ]

@@ -17,6 +17,7 @@ with fal's reasons.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -34,10 +35,12 @@ from .csvcells import safe_cell
 from .errors import InputError
 from .filenames import file_url, safe_component
 from .jobs import UNSUCCESSFUL, JobStatus
+from .money import plural
 from .refs import image_stem, is_url
 from .report_folder import SUBFOLDERS, prepare, write_manifest
 from .rows import BatchRow, JobRow
 from .store import Store
+from .tables import local_time, models_table
 from .timeline import timeline_svg
 
 CSV_COLUMNS = [
@@ -293,7 +296,7 @@ def _overview(batch: BatchRow, jobs: Sequence[JobRow], cells: Sequence[cmp.Cell]
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     known = [c.cost for c in cells]
     total = cmp.usd(sum(known)) if known and None not in known else "price unknown"  # type: ignore[arg-type]
-    written = datetime.now(UTC).isoformat(timespec="seconds")
+    written = datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     status_line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -301,9 +304,9 @@ def _overview(batch: BatchRow, jobs: Sequence[JobRow], cells: Sequence[cmp.Cell]
         f"<title>i2vkit report: batch {g.esc(batch['id'])}</title>",
         f"<style>{PAGE_CSS}{cmp.CSS}</style></head><body class='{cmp.NO_MATH}'>",
         f"<h1>Batch {g.esc(batch['id'])}</h1>",
-        f"<div class='i2v-sub'>{len(jobs)} jobs ({g.esc(status_line)}) on "
+        f"<div class='i2v-sub'>{plural(len(jobs), 'job')} ({g.esc(status_line)}) on "
         f"{g.esc(batch['backend'])}; estimated cost {g.esc(total)}; created "
-        f"{g.esc(str(batch['created_at'])[:19])}; report written {g.esc(written)}. "
+        f"{g.esc(local_time(batch['created_at']))}; report written {g.esc(written)}. "
         "Every job with its options, seed, error, cost and times: "
         "<a href='jobs.csv'>jobs.csv</a>.</div>",
     ]
@@ -325,11 +328,11 @@ def _plan_section(
         figures.append(f"<figure>{img}<figcaption>{caption}</figcaption></figure>")
     parts = [
         "<h2>Plan</h2><div class='i2v-plan'>",
-        f"<div><b>{len(images)} images</b><div class='i2v-images'>{''.join(figures)}</div></div>",
-        f"<div><b>{len(prompts)} prompts</b><ol>"
+        f"<div><b>{plural(len(images), 'image')}</b><div class='i2v-images'>{''.join(figures)}</div></div>",
+        f"<div><b>{plural(len(prompts), 'prompt')}</b><ol>"
         + "".join(f"<li>{g.esc(p)}</li>" for p in prompts)
         + "</ol></div>",
-        f"<div><b>{len(models)} models</b><ul>"
+        f"<div><b>{plural(len(models), 'model')}</b><ul>"
         + "".join(f"<li>{g.esc(m)}</li>" for m in models)
         + "</ul></div></div>",
     ]
@@ -353,33 +356,15 @@ def _comparison_section(grid: cmp.Grid, urls: cmp.VideoUrl) -> str:
 def _per_model_section(store: Store, batch_id: str) -> str:
     """Per model: jobs, videos, failures, mean times and costs (see :mod:`i2vkit.summary`);
     then the same per value of each varied option and prompt variable."""
-    from .summary import ModelSummary, per_model, per_value
+    from .summary import per_model, per_value
 
-    def cells(m: ModelSummary) -> list[Any]:
-        return [
-            m.jobs,
-            m.done,
-            m.failed,
-            "-" if m.mean_queue_s is None else f"{m.mean_queue_s:.1f}s",
-            "-" if m.mean_run_s is None else f"{m.mean_run_s:.1f}s",
-            cmp.usd(m.cost_per_clip),
-            "-" if m.cost_per_second is None else cmp.usd(m.cost_per_second),
-        ]
-
-    columns = [
-        "jobs",
-        "videos",
-        "failed",
-        "mean in queue",
-        "mean running",
-        "cost per clip",
-        "cost per second of video",
+    out = "<h2>Per model</h2>\n" + models_table(per_model(store, batch_id), endpoint=True).html()
+    values = [
+        dataclasses.replace(m, model=f"{m.model} · {axis}={value}")
+        for axis, value, m in per_value(store, batch_id)
     ]
-    rows = [(m.model, m.endpoint_id, *cells(m)) for m in per_model(store, batch_id)]
-    out = "<h2>Per model</h2>\n" + _table(rows, ["model", "endpoint", *columns])
-    values = [(axis, value, m.model, *cells(m)) for axis, value, m in per_value(store, batch_id)]
     if values:
-        out += "\n<h2>Per value</h2>\n" + _table(values, ["varied", "value", "model", *columns])
+        out += "\n<h2>Per value</h2>\n" + models_table(values).html()
     return out
 
 
@@ -400,6 +385,6 @@ def report_summary(index: Path, store: Store, batch_id: str) -> str:
     jobs = store.jobs((store.get_batch(batch_id) or {"id": batch_id})["id"])
     videos = sum(r["status"] == JobStatus.DOWNLOADED for r in jobs)
     return (
-        f"report of batch {batch_id}: {len(jobs)} jobs, {videos} videos\n"
+        f"report of batch {batch_id}: {plural(len(jobs), 'job')}, {plural(videos, 'video')}\n"
         f"open {index} (no server needed; the folder {index.parent} can be zipped or moved)"
     )

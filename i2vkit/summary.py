@@ -17,7 +17,7 @@ from typing import Any
 from .errors import InputError
 from .jobs import JobStatus
 from .models import get_model
-from .money import usd
+from .money import plural, usd
 from .planning.identity import row_axes
 from .planning.options import model_of_row, row_cost
 from .rows import JobRow
@@ -45,7 +45,8 @@ class ModelSummary:
         clip = usd(self.cost_per_clip)
         per_s = "" if self.cost_per_second is None else f", {usd(self.cost_per_second)}/s of video"
         return (
-            f"{self.model}: {self.jobs} jobs, {self.done} videos, {self.failed} failed; "
+            f"{self.model}: {plural(self.jobs, 'job')}, {plural(self.done, 'video')}, "
+            f"{self.failed} failed; "
             f"mean {secs(self.mean_queue_s)} in queue, {secs(self.mean_run_s)} running; "
             f"{clip} per clip{per_s}"
         )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..jobs import FINISHED, UNSUCCESSFUL, JobStatus
+from ..money import plural
 from ..planning.cost import CostBreakdown
 from ..planning.plan import Plan
 from ..refs import image_name
@@ -105,7 +106,7 @@ class BatchResult:
         for j in self.jobs:
             counts[j.status] = counts.get(j.status, 0) + 1
         lines = [
-            f"batch {self.batch_id} on {self.backend}: {len(self.jobs)} jobs, "
+            f"batch {self.batch_id} on {self.backend}: {plural(len(self.jobs), 'job')}, "
             + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
             f"videos in {self.plan.output_dir}",
         ]

@@ -20,8 +20,9 @@ running (the kernel's), so one cell works in both.
     model_picker.py, pickers.py   the model family/version/compare lists, FolderBrowser
     preview.py   Preview: what the form's batch would run
     progress.py  ProgressBars (widgets, or the CLI's reporter in a script)
-    results.py   ResultsBrowser, gallery, timeline, done (the script's exit code),
-                 CompareView and results_view (the comparison grid), the report button
+    results.py   ResultsBrowser, gallery, timeline, run_summary (a run as small tables),
+                 done (the script's exit code), CompareView and results_view (the
+                 comparison grid, laid out by i2vkit.grid_layout), the report button
 """
 
 from ..config import Settings
@@ -44,7 +45,15 @@ from .form import BatchForm, SpendNotConfirmed, confirmed
 from .pickers import FolderBrowser, model_label
 from .preview import Preview, plan_html
 from .progress import ProgressBars
-from .results import CompareView, ResultsBrowser, done, gallery, results_view, timeline
+from .results import (
+    CompareView,
+    ResultsBrowser,
+    done,
+    gallery,
+    results_view,
+    run_summary,
+    timeline,
+)
 
 __all__ = [
     "BatchForm",
@@ -68,6 +77,7 @@ __all__ = [
     "plan_html",
     "project_root",
     "results_view",
+    "run_summary",
     "safe_url",
     "settings_summary",
     "show",

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from .. import gallery as g
 from ..errors import I2vkitError
-from ..money import usd
+from ..money import plural, usd
 from ..planning import BatchRequest, Plan, plan_batch
 from ..spending import cost_lines
 from ..workspace import Workspace
@@ -63,7 +63,7 @@ def plan_html(plan: Plan, ws: Workspace, base: Path | None = None) -> str:
     if len(plan.models) > 1:  # a comparison: what each model adds to the batch
         on = f" on {len(plan.models)} models"
         rows = "".join(
-            f"<li><b>{g.esc(m.name)}</b> ({g.esc(m.endpoint_id)}): {n} jobs, "
+            f"<li><b>{g.esc(m.name)}</b> ({g.esc(m.endpoint_id)}): {plural(n, 'job')}, "
             f"{g.esc(usd(amount))}</li>"
             for m, n, amount in plan.per_model()
         )
@@ -80,7 +80,7 @@ def plan_html(plan: Plan, ws: Workspace, base: Path | None = None) -> str:
     return (
         "<div style='font:13px system-ui,sans-serif'>"
         f"<div>{g.esc(plan.describe().splitlines()[0])}</div>"
-        f"<div><b>{len(plan.jobs)} jobs</b>: {g.esc(plan.headline())}{on}</div>{per_model}"
+        f"<div><b>{plural(len(plan.jobs), 'job')}</b>: {g.esc(plan.headline())}{on}</div>{per_model}"
         f"{per_value}"
         f"<div>estimated cost: <b>{g.esc(cost)}</b></div>"
         f"<div>videos go to: <code>{g.esc(plan.output_dir)}</code></div>{warn}"

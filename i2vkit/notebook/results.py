@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -10,11 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import compare as cmp
-from .. import exits
+from .. import exits, tables
 from .. import gallery as g
+from .. import grid_layout as layout
 from ..config import Settings, load_settings
 from ..jobs import UNSUCCESSFUL, JobStatus
-from ..refs import image_name
+from ..money import plural
 from ..timeline import timeline_svg, timeline_text
 from .display import Live, Rich, in_kernel, notebook_dir, widgets_available
 
@@ -48,6 +50,17 @@ def results_view(result: BatchResult, base: str | os.PathLike | None = None) -> 
     return gallery(result, base)
 
 
+def run_summary(result: BatchResult) -> Rich:
+    """The end of a run as small tables (the run and its cost, its models) and the lines
+    that need saying in full; in a script, the CLI's summary."""
+    run, models, lines = tables.run_tables(result)
+    html = run.html() + (models.html() if models else "")
+    if lines:
+        items = "".join(f"<li>{g.esc(line)}</li>" for line in lines)
+        html += f"<ul style='font:12px system-ui,sans-serif;margin:4px 0'>{items}</ul>"
+    return Rich(html, result.summary())
+
+
 def done(result: BatchResult) -> None:
     """End of a notebook run: in the exported script, exit with the code `i2vkit bulk`
     gives the same result (1 when jobs failed, 3 stopped, 130 interrupted)."""
@@ -60,8 +73,6 @@ def done(result: BatchResult) -> None:
 
 
 # -------------------------------------------------------------- results browser
-
-FILE_COLUMNS = ["id", "status", "image", "prompt", "local_file", "error"]
 
 
 class ResultsBrowser:
@@ -96,8 +107,9 @@ class ResultsBrowser:
 
     def _batch_label(self, b: Mapping[str, Any]) -> str:
         return (
-            f"{b['id']}  {str(b['created_at'])[:19]}  {b['model']}  {b['backend']}  "
-            f"{b['job_count']} jobs, {b['done'] or 0} done, {b['failed'] or 0} failed"
+            f"{b['id']}  {tables.local_time(b['created_at'])}  {b['model']}  {b['backend']}  "
+            f"{plural(b['job_count'] or 0, 'job')}, {b['done'] or 0} done, "
+            f"{b['failed'] or 0} failed"
         )
 
     def _build_widgets(self) -> None:
@@ -171,14 +183,13 @@ class ResultsBrowser:
     def batches_html(self) -> str:
         if not self.batches:
             return "<div>No batches in the ledger yet: run 01_generate first.</div>"
-        cols = ["id", "created_at", "model", "backend", "job_count", "done", "failed", "output_dir"]
-        return g.table_html(self.batches, cols)
+        return tables.batches_table(self.store, self.batches).html()
 
     def text(self) -> str:
         if not self.batches:
             return f"No batches in {self.settings.db_path} yet: run 01_generate first."
-        cols = ["id", "created_at", "model", "backend", "job_count", "done", "failed", "output_dir"]
-        return g.table_text(self.batches, cols) + f"\nselected batch: {self.batch_id}"
+        table = tables.batches_table(self.store, self.batches)
+        return table.text() + f"\nselected batch: {self.batch_id}"
 
     def _empty(self) -> Rich:
         msg = "No batch selected (the ledger has none yet): run 01_generate first."
@@ -204,22 +215,13 @@ class ResultsBrowser:
         def render() -> Rich:
             if not self.batch_id:
                 return self._empty()
-            rows = [
-                {
-                    **r,
-                    "image": image_name(r["image_path"]),
-                    "prompt": r["prompt"][:60],
-                    "local_file": r["local_file"] or "",
-                    "error": r["error"] or "",
-                }
-                for r in self.jobs()
-            ]
             batch = self.batch()
-            head = f"batch {self.batch_id}: videos in {batch['output_dir'] if batch else None}"
+            folder = batch["output_dir"] if batch else None
+            table = tables.files_table(self.jobs(), folder)
+            head = f"batch {self.batch_id}: videos in {folder}"
             return Rich(
-                f"<div style='font:13px system-ui'>{g.esc(head)}</div>"
-                + g.table_html(rows, FILE_COLUMNS),
-                head + "\n" + g.table_text(rows, FILE_COLUMNS),
+                f"<div style='font:13px system-ui'>{g.esc(head)}</div>" + table.html(),
+                head + "\n" + table.text(),
             )
 
         return self._live(render)
@@ -238,27 +240,14 @@ class ResultsBrowser:
         def render() -> Rich:
             if not self.batch_id:
                 return self._empty()
-            from ..summary import ModelSummary, per_model, per_value
+            from ..summary import per_model, per_value
 
-            def row(label: str, m: ModelSummary) -> dict[str, Any]:
-                return {
-                    "model": label,
-                    "jobs": m.jobs,
-                    "videos": m.done,
-                    "failed": m.failed,
-                    "mean in queue": "-" if m.mean_queue_s is None else f"{m.mean_queue_s:.1f}s",
-                    "mean running": "-" if m.mean_run_s is None else f"{m.mean_run_s:.1f}s",
-                    "per clip": cmp.usd(m.cost_per_clip),
-                    "per second": "-" if m.cost_per_second is None else cmp.usd(m.cost_per_second),
-                }
-
-            rows = [row(m.model, m) for m in per_model(self.store, self.batch_id)]
-            rows += [  # then per value of each varied option and prompt variable
-                row(f"{m.model} · {axis}={value}", m)
+            values = [  # then per value of each varied option and prompt variable
+                dataclasses.replace(m, model=f"{m.model} · {axis}={value}")
                 for axis, value, m in per_value(self.store, self.batch_id)
             ]
-            cols = list(rows[0]) if rows else ["model"]
-            return Rich(g.table_html(rows, cols), g.table_text(rows, cols))
+            table = tables.models_table([*per_model(self.store, self.batch_id), *values])
+            return Rich(table.html(), table.text())
 
         return self._live(render)
 
@@ -396,6 +385,7 @@ class CompareView:
         self.error: str | None = None
         self.widget: Any = None  # an ipywidgets box once built (ipywidgets is untyped)
         self.keep_boxes: dict[int, Any] = {}
+        self.card_ws: dict[int, Any] = {}  # each clip's HTML widget, redrawn on a pick
         if widgets_available():
             self._build_widgets()
 
@@ -478,7 +468,7 @@ class CompareView:
             counts[c.status] = counts.get(c.status, 0) + 1
         status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
         head = f"batch {self.title or self.batch_id}: " if (self.title or self.batch_id) else ""
-        return f"{head}{len(self.cells)} jobs ({status})"
+        return f"{head}{plural(len(self.cells), 'job')} ({status})"
 
     def render(self) -> Rich:
         grid = self.grid()
@@ -523,6 +513,7 @@ class CompareView:
         self.note_w = w.HTML()
         self.grid_w = w.GridBox()
         self.grid_w.add_class("i2v-compare")
+        self.grid_w.add_class("i2v-gridbox")
 
         def changed(_change: Mapping[str, Any]) -> None:
             offered = cmp.choices(self.cells)
@@ -548,44 +539,61 @@ class CompareView:
         )
         grid = self.grid()
         urls = self.urls(served=True)
-        children: list[Any] = [w.HTML("")]
+        corner = w.HTML("")
+        children: list[Any] = [_sticky(corner, layout.STICKY_TOP, layout.STICKY_LEFT)]
         children += [
-            w.HTML(f"<div class='i2v-colhead'><b>{g.esc(cmp.key_label(c))}</b></div>")
+            _sticky(
+                w.HTML(layout.column_header(cmp.key_label(c))),
+                layout.STICKY_TOP,
+            )
             for c in grid.col_keys
         ]
-        self.keep_boxes = {}
+        self.keep_boxes, self.card_ws = {}, {}
         for i, r in enumerate(grid.row_keys):
             row_id, header = cmp.row_header(i, r)
-            children.append(
-                w.HTML(
-                    f"<div class='i2v-rowhead {cmp.NO_MATH}' style='max-width:200px'>{header}</div>"
-                )
-            )
+            label = w.HTML(f"<div class='i2v-rowhead {cmp.NO_MATH}'>{header}</div>")
+            children.append(_sticky(label, layout.STICKY_LEFT))
             for c in grid.col_keys:
-                boxes = []
-                for cell in grid.slot(r, c):
-                    video, poster, note = urls(cell)
-                    box = w.Checkbox(value=cell.keeper, description="keeper", indent=False)
-                    box.observe(self._keeper_changed(cell.job_id), names="value")
-                    self.keep_boxes[cell.job_id] = box
-                    boxes.append(
-                        w.VBox(
-                            [w.HTML(cmp.cell_html(cell, video, poster, row_id=row_id, note=note)),
-                             box]
-                        )
-                    )  # fmt: skip
-                children.append(w.HBox(boxes))
+                cards = [self._card(cell, row_id, urls) for cell in grid.slot(r, c)]
+                children.append(
+                    w.HBox(cards, layout=w.Layout(flex_flow="row wrap", grid_gap="6px"))
+                )
         self.grid_w.layout = w.Layout(
-            grid_template_columns=f"auto repeat({len(grid.col_keys)}, max-content)",
-            grid_gap="6px",
+            grid_template_columns=layout.columns_template(len(grid.col_keys)), grid_gap="6px"
         )
         self.grid_w.children = children
 
-    def _keeper_changed(self, job_id: int) -> Callable[[Mapping[str, Any]], None]:
-        def changed(change: Mapping[str, Any]) -> None:
-            self.set_keeper(job_id, bool(change["new"]))
+    def _card(self, cell: cmp.Cell, row_id: str, urls: cmp.VideoUrl) -> Any:
+        """One clip and its *keeper* checkbox; ticking it writes the ledger and redraws the
+        card at once (the keeper's frame and star, as the report shows them)."""
+        import ipywidgets as w
 
-        return changed
+        video, poster, note = urls(cell)
+
+        def draw() -> str:
+            return cmp.cell_html(cell, video, poster, row_id=row_id, note=note)
+
+        html = w.HTML(draw())
+        box = w.Checkbox(
+            value=cell.keeper, description="keeper", indent=False, layout=w.Layout(width="auto")
+        )
+
+        def changed(change: Mapping[str, Any]) -> None:
+            self.set_keeper(cell.job_id, bool(change["new"]))
+            html.value = draw()
+
+        box.observe(changed, names="value")
+        self.keep_boxes[cell.job_id] = box
+        self.card_ws[cell.job_id] = html
+        card = w.VBox([html, box])
+        card.add_class("i2v-cardbox")
+        return card
+
+
+def _sticky(widget: Any, *classes: str) -> Any:
+    for name in classes:
+        widget.add_class(name)
+    return widget
 
 
 def _choice(axes: Sequence[str], cells: Sequence[cmp.Cell]) -> str:

@@ -76,7 +76,7 @@ class CostBreakdown:
         verb = "submitted" if done else "to submit"
 
         def part(amount: float | None, jobs: int, requests: int = 0) -> str:
-            also = f", {requests} requests" if requests > jobs else ""
+            also = f", {plural(requests, 'request')}" if requests > jobs else ""
             return f"{usd(amount)} ({plural(jobs, 'job')}{also})"
 
         total = "unknown" if self.total is None else usd(self.total)
