@@ -17,7 +17,6 @@ with fal's reasons.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import io
 import json
@@ -356,13 +355,10 @@ def _comparison_section(grid: cmp.Grid, urls: cmp.VideoUrl) -> str:
 def _per_model_section(store: Store, batch_id: str) -> str:
     """Per model: jobs, videos, failures, mean times and costs (see :mod:`i2vkit.summary`);
     then the same per value of each varied option and prompt variable."""
-    from .summary import per_model, per_value
+    from .summary import per_model, per_value_rows
 
     out = "<h2>Per model</h2>\n" + models_table(per_model(store, batch_id), endpoint=True).html()
-    values = [
-        dataclasses.replace(m, model=f"{m.model} · {axis}={value}")
-        for axis, value, m in per_value(store, batch_id)
-    ]
+    values = per_value_rows(store, batch_id)
     if values:
         out += "\n<h2>Per value</h2>\n" + models_table(values).html()
     return out

@@ -9,6 +9,7 @@ the same numbers for any batch, however many runs it took.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,14 @@ def per_value(store: Store, batch_id: str) -> list[tuple[str, str, ModelSummary]
     order = list(dict.fromkeys(k[0] for k in groups))
     by_axis = sorted(groups, key=lambda k: order.index(k[0]))  # stable: values as first seen
     return [(axis, value, _summary(e, groups[(axis, value, e)])) for axis, value, e in by_axis]
+
+
+def per_value_rows(store: Store, batch_id: str) -> list[ModelSummary]:
+    """:func:`per_value` as rows of a per-model table, each named ``model · axis=value``."""
+    return [
+        dataclasses.replace(m, model=f"{m.model} · {axis}={value}")
+        for axis, value, m in per_value(store, batch_id)
+    ]
 
 
 def _summary(endpoint: str, rows: list[JobRow]) -> ModelSummary:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -234,19 +233,15 @@ class ResultsBrowser:
         return view
 
     def summary(self) -> Any:
-        """Per model: jobs, videos, failures, mean time in queue and running, cost per clip
-        and per second of video (:func:`i2vkit.summary.per_model`); then per varied value."""
+        """Per model (:func:`i2vkit.summary.per_model`), then per varied value."""
 
         def render() -> Rich:
             if not self.batch_id:
                 return self._empty()
-            from ..summary import per_model, per_value
+            from ..summary import per_model, per_value_rows
 
-            values = [  # then per value of each varied option and prompt variable
-                dataclasses.replace(m, model=f"{m.model} · {axis}={value}")
-                for axis, value, m in per_value(self.store, self.batch_id)
-            ]
-            table = tables.models_table([*per_model(self.store, self.batch_id), *values])
+            rows = per_model(self.store, self.batch_id) + per_value_rows(self.store, self.batch_id)
+            table = tables.models_table(rows)
             return Rich(table.html(), table.text())
 
         return self._live(render)
