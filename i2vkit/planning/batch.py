@@ -23,6 +23,7 @@ from .identity import (
     shots_batch_id,
     shots_identity,
 )
+from .pinning import earlier_endpoints, pinned_note
 from .plan import Plan
 from .request import BatchRequest
 from .shots import plan_shots
@@ -33,10 +34,20 @@ def plan_batch(request: BatchRequest, ws: Workspace) -> Plan:
     check_concurrency(request.concurrency)
     pairing = "all" if request.shots is not None else normalize_pairing(request.pairing)
     request = dataclasses.replace(request, takes=check_takes(request.takes), pairing=pairing)
+    plan = _plan_once(request, ws)
+    pinned = earlier_endpoints(plan, ws)
+    if pinned:  # a family name moved on since this batch ran: keep its endpoint
+        names = [pinned.get(m.name, m) for m in plan.models]
+        plan = _plan_once(dataclasses.replace(request, model=names), ws)  # type: ignore[arg-type]
+        plan.notes += pinned_note(pinned)
+    plan.cost = ledger_cost(plan, ws)
+    return plan
+
+
+def _plan_once(request: BatchRequest, ws: Workspace) -> Plan:
     plan = plan_shots(request, ws) if request.shots is not None else plan_folder(request, ws)
     plan.max_cost = spend_cap(request, ws)
     plan.batch = _batch_of(plan, ws)
-    plan.cost = ledger_cost(plan, ws)
     return plan
 
 
