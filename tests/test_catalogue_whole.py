@@ -239,20 +239,22 @@ def test_a_batch_that_ran_under_a_family_name_keeps_its_endpoint(tmp_path, emula
     db = tmp_path / "ledger.db"
     with Store(db) as store:  # the catalogue as it was when the batch ran
         store.save_catalogue(emulator.url, "2099-01-01T00:00:00+00:00", json.dumps(earlier))
-    first = run_cli(bulk_args(prompts, tmp_path / "pics"), env, tmp_path)
+    first = run_cli(bulk_args(prompts, tmp_path / "pics", model="wan"), env, tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert {r[0] for r in ledger(db, "SELECT endpoint_id FROM jobs")} == {"fal-ai/wan-i2v"}
     with Store(db) as store:  # today's catalogue: wan means Wan 2.7
         store.save_catalogue(emulator.url, "2099-01-01T00:00:00+00:00", json.dumps(snapshot().data))
     submits = emulator.stats()["submits"]["total"]
-    again = run_cli(bulk_args(prompts, tmp_path / "pics", "--dry-run"), env, tmp_path)
+    again = run_cli(bulk_args(prompts, tmp_path / "pics", "--dry-run", model="wan"), env, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "continues batch" in again.stdout and "(fal-ai/wan-i2v)" in again.stdout, again.stdout
     assert "now means" in again.stdout and "wan-2.7" in again.stdout
     assert "this run: US$ 0.00 (0 jobs)" in again.stdout, again.stdout
     assert emulator.stats()["submits"]["total"] == submits
     fresh = run_cli(
-        bulk_args(write_prompts(tmp_path / "q.txt", 1), tmp_path / "pics", "--dry-run"),
+        bulk_args(
+            write_prompts(tmp_path / "q.txt", 1), tmp_path / "pics", "--dry-run", model="wan"
+        ),
         env,
         tmp_path,
     )
