@@ -260,3 +260,25 @@ def test_a_batch_that_ran_under_a_family_name_keeps_its_endpoint(tmp_path, emula
     )
     assert "new batch" in fresh.stdout and "fal-ai/wan/v2.7/image-to-video" in fresh.stdout
     assert TEST_KEY not in again.stdout + again.stderr
+
+
+def test_the_emulator_serves_every_endpoint_with_its_own_schema():
+    """Each endpoint fal runs (the new ones too) is accepted with its required fields, and
+    refused with fal's 422 without them (an audio track for the lip-sync endpoint)."""
+    import httpx
+
+    from i2vkit.emulator import Emulator
+
+    with Emulator(key="i:s", job_seconds=0) as emu:
+        with httpx.Client(base_url=emu.url, headers={"Authorization": "Key i:s"}, timeout=30) as c:
+            for m in RUNNING:
+                body = {"prompt": "a slow pan"} if "prompt" in m["input"] else {}
+                for name, field in m["input"].items():
+                    if field.get("required") and name != "prompt":
+                        kind = field["type"]
+                        body[name] = [{"path": URL}] if kind == "array" else URL
+                r = c.post(f"/{m['endpoint_id']}", json=body)
+                assert r.status_code == 200, (m["endpoint_id"], r.text)
+            lipsync = next(m for m in RUNNING if m["input"].get("audio_url", {}).get("required"))
+            r = c.post(f"/{lipsync['endpoint_id']}", json={"image_url": URL})
+            assert r.status_code == 422 and "audio_url" in r.text

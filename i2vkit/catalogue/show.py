@@ -132,7 +132,7 @@ def model_detail(spec: ModelSpec, cat: Catalogue) -> str:
         subsequent_indent="         ",
     )
     lines += textwrap.wrap(
-        f"data: {cat.dates()}", WIDTH, initial_indent="  ", subsequent_indent="         "
+        f"data:      {cat.dates()}", WIDTH, initial_indent="  ", subsequent_indent="             "
     )
     lines.append("")
     lines += _options(spec)

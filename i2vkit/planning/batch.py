@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..models import ModelSpec
 from ..pairing import normalize_pairing
 from ..store import Store
 from ..workspace import Workspace
@@ -23,6 +24,7 @@ from .identity import (
     shots_batch_id,
     shots_identity,
 )
+from .options import model_names
 from .pinning import earlier_endpoints, pinned_note
 from .plan import Plan
 from .request import BatchRequest
@@ -37,15 +39,25 @@ def plan_batch(request: BatchRequest, ws: Workspace) -> Plan:
     plan = _plan_once(request, ws)
     pinned = earlier_endpoints(plan, ws)
     if pinned:  # a family name moved on since this batch ran: keep its endpoint
-        names = [pinned.get(m.name, m) for m in plan.models]
-        plan = _plan_once(dataclasses.replace(request, model=names), ws)  # type: ignore[arg-type]
+        plan = _plan_once(request, ws, pinned)
         plan.notes += pinned_note(pinned)
     plan.cost = ledger_cost(plan, ws)
     return plan
 
 
-def _plan_once(request: BatchRequest, ws: Workspace) -> Plan:
-    plan = plan_shots(request, ws) if request.shots is not None else plan_folder(request, ws)
+def _plan_once(
+    request: BatchRequest, ws: Workspace, pins: dict[str, ModelSpec] | None = None
+) -> Plan:
+    if request.shots is not None:
+        plan = plan_shots(request, ws, pins)
+    else:
+        if pins:  # the names this batch ran elsewhere, as the specs of those endpoints
+            names = [
+                pins.get(n.strip().lower(), n) if isinstance(n, str) else n
+                for n in model_names(request.model)
+            ]
+            request = dataclasses.replace(request, model=names)  # type: ignore[arg-type]
+        plan = plan_folder(request, ws)
     plan.max_cost = spend_cap(request, ws)
     plan.batch = _batch_of(plan, ws)
     return plan
