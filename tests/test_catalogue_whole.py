@@ -269,16 +269,17 @@ def test_the_emulator_serves_every_endpoint_with_its_own_schema():
 
     from i2vkit.emulator import Emulator
 
-    with Emulator(key="i:s", job_seconds=0) as emu:
-        with httpx.Client(base_url=emu.url, headers={"Authorization": "Key i:s"}, timeout=30) as c:
-            for m in RUNNING:
-                body = {"prompt": "a slow pan"} if "prompt" in m["input"] else {}
-                for name, field in m["input"].items():
-                    if field.get("required") and name != "prompt":
-                        kind = field["type"]
-                        body[name] = [{"path": URL}] if kind == "array" else URL
-                r = c.post(f"/{m['endpoint_id']}", json=body)
-                assert r.status_code == 200, (m["endpoint_id"], r.text)
-            lipsync = next(m for m in RUNNING if m["input"].get("audio_url", {}).get("required"))
-            r = c.post(f"/{lipsync['endpoint_id']}", json={"image_url": URL})
-            assert r.status_code == 422 and "audio_url" in r.text
+    emu = Emulator(key="i:s", job_seconds=0)
+    headers = {"Authorization": "Key i:s"}
+    with emu, httpx.Client(base_url=emu.url, headers=headers, timeout=30) as c:
+        for m in RUNNING:
+            body = {"prompt": "a slow pan"} if "prompt" in m["input"] else {}
+            for name, field in m["input"].items():
+                if field.get("required") and name != "prompt":
+                    kind = field["type"]
+                    body[name] = [{"path": URL}] if kind == "array" else URL
+            r = c.post(f"/{m['endpoint_id']}", json=body)
+            assert r.status_code == 200, (m["endpoint_id"], r.text)
+        lipsync = next(m for m in RUNNING if m["input"].get("audio_url", {}).get("required"))
+        r = c.post(f"/{lipsync['endpoint_id']}", json={"image_url": URL})
+        assert r.status_code == 422 and "audio_url" in r.text
