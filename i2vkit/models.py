@@ -364,7 +364,8 @@ def get_model(name: str | ModelSpec) -> ModelSpec:
     """Look up a model by family name (``veo``), versioned name (``veo-3.1-fast``, any
     case) or fal endpoint id.
 
-    A family name means the family's recommended version. A catalogued endpoint id
+    A family name means the version :data:`i2vkit.catalogue.families.RULE` picks (the
+    newest active, non-preview, general one fal lists). A catalogued endpoint id
     returns its full spec; any other well-formed id (``owner/model/...``) returns a
     generic spec with the ``image_url``/``prompt`` mapping, unchecked options and no
     price. Raises :class:`ModelError` for an unknown name (with close matches) or an
