@@ -283,3 +283,29 @@ def test_the_emulator_serves_every_endpoint_with_its_own_schema():
         lipsync = next(m for m in RUNNING if m["input"].get("audio_url", {}).get("required"))
         r = c.post(f"/{lipsync['endpoint_id']}", json={"image_url": URL})
         assert r.status_code == 422 and "audio_url" in r.text
+
+
+def test_a_shot_list_that_ran_a_family_name_keeps_its_endpoint(tmp_path, emulator):
+    """The same for a shot list whose rows name `wan`: run again once `wan` moved on, its
+    rows stay on the endpoint they ran on (nothing submitted twice)."""
+    make_images(tmp_path / "pics", 2)
+    shots = tmp_path / "shots.csv"
+    shots.write_text("image,prompt,model\npics/img1.png,a pan,wan\npics/img2.png,a zoom,wan\n")
+    env = cli_env(tmp_path, emulator.url)
+    cmd = i2vkit("bulk", "--shots", str(shots), "--yes", "--no-progress")
+    earlier = snapshot().data
+    earlier["families"]["wan"] = earlier["names"]["wan"] = "fal-ai/wan-i2v"
+    db = tmp_path / "ledger.db"
+    with Store(db) as store:
+        store.save_catalogue(emulator.url, "2099-01-01T00:00:00+00:00", json.dumps(earlier))
+    first = run_cli(cmd, env, tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    with Store(db) as store:
+        today = json.dumps(snapshot().data)
+        store.save_catalogue(emulator.url, "2099-01-01T00:00:00+00:00", today)
+    submits = emulator.stats()["submits"]["total"]
+    again = run_cli(cmd, env, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "continues there" in again.stdout and "this run: US$ 0.00 (0 jobs)" in again.stdout
+    assert emulator.stats()["submits"]["total"] == submits
+    assert {r[0] for r in ledger(db, "SELECT endpoint_id FROM jobs")} == {"fal-ai/wan-i2v"}
