@@ -364,6 +364,7 @@ def test_sentinel_key_appears_in_no_output_log_or_ledger(tmp_path, capfd, caplog
         env = isolated_env(
             tmp_path, FAL_KEY=SENTINEL_KEY, I2VKIT_FAL_URL=emu.url, I2VKIT_RETRY_FAILED="1"
         )
+        env["I2VKIT_MODEL"] = "wan-2.1"  # 9 clips under the US$ 5 a billed run asks about
         gen = execute(NOTEBOOKS / "01_generate.ipynb", env, tmp_path / "01.out.ipynb")
         db = sqlite3.connect(tmp_path / "ledger.db")
         failed = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'failed'").fetchone()[0]
@@ -460,7 +461,8 @@ def test_form_config_outside_jupyter_resolves_defaults_from_the_notebook_folder(
 
     settings = Settings(db_path=tmp_path / "l.db", download_dir=tmp_path / "out")
     plan = plan_in(config, settings)
-    assert len(plan.pairs) == 9 and plan.estimated_cost == pytest.approx(3.6)
+    wan = get_model("wan").estimate_cost()  # the form's default model, from the catalogue
+    assert len(plan.pairs) == 9 and plan.estimated_cost == pytest.approx(9 * wan)
     assert plan.output_dir == tmp_path / "out"
 
 
