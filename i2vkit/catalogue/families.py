@@ -69,8 +69,7 @@ def is_general(entry: Mapping[str, Any]) -> bool:
     version = str(entry.get("version", ""))
     tier = str(entry.get("tier") or "")
     return (
-        not _SPECIAL_ID.search(entry["endpoint_id"])
-        and not _VARIANT.search(version)
+        not _VARIANT.search(version)
         and not _VARIANT.search(tier.replace("standard", ""))
         and _GENERAL_VERSION.fullmatch(version) is not None
         and _plain(entry)
