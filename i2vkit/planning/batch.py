@@ -39,8 +39,10 @@ def plan_batch(request: BatchRequest, ws: Workspace) -> Plan:
     plan = _plan_once(request, ws)
     pinned = earlier_endpoints(plan, ws)
     if pinned:  # a family name moved on since this batch ran: keep its endpoint
-        plan = _plan_once(request, ws, pinned)
-        plan.notes += pinned_note(pinned)
+        kept = _plan_once(request, ws, pinned)
+        if not kept.batch.new:  # it does continue that batch (not only one like it)
+            plan = kept
+            plan.notes += pinned_note(pinned)
     plan.cost = ledger_cost(plan, ws)
     return plan
 
