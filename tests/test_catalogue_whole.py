@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -309,3 +310,17 @@ def test_a_shot_list_that_ran_a_family_name_keeps_its_endpoint(tmp_path, emulato
     assert "continues there" in again.stdout and "this run: US$ 0.00 (0 jobs)" in again.stdout
     assert emulator.stats()["submits"]["total"] == submits
     assert {r[0] for r in ledger(db, "SELECT endpoint_id FROM jobs")} == {"fal-ai/wan-i2v"}
+
+
+def test_after_a_refresh_with_a_key_models_says_when(tmp_path, emulator):
+    env = cli_env(tmp_path, emulator.url)  # a key, and fal's Platform API on the emulator
+    before = datetime.now(UTC).strftime("%Y-%m-%d")
+    refreshed = run_cli(i2vkit("models", "--refresh"), env, tmp_path)
+    assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
+    out = run_cli(i2vkit("models"), env, tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    flat = " ".join(out.stdout.split())
+    days = {before, datetime.now(UTC).strftime("%Y-%m-%d")}  # a run across midnight: either
+    assert any(f"refreshed from fal: {d}" in flat for d in days), flat
+    assert "refreshed from fal: never" not in flat
+    assert "fal data as of 2026-08-02 (client types)" in flat
