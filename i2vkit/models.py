@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalogue import active, core
+from .catalogue import active, core, families
 from .catalogue import pricing as price_rules
 from .catalogue import schema as schemas
 from .errors import FalError, ModelError
@@ -200,10 +200,30 @@ class ModelSpec:
             checked, found = schemas.check(
                 self.input_schema, given, filled={self.prompt_field, self.image_field}
             )
-            problems += found
+            problems += self._needs_problems(found)
         if problems:
             raise ModelError(self._problems_message(problems))
         return checked
+
+    @property
+    def needs(self) -> dict[str, str]:
+        """Required inputs a folder batch cannot give (field -> an audio track, LoRA weights)."""
+        return families.needs(self.entry) if self.entry else {}
+
+    def _needs_problems(self, problems: list[str]) -> list[str]:
+        """The schema's "X is required" for an input a folder batch cannot give, said so."""
+        out = []
+        for p in problems:
+            field_name = p.split(" ", 1)[0]
+            what = self.needs.get(field_name)
+            if what and p.startswith(f"{field_name} is required"):
+                p = (
+                    f"{field_name} is required: {self.endpoint_id} needs {what}, which a folder "
+                    f"of images and prompts cannot give; pass it with -o {field_name}=URL (the "
+                    "same for every job), or pick another model"
+                )
+            out.append(p)
+        return out
 
     def _problems_message(self, problems: list[str]) -> str:
         lines = "\n".join(f"  - {p}" for p in problems)
@@ -245,8 +265,16 @@ class ModelSpec:
         return {self.prompt_field: prompt, self.image_field: image_url, **merged}
 
     def estimate_cost(self, options: Mapping[str, Any] | None = None) -> float | None:
-        """Estimated USD for one video with ``options``; None when no price is known."""
-        merged = self.validate_options(options)
+        """Estimated USD for one video with ``options``; None when no price is known.
+
+        The end frame travels apart from the options (it is uploaded first) and no price
+        depends on it, so a required one is not asked for here."""
+        given = dict(options or {})
+        end = self.end_image_field
+        if end and end not in given and END_IMAGE_OPTION not in given:
+            given[end] = "end-frame"
+        merged = self.validate_options(given)
+        merged.pop(end or "", None)
         return price_rules.estimate(self.price_rule, {**self.defaults, **merged})
 
     def video_url(self, result: Any) -> str:
@@ -336,7 +364,8 @@ def get_model(name: str | ModelSpec) -> ModelSpec:
     """Look up a model by family name (``veo``), versioned name (``veo-3.1-fast``, any
     case) or fal endpoint id.
 
-    A family name means the family's recommended version. A catalogued endpoint id
+    A family name means the version :data:`i2vkit.catalogue.families.RULE` picks (the
+    newest active, non-preview, general one fal lists). A catalogued endpoint id
     returns its full spec; any other well-formed id (``owner/model/...``) returns a
     generic spec with the ``image_url``/``prompt`` mapping, unchecked options and no
     price. Raises :class:`ModelError` for an unknown name (with close matches) or an

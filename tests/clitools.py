@@ -39,7 +39,8 @@ def cli_env(tmp_path: Path, url: str, key: str | None = TEST_KEY, **extra: str) 
     return env
 
 
-def bulk_args(prompts: Path, images: Path, *extra: str, model: str = "wan") -> list[str]:
+# wan-2.1: the per-video price (US$ 0.40) the budget tests count in; `wan` follows fal (issue 24)
+def bulk_args(prompts: Path, images: Path, *extra: str, model: str = "wan-2.1") -> list[str]:
     return [
         sys.executable,
         "-m",

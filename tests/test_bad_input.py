@@ -250,7 +250,7 @@ def test_prompts_file_not_utf8(work):
 def test_prompt_over_the_model_limit(work):
     from i2vkit.models import get_model
 
-    limit = get_model("wan").max_prompt_chars
+    limit = get_model("wan-2.1").max_prompt_chars  # the model clitools runs
     path = work.tmp / "long.txt"
     path.write_text("a short one\n" + "x" * (limit + 1) + "\n")
     out = work(prompts_file=path)

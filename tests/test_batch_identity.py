@@ -205,7 +205,7 @@ def test_planning_reaches_for_nothing(tmp_path, connections):
     with Store(settings.db_path) as store:
         store.save_catalogue(url, read_at.isoformat(), json.dumps(copy))
     make_images(tmp_path / "pics", 1)
-    request = BatchRequest(tmp_path / "pics", prompts=["a slow pan"], model="wan")
+    request = BatchRequest(tmp_path / "pics", prompts=["a slow pan"], model="wan-2.1")
     with Workspace.open(settings) as ws:
         assert connections, "opening the workspace did not try to refresh the stale copy"
         assert ws.note and "could not refresh" in ws.note

@@ -48,6 +48,9 @@ from pathlib import Path
 
 import pytest
 
+from i2vkit.models import get_model
+from i2vkit.money import usd
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = "notebooks/01_generate.ipynb"
 SETUP_SCRIPT = ".ci/browser-deps.sh"
@@ -600,20 +603,21 @@ def run_notebook_and_check(page, lab, artifacts: Path, console_errors: list[str]
         f"The version dropdown does not show each version's price: {version_menus[0]}"
     )
     labels = form.locator(".widget-label").all_inner_texts()
-    assert "num_frames" in labels and "resolution" in labels, (
+    assert "duration" in labels and "resolution" in labels, (
         f"wan's options are not shown as widgets; labels: {labels}"
     )
     save_screenshot(form, "form.png", artifacts)
 
     # Money as a person reads it: JupyterLab typesets $...$ in HTML outputs as LaTeX, which
     # once turned "$3.60 ($0.400 per video)" into "3.60(0.400 per video)". Read the rendered
-    # text of the preview (3 images x 3 prompts on wan at US$ 0.40 a video).
+    # text of the preview (3 images x 3 prompts on wan, at the catalogue's price of a clip).
     preview = page.locator(".jp-OutputArea-output", has_text="estimated cost").first
     if not preview.count():
         dump_state(page, artifacts, "failure-preview")
         pytest.fail("The preview (estimated cost) did not render.", pytrace=False)
     shown = " ".join(preview.inner_text().split())
-    assert "estimated cost: US$ 3.60 (US$ 0.400 per video)" in shown, shown
+    wan = get_model("wan").estimate_cost()
+    assert f"estimated cost: {usd(9 * wan)} ({usd(wan, 3)} per video)" in shown, shown
     typeset = page.evaluate(
         """() => document.querySelectorAll(
               '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea mjx-container, '

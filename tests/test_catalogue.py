@@ -32,30 +32,48 @@ def i2vkit(*args: str) -> list[str]:
 
 
 def test_snapshot_matches_the_reference_file():
+    """Every input schema of the snapshot against the research file: field names, which
+    are required, types, enums, defaults and bounds (the one default the build corrects,
+    Seedance 1.0 Pro's resolution, is checked on its own in test_catalogue_whole)."""
     ref = json.loads(REFERENCE.read_text(encoding="utf-8"))
     cat = snapshot()
-    assert len(cat.entries) >= 40
+    kinds = {"string", "integer", "number", "boolean", "array", "object"}
     for m in ref["models"]:
-        entry = cat.by_id.get(m["endpoint_id"])
-        assert entry is not None, f"{m['endpoint_id']} missing from the snapshot"
+        eid = m["endpoint_id"]
+        entry = cat.by_id.get(eid)
+        assert entry is not None, f"{eid} missing from the snapshot"
         props = entry["input"]["properties"]
-        assert set(props) == set(m["input"]), m["endpoint_id"]
+        assert set(props) == set(m["input"]), eid
+        want_required = {n for n, f in m["input"].items() if f.get("required")}
+        assert set(entry["input"]["required"]) == want_required, eid
         for name, field in m["input"].items():
-            assert props[name].get("enum") == field.get("enum"), (m["endpoint_id"], name)
-            assert props[name].get("default") == field.get("default"), (m["endpoint_id"], name)
+            p = props[name]
+            assert p.get("enum") == field.get("enum"), (eid, name)
+            if "default_source" not in p:
+                assert p.get("default") == field.get("default"), (eid, name)
+            assert p.get("minimum") == field.get("min"), (eid, name)
+            assert p.get("maximum") == field.get("max"), (eid, name)
+            assert p.get("maxLength") == field.get("max_length"), (eid, name)
+            t = field["type"]
+            if t.startswith("string (URL"):
+                assert p["type"] == "file", (eid, name)
+            elif t in kinds:
+                assert p["type"] == t, (eid, name)
+            else:  # "string or object (ImageSize)", a named structure: a JSON kind
+                assert p["type"] in kinds, (eid, name, p["type"])
         assert entry["image_field"] == m["image_field"]
         assert entry.get("end_image_field") == m.get("end_image_field")
         if not m["pricing"].get("amounts_usd"):
-            assert not entry["price"]["rates"], f"{m['endpoint_id']}: price invented"
+            assert not entry["price"]["rates"], f"{eid}: price invented"
             assert entry["price"]["verified"] == "unknown"
         elif m["pricing"].get("inferred"):
-            assert entry["price"]["verified"] == "unverified", m["endpoint_id"]
+            assert entry["price"]["verified"] == "unverified", eid
         # every number in the rule is one the reference printed (or its x1000 per-token form)
         printed = set()
         for v in (m["pricing"].get("amounts_usd") or {}).values():
             printed |= {round(v, 6), round(v * 1000, 6)}
         for r in entry["price"]["rates"] + entry["price"].get("adds", []):
-            assert round(r["usd"], 6) in printed, (m["endpoint_id"], r)
+            assert round(r["usd"], 6) in printed, (eid, r)
 
 
 def test_families_the_issue_names_are_all_there():
@@ -89,7 +107,7 @@ def bulk(emulator, tmp_path, images, prompts, *extra, env_extra=None, model="wan
 
 
 def test_veo_dry_run_plans_veo_3_1_with_fal_option_names(emulator, tmp_path, batch):
-    out = bulk(emulator, tmp_path, *batch, "--dry-run", "-o", "duration=6s", model="veo")
+    out = bulk(emulator, tmp_path, *batch, "--dry-run", "-o", "duration=6s", model="veo-3.1-fast")
     assert out.returncode == 0, out.stderr
     assert "fal-ai/veo3.1/fast/image-to-video" in out.stdout
     # 4 jobs x 6 s x $0.15/s (720p, audio on by default) = $3.60

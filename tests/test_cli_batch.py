@@ -16,7 +16,7 @@ from helpers import TEST_KEY, make_images
 
 from i2vkit.emulator.clips import probe
 
-NAME = re.compile(r"^(\d+)_wan_\d{8}T\d{6}Z(-\d+)?\.mp4$")
+NAME = re.compile(r"^(\d+)_wan-2\.1_\d{8}T\d{6}Z(-\d+)?\.mp4$")  # clitools runs wan-2.1
 
 
 def cli_env(tmp_path: Path, emulator, key: str = TEST_KEY) -> dict[str, str]:
@@ -220,13 +220,13 @@ def test_status_lines_show_each_jobs_model_take_and_keeper(tmp_path, emulator):
     make_images(tmp_path / "pics", 2)
     env = cli_env(tmp_path, emulator)
     prompts = write_prompts(tmp_path / "p.txt", 1)
-    args = clitools.bulk_args(prompts, tmp_path / "pics", "--takes", "2", model="wan,ltx")
+    args = clitools.bulk_args(prompts, tmp_path / "pics", "--takes", "2", model="wan-2.1,ltx")
     out = run_cli(args, env)
     assert out.returncode == 0, out.stdout + out.stderr
     batch = ledger(tmp_path, "SELECT id FROM batches")[0][0]
     rows = ledger(tmp_path, "SELECT id, model, take FROM jobs ORDER BY id")
     assert len(rows) == 8  # 2 images x 1 prompt x 2 models x 2 takes
-    assert {(r[1], r[2]) for r in rows} == {("wan", 1), ("wan", 2), ("ltx", 1), ("ltx", 2)}
+    assert {(r[1], r[2]) for r in rows} == {("wan-2.1", 1), ("wan-2.1", 2), ("ltx", 1), ("ltx", 2)}
     kept = [r[0] for r in rows if r[2] == 2][:2]  # a second take of each of two jobs
     keep = run_cli([sys.executable, "-m", "i2vkit", "keep", batch, *map(str, kept)], env)
     assert keep.returncode == 0, keep.stdout + keep.stderr

@@ -24,6 +24,10 @@ from clitools import videos, wait_until, write_prompts
 from helpers import TEST_KEY, make_images
 
 from i2vkit.emulator import Emulator
+from i2vkit.models import get_model
+from i2vkit.planning import BatchRequest
+
+WAN = get_model(BatchRequest.model).estimate_cost()  # the default model's clip, from the catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
 WRONG_KEY = "wrongid:WRONG-SECRET-abcdef123"
@@ -179,11 +183,11 @@ def _interrupted(o: Outcome) -> None:
     assert o.videos == 0
 
 
-# 4 images x 4 prompts on wan (US$ 0.40 a video) = US$ 6.40: above the US$ 5 threshold, on a
+# 4 images x 4 prompts on wan (US$ WAN a video): above the US$ 5 threshold, on a
 # billed backend (I2VKIT_FAL_URL is never the free built-in emulator), stdin closed, no --yes.
 @case("not confirmed", Case(images=4, prompts=4, extra=()), 2)
 def _refused(o: Outcome) -> None:
-    assert "US$ 6.40" in o.output and "re-run with --yes" in o.output
+    assert 16 * WAN > 5 and f"US$ {16 * WAN:.2f}" in o.output and "re-run with --yes" in o.output
     assert o.stats["uploads"] == 0 and o.stats["submits"]["total"] == 0
 
 
@@ -194,7 +198,7 @@ def _confirmed(o: Outcome) -> None:
 
 @case("below the threshold", Case(extra=()), 0)
 def _below(o: Outcome) -> None:
-    assert o.videos == 6  # US$ 2.40: runs without asking in both
+    assert 6 * WAN < 5 and o.videos == 6  # below US$ 5: runs without asking in both
 
 
 # An endpoint with no published price is never "free": with nobody to answer, both refuse.
@@ -204,10 +208,10 @@ def _unknown_price(o: Outcome) -> None:
     assert o.stats["uploads"] == 0 and o.stats["submits"]["total"] == 0
 
 
-# 6 wan jobs = US$ 2.40 against a US$ 1 cap: refused before any upload, --yes or not.
+# 6 wan jobs against a US$ 1 cap: refused before any upload, --yes or not.
 @case("over --max-cost", Case(extra=("--yes", "--max-cost", "1")), 2)
 def _over_cap(o: Outcome) -> None:
-    assert "US$ 2.40" in o.output and "spend cap of US$ 1.00" in o.output
+    assert f"US$ {6 * WAN:.2f}" in o.output and "spend cap of US$ 1.00" in o.output
     assert o.stats["uploads"] == 0 and o.stats["submits"]["total"] == 0
 
 
@@ -216,11 +220,11 @@ def _over_env_cap(o: Outcome) -> None:
     assert "spend cap of US$ 1.00" in o.output and o.stats["uploads"] == 0
 
 
-# A finished US$ 6.40 batch run again without --yes: it adds nothing, so nothing to confirm.
+# A finished batch of 16 wan videos run again without --yes: it adds nothing, so nothing to confirm.
 @case("finished batch again", Case(images=4, prompts=4, before=("--yes",), extra=()), 0)
 def _again(o: Outcome) -> None:
     assert "re-run with --yes" not in o.output and "this run: US$ 0.00 (0 jobs)" in o.output
-    assert "earlier runs: US$ 6.40 (16 jobs)" in o.output
+    assert f"earlier runs: US$ {16 * WAN:.2f} (16 jobs)" in o.output
     assert o.stats["submits"]["total"] == 16 and o.videos == 16
 
 

@@ -16,19 +16,20 @@ from i2vkit.models import (
 
 URL = "https://v3.fal.media/files/abc/img.png"
 
-# What each name means: family names moved to the newest recommended version (CHANGELOG),
-# the names users typed before stay on the endpoint they meant.
+# What each name means: family names follow fal (the newest active, non-preview, general
+# version: issue 24), the names users typed before stay on the endpoint they meant.
 NAMES = {
-    "wan": "fal-ai/wan-i2v",
+    "wan": "fal-ai/wan/v2.7/image-to-video",
+    "wan-2.1": "fal-ai/wan-i2v",
     "wan-2.2": "fal-ai/wan/v2.2-a14b/image-to-video",
     "kling": "fal-ai/kling-video/v3/standard/image-to-video",
     "kling-2.1": "fal-ai/kling-video/v2.1/standard/image-to-video",
     "kling-1.6": "fal-ai/kling-video/v1.6/standard/image-to-video",
     "kling-2.5-turbo": "fal-ai/kling-video/v2.5-turbo/standard/image-to-video",
-    "hailuo": "fal-ai/minimax/hailuo-2.3/standard/image-to-video",
+    "hailuo": "minimax/h3/image-to-video",
     "hailuo-02": "fal-ai/minimax/hailuo-02/standard/image-to-video",
     "ltx": "fal-ai/ltx-2.3/image-to-video",
-    "veo": "fal-ai/veo3.1/fast/image-to-video",
+    "veo": "fal-ai/veo3.1/image-to-video",
     "veo-3.1-fast": "fal-ai/veo3.1/fast/image-to-video",
     "veo3": "fal-ai/veo3/image-to-video",
     "luma": "luma/agent/ray/v3.2/image-to-video",
@@ -46,8 +47,10 @@ def test_names(name: str, endpoint: str) -> None:
 def test_every_model_builds_arguments_into_its_own_image_field(spec: ModelSpec) -> None:
     options = {}
     required = set(spec.input_schema["required"]) - {spec.prompt_field, spec.image_field}
-    for name in required:
-        options[name] = URL  # the only required extras are end frames (first-last-frame)
+    for name in required:  # end frames (first-last-frame), an audio track, LoRA weights
+        options[name] = (
+            [{"path": URL}] if spec.input_schema["properties"][name]["type"] == "array" else URL
+        )
     args = spec.build_arguments(URL, "a cat walks", options)
     assert args[spec.image_field] == URL and args[spec.prompt_field] == "a cat walks"
     cost = spec.estimate_cost(options)
@@ -102,19 +105,20 @@ def test_end_image_alias_and_url() -> None:
     with pytest.raises(ModelError, match="was not uploaded"):
         ray.build_arguments(URL, "p", {"end_image_url": "/tmp/x.png"})
     with pytest.raises(ModelError, match="takes no end image"):
-        get_model("wan").build_arguments(URL, "p", end_image_url=URL)
+        get_model("wan-2.1").build_arguments(URL, "p", end_image_url=URL)
 
 
 @pytest.mark.parametrize(
     ("model", "options", "expected"),
     [
-        ("wan", None, 0.40),  # per video at 720p
-        ("wan", {"resolution": "480p"}, 0.20),
-        ("wan", {"num_frames": 100}, 0.50),  # more than 81 frames: x1.25
+        ("wan-2.1", None, 0.40),  # per video at 720p
+        ("wan-2.1", {"resolution": "480p"}, 0.20),
+        ("wan-2.1", {"num_frames": 100}, 0.50),  # more than 81 frames: x1.25
+        ("wan", None, 0.75),  # Wan 2.7: 5 s at its default 1080p x $0.15
         ("kling-2.1", {"duration": "10"}, 0.56),  # $0.056 per second
-        ("veo", None, 1.20),  # 8 s x $0.15 (audio on)
-        ("veo", {"generate_audio": False, "duration": "4s"}, 0.40),
-        ("veo", {"resolution": "4k"}, 2.80),
+        ("veo-3.1-fast", None, 1.20),  # 8 s x $0.15 (audio on)
+        ("veo-3.1-fast", {"generate_audio": False, "duration": "4s"}, 0.40),
+        ("veo-3.1-fast", {"resolution": "4k"}, 2.80),
         ("ltx-0.9.8-13b-distilled", {"num_frames": 240, "frame_rate": 48}, 0.2),  # 24 fps basis
         ("seedance-2.0", {"duration": "5"}, 1.512),  # 1280x720x5x24/1024 tokens x $14/M
         ("pixverse-5.6", {"duration": "8", "resolution": "1080p"}, 1.50),
@@ -127,7 +131,7 @@ def test_cost_estimates(model: str, options: dict | None, expected: float) -> No
 
 def test_unknown_price_is_none_never_zero() -> None:
     assert get_model("sora-2").estimate_cost() is None
-    assert get_model("seedance").estimate_cost() is None  # duration "auto": length unknown
+    assert get_model("wan-2.6-flash").estimate_cost() is None  # no price fal publishes
 
 
 def test_status_warns_or_refuses() -> None:

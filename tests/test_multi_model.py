@@ -34,7 +34,7 @@ def bulk(tmp_path: Path, *extra: str) -> list[str]:
         "--images-dir",
         str(tmp_path / "pics"),
         "--model",
-        "wan,veo",
+        "wan-2.1,veo-3.1-fast",  # named by version: `wan` and `veo` follow fal
         "--yes",
         "--no-progress",
         *extra,
@@ -54,9 +54,10 @@ def test_two_models_two_takes_then_a_third_take(tmp_path, emulator):
     assert len(videos(tmp_path / "videos")) == 16
     # the plan and the summary, per model
     assert "2 models x 2 takes = 16 jobs" in first.stdout
-    assert f"wan ({WAN}): 8 jobs" in first.stdout and f"veo ({VEO}): 8 jobs" in first.stdout
-    assert "  wan: 8 jobs, 8 videos, 0 failed" in first.stdout
-    assert "  veo: 8 jobs, 8 videos, 0 failed" in first.stdout
+    assert f"wan-2.1 ({WAN}): 8 jobs" in first.stdout
+    assert f"veo-3.1-fast ({VEO}): 8 jobs" in first.stdout
+    assert "  wan-2.1: 8 jobs, 8 videos, 0 failed" in first.stdout
+    assert "  veo-3.1-fast: 8 jobs, 8 videos, 0 failed" in first.stdout
 
     db = tmp_path / "ledger.db"
     rows = ledger(db, "SELECT endpoint_id, image_path, prompt, take, seed, request_id FROM jobs")
@@ -85,7 +86,7 @@ def test_two_models_two_takes_then_a_third_take(tmp_path, emulator):
     assert fewer.returncode == 0, fewer.stdout + fewer.stderr
     assert emulator.stats()["submits"]["total"] == 24
     assert len(ledger(db, "SELECT id FROM jobs")) == 24  # nothing deleted
-    assert "  wan: 12 jobs, 12 videos" in fewer.stdout  # the summary still counts them
+    assert "  wan-2.1: 12 jobs, 12 videos" in fewer.stdout  # the summary still counts them
     assert len(videos(tmp_path / "videos")) == 24
 
 
@@ -112,7 +113,7 @@ def test_a_given_seed_counts_up_by_take():
 
 
 def test_options_go_to_the_models_that_have_them():
-    wan, veo, kling = get_model("wan"), get_model("veo"), get_model("kling")
+    wan, veo, kling = get_model("wan-2.1"), get_model("veo-3.1-fast"), get_model("kling")
     per = split_options([wan, veo, kling], {"seed": "5", "duration": "6s", "kling:duration": "10"})
     assert per[0] == {"seed": "5"}  # wan has a seed, no duration
     assert per[1] == {"seed": "5", "duration": "6s"}
@@ -127,7 +128,8 @@ def test_plan_cost_and_spend_cap_cover_the_whole_batch(tmp_path, emulator):
     make_images(tmp_path / "pics", 2)
     write_prompts(tmp_path / "p.txt", 2)
     env = cli_env(tmp_path, emulator.url)
-    wan, veo = get_model("wan").estimate_cost({}), get_model("veo").estimate_cost({})
+    wan = get_model("wan-2.1").estimate_cost({})
+    veo = get_model("veo-3.1-fast").estimate_cost({})
     total = 4 * wan + 4 * veo
     capped = run_cli(bulk(tmp_path, "--max-cost", f"{total - 0.01:.2f}"), env, tmp_path)
     assert capped.returncode == 2, capped.stdout + capped.stderr
@@ -158,13 +160,13 @@ def test_the_ledger_records_each_jobs_own_model_and_options(tmp_path, emulator):
     make_images(tmp_path / "pics", 1)
     write_prompts(tmp_path / "p.txt", 1)
     env = cli_env(tmp_path, emulator.url)
-    args = bulk(tmp_path, "-o", "veo:duration=6s", "-o", "seed=42")
+    args = bulk(tmp_path, "-o", "veo-3.1-fast:duration=6s", "-o", "seed=42")
     done = run_cli(args, env, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = ledger(tmp_path / "ledger.db", "SELECT model, options, seed FROM jobs ORDER BY model")
     assert [(m, json.loads(o), s) for m, o, s in rows] == [
-        ("veo", {"duration": "6s", "seed": 42}, 42),
-        ("wan", {"seed": 42}, 42),
+        ("veo-3.1-fast", {"duration": "6s", "seed": 42}, 42),
+        ("wan-2.1", {"seed": 42}, 42),
     ]
     sent = sorted(emulator.jobs(), key=lambda j: j["endpoint"])
     assert sent[0]["arguments"]["duration"] == "6s" and sent[0]["arguments"]["seed"] == 42
@@ -182,7 +184,8 @@ def test_a_failed_job_of_a_comparison_names_its_model_and_take_and_the_retry(tmp
     out = run_cli(bulk(tmp_path, "--takes", "2"), env, tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     failed = ledger(tmp_path / "ledger.db", "SELECT id, model, take FROM jobs")
-    assert {(m, t) for _, m, t in failed} == {("wan", 1), ("wan", 2), ("veo", 1), ("veo", 2)}
+    want = {("wan-2.1", 1), ("wan-2.1", 2), ("veo-3.1-fast", 1), ("veo-3.1-fast", 2)}
+    assert {(m, t) for _, m, t in failed} == want
     for job_id, model, take in failed:
         line = next(x for x in out.stdout.splitlines() if x.startswith(f"FAILED job {job_id} "))
         assert f"({model}, take {take}, " in line, line

@@ -12,10 +12,14 @@ from helpers import make_images, plan_in
 from i2vkit import notebook as nbk
 from i2vkit.backend import backend_for
 from i2vkit.exits import EXIT_INPUT
+from i2vkit.models import get_model
 from i2vkit.notebook import form
 from i2vkit.planning import BatchRequest
 from i2vkit.spending import confirm_spend
 from i2vkit.workspace import Workspace
+
+# what the default model (`wan`, which follows fal) costs a clip, from the catalogue
+WAN = get_model(BatchRequest.model).estimate_cost()
 
 
 @pytest.fixture
@@ -29,19 +33,19 @@ def in_a_kernel(monkeypatch):
 def plan_of(tmp_path, settings, images: int, prompts: int):
     make_images(tmp_path / "pics", images)
     spec = BatchRequest(tmp_path / "pics", prompts="\n".join(f"p{i}" for i in range(prompts)))
-    return plan_in(spec, settings)  # wan: US$ 0.40 a video
+    return plan_in(spec, settings)  # the default model: US$ WAN a video
 
 
 def test_a_plan_over_the_spend_cap_says_the_cap_refused_it(
     in_a_kernel, tmp_path, emulator, settings
 ):
     capped = dataclasses.replace(settings, max_cost=1.0)  # I2VKIT_MAX_COST=1
-    plan = plan_of(tmp_path, capped, 2, 2)  # 4 videos: US$ 1.60
+    plan = plan_of(tmp_path, capped, 2, 2)  # 4 videos: above the US$ 1 cap
     with pytest.raises(nbk.SpendNotConfirmed) as refused:
         nbk.confirmed(plan, Workspace.open(capped), yes=True)  # a yes does not lift a cap
     message = str(refused.value)
     assert "not confirmed" not in message
-    assert "US$ 1.60" in message and "spend cap of US$ 1.00" in message
+    assert f"US$ {4 * WAN:.2f}" in message and "spend cap of US$ 1.00" in message
     assert "I2VKIT_MAX_COST" in message and "raise the cap" in message
     said: list[str] = []  # the CLI's words for the same plan: one message, not two
     assert confirm_spend(plan, backend_for(capped), say=said.append) == EXIT_INPUT
@@ -50,7 +54,8 @@ def test_a_plan_over_the_spend_cap_says_the_cap_refused_it(
 
 
 def test_a_plan_nobody_confirmed_still_says_not_confirmed(in_a_kernel, tmp_path, settings):
-    plan = plan_of(tmp_path, settings, 4, 4)  # 16 videos: US$ 6.40, above the US$ 5 that asks
-    with pytest.raises(nbk.SpendNotConfirmed, match="US\\$ 6.40 was not confirmed"):
+    plan = plan_of(tmp_path, settings, 4, 4)  # 16 videos: above the US$ 5 that asks
+    assert 16 * WAN > 5
+    with pytest.raises(nbk.SpendNotConfirmed, match=f"US\\$ {16 * WAN:.2f} was not confirmed"):
         nbk.confirmed(plan, Workspace.open(settings))  # pytest's stdin cannot answer: no
     assert nbk.confirmed(plan, Workspace.open(settings), yes=True) is plan

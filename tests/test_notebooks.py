@@ -27,6 +27,8 @@ from i2vkit import notebook as nbk
 from i2vkit import reporters
 from i2vkit.config import Settings
 from i2vkit.flags import batch_parser, request_from_args
+from i2vkit.models import get_model
+from i2vkit.money import usd as money_usd
 from i2vkit.planning import FIELDS
 from i2vkit.planning.request import parse_options
 from i2vkit.workspace import Workspace
@@ -204,7 +206,10 @@ def test_results_notebook_shows_the_comparison_grid_summary_and_report_button(ge
     states = widget_states(nb)
     cells = [m["state"]["value"] for m in states if 'class="i2v-cell' in str(m["state"])]
     assert len(cells) == 9 and all('preload="none"' in c and "<video" in c for c in cells)
-    assert all("US$ 0.40" in c for c in cells)  # each clip's cost, as a person reads it
+    wan = money_usd(
+        get_model("wan").estimate_cost()
+    )  # the notebooks' model, priced by the catalogue
+    assert all(wan in c for c in cells)  # each clip's cost, as a person reads it
     heads = [m["state"]["value"] for m in states if "i2v-play-row" in str(m["state"])]
     # one model, one take: images down, prompts across (3 x 3 clips side by side), a
     # "play row" per image
@@ -213,7 +218,7 @@ def test_results_notebook_shows_the_comparison_grid_summary_and_report_button(ge
     assert len(keepers) == 9 and not any(m["state"]["value"] for m in keepers)
     assert any(m["state"].get("description") == "Export report" for m in states)
     summary = next(h for h in html_outputs(nb) if "Per clip" in h)
-    assert "wan" in summary and "US$ 0.40" in summary
+    assert "wan" in summary and wan in summary
     # the players' script is an output of its own (JupyterLab runs it; a widget would not)
     assert any("IntersectionObserver" in h for h in html_outputs(nb))
 
@@ -363,6 +368,7 @@ def test_sentinel_key_appears_in_no_output_log_or_ledger(tmp_path, capfd, caplog
         env = isolated_env(
             tmp_path, FAL_KEY=SENTINEL_KEY, I2VKIT_FAL_URL=emu.url, I2VKIT_RETRY_FAILED="1"
         )
+        env["I2VKIT_MODEL"] = "wan-2.1"  # 9 clips under the US$ 5 a billed run asks about
         gen = execute(NOTEBOOKS / "01_generate.ipynb", env, tmp_path / "01.out.ipynb")
         db = sqlite3.connect(tmp_path / "ledger.db")
         failed = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'failed'").fetchone()[0]
@@ -459,7 +465,8 @@ def test_form_config_outside_jupyter_resolves_defaults_from_the_notebook_folder(
 
     settings = Settings(db_path=tmp_path / "l.db", download_dir=tmp_path / "out")
     plan = plan_in(config, settings)
-    assert len(plan.pairs) == 9 and plan.estimated_cost == pytest.approx(3.6)
+    wan = get_model("wan").estimate_cost()  # the form's default model, from the catalogue
+    assert len(plan.pairs) == 9 and plan.estimated_cost == pytest.approx(9 * wan)
     assert plan.output_dir == tmp_path / "out"
 
 
@@ -474,9 +481,9 @@ def test_settings_summary_never_shows_the_key():
 
 
 def test_model_labels_show_prices():
-    from i2vkit.models import get_model
-
-    assert nbk.model_label(get_model("wan")) == "wan: Wan 2.1 image-to-video (US$ 0.4/video)"
+    assert (
+        nbk.model_label(get_model("wan-2.1")) == "wan-2.1: Wan 2.1 image-to-video (US$ 0.4/video)"
+    )
     assert "/s, ~US$ " in nbk.model_label(get_model("kling"))
 
 
@@ -608,7 +615,8 @@ def test_preview_redraws_when_the_form_changes(widget_mode, tmp_path):
     first = preview.render()
     assert "9 jobs" in first.html and "nothing is billed" in first.html
     # money keeps its currency, inside an element JupyterLab's MathJax leaves alone
-    assert "US$ 3.60 (US$ 0.400 per video)" in first.html
+    wan = get_model("wan").estimate_cost()  # the form's default model, from the catalogue
+    assert f"{money_usd(9 * wan)} ({money_usd(wan, 3)} per video)" in first.html
     assert first.html.startswith("<div class='tex2jax_ignore mathjax_ignore'>")
     assert first.html.count("<img") == 3 and "No files skipped" in first.html
     fired = []
@@ -708,7 +716,7 @@ def test_picker_and_schema_widgets_drive_the_cost_and_the_run(widget_mode, tmp_p
     assert {snap["names"][v] for v in versions} == family_ids
     assert "[recommended]" in w["model"].options[0][0]
 
-    w["model"].value = "pixverse-6"
+    w["model"].value = "pixverse"  # PixVerse 6: the family's pick (issue 24)
     entry = _entry(snap, "pixverse-6")
     props = entry["input"]["properties"]
     fields = form.model_options.fields
@@ -758,7 +766,7 @@ def test_picker_and_schema_widgets_drive_the_cost_and_the_run(widget_mode, tmp_p
     assert "resolution" not in form.model_options.fields
     assert set(form.model_options.fields) <= set(_entry(snap, "kling")["input"]["properties"])
     w["family"].value = "pixverse"
-    w["model"].value = "pixverse-6"
+    w["model"].value = "pixverse"  # PixVerse 6
     fields = form.model_options.fields
     fields["resolution"].widget.value = "1080p"
     fields["duration"].widget.value = 10
@@ -806,8 +814,8 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     assert listed == running  # every running version can be compared
     assert form.compare_box.children == ()
 
-    w["compare"].value = ("ltx", "pixverse-6")
-    assert [name for name, _, _ in form.compare_options] == ["ltx", "pixverse-6"]
+    w["compare"].value = ("ltx", "pixverse")  # PixVerse 6: the family's pick
+    assert [name for name, _, _ in form.compare_options] == ["ltx", "pixverse"]
     ltx_fields = form.compare_options[0][2].fields
     pix_fields = form.compare_options[1][2].fields
     assert (
@@ -826,10 +834,10 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     assert ltx_resolution != ltx["input"]["properties"]["resolution"]["default"]
     ltx_fields["resolution"].widget.value = ltx_resolution
     ltx_fields["duration"].widget.value = 8
-    form.model_options.fields["resolution"].widget.value = "480p"
+    form.model_options.fields["resolution"].widget.value = "720p"  # not wan's default
     spec = form.spec()
-    flags = ["-o", "wan:resolution=480p", "-o", f"ltx:resolution={ltx_resolution}"]
-    flags += ["-o", "ltx:duration=8", "--model", "wan,ltx,pixverse-6"]
+    flags = ["-o", "wan:resolution=720p", "-o", f"ltx:resolution={ltx_resolution}"]
+    flags += ["-o", "ltx:duration=8", "--model", "wan,ltx,pixverse"]
     cli_spec = request_from_args(batch_parser().parse_args(flags))[0]
     assert spec.model.split(",") == cli_spec.model.split(",")
     settings = Settings(db_path=tmp_path / "ledger.db", download_dir=tmp_path / "videos")
@@ -838,7 +846,7 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     cli_spec.base = spec.base  # the notebook's folder: its relative sample paths
     mine = _jobs_by_model(plan)
     assert mine == _jobs_by_model(plan_in(cli_spec, settings))  # one way to plan both
-    assert mine[wan["endpoint_id"]] == [{"resolution": "480p"}] * 9
+    assert mine[wan["endpoint_id"]] == [{"resolution": "720p"}] * 9
     assert mine[ltx["endpoint_id"]] == [{"resolution": ltx_resolution, "duration": 8}] * 9
     assert mine[pix["endpoint_id"]] == [{}] * 9
 
@@ -850,9 +858,10 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
         "generate_audio_switch": bool(pix_props["generate_audio_switch"].get("default", False)),
     }
     expected = {
-        "wan": _rate(wan, {"resolution": "480p"}),
+        "wan": _rate(wan, {"resolution": "720p"})
+        * wan["input"]["properties"]["duration"]["default"],
         "ltx": _rate(ltx, {"resolution": ltx_resolution}) * 8,
-        "pixverse-6": _rate(pix, pix_start) * pix_props["duration"]["default"],
+        "pixverse": _rate(pix, pix_start) * pix_props["duration"]["default"],
     }
     for name, usd in expected.items():
         assert f"{name} US$ {usd:.3f}" in label, label
@@ -860,16 +869,18 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     html = preview.render().html
     assert "27 jobs" in html and "on 3 models" in html
     total = sum(expected.values()) * 9
-    assert f"US$ {total:,.2f}" in html
+    shown = [float(x.replace(",", "")) for x in re.findall(r"US\$ ([\d,]+\.\d\d)\b", html)]
+    assert any(abs(x - total) < 0.0051 for x in shown), (total, shown)  # to the cent
     for name, usd in expected.items():
-        assert f"<b>{name}</b> (" in html and f"9 jobs, US$ {usd * 9:,.2f}" in html
+        cost = f"9 jobs, US$ {usd * 9:,.2f}"[:-1]  # to the dime: a half cent rounds either way
+        assert f"<b>{name}</b> (" in html and cost in html
 
     # a model no longer compared takes its widgets along; one still picked keeps its values
     w["compare"].value = ("ltx",)
     assert [name for name, _, _ in form.compare_options] == ["ltx"]
     assert form.compare_options[0][2].fields["duration"].widget.value == 8
     assert form.spec().options == {
-        "wan:resolution": "480p",
+        "wan:resolution": "720p",
         "ltx:resolution": ltx_resolution,
         "ltx:duration": 8,
     }
@@ -882,7 +893,7 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     for job in sent:
         by_endpoint.setdefault(job["endpoint"], []).append(job["arguments"])
     assert sorted(by_endpoint) == sorted([wan["endpoint_id"], ltx["endpoint_id"]])
-    assert all(a["resolution"] == "480p" for a in by_endpoint[wan["endpoint_id"]])
+    assert all(a["resolution"] == "720p" for a in by_endpoint[wan["endpoint_id"]])
     assert all("duration" not in a for a in by_endpoint[wan["endpoint_id"]])
     for args in by_endpoint[ltx["endpoint_id"]]:
         assert (args["resolution"], args["duration"]) == (ltx_resolution, 8)
@@ -894,15 +905,15 @@ def test_compare_models_and_options_from_the_environment(widget_mode, monkeypatc
     CLI shares -o out: a plain key to every model that has it, `ltx:` to ltx only; a value
     a model's widget cannot hold stays typed, targeted at that model."""
     monkeypatch.setenv("I2VKIT_MODEL", "wan,ltx")
-    monkeypatch.setenv("I2VKIT_OPTIONS", "ltx:duration=8 resolution=480p")
+    monkeypatch.setenv("I2VKIT_OPTIONS", "ltx:duration=8 resolution=720p")
     form = nbk.BatchForm(base=NOTEBOOKS)
     assert form.w["model"].value == "wan" and form.w["compare"].value == ("ltx",)
-    assert form.model_options.fields["resolution"].widget.value == "480p"
+    assert form.model_options.fields["resolution"].widget.value == "720p"
     ltx_fields = form.compare_options[0][2].fields
     assert ltx_fields["duration"].widget.value == 8
-    assert parse_options(form.w["options"].value) == {"ltx:resolution": "480p"}
+    assert parse_options(form.w["options"].value) == {"ltx:resolution": "720p"}
     text = form.preview(workspace_in(tmp_path)).text()
-    assert "Cannot run yet" in text and "480p" in text and "ltx" in text.lower()
+    assert "Cannot run yet" in text and "720p" in text and "ltx" in text.lower()
 
 
 def test_compare_with_the_first_model_again_runs_it_once(widget_mode, tmp_path):

@@ -49,7 +49,9 @@ def test_two_ledgers_in_one_output_folder_never_adopt_each_others_videos(tmp_pat
     batch_a = ledger(tmp_path / "a.db", "SELECT id FROM batches")[0][0]
     batch_b = ledger(tmp_path / "b.db", "SELECT id FROM batches")[0][0]
     assert batch_a != batch_b
-    name = re.compile(r"^(\d+)_wan_(\d{8}T\d{6}Z)(-\d+)?\.mp4$")  # as the PRD says
+    name = re.compile(
+        r"^(\d+)_wan-2\.1_(\d{8}T\d{6}Z)(-\d+)?\.mp4$"
+    )  # as the PRD says (clitools runs wan-2.1)
     for db_name, files in files_of.items():
         ids = {
             int(r[0]): Path(r[1]).name

@@ -25,6 +25,8 @@ from test_browser import browser, find_chromium  # noqa: F401 - the shared fixtu
 from i2vkit import compare as cmp
 from i2vkit.engine import run_batch
 from i2vkit.filenames import safe_component
+from i2vkit.models import get_model
+from i2vkit.money import usd
 from i2vkit.planning import BatchRequest
 from i2vkit.report import CSV_COLUMNS, write_report
 from i2vkit.store import Store
@@ -96,7 +98,8 @@ def test_report_folder_holds_everything_and_only_relative_references(mixed, repo
     for r in rows:
         if r["status"] == "failed":
             assert r["error"] and cmp.esc(r["error"]) in page
-    assert "US$ 0.40" in page and "tex2jax_ignore mathjax_ignore" in page
+    wan = usd(get_model("wan").estimate_cost())  # a wan clip's price, from the catalogue
+    assert wan in page and "tex2jax_ignore mathjax_ignore" in page
     assert "a $5 sign &amp; &lt;b&gt;" in page and "<b>;" not in page
 
 

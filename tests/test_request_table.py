@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = {
     "prompts_file": "prompts.txt",
     "images_dir": "pics",
-    "model": "ltx,wan",
-    "options": "ltx:duration=8 wan:resolution=480p",
+    "model": "ltx,wan-2.1",
+    "options": "ltx:duration=8 wan-2.1:resolution=480p",
     "vary": "ltx:fps=24,48",
     "prompt_seed": "5",
     "end_image": "ends/last.png",

@@ -33,8 +33,8 @@ def three_model_list(tmp_path: Path) -> Path:
     make_images(tmp_path / "pics", 3)
     text = (
         "image;prompt;model;end_image;duration;seed;takes;name\r\n"
-        'pics/img1.png;"a slow pan\r\nover the sea";wan;;;7;;opening\r\n'
-        "pics/img2.png;a dolly in;veo;;6s;;;\r\n"
+        'pics/img1.png;"a slow pan\r\nover the sea";wan-2.1;;;7;;opening\r\n'
+        "pics/img2.png;a dolly in;veo-3.1-fast;;6s;;;\r\n"
         "pics/img3.png;a crane up;kling;pics/img1.png;10;;2;finale\r\n"
     )
     path = tmp_path / "shots.csv"
@@ -77,7 +77,12 @@ def test_a_shot_list_runs_with_exactly_its_arguments(tmp_path, emulator):
     assert [a for e, a in got if e == WAN] == [{"prompt": "a slow pan\r\nover the sea", "seed": 7}]
     names = ledger(tmp_path / "ledger.db", "SELECT shot_name, model, take FROM jobs ORDER BY id")
     assert sorted(names, key=str) == sorted(
-        [("opening", "wan", 1), (None, "veo", 1), ("finale", "kling", 1), ("finale", "kling", 2)],
+        [
+            ("opening", "wan-2.1", 1),
+            (None, "veo-3.1-fast", 1),
+            ("finale", "kling", 1),
+            ("finale", "kling", 2),
+        ],
         key=str,
     )
     again = run_cli(shots_cmd(path), env, tmp_path)  # the same command resumes: nothing new
@@ -136,7 +141,7 @@ def bad(tmp_path: Path, settings, body: str, name: str = "shots.csv") -> str:
         ("pics/nope.png,a prompt,wan,", "row 3, column image", "no such file 'pics/nope.png'"),
         ("pics/img1.png,,wan,", "row 3, column prompt", "empty"),
         ("pics/img1.png,p,nosuchmodel,", "row 3, column model", "Unknown model 'nosuchmodel'"),
-        ("pics/img1.png,p,wan,9s", "row 3, column duration", "no option 'duration'"),
+        ("pics/img1.png,p,wan-2.1,9s", "row 3, column duration", "no option 'duration'"),
         ("pics/img1.png,p,veo,7s", "row 3, column duration", 'expected one of "4s"'),
     ],
 )
@@ -151,13 +156,15 @@ def test_bad_takes_end_image_and_seed_are_named(tmp_path, settings):
     body = (
         "image,prompt,model,takes,end_image,seed\n"
         "pics/img1.png,p,wan,0,,\n"
-        "pics/img1.png,p,wan,1,pics/img2.png,\n"
+        "pics/img1.png,p,wan-2.1,1,pics/img2.png,\n"
         "pics/img1.png,p,wan,1,,abc\n"
         "pics/img1.png,p,kling,1,pics/gone.png,\n"
     )
     message = bad(tmp_path, settings, body)
     assert "shots.csv row 2, column takes: must be a whole number of at least 1" in message
-    assert "shots.csv row 3, column end_image: wan (fal-ai/wan-i2v) takes no end image" in message
+    assert (
+        "shots.csv row 3, column end_image: wan-2.1 (fal-ai/wan-i2v) takes no end image" in message
+    )
     assert "shots.csv row 4, column seed: seed='abc': expected a whole number" in message
     assert "shots.csv row 5, column end_image: no such file 'pics/gone.png'" in message
     assert "4 problem(s)" in message

@@ -22,7 +22,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .families import RULE, pick_all
+
 SNAPSHOT = Path(__file__).with_name("snapshot.json")
+
+# What the research file's data are and when each was read (its ``sources`` say so in
+# prose): the catalogue's dates line is made from these, never from the file's own date.
+DATA_SOURCES = [
+    {
+        "what": "fal's generated client types (fal-js endpoints.ts)",
+        "short": "client types",
+        "as_of": "2026-08-02",
+        "gave": "endpoints, field names, types, enums, defaults",
+    },
+    {
+        "what": "fal's Platform API listing (GET /v1/models, image-to-video)",
+        "short": "Platform API listing",
+        "as_of": "2026-01-28",
+        "gave": "minimums, maximums and status",
+    },
+    {
+        "what": "fal's model pages and llms.txt (stored copies, capture dates unknown)",
+        "short": "fal's pages",
+        "as_of": None,
+        "read": "2026-12-06",
+        "gave": "prices",
+    },
+]
 
 FAMILY_LABELS = {
     "kling": "Kling",
@@ -39,25 +65,23 @@ FAMILY_LABELS = {
     "happy-horse": "Happy Horse",
     "gemini-omni": "Gemini Omni",
     "flux-video": "FLUX video",
+    "cogvideox": "CogVideoX",
+    "cosmos": "Cosmos",
+    "heygen": "HeyGen",
+    "hunyuan-video": "Hunyuan Video",
+    "kandinsky": "Kandinsky",
+    "longcat-video": "LongCat Video",
+    "magi": "MAGI",
+    "ovi": "Ovi",
+    "pika": "Pika",
+    "sync-lipsync": "Sync Lipsync",
+    "framepack": "FramePack",
+    "marey": "Marey",
+    "stable-video-diffusion": "Stable Video Diffusion",
 }
 
-# What a short family name means. Mostly the newest active version at a standard tier;
-# `wan` stays Wan 2.1, the package default, whose $0.40 per-video price every budget
-# and example is written against (Wan 2.6/2.7 are listed as wan-2.6, wan-2.7).
-RECOMMENDED = {
-    "kling": "fal-ai/kling-video/v3/standard/image-to-video",
-    "veo": "fal-ai/veo3.1/fast/image-to-video",
-    "wan": "fal-ai/wan-i2v",
-    "minimax": "fal-ai/minimax/hailuo-2.3/standard/image-to-video",
-    "ltx": "fal-ai/ltx-2.3/image-to-video",
-    "seedance": "bytedance/seedance-2.0/image-to-video",
-    "pixverse": "fal-ai/pixverse/v5.6/image-to-video",
-    "luma": "luma/agent/ray/v3.2/image-to-video",
-    "vidu": "fal-ai/vidu/q3/image-to-video",
-    "grok-imagine": "xai/grok-imagine-video/v1.5/image-to-video",
-    "happy-horse": "alibaba/happy-horse/image-to-video",
-    "gemini-omni": "google/gemini-omni-flash/image-to-video",
-}
+# What a family name means is decided by families.RULE over the built entries; these
+# are other spellings of a family name.
 FAMILY_ALIASES = {"hailuo": "minimax", "grok": "grok-imagine"}
 
 # Names users typed before the catalogue, kept on the endpoint they meant then.
@@ -109,12 +133,35 @@ FORMULA_MULTIPLIERS: dict[str, list[dict[str, Any]]] = {
         {"when": {"resolution": ["1080p"]}, "factor": 4.0},
         {"when": {"duration": ["9s"]}, "factor": 2.0},
     ],
+    "fal-ai/wan-flf2v": [{"when": {"num_frames": {"above": 81}}, "factor": 1.25}],
 }
 # Video length from frames, where the price is per second of video (fal counts Wan 2.2
-# at 16 fps and LTX-Video at 24 fps whatever frame rate is asked for).
-FRAME_SECONDS = {
+# at 16 fps, LTX-Video at 24 fps and LongCat at its own 15/30 fps whatever frame rate is
+# asked for). FramePack's pages give no frame rate: 30 fps is the model's own, assumed.
+FRAME_SECONDS: dict[str, dict[str, Any]] = {
     "fal-ai/wan/v2.2-a14b/image-to-video": {"frames_option": "num_frames", "fps": 16},
+    "fal-ai/wan/v2.2-a14b/image-to-video/lora": {"frames_option": "num_frames", "fps": 16},
     "fal-ai/ltxv-13b-098-distilled/image-to-video": {"frames_option": "num_frames", "fps": 24},
+    "fal-ai/longcat-video/image-to-video/480p": {"frames_option": "num_frames", "fps": 15},
+    "fal-ai/longcat-video/image-to-video/720p": {"frames_option": "num_frames", "fps": 30},
+    "fal-ai/framepack": {"frames_option": "num_frames", "fps": 30, "assumed": True},
+    "fal-ai/framepack/f1": {"frames_option": "num_frames", "fps": 30, "assumed": True},
+    "fal-ai/framepack/flf2v": {"frames_option": "num_frames", "fps": 30, "assumed": True},
+}
+# Clip length a per-second price is computed on where the default duration is "auto" or
+# there is no duration option: the length fal's page documents (source named), else the
+# shortest the endpoint takes (see default_seconds). Prices at it are marked "~".
+DOCUMENTED_SECONDS = {
+    "fal-ai/minimax/hailuo-02/pro/image-to-video": (6, "fal's page: 6 s = US$ 0.48"),
+}
+# Output frame size a per-megapixel price is computed on when the size follows the image
+# ("auto"): the worked example on fal's page (121 frames at 1280x720).
+MEGAPIXEL_FRAME = (1280, 720)
+# Defaults the research file records wrongly, with what says otherwise.
+DEFAULT_FIXES: dict[str, dict[str, Any]] = {
+    "fal-ai/bytedance/seedance/v1/pro/image-to-video": {
+        "resolution": ("1080p", "fal's model page: default resolution 1080p"),
+    },
 }
 # Prompt limits fal counts in UTF-8 bytes, not characters, per family. The research file
 # says so for PixVerse v6 ("prompt/negative_prompt limited to 2048 UTF-8 BYTES"); PixVerse's
@@ -126,17 +173,28 @@ _RES = re.compile(r"^(\d+[pP]|4k|2K)$")
 _SECONDS = re.compile(r"^(\d+)s$")
 
 
-def _file_type(spec: dict[str, Any]) -> str:
+_KINDS = {"string", "integer", "number", "boolean", "array", "object"}
+
+
+def field_type(spec: dict[str, Any]) -> str:
+    """The research file's type -> the schema's: ``file`` for a URL/data-URI input, a
+    JSON kind otherwise (``string or object (ImageSize)`` takes text such as ``auto``;
+    a named structure such as ``AvatarIVBackground`` is an object)."""
     t = spec.get("type", "string")
-    return "file" if t.startswith("string (URL") else t
+    if t.startswith("string (URL"):
+        return "file"
+    if t in _KINDS:
+        return t
+    return "string" if t.startswith("string") else "object"
 
 
-def convert_input(fields: dict[str, Any]) -> dict[str, Any]:
-    """The research file's field table -> JSON-schema-like ``properties`` + ``required``."""
+def convert_input(fields: dict[str, Any], fixes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The research file's field table -> JSON-schema-like ``properties`` + ``required``
+    (with ``fixes``: defaults the file records wrongly, each with what says otherwise)."""
     props: dict[str, Any] = {}
     required = []
     for name, spec in sorted(fields.items()):
-        out: dict[str, Any] = {"type": _file_type(spec)}
+        out: dict[str, Any] = {"type": field_type(spec)}
         for src, dst in (
             ("enum", "enum"),
             ("default", "default"),
@@ -149,6 +207,8 @@ def convert_input(fields: dict[str, Any]) -> dict[str, Any]:
                 out[dst] = spec[src]
         if spec.get("description"):
             out["description"] = spec["description"]
+        if fixes and name in fixes:
+            out["default"], out["default_source"] = fixes[name]
         props[name] = out
         if spec.get("required"):
             required.append(name)
@@ -197,13 +257,20 @@ def convert_price(m: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         rule["unit"] = "token"
         rule["tokens_fps"] = TOKEN_FPS
         rule["rates"] = _token_rates(amounts, audio)
+        _assume_length(rule, eid, fields)
+        return rule
+    if unit == "megapixel":
+        rule["unit"] = "megapixel"
+        rule["frames_option"] = "num_frames"
+        rule["assumed_frame"] = list(MEGAPIXEL_FRAME)
+        rule["rates"] = [{"when": {}, "usd": amounts["per_megapixel"]}]
         return rule
     if unit == "video":
         rule["unit"] = "video"
-    if unit == "video_second":
-        rule["seconds"] = FRAME_SECONDS[eid]
     if eid in FRAME_SECONDS:
-        rule["seconds"] = FRAME_SECONDS[eid]
+        rule["seconds"] = {k: v for k, v in FRAME_SECONDS[eid].items() if k != "assumed"}
+        if FRAME_SECONDS[eid].get("assumed"):
+            rule["verified"] = "unverified"
     if eid in FORMULA_MULTIPLIERS:
         rule["multipliers"] = FORMULA_MULTIPLIERS[eid]
     if "first_5s" in amounts:  # "$X for 5 s + $Y per extra second" with X = 5 Y: Y per second
@@ -211,10 +278,44 @@ def convert_price(m: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         rule["rates"].append({"when": {}, "usd": amounts["each_extra_second"]})
         return rule
     rates, adds = _table_rates(eid, amounts, audio, fields)
-    rule["rates"] = rates
+    if rule["unit"] == "video":  # an extra-second rate on a per-video price: not the base
+        rates = [r for r in rates if r.get("extra") is None]
+    rule["rates"] = [{k: v for k, v in r.items() if k != "extra"} for r in rates]
     if adds:
         rule["adds"] = adds
+    if rule["unit"] == "second" and "seconds" not in rule:
+        _assume_length(rule, eid, fields)
     return rule
+
+
+def default_seconds(eid: str, fields: dict[str, Any]) -> tuple[float, str] | None:
+    """(seconds, why) a per-second price is computed on when fal's default length is
+    ``auto`` or there is no duration option; None when the default is a length."""
+    duration = fields.get("duration")
+    default = (duration or {}).get("default")
+    if duration is not None and default not in (None, "auto"):
+        return None
+    if eid in DOCUMENTED_SECONDS:
+        secs, source = DOCUMENTED_SECONDS[eid]
+        return float(secs), f"the length fal documents ({source})"
+    lengths = [
+        float(m.group(1))
+        for v in (duration or {}).get("enum") or []
+        if (m := _SECONDS_VALUE.fullmatch(str(v)))
+    ]
+    if lengths:
+        what = "auto" if default == "auto" else "not set"
+        return min(lengths), f"the shortest it takes: fal documents no length for duration {what}"
+    return None
+
+
+_SECONDS_VALUE = re.compile(r"(\d+(?:\.\d+)?)s?")
+
+
+def _assume_length(rule: dict[str, Any], eid: str, fields: dict[str, Any]) -> None:
+    found = default_seconds(eid, fields)
+    if found is not None:
+        rule["assumed_seconds"] = {"seconds": found[0], "why": found[1]}
 
 
 def _new_rule(p: dict[str, Any], amounts: dict[str, float] | None) -> dict[str, Any]:
@@ -266,7 +367,13 @@ def _table_rates(
         parts = key.split("_")
         if "voice" in parts:
             continue  # a voice-control surcharge: needs voice_ids, which i2vkit never sends
-        if key == "per_input_image":
+        if key in ("flat", "per_video", "per_generated_second", "per_second"):
+            rates.append({"when": {}, "usd": usd})
+        elif key == "each_extra_second":
+            rates.append({"when": {}, "usd": usd, "extra": True})
+        elif key.endswith("_example"):
+            continue  # a worked example of the formula, not a rate
+        elif key == "per_input_image":
             adds.append({"when": {}, "usd": usd})
         elif parts[0] == "audio" and parts[1] == "addon":
             res = ["360p", "540p", "720p"] if "upto" in parts else [parts[-1]]
@@ -315,10 +422,16 @@ def display_name(m: dict[str, Any]) -> str:
     text = f"{label} {version}"
     if tier and tier not in version:
         text += f" {tier.replace('-', ' ').title()}"
-    kind = (
-        "first-last-frame-to-video" if "first-last-frame" in m["endpoint_id"] else "image-to-video"
-    )
-    return f"{text} {kind}"
+    return f"{text} {kind_of(m['endpoint_id'])}"
+
+
+def kind_of(endpoint_id: str) -> str:
+    """What an endpoint makes a video from, by its id."""
+    if "reference-to-video" in endpoint_id:
+        return "reference-to-video"
+    if re.search(r"first-last-frame|flf2v|transition|start-end", endpoint_id):
+        return "first-last-frame-to-video"
+    return "image-to-video"
 
 
 def build(reference: dict[str, Any]) -> dict[str, Any]:
@@ -328,6 +441,11 @@ def build(reference: dict[str, Any]) -> dict[str, Any]:
     for m in reference["models"]:
         eid = m["endpoint_id"]
         fields = m["input"]
+        fixes = DEFAULT_FIXES.get(eid)
+        priced = {
+            k: {**v, "default": fixes[k][0]} if fixes and k in fixes else v
+            for k, v in fields.items()
+        }
         status, replacement = STATUS.get(eid, (m["status"], None))
         name, aliases = names_for(m)
         entry = {
@@ -344,9 +462,9 @@ def build(reference: dict[str, Any]) -> dict[str, Any]:
             "end_image_field": m.get("end_image_field"),
             "audio_field": audio_field(fields),
             "audio": m.get("audio"),
-            "input": convert_input(fields),
+            "input": convert_input(fields, fixes),
             "video_path": m["output"].get("video_path", "video.url").split("."),
-            "price": convert_price(m, fields),
+            "price": convert_price(m, priced),
             "sources": m.get("sources", []),
             "read_on": reference["read_on"],
         }
@@ -366,16 +484,16 @@ def build(reference: dict[str, Any]) -> dict[str, Any]:
         if key not in names:
             standard = [e for e in group if e["tier"] == "standard"]
             names[key] = (standard or group)[0]["endpoint_id"]
-    families = {}
-    for fam, eid in RECOMMENDED.items():
-        families[fam] = eid
+    families = pick_all(entries)
     for alias, fam in FAMILY_ALIASES.items():
-        families[alias] = RECOMMENDED[fam]
+        families[alias] = families[fam]
     for n, eid in {**LEGACY_NAMES, **families}.items():
         names[n] = eid
     return {
         "read_on": reference["read_on"],
         "built_by": "i2vkit/catalogue/build.py",
+        "data_sources": DATA_SOURCES,
+        "family_rule": RULE,
         "sources": reference.get("sources", []),
         "families": families,
         "names": dict(sorted(names.items())),

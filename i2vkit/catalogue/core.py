@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -59,16 +60,56 @@ class Catalogue:
         eid = self.names.get(key.lower())
         return self.by_id.get(eid) if eid else None
 
+    @property
+    def listed(self) -> list[dict[str, Any]]:
+        """The entries ``i2vkit models`` lists: every one but those fal shut down."""
+        return [e for e in self.entries if e.get("status") != SHUT_DOWN]
+
+    def listed_names(self) -> dict[str, str]:
+        """Names ``i2vkit models`` shows (each listed entry's own name, and the family
+        names) -> endpoint id: the only names a mistyped one is matched against."""
+        names = {e["name"]: e["endpoint_id"] for e in self.listed}
+        names.update(self.families)
+        return names
+
     def unknown_name(self, name: str) -> ModelError:
-        known = sorted(self.names)
-        close = difflib.get_close_matches(name.strip().lower(), known, n=3)
+        typed = name.strip().lower()
+        close = difflib.get_close_matches(typed, sorted(self.listed_names()), n=3)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        retired = {e["name"]: e for e in self.entries if e.get("status") == SHUT_DOWN}
+        for gone in difflib.get_close_matches(typed, sorted(retired), n=1):
+            instead = retired[gone].get("replacement")
+            use = f": use {self.name_of(instead)!r} instead" if instead else ""
+            hint += f" ({gone!r} is shut down by fal{use}.)"
         families = ", ".join(sorted(self.families))
         return ModelError(
             f"Unknown model {name.strip()!r}.{hint} Known models: family names ({families}), "
             "versioned names such as 'kling-2.5-turbo' or 'veo-3.1-fast' (`i2vkit models` lists "
             "them all), or a full fal endpoint id such as 'fal-ai/wan-i2v'."
         )
+
+    def dates(self) -> str:
+        """What the data are and when read: ``fal data as of 2026-08-02 (client types),
+        prices from fal's pages; refreshed from fal: never`` (or when, with a key)."""
+        sources = self.data.get("data_sources") or []
+        dated = [s for s in sources if s.get("as_of")]
+        undated = [s for s in sources if not s.get("as_of") and "price" in s.get("gave", "")]
+        parts = []
+        if dated:
+            newest = max(dated, key=lambda s: s["as_of"])
+            parts.append(f"fal data as of {newest['as_of']} ({newest['short']})")
+        if undated:
+            parts.append(f"prices from {undated[0]['short']}")
+        text = ", ".join(parts) or f"catalogue read {self.data.get('read_on', '?')}"
+        return f"{text}; refreshed from fal: {self.refreshed or 'never'}"
+
+    @property
+    def refreshed(self) -> str | None:
+        """When this copy was read from fal's Platform API with a key (None: never)."""
+        m = re.match(r"fal's Platform API, read (\d{4}-\d\d-\d\d)[ T]?(\d\d:\d\d)?", self.origin)
+        if not m:
+            return None
+        return f"{m.group(1)} {m.group(2)} UTC" if m.group(2) else m.group(1)
 
     def family_versions(self, family: str) -> list[dict[str, Any]]:
         """A family's endpoints in catalogue order (newest first), for pickers."""
@@ -87,7 +128,7 @@ def _snapshot_text() -> str:
 
 def snapshot() -> Catalogue:
     """The catalogue shipped in the package (read date inside); a fresh copy each call."""
-    return Catalogue(json.loads(_snapshot_text()), f"snapshot read {snapshot_read_on()}")
+    return Catalogue(json.loads(_snapshot_text()), f"i2vkit's snapshot, built {snapshot_read_on()}")
 
 
 @cache

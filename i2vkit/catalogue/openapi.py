@@ -28,7 +28,12 @@ _KEYS = {
 }
 IMAGE_FIELDS = ("image_url", "start_image_url", "first_frame_url")
 END_IMAGE_FIELDS = ("end_image_url", "tail_image_url", "last_frame_url")
-UNITS = {"video": "video", "second": "video_second", "token": "1m_tokens"}
+UNITS = {
+    "video": "video",
+    "second": "video_second",
+    "token": "1m_tokens",
+    "megapixel": "megapixel",
+}
 
 
 def _schema_name(endpoint_id: str) -> str:

@@ -2,19 +2,26 @@
 
 A rule (built from fal's published prices, see :mod:`.build`) is::
 
-    {"unit": "video" | "second" | "token",
+    {"unit": "video" | "second" | "token" | "megapixel",
      "rates": [{"when": {option: [values] | {"above": n}}, "usd": rate}, ...],  # first match
      "seconds": {"frames_option": "num_frames", "fps": 16},   # else the duration option
      "multipliers": [{"when": ..., "factor": 2.0}], "adds": [{"when": ..., "usd": 0.45}],
-     "tokens_fps": 24, "verified": "verified" | "unverified" | "unknown", ...}
+     "tokens_fps": 24, "verified": "verified" | "unverified" | "unknown",
+     "assumed_seconds": {"seconds": 4, "why": ...},  # when the default length is "auto"
+     "frames_option": "num_frames", "assumed_frame": [1280, 720], ...}  # per megapixel
 
-``usd`` is per video, per second of video, or per million tokens (Seedance:
-tokens = width x height x fps x seconds / 1024). ``None`` is never $0: it means "ask
-before spending" to every caller.
+``usd`` is per video, per second of video, per million tokens (Seedance: tokens = width
+x height x fps x seconds / 1024) or per megapixel of output (width x height x frames,
+rounded up). ``None`` is never $0: it means "ask before spending" to every caller.
+
+Where fal's default length is ``auto`` (or there is no duration option) the price is
+computed on an assumed length, and where the frame size follows the image on an assumed
+size; :func:`assumption` says which, and callers mark such a price ``~``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -51,13 +58,43 @@ def matches(when: Mapping[str, Any], args: Mapping[str, Any]) -> bool:
 
 
 def seconds(rule: Mapping[str, Any], args: Mapping[str, Any]) -> float | None:
-    """Video length the price counts, or None (e.g. duration "auto")."""
+    """Video length the price counts: the one asked for, else the rule's assumed length
+    (duration "auto" or no duration option), else None."""
+    return _asked_seconds(rule, args) or (rule.get("assumed_seconds") or {}).get("seconds")
+
+
+def _asked_seconds(rule: Mapping[str, Any], args: Mapping[str, Any]) -> float | None:
     frames = rule.get("seconds")
     if frames:
         n = args.get(frames["frames_option"])
         return float(n) / frames["fps"] if isinstance(n, int | float) else None
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*s?\s*", str(args.get("duration", "")))
     return float(m.group(1)) if m else None
+
+
+def _frame(rule: Mapping[str, Any], args: Mapping[str, Any]) -> tuple[int, int] | None:
+    size = PIXELS.get(str(args.get("resolution", "")).lower())
+    if size is None and rule.get("assumed_frame"):
+        size = tuple(rule["assumed_frame"])  # type: ignore[assignment]
+    return size
+
+
+def assumption(rule: Mapping[str, Any] | None, args: Mapping[str, Any]) -> str | None:
+    """What a price at ``args`` assumes that fal's defaults leave open (a length for
+    duration "auto", a frame size that follows the image), or None. Such a price is
+    approximate: shown with ``~``."""
+    if not rule or not rule.get("rates"):
+        return None
+    if rule.get("unit") == "megapixel":
+        if PIXELS.get(str(args.get("resolution", "")).lower()) is not None:
+            return None
+        w, h = rule.get("assumed_frame") or (0, 0)
+        return f"a {w}x{h} frame (the size follows the image; fal's worked example)"
+    if rule.get("unit") in ("second", "token") and _asked_seconds(rule, args) is None:
+        assumed = rule.get("assumed_seconds")
+        if assumed:
+            return f"{assumed['seconds']:g}s, {assumed['why']}"
+    return None
 
 
 def estimate(rule: Mapping[str, Any] | None, args: Mapping[str, Any]) -> float | None:
@@ -68,7 +105,12 @@ def estimate(rule: Mapping[str, Any] | None, args: Mapping[str, Any]) -> float |
     if rate is None:
         return None
     unit = rule.get("unit", "video")
-    if unit in ("second", "token"):
+    if unit == "megapixel":
+        frames, size = args.get(rule.get("frames_option", "num_frames")), _frame(rule, args)
+        if not isinstance(frames, int | float) or size is None:
+            return None
+        rate *= math.ceil(size[0] * size[1] * frames / 1_000_000)
+    elif unit in ("second", "token"):
         secs = seconds(rule, args)
         if secs is None:
             return None
@@ -115,7 +157,9 @@ def rescaled(rule: Mapping[str, Any], live_usd: float, args: Mapping[str, Any]) 
 
 def unit_label(rule: Mapping[str, Any] | None) -> str:
     unit = (rule or {}).get("unit", "video")
-    return {"second": "per second", "token": "per 1M tokens"}.get(unit, "per video")
+    return {"second": "per second", "token": "per 1M tokens", "megapixel": "per megapixel"}.get(
+        unit, "per video"
+    )
 
 
 def describe(rule: Mapping[str, Any] | None) -> str:
@@ -141,6 +185,9 @@ def describe(rule: Mapping[str, Any] | None) -> str:
         text += f"; +{rate(a['usd'])}" + (f" when {cond}" if cond else " per video")
     if rule.get("verified") == "unverified":
         text += " (unverified: inferred or third-party figure)"
+    if rule.get("assumed_seconds"):
+        a = rule["assumed_seconds"]
+        text += f"; at defaults priced on {a['seconds']:g}s ({a['why']})"
     if rule.get("live"):
         text += f" (fal pricing API, read {rule['live']})"
     return text

@@ -21,7 +21,7 @@ from ..config import yes_no
 
 _KIND = {
     "string": "text",
-    "file": "a URL (or a local file for the end image)",
+    "file": "a file's URL",
     "integer": "a whole number",
     "number": "a number",
     "boolean": "true or false",
@@ -34,11 +34,25 @@ def _num(x: Any) -> str:
     return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
 
 
-def describe(prop: Mapping[str, Any]) -> str:
-    """Accepted values of one field, as shown in errors and ``i2vkit models NAME``."""
+def _file_kind(name: str) -> str:
+    """What a file field holds, by its name: an audio track's URL is not an image."""
+    low = name.lower()
+    for word, what in (("audio", "an audio file's URL"), ("video", "a video's URL")):
+        if word in low:
+            return what
+    if "image" in low or "mask" in low or "frame" in low:
+        return "an image's URL"
+    return "a file's URL"
+
+
+def describe(prop: Mapping[str, Any], name: str = "") -> str:
+    """Accepted values of one field (``name``: which, so a file field says what file), as
+    shown in errors and ``i2vkit models NAME``."""
     if prop.get("enum") is not None:
         return "one of " + ", ".join(json.dumps(v) for v in prop["enum"])
     kind = _KIND.get(prop.get("type", "string"), prop.get("type", "text"))
+    if prop.get("type") == "file":
+        kind = _file_kind(name)
     lo, hi = prop.get("minimum"), prop.get("maximum")
     if lo is not None and hi is not None:
         return f"{kind} from {_num(lo)} to {_num(hi)}"
@@ -127,11 +141,11 @@ def coerce(name: str, prop: Mapping[str, Any], value: Any) -> tuple[Any, str | N
         else:
             out = _coerce_scalar(kind, value)
     except _Bad:
-        return None, f"{name}={value!r}: expected {describe(prop)}"
+        return None, f"{name}={value!r}: expected {describe(prop, name)}"
     lo, hi = prop.get("minimum"), prop.get("maximum")
     number = isinstance(out, int | float) and not isinstance(out, bool)
     if number and ((lo is not None and out < lo) or (hi is not None and out > hi)):
-        return None, f"{name}={value!r}: out of range, expected {describe(prop)}"
+        return None, f"{name}={value!r}: out of range, expected {describe(prop, name)}"
     limit = prop.get("maxLength")
     if isinstance(out, str) and limit is not None and len(out) > limit:
         return None, f"{name}: {len(out)} characters, at most {prop['maxLength']} allowed"
@@ -171,7 +185,7 @@ def check(
             out[name] = coerced
     for name in schema.get("required", []):
         if name not in filled and name not in out and "default" not in props.get(name, {}):
-            problems.append(f"{name} is required: {describe(props.get(name, {}))}")
+            problems.append(f"{name} is required: {describe(props.get(name, {}), name)}")
     return out, problems
 
 

@@ -69,13 +69,13 @@ class OptionField:
         return value
 
 
-def _hint(prop: Mapping[str, Any]) -> str:
+def _hint(prop: Mapping[str, Any], name: str = "") -> str:
     default = prop.get("default")
     text = json.dumps(default)
     text = text if len(text) <= 40 else text[:37] + '..."'  # a long negative prompt
     shown = "not sent unless set" if default is None else f"default {text}"
     if prop.get("enum") is None:
-        shown = f"{schemas.describe(prop)}; {shown}"
+        shown = f"{schemas.describe(prop, name)}; {shown}"
     return shown
 
 
@@ -111,7 +111,7 @@ def _make(name: str, prop: Mapping[str, Any], kind: str, style: dict, preset: An
         initial = default if isinstance(default, str) else ""
         widget = w.Text(
             value=initial,
-            placeholder=schemas.describe(prop),
+            placeholder=schemas.describe(prop, name),
             continuous_update=False,
             **common,
         )
@@ -150,7 +150,7 @@ class OptionWidgets:
                 given = str(given)
             field = _make(name, prop, kind, style, given)
             self.fields[name] = field
-            hint = w.HTML(f"<span style='color:#777;font-size:12px'>{_hint(prop)}</span>")
+            hint = w.HTML(f"<span style='color:#777;font-size:12px'>{_hint(prop, name)}</span>")
             rows.append(w.HBox([field.widget, hint]))
         self.widget = w.VBox(rows)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..models import ModelSpec
 from ..pairing import normalize_pairing
 from ..store import Store
 from ..workspace import Workspace
@@ -23,6 +24,8 @@ from .identity import (
     shots_batch_id,
     shots_identity,
 )
+from .options import model_names
+from .pinning import earlier_endpoints, pinned_note
 from .plan import Plan
 from .request import BatchRequest, confirm_threshold
 from .shots import plan_shots
@@ -39,9 +42,35 @@ def plan_batch(request: BatchRequest, ws: Workspace, *, defer_checks: bool = Fal
     check_concurrency(request.concurrency)
     pairing = "all" if request.shots is not None else normalize_pairing(request.pairing)
     request = dataclasses.replace(request, takes=check_takes(request.takes), pairing=pairing)
+    plan = _plan_once(request, ws, defer_checks)
+    pinned = earlier_endpoints(plan, ws)
+    if pinned:  # a family name moved on since this batch ran: keep its endpoint
+        kept = _plan_once(request, ws, defer_checks, pinned)
+        if not kept.batch.new:  # it does continue that batch (not only one like it)
+            plan = kept
+            plan.notes += pinned_note(pinned)
+    plan.confirm_above = confirm_threshold(request.confirm_above)
+    plan.cost = ledger_cost(plan, ws)
+    return plan
+
+
+def _plan_once(
+    request: BatchRequest,
+    ws: Workspace,
+    defer_checks: bool,
+    pins: dict[str, ModelSpec] | None = None,
+) -> Plan:
+    """One planning pass, with the batch it joins; a batch that picked its prompts' words
+    at random is planned again with the seed it recorded."""
+    if pins and request.shots is None:  # the names this batch ran elsewhere, as their specs
+        names = [
+            pins.get(n.strip().lower(), n) if isinstance(n, str) else n
+            for n in model_names(request.model)
+        ]
+        request = dataclasses.replace(request, model=names)  # type: ignore[arg-type]
 
     def planner(r: BatchRequest) -> Plan:
-        return plan_shots(r, ws) if r.shots is not None else plan_folder(r, ws, defer_checks)
+        return plan_shots(r, ws, pins) if r.shots is not None else plan_folder(r, ws, defer_checks)
 
     plan = planner(request)
     plan.batch = _batch_of(plan, ws)
@@ -51,8 +80,6 @@ def plan_batch(request: BatchRequest, ws: Workspace, *, defer_checks: bool = Fal
         plan = planner(dataclasses.replace(request, prompt_seed=recorded))
         plan.batch = batch
     plan.max_cost = spend_cap(request, ws)
-    plan.confirm_above = confirm_threshold(request.confirm_above)
-    plan.cost = ledger_cost(plan, ws)
     return plan
 
 

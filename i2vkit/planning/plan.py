@@ -22,6 +22,7 @@ from ..rows import JobRow
 from .cost import CostBreakdown, check_spend_cap
 from .identity import BatchRef, job_key
 from .options import model_of_row, row_cost, take_seed
+from .pricenotes import price_notes
 from .request import DEFAULT_CONFIRM_ABOVE, BatchRequest
 
 
@@ -245,7 +246,7 @@ class Plan:
         lines += [f"skipped {s.path.name}: {s.reason}" for s in self.skipped]
         if self.end_image is not None and self.shots is None:
             lines.append(f"end image (every job): {self.end_image.path}")
-        return "\n".join(lines + self.notes)
+        return "\n".join(lines + self.notes + price_notes((j.model, j.options) for j in self.jobs))
 
 
 def expand_takes(jobs: list[PlannedJob], takes: int | None = None) -> list[PlannedJob]:

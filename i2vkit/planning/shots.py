@@ -20,6 +20,7 @@ import io
 import itertools
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,8 +140,12 @@ def _column(name: Any) -> str:
 # ------------------------------------------------------------------------ planning
 
 
-def plan_shots(request: BatchRequest, ws: Workspace) -> Plan:
+def plan_shots(
+    request: BatchRequest, ws: Workspace, pins: Mapping[str, ModelSpec] | None = None
+) -> Plan:
     """Plan one job per shot-list row (times its takes), checking every row first.
+
+    ``pins``: family names this batch ran on an earlier endpoint (see ``pinning``).
 
     A row without ``model`` runs on each ``--model``. ``-o`` options apply to every row
     whose model has them; a row's own option columns win. Nothing is uploaded here.
@@ -155,11 +160,12 @@ def plan_shots(request: BatchRequest, ws: Workspace) -> Plan:
     default_models: list[ModelSpec] = []
     for name in model_names(request.model):
         try:
-            default_models.append(_known(models, get_model(name)))
+            default_models.append(_known(models, _model(name, pins)))
         except InputError as exc:
             raise InputError(f"--model {name}: {exc}") from None
     reader = _Rows(path, request, default_models, models, trusted_by(ws.store), problems)
     reader.default_seed = default_seed([str(r.cells.get("prompt", "")) for r in rows])
+    reader.pins = pins or {}
     jobs = [job for row in rows for job in reader.jobs(row)]
     if problems:
         raise ShotListError(path, problems)
@@ -191,6 +197,13 @@ def plan_shots(request: BatchRequest, ws: Workspace) -> Plan:
     )
 
 
+def _model(name: str | ModelSpec, pins: Mapping[str, ModelSpec] | None) -> ModelSpec:
+    """The model a name means, or the endpoint this batch ran it on (``pins``)."""
+    if isinstance(name, str) and pins and name.strip().lower() in pins:
+        return pins[name.strip().lower()]
+    return get_model(name)
+
+
 def _known(models: dict[str, ModelSpec], m: ModelSpec) -> ModelSpec:
     m.status_note()  # a shut-down endpoint is refused
     return models.setdefault(m.endpoint_id, m)
@@ -214,6 +227,7 @@ class _Rows:
         self.images: dict[str, ImageFile | str] = {}  # path -> checked image, or why not
         self.seed: int | None = None  # of random prompt picks, when a row has one
         self.default_seed = 0  # the seed when none is given: from all the rows' prompts
+        self.pins: Mapping[str, ModelSpec] = {}
 
     def jobs(self, row: ShotRow) -> list[PlannedJob]:
         """The jobs of one row (one per model), or none with its problems added."""
@@ -243,7 +257,7 @@ class _Rows:
         row_models = self.default_models
         if "model" in cells:
             try:
-                row_models = [_known(self.models, get_model(str(cells["model"])))]
+                row_models = [_known(self.models, _model(str(cells["model"]), self.pins))]
             except InputError as exc:
                 problem("model", str(exc))
                 row_models = []
