@@ -4,11 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from .errors import BatchInterrupted
+
 T = TypeVar("T")
+
+
+def _run_here(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, where every Ctrl-C cancels the coroutine's task: the first stops the
+    batch (it then cancels what waits at fal), a second stops that waiting (stop.py).
+    asyncio's own handler would raise KeyboardInterrupt anywhere on the second one.
+    A task that ends cancelled comes out as a KeyboardInterrupt."""
+
+    async def main() -> T:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        installed = False
+        if task is not None and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGINT, task.cancel)  # not on Windows
+                installed = True
+        try:
+            return await coro
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
 
 
 def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
@@ -25,7 +53,7 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return _run_here(coro)
     box: dict[str, Any] = {}
     ready, done = threading.Event(), threading.Event()
 
@@ -53,14 +81,16 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     except KeyboardInterrupt:
         interrupted = True
     if interrupted:
-        cancelled = False
-        while not done.is_set():  # let the batch wind down even if Ctrl-C is pressed again
-            with contextlib.suppress(KeyboardInterrupt):
-                if not cancelled and ready.wait(0.1) and "task" in box:
+        presses, cancelled = 1, 0
+        while not done.is_set():  # let the batch wind down; a second stop hurries it
+            try:
+                if cancelled < presses and ready.wait(0.1) and "task" in box:
                     box["loop"].call_soon_threadsafe(box["task"].cancel)
-                    cancelled = True
+                    cancelled += 1
                 done.wait(0.1)
-        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                presses += 1
+        raise BatchInterrupted(box.get("result"))
     if "error" in box:
         raise box["error"]
     return box["result"]

@@ -155,8 +155,8 @@ def run_and_report(
     result = None
     try:
         result = run_batch(plan, ws.settings, progress=reporter)  # a retry plan runs like any
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as exc:  # stopped before the run could settle (stop.py)
+        result = getattr(exc, "result", None)
     finally:
         reporter.close()
     if result is not None:
@@ -339,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         code = _run(argv)
         sys.stdout.flush()  # a closed pipe shows up here, not at exit with a traceback
         return code
+    except KeyboardInterrupt:  # before a batch ran (or outside one): nothing left at fal
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `i2vkit status | head -1`: the reader left. Say nothing more, and keep Python from
         # failing again when it flushes stdout at exit.

@@ -72,7 +72,7 @@ def test_ctrl_c_cancels_queued_requests_then_the_same_command_resumes_them(tmp_p
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stdout + stderr
-    assert "cancelled 18 request(s) waiting in fal's queue" in stdout, stdout
+    assert "cancelled 18 requests waiting in fal's queue" in stdout, stdout
     rows = ledger(db, "SELECT request_id, status, error FROM jobs")
     cancelled = {r[0] for r in rows if r[1] == "cancelled"}
     assert cancelled == waiting
@@ -147,5 +147,5 @@ def test_a_cancelled_batch_task_cancels_its_queued_requests(tmp_path, emulator, 
     assert result.interrupted
     statuses = sorted(j.status for j in result.jobs)
     assert statuses[:3] == ["cancelled"] * 3 and statuses[3] in ("queued", "running")
-    assert "cancelled 3 request(s) waiting in fal's queue" in result.summary()
+    assert "cancelled 3 requests waiting in fal's queue" in result.summary()
     assert emulator.stats()["jobs"]["cancelled"] == 3

@@ -101,7 +101,7 @@ async def cancel_requests(
             jobs.cancelled(job_id, QUEUED_MESSAGE)
             report.cancelled.append(job_id)
         elif verdict == "running-cancelled":
-            jobs.cancelled(job_id, RUNNING_MESSAGE)
+            jobs.cancelled(job_id, RUNNING_MESSAGE, running=True)
             report.cancelled_running.append(job_id)
         elif verdict == "running":
             report.left_running.append(job_id)
