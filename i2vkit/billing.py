@@ -8,7 +8,8 @@ requests a job has or had at fal:
 * failed with fal's 5xx (its runner broke, it timed out): not billed; any other
   failure (a 4xx: a content checker, an input fal refused after queueing): may be;
 * queued, running, completed or downloaded: billed (or will be once it runs);
-* `submitting` with no request_id: fal's answer never came; counted apart (unknown).
+* `submitting` with its arguments but no request_id: fal's answer never came; counted
+  (fal may have it) and named.
 
 Requests a retry replaced are kept as a count (``earlier_requests``, billable ones only).
 The progress lines, the summary, the plan's earlier-runs line, ``i2vkit status``, the
@@ -32,11 +33,21 @@ CANCELLED_RUNNING = "cancelled_running"
 SERVER_ERROR = "server_error"
 
 
-def _current_billable(row: Mapping[str, Any]) -> bool:
-    """Does the job's current request count as one fal may bill?"""
+def _unanswered(row: Mapping[str, Any]) -> bool:
+    """Sent (its exact arguments were claimed for the POST) but fal's answer never came."""
+    return (
+        row.get("status") == JobStatus.SUBMITTING
+        and not row.get("request_id")
+        and bool(row.get("arguments"))
+    )
+
+
+def _current_billable(row: Mapping[str, Any], unanswered: bool = True) -> bool:
+    """Does the job's current request count as one fal may bill? A POST whose answer never
+    came does (`unanswered`): fal may have it, and an estimate never counts low."""
     status, kind = row.get("status"), row.get("error_type")
     if not row.get("request_id"):
-        return False
+        return unanswered and _unanswered(row)
     if status == JobStatus.CANCELLED:
         return kind == CANCELLED_RUNNING
     if status == JobStatus.FAILED:
@@ -44,10 +55,11 @@ def _current_billable(row: Mapping[str, Any]) -> bool:
     return status != JobStatus.PENDING
 
 
-def billable_requests(row: Mapping[str, Any]) -> int:
+def billable_requests(row: Mapping[str, Any], *, unanswered: bool = True) -> int:
     """How many requests of this ledger row fal may bill (its current one and the earlier
-    ones a retry or a resubmit replaced)."""
-    return int(row.get("earlier_requests") or 0) + _current_billable(row)
+    ones a retry or a resubmit replaced). ``unanswered=False`` leaves out a POST whose
+    answer never came (a job released after fal's history showed it never arrived)."""
+    return int(row.get("earlier_requests") or 0) + _current_billable(row, unanswered)
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ class Tally:
     cancelled_queued: int = 0  # not billed
     cancelled_running: int = 0  # counted in billable
     failed_server: int = 0  # fal's 5xx: not billed
-    unknown: int = 0  # submitting without an answer: fal may have it
+    unknown: int = 0  # submitting without an answer: fal may have it (counted in billable)
 
     def left_out(self) -> str:
         """``12 cancelled while queued and 1 failed on fal's side (5xx) not billed``."""
@@ -71,7 +83,7 @@ class Tally:
             parts.append(f"{self.failed_server} failed on fal's side (5xx)")
         out = f"{' and '.join(parts)} not billed" if parts else ""
         if self.unknown:
-            sent = f"{plural(self.unknown, 'request')} sent without an answer (fal may have it)"
+            sent = f"{self.unknown} of them sent without an answer: fal may have it"
             out = f"{out}; {sent}" if out else sent
         return out
 
@@ -119,6 +131,6 @@ def tally(
             queued += kind != CANCELLED_RUNNING
             running += kind == CANCELLED_RUNNING
         server += status == JobStatus.FAILED and kind == SERVER_ERROR and bool(r.get("request_id"))
-        unknown += status == JobStatus.SUBMITTING and not r.get("request_id")
+        unknown += _unanswered(r)
     money = sum_costs(costs) if costs else 0.0
     return Tally(jobs, billable, money, queued, running, server, unknown)

@@ -221,7 +221,7 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from .status import job_lines
+    from .status import job_lines, money_line
     from .store import Store
 
     print(f"ledger: {settings.db_path}")
@@ -243,8 +243,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"no batch {args.batch!r}; `i2vkit status` lists them.")
             return EXIT_INPUT
         named = f" ({batch['name']})" if batch.get("name") else ""
-        print(f"batch {batch['id']}{named}")
-        for line in job_lines(store.jobs(batch["id"])):
+        jobs = store.jobs(batch["id"])
+        print(f"batch {batch['id']}{named}; {money_line(jobs)}")
+        for line in job_lines(jobs):
             print(line)
     return EXIT_OK
 

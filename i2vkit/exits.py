@@ -53,8 +53,8 @@ def report_error(exc: BaseException, key: str | None = None) -> int:
 
 def print_resume(command: Sequence[str]) -> None:
     print(
-        "Interrupted: every job is in the ledger as the summary says; running the same "
-        "command again submits the pending and cancelled ones and downloads what ran:"
+        "Interrupted: every job is in the ledger as the summary says; the same command again "
+        "submits the pending and cancelled jobs and downloads what ran. Resume with:"
     )
     print("  " + shlex.join(command))
 

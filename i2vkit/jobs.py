@@ -142,7 +142,7 @@ def _ended(status: JobStatus, message: str, error_type: str | None) -> dict[str,
 def _earlier_requests(job: JobRow) -> dict[str, int]:
     """A released job forgets its request; one fal may have billed (billing.py) is kept
     as a count for the batch's cost."""
-    return {"earlier_requests": billable_requests(job)}
+    return {"earlier_requests": billable_requests(job, unanswered=False)}
 
 
 class Jobs:

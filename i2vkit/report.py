@@ -29,6 +29,7 @@ from typing import Any
 
 from . import compare as cmp
 from . import gallery as g
+from .billing import tally
 from .config import redact
 from .errors import InputError
 from .filenames import file_url, safe_component
@@ -257,8 +258,7 @@ def _overview(batch: BatchRow, jobs: Sequence[JobRow], cells: Sequence[cmp.Cell]
     counts: dict[str, int] = {}
     for r in jobs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    known = [c.cost for c in cells]
-    total = cmp.usd(sum(known)) if known and None not in known else "price unknown"  # type: ignore[arg-type]
+    money = tally(jobs, cmp.row_cost).describe()  # billing.py: what fal may bill
     written = datetime.now(UTC).isoformat(timespec="seconds")
     status_line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
     parts = [
@@ -268,7 +268,7 @@ def _overview(batch: BatchRow, jobs: Sequence[JobRow], cells: Sequence[cmp.Cell]
         f"<style>{PAGE_CSS}{cmp.CSS}</style></head><body class='{cmp.NO_MATH}'>",
         f"<h1>Batch {g.esc(batch['id'])}</h1>",
         f"<div class='i2v-sub'>{len(jobs)} jobs ({g.esc(status_line)}) on "
-        f"{g.esc(batch['backend'])}; estimated cost {g.esc(total)}; created "
+        f"{g.esc(batch['backend'])}; estimated cost (what fal may bill): {g.esc(money)}; created "
         f"{g.esc(str(batch['created_at'])[:19])}; report written {g.esc(written)}. "
         "Every job with its options, seed, error, cost and times: "
         "<a href='jobs.csv'>jobs.csv</a>.</div>",

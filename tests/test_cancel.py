@@ -149,3 +149,41 @@ def test_a_cancelled_batch_task_cancels_its_queued_requests(tmp_path, emulator, 
     assert statuses[:3] == ["cancelled"] * 3 and statuses[3] in ("queued", "running")
     assert "cancelled 3 requests waiting in fal's queue" in result.summary()
     assert emulator.stats()["jobs"]["cancelled"] == 3
+
+
+def test_a_second_ctrl_c_stops_waiting_and_names_what_may_still_be_queued(tmp_path, emulator):
+    """Two Ctrl-C: the first asks fal to cancel the 6 queued requests and says what it waits
+    for; fal answers nothing (503s: the cancels are retried), so a second Ctrl-C stops the
+    waiting. The 6 stay `queued` in the ledger, noted and named with `i2vkit cancel BATCH`,
+    which then cancels them: fal never runs any of them, and none is `failed`."""
+    emulator.configure(concurrency=2, start_limit=2, job_seconds=30)
+    make_images(tmp_path / "pics", 2)
+    args = bulk_args(write_prompts(tmp_path / "prompts.txt", 4), tmp_path / "pics")
+    args += ["--concurrency", "8"]
+    env = cli_env(tmp_path, emulator.url)
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen(
+            args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        queued_behind_two_slots(emulator, tmp_path / "ledger.db", 8, proc)
+        emulator.configure(fail_next=100000)  # fal answers nothing but 503 from now on
+        proc.send_signal(signal.SIGINT)
+        wait_until(lambda: "stopping: asking fal to cancel" in err.read_text(), 60, "the wait")
+        assert "waiting at most 60s" in err.read_text()
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=120)
+    emulator.configure(fail_next=0)
+    assert proc.returncode == 130, stdout + err.read_text()
+    batch = ledger(tmp_path / "ledger.db", "SELECT id FROM batches")[0][0]
+    assert f"6 requests may still be queued at fal: `i2vkit cancel {batch}`" in stdout, stdout
+    rows = ledger(tmp_path / "ledger.db", "SELECT status, error FROM jobs")
+    queued = [e for s, e in rows if s == "queued"]
+    assert len(queued) == 6 and all(f"i2vkit cancel {batch}" in e for e in queued), rows
+    cancel = run_cli([*args[:3], "cancel", batch], env, tmp_path)
+    assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+    statuses = sorted(
+        s for s, _ in ledger(tmp_path / "ledger.db", "SELECT status, error FROM jobs")
+    )
+    assert statuses == ["cancelled"] * 6 + ["running"] * 2
+    assert sum(1 for j in emulator.jobs() if j["started_at"] is not None) == 2

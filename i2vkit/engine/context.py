@@ -48,7 +48,7 @@ class RunContext:
             self.progress.message = message
         if state is not None:
             self.progress.state = state
-        if self.job_ids is not None:
+        if self.job_ids is not None and self.on_progress is not None:
             statuses = self.jobs.store.statuses(self.batch_id)
             self.progress.count([statuses[i] for i in self.job_ids if i in statuses])
         if self.on_progress:
