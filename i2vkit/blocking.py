@@ -72,25 +72,44 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
             done.set()
 
     thread = threading.Thread(target=worker, name="i2vkit-batch", daemon=True)
-    interrupted = False
+    _WAITING.append(thread)
     try:
-        thread.start()
-        # Wait on an Event, not Thread.join(): an interrupted join() marks a live thread as
-        # stopped on Python 3.11 (the bpo-45274 clean-up releases the thread's own lock).
-        done.wait()
-    except KeyboardInterrupt:
-        interrupted = True
-    if interrupted:
-        presses, cancelled = 1, 0
-        while not done.is_set():  # let the batch wind down; a second stop hurries it
-            try:
-                if cancelled < presses and ready.wait(0.1) and "task" in box:
-                    box["loop"].call_soon_threadsafe(box["task"].cancel)
-                    cancelled += 1
-                done.wait(0.1)
-            except KeyboardInterrupt:
-                presses += 1
-        raise BatchInterrupted(box.get("result"))
+        try:
+            thread.start()
+            # Wait on an Event, not Thread.join(): an interrupted join() marks a live thread
+            # as stopped on Python 3.11 (the bpo-45274 clean-up releases the thread's lock).
+            # In short waits: an interrupt another thread raises here (the notebook's Stop
+            # button, _thread.interrupt_main) lands between two of them.
+            while not done.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            _wind_down(box, ready, done)  # raises BatchInterrupted
+    finally:
+        _WAITING.remove(thread)
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+#: The batches the main thread waits for (a Stop button interrupts only while one runs).
+_WAITING: list[threading.Thread] = []
+
+
+def waiting() -> bool:
+    """Is the caller's thread waiting for a batch on a worker thread right now?"""
+    return bool(_WAITING)
+
+
+def _wind_down(box: dict[str, Any], ready: threading.Event, done: threading.Event) -> None:
+    """After an interrupt: cancel the batch's task, once per interrupt (a second one stops
+    its waiting for fal's answers), until it ends; then raise with its summary."""
+    presses, cancelled = 1, 0
+    while not done.is_set():  # let the batch wind down; a second stop hurries it
+        try:
+            if cancelled < presses and ready.wait(0.1) and "task" in box:
+                box["loop"].call_soon_threadsafe(box["task"].cancel)
+                cancelled += 1
+            done.wait(0.1)
+        except KeyboardInterrupt:
+            presses += 1
+    raise BatchInterrupted(box.get("result")) from None

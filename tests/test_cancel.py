@@ -167,6 +167,8 @@ def test_a_second_ctrl_c_stops_waiting_and_names_what_may_still_be_queued(tmp_pa
             args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True
         )
         queued_behind_two_slots(emulator, tmp_path / "ledger.db", 8, proc)
+        running = "SELECT COUNT(*) FROM jobs WHERE status = 'running'"
+        wait_until(lambda: ledger(tmp_path / "ledger.db", running)[0][0] == 2, 60, "2 running")
         emulator.configure(fail_next=100000)  # fal answers nothing but 503 from now on
         proc.send_signal(signal.SIGINT)
         wait_until(lambda: "stopping: asking fal to cancel" in err.read_text(), 60, "the wait")
@@ -187,3 +189,36 @@ def test_a_second_ctrl_c_stops_waiting_and_names_what_may_still_be_queued(tmp_pa
     )
     assert statuses == ["cancelled"] * 6 + ["running"] * 2
     assert sum(1 for j in emulator.jobs() if j["started_at"] is not None) == 2
+
+
+def test_a_request_fal_cancelled_after_a_kill_is_cancelled_never_failed(tmp_path, emulator):
+    """kill -9 with 6 requests queued; fal cancels them meanwhile (a second Ctrl-C's cancels
+    that landed after the CLI stopped waiting look the same). The same command then follows
+    them: each is `cancelled` (fal answers its result with 400 "Request was cancelled"),
+    never `failed`, and no retry is suggested; the next run submits them."""
+    import httpx
+
+    emulator.configure(start_limit=2)
+    args, env, proc = bulk_queued_behind_two_slots(tmp_path, emulator, 2, 4, job_seconds=0.3)
+    proc.kill()
+    proc.communicate(timeout=60)
+    db = tmp_path / "ledger.db"
+    waiting = ledger(db, "SELECT cancel_url FROM jobs WHERE status = 'queued'")
+    waiting = [u for (u,) in waiting if u]
+    queued_at_fal = [j for j in emulator.jobs() if j["state"] == "IN_QUEUE"]
+    assert len(queued_at_fal) == 6 and len(waiting) >= 6
+    for j in queued_at_fal:
+        url = next(u for u in waiting if j["request_id"] in u)
+        answer = httpx.put(url, headers={"Authorization": f"Key {env['FAL_KEY']}"})
+        assert answer.json()["status"] == "OK", answer.text
+    emulator.configure(start_limit=None)
+    again = run_cli(args, env, tmp_path)
+    statuses = sorted(r[0] for r in ledger(db, "SELECT status FROM jobs"))
+    assert statuses == ["cancelled"] * 6 + ["downloaded"] * 2, again.stdout + again.stderr
+    assert "failed" not in again.stdout.split("videos in")[0]
+    assert "i2vkit retry" not in again.stdout, again.stdout
+    assert "6 cancelled while queued not billed" in again.stdout, again.stdout
+    last = run_cli(args, env, tmp_path)
+    assert last.returncode == 0, last.stdout + last.stderr
+    assert_one_playable_video_per_job(db, tmp_path / "videos", 8)
+    assert sum(1 for j in emulator.jobs() if j["started_at"] is not None) == 8

@@ -31,9 +31,10 @@ from i2vkit.emulator import Emulator
 pytestmark = pytest.mark.faults
 
 SEED = int(os.environ.get("I2VKIT_STOP_SEED", str(random.SystemRandom().randrange(10**6))))
+N = r"(-?\d+)"  # a negative count must be seen to fail, not skipped
 PROGRESS = re.compile(
-    r"uploaded \d+/\d+  pending (\d+)  queued (\d+)  running (\d+)  completed (\d+)  "
-    r"downloaded (\d+)/(\d+)  failed (\d+)  cancelled (\d+)"
+    rf"uploaded -?\d+/-?\d+  pending {N}  queued {N}  running {N}  completed {N}  "
+    rf"downloaded {N}/{N}  failed {N}  cancelled {N}"
 )
 SUMMARY = re.compile(r"^batch \w+ on \S+: (\d+) jobs, (.*)$", re.M)
 TOTAL = re.compile(r"batch total: US\$ ([\d.,]+)")
@@ -65,7 +66,7 @@ def progress_ok(text: str, where: str) -> list[tuple[int, ...]]:
     for s in snapshots:
         pending, queued, running, completed, downloaded, total, failed, cancelled = s
         counters = (pending, queued, running, completed, downloaded, failed, cancelled)
-        assert total == JOBS, (where, s)
+        assert total == JOBS and min(counters) >= 0, (where, s)
         assert sum(counters) == JOBS, (where, s)
     return snapshots
 
@@ -102,68 +103,69 @@ def one_trial(emu: Emulator, tmp_path, rng: random.Random) -> None:
     def requests() -> list[dict]:
         return [j for j in emu.jobs() if j["request_id"] not in earlier]
 
-    if True:
-        emu.configure(concurrency=1, job_seconds=rng.choice([0.2, 0.4, 0.8]))
-        make_images(tmp_path / "pics", 2)
-        args = bulk_args(write_prompts(tmp_path / "p.txt", 2), tmp_path / "pics")
-        args = [a for a in args if a != "--no-progress"] + ["--concurrency", str(JOBS)]
-        env = cli_env(tmp_path, emu.url)
-        db = tmp_path / "ledger.db"
-        proc = interruptible(args, env, tmp_path)
+    emu.configure(concurrency=1, job_seconds=rng.choice([0.15, 0.3, 0.5]))
+    make_images(tmp_path / "pics", 2)
+    args = bulk_args(write_prompts(tmp_path / "p.txt", 2), tmp_path / "pics")
+    args = [a for a in args if a != "--no-progress"] + ["--concurrency", str(JOBS)]
+    env = cli_env(tmp_path, emu.url)
+    db = tmp_path / "ledger.db"
+    proc = interruptible(args, env, tmp_path)
 
-        def submitted() -> int:
-            if proc.poll() is not None:
-                return JOBS  # it ended first: nothing to stop
-            try:
-                return ledger(db, "SELECT COUNT(*) FROM jobs WHERE request_id IS NOT NULL")[0][0]
-            except Exception:  # the ledger is not created yet
-                return -1
+    def submitted() -> int:
+        if proc.poll() is not None:
+            return JOBS  # it ended first: nothing to stop
+        try:
+            return ledger(db, "SELECT COUNT(*) FROM jobs WHERE request_id IS NOT NULL")[0][0]
+        except Exception:  # the ledger is not created yet
+            return -1
 
-        wait_until(lambda: submitted() >= rng.randrange(JOBS + 1), 60, "the moment to stop")
-        how = rng.choice(["int1", "int2", "int3", "kill"])
-        if how == "kill":
-            proc.kill()
-        else:
-            for _ in range(int(how[-1])):
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-                time.sleep(rng.uniform(0, 0.3))  # the random moment of the next press
-        stdout, stderr = proc.communicate(timeout=120)
-        where = f"after {how}"
-        assert "Traceback" not in stdout + stderr, (where, stdout, stderr)
-        summary_ok(stdout, db, where, progress_ok(stderr, where))
-        rows = ledger(db, "SELECT request_id, status, error_type FROM jobs")
-        if how != "kill":  # an interrupt settles what it sent: the ledger knows every request
-            known = {r[0] for r in rows if r[0]}
-            assert {j["request_id"] for j in requests()} <= known, (where, rows)
-
-        then = rng.choice(["cancel", "again"])
-        batches = ledger(db, "SELECT id FROM batches")
-        if then == "cancel" and batches:  # (stopped before its batch was recorded: nothing)
-            cancel = run_cli([*args[:3], "cancel", batches[0][0]], env, tmp_path)
-            assert cancel.returncode == 0, cancel.stdout + cancel.stderr
-        again = run_cli(args, env, tmp_path)
-        where = f"after {how}, {then}, the same command"
-        assert again.returncode == 0, (where, again.stdout, again.stderr)
-        summary_ok(again.stdout, db, where, progress_ok(again.stderr, where))
-
-        views = {j["request_id"]: j for j in requests()}
-        rows = ledger(db, "SELECT request_id, status, error_type FROM jobs")
+    wait_until(lambda: submitted() >= rng.randrange(JOBS + 1), 60, "the moment to stop")
+    how = rng.choice(["int1", "int2", "int3", "kill"])
+    if how == "kill":
+        proc.kill()
+    else:
+        for _ in range(int(how[-1])):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            time.sleep(rng.uniform(0, 0.3))  # the random moment of the next press
+    stdout, stderr = proc.communicate(timeout=120)
+    where = f"after {how}"
+    assert "Traceback" not in stdout + stderr, (where, stdout, stderr)
+    summary_ok(stdout, db, where, progress_ok(stderr, where))
+    rows = ledger(db, "SELECT request_id, status, error_type FROM jobs")
+    if how != "kill":  # an interrupt settles what it sent: the ledger knows every request
         known = {r[0] for r in rows if r[0]}
-        ran = {i for i, j in views.items() if j["started_at"] is not None}
-        assert ran <= known | {i for i, j in views.items() if j["cancelled"]}, where
-        assert ran <= known, (where, ran - known)
-        for request_id, status, kind in rows:
-            if status == "cancelled" and kind == "cancelled":
-                assert views[request_id]["started_at"] is None, (where, request_id)
-            assert status != "failed", (where, rows)
-        assert all(r[1] == "downloaded" for r in rows), (where, rows)
-        total = TOTAL.search(again.stdout)
-        assert total is not None, again.stdout
-        assert float(total.group(1).replace(",", "")) == pytest.approx(len(ran) * PRICE), (
-            where,
-            again.stdout,
-        )
+        assert {j["request_id"] for j in requests()} <= known, (where, rows)
+
+    then = rng.choice(["cancel", "again"])
+    batches = ledger(db, "SELECT id FROM batches")
+    if then == "cancel" and batches:  # (stopped before its batch was recorded: nothing)
+        cancel = run_cli([*args[:3], "cancel", batches[0][0]], env, tmp_path)
+        assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+    again = run_cli(args, env, tmp_path)
+    where = f"after {how}, {then}, the same command"
+    assert again.returncode == 0, (where, again.stdout, again.stderr)
+    snapshots = progress_ok(again.stderr, where)
+    assert snapshots, (where, again.stderr)
+    summary_ok(again.stdout, db, where, snapshots)
+
+    views = {j["request_id"]: j for j in requests()}
+    rows = ledger(db, "SELECT request_id, status, error_type FROM jobs")
+    known = {r[0] for r in rows if r[0]}
+    ran = {i for i, j in views.items() if j["started_at"] is not None}
+    assert ran <= known | {i for i, j in views.items() if j["cancelled"]}, where
+    assert ran <= known, (where, ran - known)
+    for request_id, status, kind in rows:
+        if status == "cancelled" and kind == "cancelled":
+            assert views[request_id]["started_at"] is None, (where, request_id)
+        assert status != "failed", (where, rows)
+    assert all(r[1] == "downloaded" for r in rows), (where, rows)
+    total = TOTAL.search(again.stdout)
+    assert total is not None, again.stdout
+    assert float(total.group(1).replace(",", "")) == pytest.approx(len(ran) * PRICE), (
+        where,
+        again.stdout,
+    )
 
 
 def test_random_interruptions_leave_a_true_ledger(tmp_path, request):

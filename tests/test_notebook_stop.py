@@ -1,4 +1,5 @@
-"""The notebook's stop (issue 22): the kernel's stop button mid-run, then the run cell again.
+"""The notebook's stop (issue 22): the kernel's stop button, or the Stop button beside the
+bars, mid-run; then the run cell again.
 
 Notebook 01's own cells run in a real kernel against an emulator outside it (a billed
 backend: I2VKIT_FAL_URL with a key), whose one account slot keeps most jobs waiting in
@@ -41,15 +42,33 @@ class Kernel:
 
     def __init__(self, env: dict[str, str], cwd: Path):
         self.km, self.kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(cwd))
+        self.seen: list[dict] = []  # iopub messages read ahead (while a cell runs)
 
     def start(self, code: str) -> str:
         return self.kc.execute(code)
+
+    def stop_button(self, msg_id: str, timeout: float = 120) -> str:
+        """The comm id of the Stop button the running cell drew (read from iopub)."""
+        while True:
+            msg = self.kc.get_iopub_msg(timeout=timeout)
+            self.seen.append(msg)
+            if msg["msg_type"] == "comm_open" and msg["parent_header"].get("msg_id") == msg_id:
+                state = msg["content"]["data"].get("state", {})
+                if state.get("_model_name") == "ButtonModel" and state.get("description") == "Stop":
+                    return msg["content"]["comm_id"]
+
+    def click(self, comm_id: str) -> None:
+        """A click as the browser sends it."""
+        data = {"method": "custom", "content": {"event": "click"}}
+        self.kc.shell_channel.send(
+            self.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        )
 
     def finish(self, msg_id: str, timeout: float = 180) -> tuple[str, dict | None]:
         """The cell's printed text and its error (ename, evalue, traceback), once it ends."""
         text, error = [], None
         while True:
-            msg = self.kc.get_iopub_msg(timeout=timeout)
+            msg = self.seen.pop(0) if self.seen else self.kc.get_iopub_msg(timeout=timeout)
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind, content = msg["msg_type"], msg["content"]
@@ -68,7 +87,8 @@ class Kernel:
         self.km.shutdown_kernel(now=True)
 
 
-def test_kernel_stop_mid_run_then_the_run_cell_again(tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["kernel stop button", "Stop button"])
+def test_stop_mid_run_then_the_run_cell_again(tmp_path, how):
     cells = code_cells()
     setup, run_cell = cells[0], next(c for c in cells if "run_batch(plan" in c)
     make_images(tmp_path / "pics", 2)
@@ -96,17 +116,24 @@ def test_kernel_stop_mid_run_then_the_run_cell_again(tmp_path, monkeypatch):
                 s = emu.stats()
                 return s["in_progress"] == 1 and s["in_queue"] == JOBS - 1
 
+            button = kernel.stop_button(running)
             wait_until(one_runs_five_wait, 120, "1 job running and 5 queued at fal")
-            kernel.km.interrupt_kernel()  # the kernel's stop button
+            if how == "Stop button":
+                kernel.click(button)
+            else:
+                kernel.km.interrupt_kernel()
             out, error = kernel.finish(running)
             assert error is not None and error["ename"] == "BatchInterrupted", error
             shown = "\n".join(error["traceback"])
             assert "Traceback" not in shown and "File " not in shown, shown
             assert shown.startswith("stopped: ") and "5 cancelled" in shown, shown
             assert "run the cell (or run all) again to resume" in shown.lower(), shown
-            bars, error = kernel.run("print(bars.last.state); print(bars.message.value)")
+            bars, error = kernel.run(
+                "print(bars.last.state); print(bars.message.value); "
+                "print(bars.stop.button.disabled)"
+            )
             assert error is None, error
-            assert bars.startswith("stopped\nstopped: "), bars
+            assert bars.startswith("stopped\nstopped: ") and bars.endswith("True\n"), bars
             assert "5 cancelled" in bars and "1 running at fal" in bars, bars
 
             emu.configure(start_limit=None, job_seconds=0.2)

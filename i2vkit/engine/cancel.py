@@ -104,6 +104,8 @@ async def cancel_requests(
             jobs.cancelled(job_id, RUNNING_MESSAGE, running=True)
             report.cancelled_running.append(job_id)
         elif verdict == "running":
+            if job["status"] != JobStatus.RUNNING:
+                jobs.running(job_id)  # fal says it runs: the ledger says so too
             report.left_running.append(job_id)
         else:
             report.finished.append(job_id)

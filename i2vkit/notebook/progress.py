@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import reporters
 from .display import widgets_available
+from .stop_button import StopButton
 
 if TYPE_CHECKING:
     from ..engine import Progress
@@ -27,7 +28,8 @@ def status_text(p: Progress) -> str:
 
 class ProgressBars:
     """Bars for uploads, submitted, running, downloaded, failed and cancelled, fed by
-    ``update``; the line under them says "stopped" and where every job is after a stop.
+    ``update``; the line under them says "stopped" and where every job is after a stop,
+    and a Stop button beside them stops the run as the kernel's stop button does.
 
     Pass ``bars.update`` as the ``progress=`` callback of ``run_batch``/``retry_batch``.
     It is called from the batch's worker thread; setting widget values from there is fine
@@ -72,7 +74,8 @@ class ProgressBars:
             self.bars[label] = (bar, count)
             rows.append(w.HBox([bar, count]))
         self.message = w.Label("")
-        self.widget = w.VBox([*rows, self.message])
+        self.stop = StopButton()
+        self.widget = w.VBox([w.HBox([w.VBox(rows), self.stop.button]), self.message])
 
     def update(self, p: Progress) -> None:
         with self._lock:
@@ -87,6 +90,7 @@ class ProgressBars:
                 bar.value = min(getattr(p, value), top)
                 count.value = f"{getattr(p, value)} / {getattr(p, total)}"
             self.message.value = status_text(p)
+            self.stop.follow(p.state)
 
     __call__ = update
 
