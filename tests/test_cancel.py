@@ -99,7 +99,7 @@ def test_cancel_command_stops_a_running_batch_from_another_terminal(tmp_path, em
     (start_limit), so the queued 6 are still waiting when the cancel lands however slowly
     a busy machine starts it."""
     emulator.configure(start_limit=2)
-    args, env, proc = bulk_queued_behind_two_slots(tmp_path, emulator, 2, 4, job_seconds=3)
+    args, env, proc = bulk_queued_behind_two_slots(tmp_path, emulator, 2, 4, job_seconds=8)
     db, out = tmp_path / "ledger.db", tmp_path / "videos"
     batch = ledger(db, "SELECT id FROM batches")[0][0]
     cancel = run_cli([*args[:3], "cancel", batch], env, tmp_path)
@@ -111,6 +111,9 @@ def test_cancel_command_stops_a_running_batch_from_another_terminal(tmp_path, em
     statuses = sorted(r[0] for r in ledger(db, "SELECT status FROM jobs"))
     assert statuses == ["cancelled"] * 6 + ["downloaded"] * 2
     assert stdout.count("CANCELLED job") == 6, stdout
+    # fal bills the 2 that ran, not the 6 cancelled while queued: the summary says both
+    money = "this run: US$ 0.80 (2 requests fal may bill; 6 cancelled while queued not billed)"
+    assert money in stdout and "batch total: US$ 0.80" in stdout, stdout
     assert sum(1 for j in emulator.jobs() if j["started_at"] is not None) == 2
 
     emulator.configure(job_seconds=0.2, start_limit=None)

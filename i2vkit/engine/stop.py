@@ -39,6 +39,7 @@ async def stop_run(run: RunContext, submitter: Submitter, job_ids: list[int]) ->
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     lines: list[str] = []
+    settled: set[int] = set()  # what fal answered about: not unknown
     try:
         if submitter.on_the_wire:
             run.emit(
@@ -58,11 +59,12 @@ async def stop_run(run: RunContext, submitter: Submitter, job_ids: list[int]) ->
             )
             report = await asyncio.wait_for(cancel_requests(run.fal, run.jobs, mine), left)
             lines += _report_lines(report, run.batch_id)
+            settled.update(report.left_running, report.finished)
     except asyncio.CancelledError:  # a second stop: stop waiting, say what is unknown
         lines.append("stopped waiting for fal's answers (a second Ctrl-C)")
     except (TimeoutError, FalError) as exc:
         lines.append(f"fal did not answer every cancel in time ({exc or 'timed out'})")
-    lines += _unsettled(run, job_ids)
+    lines += _unsettled(run, [i for i in job_ids if i not in settled])
     return lines
 
 
