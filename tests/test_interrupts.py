@@ -136,6 +136,12 @@ def one_trial(emu: Emulator, tmp_path, rng: random.Random) -> None:
     if how != "kill":  # an interrupt settles what it sent: the ledger knows every request
         known = {r[0] for r in rows if r[0]}
         assert {j["request_id"] for j in requests()} <= known, (where, rows)
+        total = TOTAL.search(stdout)
+        if total is not None and "may still be queued at fal" not in stdout:
+            # what fal may bill: every request but those it cancelled before they ran
+            billable = [j for j in requests() if j["started_at"] or not j["cancelled"]]
+            money = float(total.group(1).replace(",", ""))
+            assert money == pytest.approx(len(billable) * PRICE), (where, stdout)
 
     then = rng.choice(["cancel", "again"])
     batches = ledger(db, "SELECT id FROM batches")
