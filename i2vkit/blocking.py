@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import threading
 from collections.abc import Coroutine
@@ -22,16 +21,17 @@ def _run_here(coro: Coroutine[Any, Any, T]) -> T:
 
     async def main() -> T:
         loop, task = asyncio.get_running_loop(), asyncio.current_task()
-        installed = False
-        if task is not None and threading.current_thread() is threading.main_thread():
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signal.SIGINT, task.cancel)  # not on Windows
-                installed = True
+        if task is None or threading.current_thread() is not threading.main_thread():
+            return await coro
+
+        def on_sigint(_signum: int, _frame: object) -> None:  # as asyncio's, minus the raise
+            loop.call_soon_threadsafe(task.cancel)
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
         try:
             return await coro
         finally:
-            if installed:
-                loop.remove_signal_handler(signal.SIGINT)
+            signal.signal(signal.SIGINT, previous)
 
     try:
         return asyncio.run(main())
