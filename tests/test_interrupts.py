@@ -37,7 +37,7 @@ PROGRESS = re.compile(
     rf"downloaded {N}/{N}  failed {N}  cancelled {N}"
 )
 SUMMARY = re.compile(r"^batch \w+ on \S+: (\d+) jobs, (.*)$", re.M)
-TOTAL = re.compile(r"batch total: US\$ ([\d.,]+)")
+TOTAL = re.compile(r"^cost \(.*batch total: US\$ ([\d.,]+)", re.M)  # the summary's, not the plan's
 JOBS = 4  # 2 images x 2 prompts, behind 1 account slot
 PRICE = 0.40  # wan's published price per video (the plan prints it too)
 
