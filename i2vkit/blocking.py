@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import signal
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from .errors import BatchInterrupted
+
 T = TypeVar("T")
+
+
+def _run_here(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, where every Ctrl-C cancels the coroutine's task: the first stops the
+    batch (it then cancels what waits at fal), a second stops that waiting (stop.py).
+    asyncio's own handler would raise KeyboardInterrupt anywhere on the second one.
+    A task that ends cancelled comes out as a KeyboardInterrupt."""
+
+    async def main() -> T:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        if task is None or threading.current_thread() is not threading.main_thread():
+            return await coro
+
+        def on_sigint(_signum: int, _frame: object) -> None:  # as asyncio's, minus the raise
+            loop.call_soon_threadsafe(task.cancel)
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            return await coro
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
 
 
 def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
@@ -25,7 +53,7 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return _run_here(coro)
     box: dict[str, Any] = {}
     ready, done = threading.Event(), threading.Event()
 
@@ -44,23 +72,44 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
             done.set()
 
     thread = threading.Thread(target=worker, name="i2vkit-batch", daemon=True)
-    interrupted = False
+    _WAITING.append(thread)
     try:
-        thread.start()
-        # Wait on an Event, not Thread.join(): an interrupted join() marks a live thread as
-        # stopped on Python 3.11 (the bpo-45274 clean-up releases the thread's own lock).
-        done.wait()
-    except KeyboardInterrupt:
-        interrupted = True
-    if interrupted:
-        cancelled = False
-        while not done.is_set():  # let the batch wind down even if Ctrl-C is pressed again
-            with contextlib.suppress(KeyboardInterrupt):
-                if not cancelled and ready.wait(0.1) and "task" in box:
-                    box["loop"].call_soon_threadsafe(box["task"].cancel)
-                    cancelled = True
-                done.wait(0.1)
-        raise KeyboardInterrupt
+        try:
+            thread.start()
+            # Wait on an Event, not Thread.join(): an interrupted join() marks a live thread
+            # as stopped on Python 3.11 (the bpo-45274 clean-up releases the thread's lock).
+            # In short waits: an interrupt another thread raises here (the notebook's Stop
+            # button, _thread.interrupt_main) lands between two of them.
+            while not done.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            _wind_down(box, ready, done)  # raises BatchInterrupted
+    finally:
+        _WAITING.remove(thread)
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+#: The batches the main thread waits for (a Stop button interrupts only while one runs).
+_WAITING: list[threading.Thread] = []
+
+
+def waiting() -> bool:
+    """Is the caller's thread waiting for a batch on a worker thread right now?"""
+    return bool(_WAITING)
+
+
+def _wind_down(box: dict[str, Any], ready: threading.Event, done: threading.Event) -> None:
+    """After an interrupt: cancel the batch's task, once per interrupt (a second one stops
+    its waiting for fal's answers), until it ends; then raise with its summary."""
+    presses, cancelled = 1, 0
+    while not done.is_set():  # let the batch wind down; a second stop hurries it
+        try:
+            if cancelled < presses and ready.wait(0.1) and "task" in box:
+                box["loop"].call_soon_threadsafe(box["task"].cancel)
+                cancelled += 1
+            done.wait(0.1)
+        except KeyboardInterrupt:
+            presses += 1
+    raise BatchInterrupted(box.get("result")) from None

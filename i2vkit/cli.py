@@ -164,8 +164,8 @@ def run_and_report(
     result = None
     try:
         result = run_batch(plan, ws.settings, progress=reporter)  # a retry plan runs like any
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as exc:  # stopped before the run could settle (stop.py)
+        result = getattr(exc, "result", None)
     finally:
         reporter.close()
     if result is not None:
@@ -233,7 +233,7 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from .status import job_lines
+    from .status import job_lines, money_line
     from .store import Store
 
     print(f"ledger: {settings.db_path}")
@@ -255,8 +255,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"no batch {args.batch!r}; `i2vkit status` lists them.")
             return EXIT_INPUT
         named = f" ({batch['name']})" if batch.get("name") else ""
-        print(f"batch {batch['id']}{named}")
-        for line in job_lines(store.jobs(batch["id"])):
+        jobs = store.jobs(batch["id"])
+        print(f"batch {batch['id']}{named}; {money_line(jobs)}")
+        for line in job_lines(jobs):
             print(line)
     return EXIT_OK
 
@@ -353,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         code = _run(argv)
         sys.stdout.flush()  # a closed pipe shows up here, not at exit with a traceback
         return code
+    except KeyboardInterrupt:  # before a batch ran (or outside one): nothing left at fal
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `i2vkit status | head -1`: the reader left. Say nothing more, and keep Python from
         # failing again when it flushes stdout at exit.

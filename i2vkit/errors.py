@@ -175,3 +175,22 @@ class RenameBlockedError(DownloadError):
             f"{why}. The finished download is kept as {part.name}; close what "
             "uses the file and run the same command again to finish it without downloading."
         )
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """A batch stopped by an interrupt (Ctrl-C, the kernel's stop button) once it has
+    settled what fal has: ``result`` is its summary (None when it stopped before its
+    jobs were recorded). A KeyboardInterrupt, so a notebook's Run All stops there; in a
+    notebook it shows one plain "stopped" paragraph instead of a traceback."""
+
+    def __init__(self, result: object = None):
+        super().__init__()
+        self.result = result
+
+    def stopped_text(self) -> str:
+        summary = getattr(self.result, "stop_line", None)
+        head = summary() if callable(summary) else "stopped before any job was submitted"
+        return f"{head}\nRun the cell (or Run All) again to resume."
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a traceback
+        return self.stopped_text().splitlines()

@@ -59,7 +59,10 @@ def report_error(exc: BaseException, key: str | None = None) -> int:
 
 
 def print_resume(command: Sequence[str]) -> None:
-    print("Interrupted: jobs already submitted are kept in the ledger. Resume with:")
+    print(
+        "Interrupted: every job is in the ledger as the summary says; the same command again "
+        "submits the pending and cancelled jobs and downloads what ran. Resume with:"
+    )
     print("  " + shlex.join(command))
 
 
@@ -72,6 +75,9 @@ def install_script_hooks(resume: Sequence[str]) -> None:
 
     def hook(kind, value, tb):  # type: ignore[no-untyped-def]
         if isinstance(value, KeyboardInterrupt):
+            stopped = getattr(value, "result", None)
+            if stopped is not None:
+                print(stopped.summary())
             print_resume(resume)
             sys.stdout.flush()
             os._exit(EXIT_INTERRUPTED)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from . import store as ledger
+from .billing import CANCELLED_QUEUED, CANCELLED_RUNNING, billable_requests
 from .job_status import FINISHED, IN_FLIGHT, OPEN, UNSUCCESSFUL, JobStatus
 
 if TYPE_CHECKING:
@@ -139,11 +140,9 @@ def _ended(status: JobStatus, message: str, error_type: str | None) -> dict[str,
 
 
 def _earlier_requests(job: JobRow) -> dict[str, int]:
-    """A released job forgets its request; one fal may have billed (it had a request and
-    was not cancelled in the queue) is kept as a count for the batch's cost."""
-    if job.get("request_id") and job.get("status") != JobStatus.CANCELLED:
-        return {"earlier_requests": (job.get("earlier_requests") or 0) + 1}
-    return {}
+    """A released job forgets its request; one fal may have billed (billing.py) is kept
+    as a count for the batch's cost."""
+    return {"earlier_requests": billable_requests(job, unanswered=False)}
 
 
 class Jobs:
@@ -230,13 +229,16 @@ class Jobs:
         `i2vkit cancel` in another process has just recorded cancelled stays cancelled)."""
         return self._if(job, **_ended(JobStatus.FAILED, message, error_type))
 
-    def cancelled(self, job_id: int, message: str) -> None:
-        self.store.update_job(job_id, **_ended(JobStatus.CANCELLED, message, "cancelled"))
+    def cancelled(self, job_id: int, message: str, *, running: bool = False) -> None:
+        """Recorded cancelled: while queued (not billed) or, `running`, while it ran."""
+        kind = CANCELLED_RUNNING if running else CANCELLED_QUEUED
+        self.store.update_job(job_id, **_ended(JobStatus.CANCELLED, message, kind))
 
-    def cancel_if(self, job: JobRow, message: str) -> bool:
+    def cancel_if(self, job: JobRow, message: str, *, running: bool = False) -> bool:
         """Cancel a job only if its status and owner are still what `job` says (a pending
         job another process may be claiming right now); True if it moved."""
-        return self._if(job, **_ended(JobStatus.CANCELLED, message, "cancelled"))
+        kind = CANCELLED_RUNNING if running else CANCELLED_QUEUED
+        return self._if(job, **_ended(JobStatus.CANCELLED, message, kind))
 
     def _if(self, job: JobRow, **fields: Any) -> bool:
         """Compare-and-set on the status and owner `job` was read with."""

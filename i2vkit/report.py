@@ -29,6 +29,7 @@ from typing import Any
 
 from . import compare as cmp
 from . import gallery as g
+from .billing import tally
 from .config import redact
 from .csvcells import safe_cell
 from .errors import InputError
@@ -293,8 +294,7 @@ def _overview(batch: BatchRow, jobs: Sequence[JobRow], cells: Sequence[cmp.Cell]
     counts: dict[str, int] = {}
     for r in jobs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    known = [c.cost for c in cells]
-    total = cmp.usd(sum(known)) if known and None not in known else "price unknown"  # type: ignore[arg-type]
+    money = tally(jobs, cmp.row_cost).describe()  # billing.py: what fal may bill
     written = datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     status_line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
     parts = [
@@ -304,7 +304,7 @@ def _overview(batch: BatchRow, jobs: Sequence[JobRow], cells: Sequence[cmp.Cell]
         f"<style>{PAGE_CSS}{cmp.CSS}</style></head><body class='{cmp.NO_MATH}'>",
         f"<h1>Batch {g.esc(batch['id'])}</h1>",
         f"<div class='i2v-sub'>{plural(len(jobs), 'job')} ({g.esc(status_line)}) on "
-        f"{g.esc(batch['backend'])}; estimated cost {g.esc(total)}; created "
+        f"{g.esc(batch['backend'])}; estimated cost (what fal may bill): {g.esc(money)}; created "
         f"{g.esc(local_time(batch['created_at']))}; report written {g.esc(written)}. "
         "Every job with its options, seed, error, cost and times: "
         "<a href='jobs.csv'>jobs.csv</a>.</div>",

@@ -23,9 +23,13 @@ class Reporter(Protocol):
 
 
 def progress_line(p: Progress) -> str:
+    """Every job in exactly one place (the counters sum to the job count), as the ledger
+    has it: the same words and numbers as the summary's status counts."""
+    stopped = f"{p.state}: " if p.state in ("stopping", "stopped") else ""
     return (
-        f"uploaded {p.uploaded}/{p.uploads_total}  submitted {p.submitted}/{p.total}  "
-        f"running {p.running}  downloaded {p.downloaded}/{p.total}  failed {p.failed}"
+        f"{stopped}uploaded {p.uploaded}/{p.uploads_total}  pending {p.pending}  "
+        f"queued {p.queued}  running {p.running}  completed {p.completed}  "
+        f"downloaded {p.downloaded}/{p.total}  failed {p.failed}  cancelled {p.cancelled}"
         + (f"  ({p.message})" if p.message else "")
     )
 
@@ -39,6 +43,7 @@ class ProgressLines:
         self.stream = stream
         self.interval = interval
         self.last: Progress | None = None
+        self.state = "running"
         self._printed = ""
         self._printed_at: float | None = None
         self._lock = threading.Lock()
@@ -53,9 +58,12 @@ class ProgressLines:
         with self._lock:
             self.last = p
             line = progress_line(p)
-            finished = p.total > 0 and p.downloaded + p.failed >= p.total
+            done = p.downloaded + p.failed + p.cancelled
+            finished = p.state in ("stopped", "finished") or (p.total > 0 and done >= p.total)
             due = self._printed_at is None or time.monotonic() - self._printed_at >= self.interval
-            if (due or finished) and line != self._printed:
+            changed = self.state != p.state  # stopping, stopped, finished: said at once
+            self.state = p.state
+            if (due or finished or changed) and line != self._printed:
                 self._print(line)
 
     def close(self) -> None:
@@ -72,17 +80,24 @@ class TerminalBars:
         ("submitted", "submitted", "total", "job"),
         ("downloaded", "downloaded", "total", "job"),
         ("failed", "failed", "total", "job"),
+        ("cancelled", "cancelled", "total", "job"),
     ]
+    # no rate: uploads found in the cache count in an instant (a meaningless 90000 image/s)
+    FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]"
 
     def __init__(self, stream: IO[str] | None = None):
         self.stream = stream
         self.bars: dict[str, Any] = {}
         self.lock = threading.Lock()
+        self.said = ""
 
     def __call__(self, p: Progress) -> None:
         from tqdm import tqdm
 
         with self.lock:
+            if p.state == "stopping" and p.message != self.said:
+                self.said = p.message
+                tqdm.write(p.message, file=self.stream or sys.stderr)
             for name, value, total, unit in self.ROWS:
                 bar = self.bars.get(name)
                 if bar is None:
@@ -92,6 +107,7 @@ class TerminalBars:
                         unit=unit,
                         position=len(self.bars),
                         leave=True,
+                        bar_format=self.FORMAT,
                         file=self.stream or sys.stderr,
                     )
                 bar.total = getattr(p, total)
@@ -104,8 +120,15 @@ class TerminalBars:
 
 
 class NoProgress:
+    """No progress; but what a stop waits for is said (the user pressed Ctrl-C)."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream, self.said = stream, ""
+
     def __call__(self, p: Progress) -> None:
-        pass
+        if p.state == "stopping" and p.message != self.said:
+            self.said = p.message
+            print(p.message, file=self.stream or sys.stderr, flush=True)
 
     def close(self) -> None:
         pass
@@ -115,5 +138,5 @@ def progress_reporter(enabled: bool = True, stream: IO[str] | None = None) -> Re
     """Bars on a terminal, a line every few seconds in a log or pipe, nothing if disabled."""
     stream = stream or sys.stderr
     if not enabled:
-        return NoProgress()
+        return NoProgress(stream)
     return TerminalBars(stream) if is_interactive(stream) else ProgressLines(stream)

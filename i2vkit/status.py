@@ -50,3 +50,12 @@ def job_lines(jobs: Sequence[JobRow]) -> list[str]:
             )
         )
     return out
+
+
+def money_line(jobs: Sequence[JobRow]) -> str:
+    """``cost (what fal may bill): US$ 3.20 (8 requests; 12 cancelled while queued not
+    billed)``: the batch's money in the words of the run's summary and the report."""
+    from .billing import tally
+    from .compare import row_cost
+
+    return f"cost (what fal may bill, estimated): {tally(jobs, row_cost).describe()}"

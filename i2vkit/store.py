@@ -436,6 +436,11 @@ class Store:
             rows = [r for r in rows if r["job_key"] in wanted]
         return rows
 
+    def statuses(self, batch_id: str) -> dict[int, str]:
+        """Every job's status in a batch, by id (what the progress counters are read from)."""
+        rows = self._rows("SELECT id, status FROM jobs WHERE batch_id = ?", [batch_id])
+        return {r["id"]: r["status"] for r in rows}
+
     def job(self, job_id: int) -> JobRow:
         return self._rows("SELECT * FROM jobs WHERE id = ?", [job_id])[0]
 

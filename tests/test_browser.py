@@ -352,9 +352,10 @@ JS_PROGRESS = """() => Array.from(document.querySelectorAll(
   };
 })"""
 
-# The notebook's bars (uploads, submitted, running, downloaded, failed): the pipeline's bars
-# end full; "running" ends empty and "failed" stays empty in a clean demo run.
-EMPTY_AT_END = ("running", "failed")
+# The notebook's bars (uploads, submitted, running, downloaded, failed, cancelled): the
+# pipeline's bars end full; "running" ends empty, "failed" and "cancelled" stay empty in a
+# clean demo run.
+EMPTY_AT_END = ("running", "failed", "cancelled")
 
 JS_PROGRESS_FULL = js(
     """() => {

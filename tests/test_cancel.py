@@ -72,7 +72,7 @@ def test_ctrl_c_cancels_queued_requests_then_the_same_command_resumes_them(tmp_p
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stdout + stderr
-    assert "cancelled 18 request(s) waiting in fal's queue" in stdout, stdout
+    assert "cancelled 18 requests waiting in fal's queue" in stdout, stdout
     rows = ledger(db, "SELECT request_id, status, error FROM jobs")
     cancelled = {r[0] for r in rows if r[1] == "cancelled"}
     assert cancelled == waiting
@@ -99,7 +99,7 @@ def test_cancel_command_stops_a_running_batch_from_another_terminal(tmp_path, em
     (start_limit), so the queued 6 are still waiting when the cancel lands however slowly
     a busy machine starts it."""
     emulator.configure(start_limit=2)
-    args, env, proc = bulk_queued_behind_two_slots(tmp_path, emulator, 2, 4, job_seconds=3)
+    args, env, proc = bulk_queued_behind_two_slots(tmp_path, emulator, 2, 4, job_seconds=8)
     db, out = tmp_path / "ledger.db", tmp_path / "videos"
     batch = ledger(db, "SELECT id FROM batches")[0][0]
     cancel = run_cli([*args[:3], "cancel", batch], env, tmp_path)
@@ -111,6 +111,9 @@ def test_cancel_command_stops_a_running_batch_from_another_terminal(tmp_path, em
     statuses = sorted(r[0] for r in ledger(db, "SELECT status FROM jobs"))
     assert statuses == ["cancelled"] * 6 + ["downloaded"] * 2
     assert stdout.count("CANCELLED job") == 6, stdout
+    # fal bills the 2 that ran, not the 6 cancelled while queued: the summary says both
+    money = "this run: US$ 0.80 (2 requests fal may bill; 6 cancelled while queued not billed)"
+    assert money in stdout and "batch total: US$ 0.80" in stdout, stdout
     assert sum(1 for j in emulator.jobs() if j["started_at"] is not None) == 2
 
     emulator.configure(job_seconds=0.2, start_limit=None)
@@ -147,5 +150,78 @@ def test_a_cancelled_batch_task_cancels_its_queued_requests(tmp_path, emulator, 
     assert result.interrupted
     statuses = sorted(j.status for j in result.jobs)
     assert statuses[:3] == ["cancelled"] * 3 and statuses[3] in ("queued", "running")
-    assert "cancelled 3 request(s) waiting in fal's queue" in result.summary()
+    assert "cancelled 3 requests waiting in fal's queue" in result.summary()
     assert emulator.stats()["jobs"]["cancelled"] == 3
+
+
+def test_a_second_ctrl_c_stops_waiting_and_names_what_may_still_be_queued(tmp_path, emulator):
+    """Two Ctrl-C: the first asks fal to cancel the 6 queued requests and says what it waits
+    for; fal answers nothing (503s: the cancels are retried), so a second Ctrl-C stops the
+    waiting. The 6 stay `queued` in the ledger, noted and named with `i2vkit cancel BATCH`,
+    which then cancels them: fal never runs any of them, and none is `failed`."""
+    emulator.configure(concurrency=2, start_limit=2, job_seconds=30)
+    make_images(tmp_path / "pics", 2)
+    args = bulk_args(write_prompts(tmp_path / "prompts.txt", 4), tmp_path / "pics")
+    args += ["--concurrency", "8"]
+    env = cli_env(tmp_path, emulator.url)
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen(
+            args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        queued_behind_two_slots(emulator, tmp_path / "ledger.db", 8, proc)
+        running = "SELECT COUNT(*) FROM jobs WHERE status = 'running'"
+        wait_until(lambda: ledger(tmp_path / "ledger.db", running)[0][0] == 2, 60, "2 running")
+        emulator.configure(fail_next=100000)  # fal answers nothing but 503 from now on
+        proc.send_signal(signal.SIGINT)
+        wait_until(lambda: "stopping: asking fal to cancel" in err.read_text(), 60, "the wait")
+        assert "waiting at most 60s" in err.read_text()
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=120)
+    emulator.configure(fail_next=0)
+    assert proc.returncode == 130, stdout + err.read_text()
+    batch = ledger(tmp_path / "ledger.db", "SELECT id FROM batches")[0][0]
+    assert f"6 requests may still be queued at fal: `i2vkit cancel {batch}`" in stdout, stdout
+    rows = ledger(tmp_path / "ledger.db", "SELECT status, error FROM jobs")
+    queued = [e for s, e in rows if s == "queued"]
+    assert len(queued) == 6 and all(f"i2vkit cancel {batch}" in e for e in queued), rows
+    cancel = run_cli([*args[:3], "cancel", batch], env, tmp_path)
+    assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+    statuses = sorted(
+        s for s, _ in ledger(tmp_path / "ledger.db", "SELECT status, error FROM jobs")
+    )
+    assert statuses == ["cancelled"] * 6 + ["running"] * 2
+    assert sum(1 for j in emulator.jobs() if j["started_at"] is not None) == 2
+
+
+def test_a_request_fal_cancelled_after_a_kill_is_cancelled_never_failed(tmp_path, emulator):
+    """kill -9 with 6 requests queued; fal cancels them meanwhile (a second Ctrl-C's cancels
+    that landed after the CLI stopped waiting look the same). The same command then follows
+    them: each is `cancelled` (fal answers its result with 400 "Request was cancelled"),
+    never `failed`, and no retry is suggested; the next run submits them."""
+    import httpx
+
+    emulator.configure(start_limit=2)
+    args, env, proc = bulk_queued_behind_two_slots(tmp_path, emulator, 2, 4, job_seconds=0.3)
+    proc.kill()
+    proc.communicate(timeout=60)
+    db = tmp_path / "ledger.db"
+    waiting = ledger(db, "SELECT cancel_url FROM jobs WHERE status = 'queued'")
+    waiting = [u for (u,) in waiting if u]
+    queued_at_fal = [j for j in emulator.jobs() if j["state"] == "IN_QUEUE"]
+    assert len(queued_at_fal) == 6 and len(waiting) >= 6
+    for j in queued_at_fal:
+        url = next(u for u in waiting if j["request_id"] in u)
+        answer = httpx.put(url, headers={"Authorization": f"Key {env['FAL_KEY']}"})
+        assert answer.json()["status"] == "OK", answer.text
+    emulator.configure(start_limit=None)
+    again = run_cli(args, env, tmp_path)
+    statuses = sorted(r[0] for r in ledger(db, "SELECT status FROM jobs"))
+    assert statuses == ["cancelled"] * 6 + ["downloaded"] * 2, again.stdout + again.stderr
+    assert "failed" not in again.stdout.split("videos in")[0]
+    assert "i2vkit retry" not in again.stdout, again.stdout
+    assert "6 cancelled while queued not billed" in again.stdout, again.stdout
+    last = run_cli(args, env, tmp_path)
+    assert last.returncode == 0, last.stdout + last.stderr
+    assert_one_playable_video_per_job(db, tmp_path / "videos", 8)
+    assert sum(1 for j in emulator.jobs() if j["started_at"] is not None) == 8

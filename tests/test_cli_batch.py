@@ -327,7 +327,10 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, emulator):
     progress = [i for i, line in enumerate(lines) if line.startswith("uploaded ")]
     summary = next(i for i, line in enumerate(lines) if line.startswith("batch "))
     assert progress and progress[0] < summary, out.stdout
-    assert lines[progress[-1]].startswith("uploaded 2/2  submitted 6/6")
+    assert lines[progress[-1]].startswith(
+        "uploaded 2/2  pending 0  queued 0  running 0  completed 0  downloaded 6/6  failed 0  "
+        "cancelled 0"
+    )
     assert "\r" not in out.stdout and "it/s" not in out.stdout  # no tqdm redraws
 
 

@@ -504,8 +504,8 @@ def test_progress_outside_jupyter_is_the_cli_reporter():
     bars.close()
     out = stream.getvalue().splitlines()
     assert out == [
-        "uploaded 1/3  submitted 0/9  running 0  downloaded 0/9  failed 0",
-        "uploaded 3/3  submitted 0/9  running 0  downloaded 9/9  failed 0",
+        "uploaded 1/3  pending 0  queued 0  running 0  completed 0  downloaded 0/9  failed 0  cancelled 0",
+        "uploaded 3/3  pending 0  queued 0  running 0  completed 0  downloaded 9/9  failed 0  cancelled 0",
     ]
     assert isinstance(nbk.ProgressBars(enabled=False, stream=stream).reporter, reporters.NoProgress)
 

@@ -73,7 +73,7 @@ def test_retry_summary_counts_what_it_resubmitted(tmp_path, emu):
     assert refused.returncode == 2 and "US$ 6.40 (16 jobs)" in refused.stdout
     done = cli([*retry, "--yes"], env, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "this run: US$ 6.40 (16 jobs) submitted" in done.stdout
+    assert "this run: US$ 6.40 (16 requests fal may bill)" in done.stdout
     assert "$0.00" not in done.stdout and "US$ 0.00" not in done.stdout.split("earlier runs")[0]
 
 
@@ -111,7 +111,7 @@ def test_rerun_of_a_finished_batch_adds_nothing_and_is_not_refused(tmp_path, emu
     env = cli_env(tmp_path, emu.url)
     first = cli(args, env, tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "this run: US$ 6.40 (16 jobs) submitted" in first.stdout
+    assert "this run: US$ 6.40 (16 requests fal may bill)" in first.stdout
     again = cli(unconfirmed(args), env, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "re-run with --yes" not in again.stdout
@@ -133,7 +133,7 @@ def test_a_grown_batch_asks_only_for_what_it_adds(tmp_path, emu):
     assert grown.returncode == 0, grown.stdout + grown.stderr
     assert "this run: US$ 3.20 (8 jobs) to submit" in grown.stdout
     assert "earlier runs: US$ 3.20 (8 jobs); batch total: US$ 6.40" in grown.stdout
-    assert "this run: US$ 3.20 (8 jobs) submitted" in grown.stdout
+    assert "this run: US$ 3.20 (8 requests fal may bill)" in grown.stdout
     assert counters(emu)[1] == 16
 
 

@@ -13,8 +13,10 @@ upload when fal cannot fetch an image).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from ..backend import resolve_backend
 from ..blocking import run_blocking
@@ -62,7 +64,20 @@ async def run_batch_async(
         with Workspace.open(settings) as ws:
             plan = plan_batch(batch, ws, defer_checks=True)
     with resolve_backend(settings) as backend, Store(settings.db_path) as store:
-        budget = RequestBudget(rate=plan.request.max_rps)
+        return await _run_plan(plan, settings, backend, store, progress, stop)
+
+
+async def _run_plan(
+    plan: Plan,
+    settings: Settings,
+    backend: Any,
+    store: Store,
+    progress: Callable[[Progress], None] | None,
+    stop: threading.Event | None,
+) -> BatchResult:
+    budget = RequestBudget(rate=plan.request.max_rps)
+    result: BatchResult | None = None
+    try:
         async with FalConnection(backend, settings.fal_key, budget=budget) as fal:
             run = RunContext(
                 plan=plan,
@@ -74,9 +89,13 @@ async def run_batch_async(
                 stop=stop or threading.Event(),
             )
             try:
-                return await Runner(run, cache_enabled=settings.upload_cache_enabled).run_all()
+                result = await Runner(run, cache_enabled=settings.upload_cache_enabled).run_all()
             finally:  # a kernel runs batch after batch: what this run left is adoptable
                 retire_owner(run.jobs.owner)
+    except asyncio.CancelledError:  # a late Ctrl-C while closing: the run has its summary
+        if result is None:
+            raise
+    return result
 
 
 def run_batch(

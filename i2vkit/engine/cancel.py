@@ -101,9 +101,11 @@ async def cancel_requests(
             jobs.cancelled(job_id, QUEUED_MESSAGE)
             report.cancelled.append(job_id)
         elif verdict == "running-cancelled":
-            jobs.cancelled(job_id, RUNNING_MESSAGE)
+            jobs.cancelled(job_id, RUNNING_MESSAGE, running=True)
             report.cancelled_running.append(job_id)
         elif verdict == "running":
+            if job["status"] != JobStatus.RUNNING:
+                jobs.running(job_id)  # fal says it runs: the ledger says so too
             report.left_running.append(job_id)
         else:
             report.finished.append(job_id)

@@ -32,6 +32,7 @@ class RunContext:
     streams: StreamPolicy = field(default_factory=StreamPolicy)  # fal's status streams
     fatal: FalError | None = None
     spend: SpendCap = field(default_factory=lambda: SpendCap(None, None))
+    job_ids: list[int] | None = None  # this run's jobs, once recorded: what progress counts
 
     @property
     def model(self):  # noqa: ANN201 - a ModelSpec
@@ -41,9 +42,17 @@ class RunContext:
     def stopping(self) -> bool:
         return self.stop.is_set() or self.fatal is not None
 
-    def emit(self, message: str = "") -> None:
+    def emit(self, message: str = "", *, state: str | None = None) -> None:
+        """Tell the progress callback, with the job counters read from the ledger."""
         if message:
             self.progress.message = message
+        if state is not None:
+            self.progress.state = state
+        if self.job_ids is not None and self.on_progress is not None:
+            statuses = self.jobs.store.statuses(self.batch_id)
+            self.progress.count(
+                [statuses[i] for i in self.job_ids if i in statuses], self.plan.job_count
+            )
         if self.on_progress:
             with contextlib.suppress(Exception):
                 self.on_progress(self.progress)
@@ -58,7 +67,6 @@ class RunContext:
                 return
         else:
             self.jobs.failed(job_id, message, error_type)
-        self.progress.failed += 1
         self.emit()
 
     def retry_hint(self) -> str:

@@ -39,12 +39,14 @@ async def fetch_result(
     history (`history`) before the job is failed."""
     failed = bool(status.get("error"))
     run.jobs.store.count(job["id"], "result_requests")
-    result, error = None, None
+    result: dict[str, Any] | None = None
+    error: FalError | None = None
     try:
         result = await run.fal.result(job_url(job, "response_url"), failed=failed)
-    except FalTransientError:
+    except FalTransientError as exc:
         if not failed:
             raise
+        error = exc if exc.status_code else None  # a 5xx answer is the failure's reason
     except FalError as exc:
         error = exc
     if error is not None and error.status_code == 404 and not failed and history is not None:
@@ -91,7 +93,6 @@ class VideoFetcher:
         elif not await self._download(job, dest):
             return
         run.jobs.downloaded(job_id, str(dest))
-        run.progress.downloaded += 1
         run.emit()
 
     async def _download(self, job: JobRow, dest: Path) -> bool:

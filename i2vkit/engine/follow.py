@@ -61,11 +61,8 @@ class Watch:
             if not self.was_running:
                 self.was_running = True
                 run.jobs.running(self.job_id)
-                run.progress.running += 1
                 run.emit()
         elif state == "COMPLETED":
-            if self.was_running:
-                run.progress.running -= 1
             metrics = status.get("metrics")
             ran = metrics.get("inference_time") if isinstance(metrics, dict) else None
             if not isinstance(ran, int | float) or ran <= 0:

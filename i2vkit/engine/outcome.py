@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..billing import SERVER_ERROR
 from ..download import check_url
 from ..errors import DownloadError, FalError
 from ..models import ModelSpec
@@ -82,6 +83,8 @@ def outcome(
             return Cancelled(message)
         if error_type:
             message += f" [{error_type}]"
+        if error is not None and (error.status_code or 0) >= 500:
+            return Failed(f"{message} (fal's side: not billed)", SERVER_ERROR)
         if error_type == "file_download_error":
             ours = (model.image_field, model.end_image_field)
             field = next((f for f in ours if f and f"{f}:" in (detail or "")), None)

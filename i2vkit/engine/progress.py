@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..billing import Tally
 from ..jobs import FINISHED, UNSUCCESSFUL, JobStatus
 from ..money import plural
 from ..planning.cost import CostBreakdown
@@ -15,17 +16,45 @@ from ..summary import ModelSummary
 
 @dataclass
 class Progress:
-    """Counters a progress display draws; the `progress` callback gets it after each change."""
+    """Counters a progress display draws; the `progress` callback gets it after each change.
+
+    The job counters are read from the ledger (:meth:`count`), never kept by hand: each
+    job is in exactly one of pending, queued (submitting or waiting in fal's queue),
+    running, completed (its video not downloaded yet), downloaded, failed and cancelled,
+    so they are never negative and always sum to ``total``. ``state`` is ``running``,
+    ``stopping`` (cancelling at fal after a stop), ``stopped`` or ``finished``.
+    """
 
     total: int = 0
     uploads_total: int = 0
     uploaded: int = 0
-    submitted: int = 0
+    submitted: int = 0  # jobs that left pending (total - pending)
     running: int = 0
-    done: int = 0
     downloaded: int = 0
     failed: int = 0
+    pending: int = 0
+    queued: int = 0
+    completed: int = 0
+    cancelled: int = 0
     message: str = ""
+    state: str = "running"
+
+    def count(self, statuses: list[str], planned: int = 0) -> None:
+        """Set the job counters from the statuses of the run's jobs in the ledger; of the
+        ``planned`` jobs, those not recorded yet (their photo is still in the pipeline)
+        are pending."""
+        n = {s: 0 for s in JobStatus}
+        for s in statuses:
+            n[JobStatus(s)] += 1
+        self.total = max(len(statuses), planned)
+        self.pending = n[JobStatus.PENDING] + self.total - len(statuses)
+        self.queued = n[JobStatus.SUBMITTING] + n[JobStatus.QUEUED]
+        self.running = n[JobStatus.RUNNING]
+        self.completed = n[JobStatus.COMPLETED]
+        self.downloaded = n[JobStatus.DOWNLOADED]
+        self.failed = n[JobStatus.FAILED]
+        self.cancelled = n[JobStatus.CANCELLED]
+        self.submitted = self.total - self.pending
 
 
 @dataclass
@@ -76,18 +105,56 @@ class BatchResult:
     models: list[ModelSummary] = field(default_factory=list)  # the ledger's, per model
     #: the same per value of each varied option and prompt variable: (axis, value, summary)
     values: list[tuple[str, str, ModelSummary]] = field(default_factory=list)
+    billed_before: Tally | None = None  # the run's jobs in money's terms, before it ran
+    billed_now: Tally | None = None  # and at its end
 
     def cost(self) -> CostBreakdown:
-        """What this run actually submitted, what earlier runs had, and the total."""
+        """What fal may bill for this run and for earlier runs (billing.py), and the total.
+
+        The batch total is the ledger's now (`billed`): this run is what it added since
+        it started (`billed_before`); earlier runs are the rest."""
         earlier = self.earlier or CostBreakdown(self.plan.cost_per_video, 0, 0, 0.0, 0.0)
+        if self.billed_now is None or self.billed_before is None:
+            return CostBreakdown(
+                self.plan.cost_per_video,
+                self.submitted_now,
+                earlier.earlier_jobs,
+                self.submitted_usd,
+                earlier.earlier,
+                earlier.earlier_requests,
+            )
+        now, this = self.billed_now, self.billed_now.minus(self.billed_before)
+        before_usd = None if now.usd is None or this.usd is None else now.usd - this.usd
+        before = now.billable - this.billable
         return CostBreakdown(
             self.plan.cost_per_video,
-            self.submitted_now,
-            earlier.earlier_jobs,
-            self.submitted_usd,
-            earlier.earlier,
-            earlier.earlier_requests,
+            this.billable,
+            min(earlier.earlier_jobs, before) if earlier.earlier_jobs else before,
+            this.usd,
+            before_usd,
+            before,
+            earlier_left_out=self.billed_before.left_out(),
+            this_left_out=this.left_out(),
         )
+
+    def stop_line(self) -> str:
+        """``stopped: 16 pending, 2 running, 12 cancelled (...)``: where a stop left the jobs."""
+        counts = Progress()
+        counts.count([j.status for j in self.jobs])
+        parts = [
+            f"{n} {word}"
+            for n, word in (
+                (counts.downloaded, "downloaded"),
+                (counts.pending, "pending"),
+                (counts.queued, "queued at fal"),
+                (counts.running, "running at fal"),
+                (counts.completed, "to download"),
+                (counts.cancelled, "cancelled"),
+                (counts.failed, "failed"),
+            )
+            if n
+        ]
+        return f"stopped: {', '.join(parts) or 'no jobs'}; {self.cost().describe(done=True)}"
 
     @property
     def ok(self) -> bool:

@@ -15,7 +15,8 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-from ..errors import FalAuthError, FalError, FalLockedError
+from ..billing import Tally, tally
+from ..errors import FalAuthError, FalLockedError
 from ..jobs import (
     CONTINUE,
     RELEASE,
@@ -34,7 +35,7 @@ from ..rows import JobRow
 from ..summary import per_model, per_value
 from ..uploads import UploadReport
 from .adopt import RequestHistory
-from .cancel import QUEUED_MESSAGE, RUNNING_MESSAGE, cancel_requests
+from .cancel import QUEUED_MESSAGE, RUNNING_MESSAGE
 from .context import RunContext
 from .fetch import VideoFetcher, fetch_result
 from .follow import LOST, follow
@@ -43,6 +44,7 @@ from .outcome import Cancelled, Completed, FreshImage, outcome
 from .pipeline import through, window_for
 from .progress import BatchResult, JobResult
 from .spend import SpendCap
+from .stop import stop_run
 from .submit import Submitter
 
 DOWNLOAD_CONCURRENCY = 4
@@ -87,6 +89,7 @@ class Runner:
         self.upload_failures: dict[str, str] = {}
         self.uploads = 0
         self.cost: CostBreakdown | None = None  # the ledger's split before this run
+        self.billed_before: Tally | None = None  # what fal may bill, before this run
 
     # -- into the ledger ---------------------------------------------------------------
 
@@ -101,7 +104,7 @@ class Runner:
         """
         run, store = self.run, self.run.jobs.store
         plan = run.plan
-        run.progress.total = plan.job_count
+        run.progress.total = run.progress.pending = plan.job_count
         uploader = self.images.uploader(plan.request.upload_concurrency)
 
         def uploaded(_path: str) -> None:
@@ -343,12 +346,12 @@ class Runner:
                 decided = await fetch_result(run, job, status, self.history)
             if isinstance(decided, Completed):
                 run.jobs.completed(job_id, decided.video_url, decided.size)
-                run.progress.done += 1
                 run.emit()
                 return
             if isinstance(decided, Cancelled):  # by `i2vkit cancel` elsewhere: not a failure
                 ran = job["status"] == JobStatus.RUNNING
-                run.jobs.cancel_if(job, RUNNING_MESSAGE if ran else QUEUED_MESSAGE)
+                run.jobs.cancel_if(job, RUNNING_MESSAGE if ran else QUEUED_MESSAGE, running=ran)
+                run.emit()
                 return
             retried = (job_id, getattr(decided, "field", ""))  # once per job and image field
             if isinstance(decided, FreshImage) and retried not in self.image_retried:
@@ -398,54 +401,30 @@ class Runner:
             if await run.fal.app_missing(model.endpoint_id):
                 raise model.not_found_error()
         self.cost = ledger_cost_in(run.plan, run.jobs.store)
+        self.billed_before = self._billed()
         if run.backend.billed:  # the built-in emulator bills nothing: no cap to keep
             run.plan.check_spend_cap(self.cost)  # before any upload
             run.spend = SpendCap(run.plan.max_cost)
         run.spend.price = run.plan.cost_of  # each job at its own model's price
-        jobs: list[JobRow] = []
+        run.job_ids = []  # grows as photos come through the pipeline
         run.emit("submitting")
         interrupted = False
         try:
             async with asyncio.TaskGroup() as group:
                 async for rows in self.recorded():  # jobs start while later photos upload
-                    self._count(rows)
-                    jobs += rows
+                    run.job_ids += [j["id"] for j in rows]
                     for job in rows:
                         group.create_task(self.run_job(job))
-            run.progress.total = len(jobs)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # Ctrl-C, a kernel interrupt (stop.py)
             interrupted = True
-            await self.submitter.settle(run.fal.timeout)
-            await self.cancel_waiting([j["id"] for j in jobs])
-        run.emit("finished")
-        return self.result([j["id"] for j in jobs], interrupted)
-
-    def _count(self, rows: list[JobRow]) -> None:
-        """What recorded jobs already are: cancelled ones are submitted again by this run,
-        so only failed ones count as failed."""
-        progress = self.run.progress
-        progress.failed += sum(j["status"] == JobStatus.FAILED for j in rows)
-        progress.downloaded += sum(
-            j["status"] == JobStatus.DOWNLOADED and Path(j["local_file"] or "").is_file()
-            for j in rows
+            self.notes += await stop_run(run, self.submitter, run.job_ids)
+        run.emit(
+            "stopped" if interrupted else "finished", state="stopped" if interrupted else "finished"
         )
+        return self.result(run.job_ids, interrupted)
 
-    async def cancel_waiting(self, job_ids: list[int]) -> None:
-        """Stopped (Ctrl-C, a kernel interrupt): cancel this run's requests still waiting in
-        fal's queue, which fal then never runs nor bills. Running ones go on; the next run
-        downloads them and submits the cancelled ones again. Bounded by the connection
-        timeout, so a stop never hangs on an unreachable fal."""
-        run = self.run
-        mine = [j for j in (run.jobs.get(i) for i in job_ids) if j["owner"] == run.jobs.owner]
-        try:
-            report = await asyncio.wait_for(
-                cancel_requests(run.fal, run.jobs, mine), timeout=run.fal.timeout
-            )
-        except (TimeoutError, FalError) as exc:
-            self.notes.append(f"queued requests were not all cancelled ({exc}); they may run")
-            return
-        if report.cancelled or report.left_running or report.errors:
-            self.notes.append(report.summary())
+    def _billed(self) -> Tally:
+        return tally(self.run.jobs.store.jobs(self.run.batch_id), self.run.plan.cost_of)
 
     def result(self, job_ids: list[int], interrupted: bool) -> BatchResult:
         run = self.run
@@ -481,4 +460,6 @@ class Runner:
             models=per_model(run.jobs.store, run.batch_id),
             values=per_value(run.jobs.store, run.batch_id),
             notes=[*self.history.notes, *self.notes],
+            billed_before=self.billed_before,
+            billed_now=self._billed(),
         )

@@ -119,6 +119,5 @@ class Submitter:
         for name in urls:
             urls[name] = answer.get(name) or urls[name]
         run.jobs.submitted(job_id, answer["request_id"], urls, answer.get("queue_position"))
-        run.progress.submitted += 1
         run.emit()
         return True

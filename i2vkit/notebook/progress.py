@@ -7,13 +7,29 @@ from typing import TYPE_CHECKING, Any
 
 from .. import reporters
 from .display import widgets_available
+from .stop_button import StopButton
 
 if TYPE_CHECKING:
     from ..engine import Progress
 
 
+def status_text(p: Progress) -> str:
+    """The line under the bars: what the run does now; once stopped, where every job is."""
+    if p.state == "stopped":
+        return (
+            f"stopped: {p.pending} pending, {p.queued} queued at fal, {p.running} running at "
+            f"fal, {p.cancelled} cancelled, {p.downloaded} downloaded, {p.failed} failed; run "
+            "the cell again to resume"
+        )
+    if p.state == "stopping":
+        return p.message
+    return "finished" if p.state == "finished" else p.message
+
+
 class ProgressBars:
-    """Bars for uploads, submitted, running, downloaded and failed, fed by ``update``.
+    """Bars for uploads, submitted, running, downloaded, failed and cancelled, fed by
+    ``update``; the line under them says "stopped" and where every job is after a stop,
+    and a Stop button beside them stops the run as the kernel's stop button does.
 
     Pass ``bars.update`` as the ``progress=`` callback of ``run_batch``/``retry_batch``.
     It is called from the batch's worker thread; setting widget values from there is fine
@@ -29,6 +45,7 @@ class ProgressBars:
         ("running", "running", "total", "warning"),
         ("downloaded", "downloaded", "total", "success"),
         ("failed", "failed", "total", "danger"),
+        ("cancelled", "cancelled", "total", "warning"),
     ]
 
     def __init__(self, enabled: bool = True, stream: Any = None):
@@ -57,7 +74,8 @@ class ProgressBars:
             self.bars[label] = (bar, count)
             rows.append(w.HBox([bar, count]))
         self.message = w.Label("")
-        self.widget = w.VBox([*rows, self.message])
+        self.stop = StopButton()
+        self.widget = w.VBox([w.HBox([w.VBox(rows), self.stop.button]), self.message])
 
     def update(self, p: Progress) -> None:
         with self._lock:
@@ -71,7 +89,8 @@ class ProgressBars:
                 bar.max = top
                 bar.value = min(getattr(p, value), top)
                 count.value = f"{getattr(p, value)} / {getattr(p, total)}"
-            self.message.value = p.message
+            self.message.value = status_text(p)
+            self.stop.follow(p.state)
 
     __call__ = update
 

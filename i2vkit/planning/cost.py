@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..billing import billable_requests, tally
 from ..errors import SpendCapError
 from ..jobs import JobStatus
 from ..money import plural, sum_costs, usd
@@ -49,6 +50,8 @@ class CostBreakdown:
     earlier_usd: float | None | bool = False
     earlier_requests: int = 0  # more than earlier_jobs when failed requests were retried
     earlier_videos: int = 0  # earlier jobs whose video was downloaded
+    earlier_left_out: str = ""  # what earlier runs sent that fal does not bill (billing.py)
+    this_left_out: str = ""  # likewise for this run, once it ran
 
     def _times(self, jobs: int, given: float | None | bool) -> float | None:
         if jobs == 0:
@@ -80,19 +83,20 @@ class CostBreakdown:
             return f"{usd(amount)} ({plural(jobs, 'job')}{also})"
 
         total = "unknown" if self.total is None else usd(self.total)
+        if done:  # after a run: requests fal may bill, and what was left out
+            this = f"{usd(self.this_run)} ({plural(self.new_jobs, 'request')} fal may bill"
+            this += f"; {self.this_left_out})" if self.this_left_out else ")"
+        else:
+            this = f"{part(self.this_run, self.new_jobs)} {verb}"
         earlier = part(self.earlier, self.earlier_jobs, self.earlier_requests)
-        return (
-            f"this run: {part(self.this_run, self.new_jobs)} {verb}; "
-            f"earlier runs: {earlier}; batch total: {total}"
-        )
+        if self.earlier_left_out:
+            earlier = f"{earlier[:-1]}; {self.earlier_left_out})"
+        return f"this run: {this}; earlier runs: {earlier}; batch total: {total}"
 
 
 def requests_of(row: JobRow) -> int:
-    """How many requests a ledger row has or had at fal that fal may bill: its current one
-    (unless cancelled: fal bills no request that never left its queue) and the failed ones
-    a retry replaced (kept as a count, as fal may have billed them)."""
-    current = bool(row["request_id"]) and row["status"] != JobStatus.CANCELLED
-    return int(row.get("earlier_requests") or 0) + current
+    """How many requests a ledger row has or had at fal that fal may bill (billing.py)."""
+    return billable_requests(row)
 
 
 def new_jobs(jobs: Sequence[Job], rows: Sequence[JobRow], shots: bool) -> list[Job]:
@@ -129,6 +133,7 @@ def breakdown(
     Earlier runs spent on every request the batch's jobs have or had at fal, each at its
     job's price (``price``). A retry's jobs are all new."""
     spent = [(r, n) for r in rows if (n := requests_of(r))]
+    left_out = tally(rows).left_out()
     earlier_usd = sum_costs(None if (p := price(r)) is None else p * n for r, n in spent)
     new = list(jobs) if retry else new_jobs(jobs, rows, shots)
     prices = {j.cost for j in jobs}
@@ -140,6 +145,7 @@ def breakdown(
         earlier_usd,
         sum(n for _, n in spent),
         sum(r["status"] == JobStatus.DOWNLOADED for r in rows),
+        earlier_left_out=left_out,
     )
 
 
