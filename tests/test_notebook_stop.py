@@ -22,7 +22,8 @@ from helpers import TEST_KEY, make_images
 from jupyter_client.manager import start_new_kernel
 
 from i2vkit.emulator import Emulator
-from i2vkit.planning import FIELDS
+from i2vkit.models import get_model
+from i2vkit.planning import FIELDS, BatchRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_generate.ipynb"
@@ -159,7 +160,8 @@ def test_stop_mid_run_then_the_run_cell_again(tmp_path, how):
     assert cost is not None, out
     page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     assert f"what fal may bill): {cost.group(1)} " in page, (cost.group(1), page[:2000])
-    assert cost.group(1) == f"US$ {JOBS * 0.40:.2f}"
+    clip = get_model(BatchRequest.model).estimate_cost()  # the default model, from the catalogue
+    assert clip is not None and cost.group(1) == f"US$ {JOBS * clip:.2f}"
 
 
 @pytest.fixture(autouse=True)
