@@ -22,11 +22,14 @@ running (the kernel's), so one cell works in both.
     progress.py  ProgressBars (widgets, or the CLI's reporter in a script)
     results.py   ResultsBrowser, gallery, timeline, done (the script's exit code),
                  CompareView and results_view (the comparison grid), the report button
+    actions.py   RetryButton: a batch's failed jobs, their cost, the question, the retry
+    memory.py    the form's values kept in the ledger; the debounce of typing
 """
 
 from ..config import Settings
 from ..money import usd as money  # US$ 3.60, never a $ pair JupyterLab typesets as math
 from ..workspace import Workspace
+from .actions import RetryButton
 from .display import (
     Live,
     Rich,
@@ -54,6 +57,7 @@ __all__ = [
     "Preview",
     "ProgressBars",
     "ResultsBrowser",
+    "RetryButton",
     "Rich",
     "SpendNotConfirmed",
     "confirmed",

@@ -30,6 +30,16 @@ from .pickers import (
 
 WIDE = {"width": "560px"}
 STYLE = {"description_width": "120px"}
+#: Wide enough for the longest price-first label of the catalogue; a longer one scrolls.
+LIST = {"width": "max-content", "min_width": "560px", "max_width": "100%"}
+MODEL_HELP = (
+    "the model the batch runs on: pick a family, then one of its versions (the recommended "
+    "one first); each label starts with its published price"
+)
+COMPARE_HELP = (
+    "run every image x prompt on these models too: type to search (name, family, price), "
+    "click a model to add it, x on a tag to remove it"
+)
 
 
 def picker_start(name: str) -> tuple[str, list[tuple[str, str]], str]:
@@ -62,12 +72,14 @@ class ModelPicker:
         first, *others = [n.strip() for n in models.split(",") if n.strip()] or [DEFAULT_MODEL]
         family, versions, value = picker_start(first)
         compare, picked = compare_start(others)
+        self._choices = compare
         self._other = versions if family == OTHER_FAMILY else []
         self.widgets: dict[str, Any] = {
             "family": w.Dropdown(
                 options=self._families(family),
                 value=family,
                 description="Model family",
+                tooltip=MODEL_HELP,
                 layout=w.Layout(**WIDE),
                 style=STYLE,
             ),
@@ -75,18 +87,31 @@ class ModelPicker:
                 options=versions,
                 value=value,
                 description="Version",
-                layout=w.Layout(**WIDE),
+                tooltip=MODEL_HELP,
+                layout=w.Layout(**LIST),
                 style=STYLE,
             ),
-            "compare": w.SelectMultiple(
-                options=compare,
-                value=picked,
-                rows=6,
-                description="Compare with",
-                layout=w.Layout(**WIDE),
-                style=STYLE,
+            "compare": w.TagsInput(
+                value=list(picked),
+                allowed_tags=[v for _, v in compare],
+                allow_duplicates=False,
+                tooltip=COMPARE_HELP,
+                layout=w.Layout(width="auto"),
             ),
         }
+        self.search = w.Text(
+            description="Compare with",
+            placeholder="search by name, family or price; click a model to add it",
+            tooltip=COMPARE_HELP,
+            continuous_update=True,
+            layout=w.Layout(**WIDE),
+            style=STYLE,
+        )
+        self.choices = w.Select(options=[], value=None, rows=7, layout=w.Layout(**LIST))
+        self.choices.add_class("i2v-compare-list")
+        self.merged = w.HTML()
+        self.search.observe(lambda _c: self._list_choices(), names="value")
+        self.choices.observe(self._added, names="value")
         self.option_box = w.VBox([])
         self.compare_box = w.VBox([])
         self.model_options: OptionWidgets | None = None
@@ -97,8 +122,46 @@ class ModelPicker:
         self.widgets["compare"].observe(lambda _c: self._rebuild_compare(), names="value")
 
     def rows(self) -> list[Any]:
+        import ipywidgets as w
+
         ww = self.widgets
-        return [ww["family"], ww["model"], self.option_box, ww["compare"], self.compare_box]
+        indent = {"margin": "0 0 0 124px"}  # under the fields, past the labels
+        return [
+            ww["family"],
+            ww["model"],
+            self.option_box,
+            self.search,
+            w.Box([self.choices], layout=w.Layout(**indent)),
+            w.HBox([ww["compare"], self.merged], layout=w.Layout(**indent)),
+            self.compare_box,
+        ]
+
+    def _list_choices(self) -> None:
+        """The models that can be added: matching the search, not picked yet, and not the
+        first model (compared with itself it would run once anyway)."""
+        words = self.search.value.lower().split()
+        primary = find_model(self.widgets["model"].value)
+        picked = set(self.widgets["compare"].value)
+        shown = []
+        for label, name in self._choices:
+            if name in picked or not all(word in label.lower() for word in words):
+                continue
+            model = find_model(name)
+            if primary and model and model.endpoint_id == primary.endpoint_id:
+                continue
+            shown.append((label, name))
+        self.choices.unobserve(self._added, names="value")
+        try:
+            self.choices.options = shown
+            self.choices.value = None
+        finally:
+            self.choices.observe(self._added, names="value")
+
+    def _added(self, change: Mapping[str, Any]) -> None:
+        """A click on a listed model adds it to the models compared (no Ctrl-click)."""
+        if change["new"]:
+            tags = self.widgets["compare"]
+            tags.value = [*tags.value, change["new"]]
 
     def names(self) -> list[str]:
         """The models picked: the version, then the models to compare with."""
@@ -116,8 +179,9 @@ class ModelPicker:
         ww["model"].options = versions
         ww["model"].value = value
         compare, picked = compare_start(list(names[1:]))
-        ww["compare"].options = compare
-        ww["compare"].value = picked
+        self._choices = compare
+        ww["compare"].allowed_tags = [v for _, v in compare]
+        ww["compare"].value = list(picked)
 
     def _families(self, family: str) -> list[tuple[str, str]]:
         choices = family_choices()
@@ -192,16 +256,32 @@ class ModelPicker:
         ]
         self._layout_options()
 
+    def _say_merged(self, primary: ModelSpec | None) -> None:
+        """Say which picked models run once only (the first model, or the same endpoint
+        picked twice): a pick that is silently ignored looks like a bug."""
+        kept = {name for name, _, _ in self.compare_options}
+        merged = [n for n in self.widgets["compare"].value if n not in kept]
+        first = primary.name if primary is not None else "the first model"
+        self.merged.value = (
+            f"<span style='color:#8a6d00;font-size:12px'>{g.esc(', '.join(merged))}: "
+            f"the same endpoint as {g.esc(first)} or another pick, so it runs once</span>"
+            if merged
+            else ""
+        )
+
     def _layout_options(self) -> None:
         import ipywidgets as w
 
+        self._say_merged(find_model(self.widgets["model"].value))
+        self._list_choices()
         self.option_box.children = (
             () if self.model_options is None else (self.model_options.widget,)
         )
         rows: list[Any] = []
         for name, model, widgets in self.compare_options:
             head = (
-                f"<b>{g.esc(name)}</b> <span style='color:#777'>{g.esc(model.endpoint_id)}</span>"
+                f"<b>{g.esc(name)}</b> <span style='color:#777'>{g.esc(model.endpoint_id)} "
+                f"&middot; {g.esc(model_label(model).split(' · ')[0])}</span>"
             )
             if widgets is None:
                 head += " (no option list: type its options below as name:key=value)"

@@ -79,11 +79,22 @@ def _hint(prop: Mapping[str, Any]) -> str:
     return shown
 
 
+def tooltip(name: str, prop: Mapping[str, Any]) -> str:
+    """The label's tooltip: the schema's own description of the field, else what it holds."""
+    text = str(prop.get("description") or "").strip()
+    return text or f"{name}: {_hint(prop)}"
+
+
 def _make(name: str, prop: Mapping[str, Any], kind: str, style: dict, preset: Any) -> OptionField:
     import ipywidgets as w
 
     default = prop.get("default")
-    common = {"description": name, "style": style, "layout": w.Layout(width="400px")}
+    common = {
+        "description": name,
+        "tooltip": tooltip(name, prop),
+        "style": style,
+        "layout": w.Layout(width="400px"),
+    }
     if kind == "enum":
         enum = list(prop["enum"])
         options = [(f"{v} (default)" if v == default else str(v), v) for v in enum]
