@@ -474,7 +474,7 @@ def test_model_labels_show_prices():
     from i2vkit.models import get_model
 
     wan, kling = get_model("wan"), get_model("kling")
-    assert nbk.model_label(wan) == f"US$ {wan.pricing.usd:g}/video · wan: {wan.title}"
+    assert nbk.model_label(wan).startswith(f"US$ {wan.pricing.usd:g}/video · wan: Wan ")
     assert re.match(r"US\$ [\d.]+/s \(~US\$ [\d.]+/video\) · kling: ", nbk.model_label(kling))
 
 

@@ -117,7 +117,11 @@ class RetryButton:
         import ipywidgets as w
 
         self.info = w.HTML()
-        self.button = w.Button(icon="redo", button_style="warning", layout={"width": "auto"})
+        self.button = w.Button(
+            icon="redo",
+            button_style="warning",
+            layout={"width": "auto", "align_self": "flex-start"},
+        )
         self.button.on_click(lambda _b: self.click())
         self.question = w.HTML()
         self.yes = w.Button(description="Yes, spend it", button_style="danger")
@@ -130,6 +134,7 @@ class RetryButton:
         self.bars_box = w.Box([bars] if bars is not None else [], layout={"display": "none"})
         self.outcome = w.HTML()
         self.widget = w.VBox([self.info, self.button, self.asking, self.bars_box, self.outcome])
+        self.widget.add_class("i2v-retry")
         self.refresh()
 
     def refresh(self) -> None:
@@ -163,7 +168,8 @@ class RetryButton:
             self.plan, self.ws.backend, yes=yes, interactive=True, ask=ask, say=said.append
         )
         if asked:
-            self.question.value = f"<b>{g.esc(asked[0])}</b>"
+            question = asked[0].strip().removesuffix("[y/N]").strip()  # the buttons answer
+            self.question.value = f"<b>{g.esc(question)}</b>"
             self.asking.layout.display = ""
             self.button.disabled = True
         elif code is None:
@@ -206,7 +212,8 @@ class RetryButton:
         finally:
             self.thread = None
         shown: Rich = gallery(self.result)
-        self.outcome.value = f"<div>{g.esc(self.result.summary())}</div>{shown.html}"
+        summary = g.esc(self.result.summary())
+        self.outcome.value = f"<div style='white-space:pre-wrap'>{summary}</div>{shown.html}"
         self.refresh()
 
     def wait(self, timeout: float) -> bool:

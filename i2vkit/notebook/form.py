@@ -41,6 +41,7 @@ from ..workspace import Workspace
 from .display import in_kernel, notebook_dir, widgets_available
 from .memory import Debounce, FormMemory
 from .model_picker import ModelPicker
+from .options import described
 from .pickers import FolderBrowser
 from .preview import Preview
 
@@ -237,8 +238,7 @@ class BatchForm:
         self.w["prompts_source"] = w.ToggleButtons(
             options=SOURCES,
             value=self._initial_source(),
-            description="Prompts from",
-            tooltip=SOURCE_HELP,
+            **described("Prompts from", SOURCE_HELP),
             style=STYLE,
         )
         if self.w["prompts_source"].value != "text" or not self.w["prompts"].value:
@@ -301,22 +301,20 @@ class BatchForm:
                 value=value,
                 min=1,
                 max=100 if f.name == "takes" else 1000,
-                description=f.label,
-                tooltip=f.help,
+                **described(f.label, f.help),
                 style=STYLE,
                 layout=w.Layout(width="220px"),
             )
         if kind == "checkbox":
-            return w.Checkbox(value=value, description=f.label, tooltip=f.help)
+            return w.Checkbox(value=value, **described(f.label, f.help))
         if kind == "toggle":
             return w.ToggleButtons(
-                options=PAIRINGS, value=value, description=f.label, tooltip=f.help, style=STYLE
+                options=PAIRINGS, value=value, style=STYLE, **described(f.label, f.help)
             )
         if kind == "textarea":
             return w.Textarea(
                 value=value,
-                description=f.label,
-                tooltip=f.help,
+                **described(f.label, f.help),
                 placeholder="one prompt per line; # starts a comment",
                 layout=w.Layout(width="560px", height="110px"),
                 style=STYLE,
@@ -346,8 +344,7 @@ class BatchForm:
 
         return w.Text(
             value=str(value or ""),
-            description=f.label,
-            tooltip=f.help,
+            **described(f.label, f.help),
             layout=w.Layout(width="560px"),
             style=STYLE,
             continuous_update=True,

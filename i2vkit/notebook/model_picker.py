@@ -16,7 +16,7 @@ from ..errors import I2vkitError
 from ..models import ModelSpec, get_model
 from ..planning.options import split_options
 from ..planning.request import DEFAULT_MODEL
-from .options import OptionWidgets
+from .options import OptionWidgets, described
 from .pickers import (
     OTHER_FAMILY,
     compare_start,
@@ -30,8 +30,21 @@ from .pickers import (
 
 WIDE = {"width": "560px"}
 STYLE = {"description_width": "120px"}
-#: Wide enough for the longest price-first label of the catalogue; a longer one scrolls.
-LIST = {"width": "max-content", "min_width": "560px", "max_width": "100%"}
+CHAR_PX = 6.8  # a generous width per character of the 13 px UI font (measured: about 6)
+
+
+def list_width(labels: list[str], extra: int) -> str:
+    """A list wide enough for its longest label (plus ``extra`` px: the field's label, the
+    dropdown's arrow), never narrower than the form's other fields."""
+    longest = max((len(label) for label in labels), default=0)
+    return f"{max(560, round(longest * CHAR_PX) + extra)}px"
+
+
+def list_layout(labels: list[str], extra: int) -> dict[str, str]:
+    """The layout of a model list: as wide as :func:`list_width`, never past the output."""
+    return {"width": list_width(labels, extra), "max_width": "100%"}
+
+
 MODEL_HELP = (
     "the model the batch runs on: pick a family, then one of its versions (the recommended "
     "one first); each label starts with its published price"
@@ -78,17 +91,15 @@ class ModelPicker:
             "family": w.Dropdown(
                 options=self._families(family),
                 value=family,
-                description="Model family",
-                tooltip=MODEL_HELP,
+                **described("Model family", MODEL_HELP),
                 layout=w.Layout(**WIDE),
                 style=STYLE,
             ),
             "model": w.Dropdown(
                 options=versions,
                 value=value,
-                description="Version",
-                tooltip=MODEL_HELP,
-                layout=w.Layout(**LIST),
+                **described("Version", MODEL_HELP),
+                layout=w.Layout(**list_layout([lb for lb, _ in versions], 170)),
                 style=STYLE,
             ),
             "compare": w.TagsInput(
@@ -100,14 +111,15 @@ class ModelPicker:
             ),
         }
         self.search = w.Text(
-            description="Compare with",
+            **described("Compare with", COMPARE_HELP),
             placeholder="search by name, family or price; click a model to add it",
-            tooltip=COMPARE_HELP,
             continuous_update=True,
             layout=w.Layout(**WIDE),
             style=STYLE,
         )
-        self.choices = w.Select(options=[], value=None, rows=7, layout=w.Layout(**LIST))
+        width = list_width([label for label, _ in compare], 30)
+        self.choices = w.Select(options=[], value=None, rows=7, layout=w.Layout(width=width))
+        self.choices.layout.max_width = "100%"
         self.choices.add_class("i2v-compare-list")
         self.merged = w.HTML()
         self.search.observe(lambda _c: self._list_choices(), names="value")
@@ -177,9 +189,11 @@ class ModelPicker:
             ww["family"].options = self._families(family)
         ww["family"].value = family
         ww["model"].options = versions
+        ww["model"].layout.width = list_width([label for label, _ in versions], 170)
         ww["model"].value = value
         compare, picked = compare_start(list(names[1:]))
         self._choices = compare
+        self.choices.layout.width = list_width([label for label, _ in compare], 30)
         ww["compare"].allowed_tags = [v for _, v in compare]
         ww["compare"].value = list(picked)
 
@@ -194,6 +208,7 @@ class ModelPicker:
         versions = self._other if change["new"] == OTHER_FAMILY else version_choices(change["new"])
         model = self.widgets["model"]
         model.options = versions  # a new list selects its first entry: the recommended one
+        model.layout.width = list_width([label for label, _ in versions], 170)
         model.value = versions[0][1]
 
     def _option_widgets(self, model: ModelSpec, preset: Mapping[str, Any]) -> OptionWidgets | None:

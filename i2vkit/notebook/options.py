@@ -79,6 +79,19 @@ def _hint(prop: Mapping[str, Any]) -> str:
     return shown
 
 
+def described(label: str, help_text: str) -> dict[str, Any]:
+    """A widget's label that shows ``help_text`` on hover. ipywidgets 8 puts a labelled
+    widget's ``tooltip`` nowhere (and writes "null" into the label's title when there is
+    none), so the label is a span carrying its own title."""
+    from .. import gallery as g
+
+    return {
+        "description": f"<span title='{g.esc(help_text)}'>{g.esc(label)}</span>",
+        "description_allow_html": True,
+        "tooltip": help_text,
+    }
+
+
 def tooltip(name: str, prop: Mapping[str, Any]) -> str:
     """The label's tooltip: the schema's own description of the field, else what it holds."""
     text = str(prop.get("description") or "").strip()
@@ -90,8 +103,7 @@ def _make(name: str, prop: Mapping[str, Any], kind: str, style: dict, preset: An
 
     default = prop.get("default")
     common = {
-        "description": name,
-        "tooltip": tooltip(name, prop),
+        **described(name, tooltip(name, prop)),
         "style": style,
         "layout": w.Layout(width="400px"),
     }

@@ -33,7 +33,8 @@ def model_label(model: ModelSpec) -> str:
         price = f"US$ {model.pricing.usd:g}/{unit}"
         if est is not None and model.pricing.unit != "video":
             price += f" (~{usd(est)}/video)"
-    return f"{price} · {model.name}: {model.title}"
+    title = model.title.removesuffix(" image-to-video")  # what every model here is
+    return f"{price} · {model.name}: {title}"
 
 
 OTHER_FAMILY = "other"  # an endpoint id the catalogue does not know (given by env or flag)
