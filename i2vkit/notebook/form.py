@@ -248,12 +248,12 @@ class BatchForm:
         self.w["options"].placeholder = "name=value ... (any option not shown); model:name=value"
         self._listeners: list[Callable[[], None]] = []
         self.cost = w.HTML()
-        self.picker = ModelPicker(str(self._initial("model")), self._changed)
+        self._typing = Debounce(self._notify)
+        self.picker = ModelPicker(str(self._initial("model")), self._changed, self._typed)
         self.w.update(self.picker.widgets)
         self._preset_options()
         self._wire_prompts()
         self.browser = FolderBrowser(self.w["images_dir"], self.base)
-        self._typing = Debounce(self._notify)
         for name, widget in self.w.items():
             if name not in PICKER_WIDGETS:  # the picker reports through _changed
                 typed = isinstance(widget, w.Text | w.Textarea)
@@ -460,6 +460,11 @@ class BatchForm:
         """The model picker changed (a model, or one of its option widgets)."""
         if getattr(self, "_ready", False):
             self._notify()
+
+    def _typed(self) -> None:
+        """A key press in a model option's text field: the plan follows after a pause."""
+        if getattr(self, "_ready", False):
+            self._typing.poke()
 
     def _notify(self) -> None:
         """A value changed: the price line, the listeners (the preview), and the ledger's

@@ -78,10 +78,16 @@ def picker_start(name: str) -> tuple[str, list[tuple[str, str]], str]:
 class ModelPicker:
     """Family and version dropdowns, the *Compare with* list, and each model's options."""
 
-    def __init__(self, models: str, on_change: Callable[[], None]):
+    def __init__(
+        self,
+        models: str,
+        on_change: Callable[[], None],
+        on_typing: Callable[[], None] | None = None,
+    ):
         import ipywidgets as w
 
         self.on_change = on_change
+        self.on_typing = on_typing or on_change  # a key press in an option's text field
         first, *others = [n.strip() for n in models.split(",") if n.strip()] or [DEFAULT_MODEL]
         family, versions, value = picker_start(first)
         compare, picked = compare_start(others)
@@ -216,7 +222,7 @@ class ModelPicker:
         if model.generic:
             return None
         widgets = OptionWidgets(model, preset)
-        widgets.observe(self.on_change)
+        widgets.observe(self.on_change, self.on_typing)
         return widgets
 
     def _compare_models(self, primary: ModelSpec | None) -> list[tuple[str, ModelSpec]]:

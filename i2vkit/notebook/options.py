@@ -135,7 +135,7 @@ def _make(name: str, prop: Mapping[str, Any], kind: str, style: dict, preset: An
         widget = w.Text(
             value=initial,
             placeholder=schemas.describe(prop),
-            continuous_update=False,
+            continuous_update=True,  # every key press; the form redraws the plan per pause
             **common,
         )
     field = OptionField(name, prop, kind, widget, initial)
@@ -196,6 +196,11 @@ class OptionWidgets:
                 out[name] = value
         return out
 
-    def observe(self, callback: Callable[[], None]) -> None:
+    def observe(
+        self, callback: Callable[[], None], typing: Callable[[], None] | None = None
+    ) -> None:
+        """``callback()`` on a change; ``typing()`` (else ``callback()``) on a key press in a
+        text field."""
         for field in self.fields.values():
-            field.widget.observe(lambda _c: callback(), names="value")
+            call = typing if typing is not None and field.kind == "text" else callback
+            field.widget.observe(lambda _c, call=call: call(), names="value")
