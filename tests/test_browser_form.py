@@ -263,15 +263,9 @@ def test_form_keeps_up_keeps_its_values_and_resets(browser, artifacts, tmp_path)
             assert form_values(page)["source"] == "typed below"
 
             # change family, version, an option, Compare with and takes
+            # Each step waits for the kernel's answer (the price line names the models), so a
+            # pick never lands on a list the kernel is still replacing.
             select_starting(field(page, "dropdown", "Model family").locator("select"), "kling ")
-            page.wait_for_function(
-                """() => Array.from(document.querySelectorAll('.widget-dropdown')).some(d =>
-                     /Version/.test(d.innerText) && /kling/.test(d.querySelector('select')
-                     .selectedOptions[0].textContent))"""
-            )
-            version = field(page, "dropdown", "Version").locator("select")
-            version.select_option(index=1)
-            name = chosen(page, "Version").split(" · ")[1].split(":")[0]
             search = field(page, "text", "Compare with").locator("input")
             search.fill("ltx")
             listed = page.locator(".i2v-compare-list select option")
@@ -281,10 +275,12 @@ def test_form_keeps_up_keeps_its_values_and_resets(browser, artifacts, tmp_path)
             )
             listed.first.click()
             page.locator(".jupyter-widget-tagsinput div.jupyter-widget-tag").first.wait_for()
-            # the kernel has drawn both models' option widgets once the price line names both
-            page.locator(
-                ".widget-html", has_text=re.compile(rf"{re.escape(name)} US\$.*ltx")
-            ).wait_for()
+            price_line = page.locator(".widget-html", has_text="price per video").first
+            price_line.filter(has_text=re.compile(r"kling US\$.*ltx")).wait_for()
+            version = field(page, "dropdown", "Version").locator("select")
+            version.select_option(index=1)
+            name = chosen(page, "Version").split(" · ")[1].split(":")[0]
+            price_line.filter(has_text=re.compile(rf"{re.escape(name)} US\$.*ltx")).wait_for()
             option, picked = pick_an_option(page)
             assert chosen(page, option) == picked
             takes = field(page, "inline-hbox", "Takes").locator("input")
