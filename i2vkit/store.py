@@ -195,6 +195,15 @@ def _m009_axes(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE batches ADD COLUMN prompt_seed INTEGER")
 
 
+def _m010_form_values(db: sqlite_utils.Database) -> None:
+    """The notebook form's values, per notebook folder: what the user last set, so *Run All*
+    and a restarted kernel show the same batch (notebook/memory.py)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS form_values (place TEXT PRIMARY KEY, "
+        "form_values TEXT NOT NULL, saved_at TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_upload_cache,
     _m002_upload_cache_validity,
@@ -205,6 +214,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m007_earlier_requests,
     _m008_batch_names,
     _m009_axes,
+    _m010_form_values,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -295,6 +305,23 @@ class Store:
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         """The rows as dicts; each method names their shape (a TypedDict of rows.py)."""
         return list(self.db.query(sql, list(params)))
+
+    # -- the notebook form's values -----------------------------------------------------
+
+    def form_values(self, place: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT form_values FROM form_values WHERE place = ?", [place])
+        return json.loads(rows[0]["form_values"]) if rows else None
+
+    def save_form_values(self, place: str, values: dict[str, Any]) -> None:
+        self._write(
+            "INSERT INTO form_values (place, form_values, saved_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (place) DO UPDATE SET form_values = excluded.form_values, "
+            "saved_at = excluded.saved_at",
+            [place, json.dumps(values, sort_keys=True), utcnow()],
+        )
+
+    def forget_form_values(self, place: str) -> None:
+        self._write("DELETE FROM form_values WHERE place = ?", [place])
 
     # -- upload cache ------------------------------------------------------------------
 

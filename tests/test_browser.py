@@ -596,11 +596,11 @@ def run_notebook_and_check(page, lab, artifacts: Path, console_errors: list[str]
     ]
     assert family_menus, f"No dropdown lists every model family {families}; shown: {selects}"
     version_menus = [opts for opts in selects if opts and "[recommended]" in opts[0]]
-    assert version_menus and version_menus[0][0].startswith("wan:"), (
+    assert version_menus and re.search(r"\s·\swan:\s", version_menus[0][0]), (
         f"No version dropdown starting with the recommended wan; the dropdowns show: {selects}"
     )
-    priced = [re.search(r"US\$\s\d|price\sunknown", o) for o in version_menus[0]]
-    assert all(priced) and re.search(r"US\$\s\d", version_menus[0][0]), (
+    priced = [re.match(r"US\$\s\d|price\sunknown", o) for o in version_menus[0]]  # first
+    assert all(priced) and re.match(r"US\$\s\d", version_menus[0][0]), (
         f"The version dropdown does not show each version's price: {version_menus[0]}"
     )
     labels = form.locator(".widget-label").all_inner_texts()

@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -192,7 +193,7 @@ def test_results_notebook_shows_gallery_timeline_and_files(generated):
     assert f"videos in {downloads}" in files  # once, then each video by its name in there
     names = re.findall(r">([^<>/]+\.mp4)<", files)
     assert len(names) == 9 and all((downloads / n).is_file() for n in names), names
-    assert "0 failed job(s)" in all_text(nb)
+    assert "No failed jobs in batch" in all_text(nb)
 
 
 def widget_states(nb) -> list[dict]:
@@ -382,7 +383,7 @@ def test_sentinel_key_appears_in_no_output_log_or_ledger(tmp_path, capfd, caplog
     assert 'class="i2v-error"' in gallery  # failed jobs show their error
     text_gen = all_text(gen)
     assert f"backend: fal-compatible service at {emu.url} (FAL_KEY is set)" in text_gen
-    assert "retry" in all_text(res) and f"{failed} failed job(s)" in all_text(res)
+    assert re.search(rf"\b{failed} failed jobs? in batch \w+ can be retried", all_text(res))
     # every job went through the emulator once, and each failed one once more on retry
     assert stats["submits"]["total"] == 9 + failed, stats["submits"]
     db = sqlite3.connect(tmp_path / "ledger.db")
@@ -481,10 +482,11 @@ def test_settings_summary_never_shows_the_key():
 
 
 def test_model_labels_show_prices():
-    assert (
-        nbk.model_label(get_model("wan-2.1")) == "wan-2.1: Wan 2.1 image-to-video (US$ 0.4/video)"
-    )
-    assert "/s, ~US$ " in nbk.model_label(get_model("kling"))
+    from i2vkit.models import get_model
+
+    wan, kling = get_model("wan-2.1"), get_model("kling")
+    assert nbk.model_label(wan).startswith(f"US$ {wan.pricing.usd:g}/video · wan-2.1: Wan ")
+    assert re.match(r"US\$ [\d.]+/s \(~US\$ [\d.]+/video\) · kling: ", nbk.model_label(kling))
 
 
 def test_progress_outside_jupyter_is_the_cli_reporter():
@@ -514,11 +516,13 @@ def test_progress_outside_jupyter_is_the_cli_reporter():
 
 
 @pytest.fixture
-def widget_mode(monkeypatch):
-    """Pretend to be in a kernel: ipywidgets objects work without one (no front end)."""
+def widget_mode(monkeypatch, tmp_path):
+    """Pretend to be in a kernel: ipywidgets objects work without one (no front end). The
+    ledger (where the form keeps its values) is the test's own."""
     for name in ISOLATED:
         monkeypatch.setenv(name, "")
     monkeypatch.setenv("AUTO_DOWNLOAD_DIR", "")
+    monkeypatch.setenv("I2VKIT_DB", str(tmp_path / "form-ledger.db"))
     from i2vkit.notebook import display, form, preview, progress, results
 
     for module in (nbk, display, form, preview, progress, results):
@@ -598,14 +602,20 @@ def test_folder_browser_enters_and_leaves_folders(widget_mode, tmp_path):
     (tmp_path / "pics" / "a.png").write_bytes(b"x")
     text = w.Text(value="../pics")
     browser = nbk.FolderBrowser(text, tmp_path / "nb")
-    assert [label for label, _ in browser.select.options] == ["holiday/"]
-    assert "1 image file(s), 1 folder(s)" in browser.here.value
-    browser.select.value = browser.select.options[0][1]
+    # it opens on the images folder, listing what is there, with a way up
+    assert [label.strip() for label, _ in browser.select.options] == ["../", "holiday/", "a.png"]
+    assert "1 image file, 1 folder" in browser.here.value
+    browser.select.value = browser.select.options[1][1]  # a click on holiday/ enters it
+    assert browser.current() == tmp_path / "pics" / "holiday" and text.value == "../pics"
+    assert [label for label, _ in browser.select.options] == ["../"]
+    assert browser.select.value is None
+    browser.use.click()  # "Use this folder" is what changes the images folder
     assert text.value == "../pics/holiday"
-    assert browser.select.options == () and browser.select.value is None
     browser.up.click()
-    assert text.value == "../pics"
-    text.value = "../does/not/exist"  # a typo: the list shows the nearest existing folder
+    assert browser.current() == tmp_path / "pics" and text.value == "../pics/holiday"
+    browser.select.value = browser.select.options[2][1]  # an image: nothing happens
+    assert browser.current() == tmp_path / "pics"
+    text.value = "../does/not/exist"  # typed: the list shows the nearest existing folder
     assert browser.current() == tmp_path
 
 
@@ -623,7 +633,11 @@ def test_preview_redraws_when_the_form_changes(widget_mode, tmp_path):
     form.observe(lambda: fired.append(preview.render()))
     form.w["pairing"].value = "one_to_one"
     assert fired and "3 jobs" in fired[-1].html
+    # typing reaches the plan without leaving the field, after a pause (debounced)
     form.w["images_dir"].value = "../nope"
+    deadline = time.monotonic() + 10
+    while "Cannot run yet" not in fired[-1].html and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "Cannot run yet: Images folder not found" in fired[-1].html
 
 
@@ -808,13 +822,19 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
     wan, ltx, pix = (_entry(snap, n) for n in ("wan", "ltx", "pixverse-6"))
     form = nbk.BatchForm(base=NOTEBOOKS)
     w = form.w
-    assert isinstance(w["compare"], widgets.SelectMultiple) and w["compare"].value == ()
-    listed = {snap["names"].get(v, v) for _, v in w["compare"].options}
+    assert isinstance(w["compare"], widgets.TagsInput) and w["compare"].value == []
+    listed = {snap["names"].get(v, v) for _, v in form.picker.choices.options}
     running = {e["endpoint_id"] for e in snap["endpoints"] if e["status"] != "shut_down"}
-    assert listed == running  # every running version can be compared
+    # every running version can be compared, except the first model itself
+    assert listed == running - {snap["names"]["wan"]}
     assert form.compare_box.children == ()
 
-    w["compare"].value = ("ltx", "pixverse")  # PixVerse 6: the family's pick
+    form.picker.search.value = "ltx"  # searched, then a click on the model adds it
+    ltx_label = next(label for label, name in form.picker.choices.options if name == "ltx")
+    form.picker.choices.value = "ltx"
+    assert w["compare"].value == ["ltx"] and form.picker.choices.value is None
+    assert ltx_label.startswith("US$ ")  # the price first
+    w["compare"].value = ["ltx", "pixverse"]
     assert [name for name, _, _ in form.compare_options] == ["ltx", "pixverse"]
     ltx_fields = form.compare_options[0][2].fields
     pix_fields = form.compare_options[1][2].fields
@@ -876,7 +896,7 @@ def test_compare_models_each_with_its_own_option_widgets(widget_mode, tmp_path):
         assert f"<b>{name}</b> (" in html and cost in html
 
     # a model no longer compared takes its widgets along; one still picked keeps its values
-    w["compare"].value = ("ltx",)
+    w["compare"].value = ["ltx"]
     assert [name for name, _, _ in form.compare_options] == ["ltx"]
     assert form.compare_options[0][2].fields["duration"].widget.value == 8
     assert form.spec().options == {
@@ -907,7 +927,7 @@ def test_compare_models_and_options_from_the_environment(widget_mode, monkeypatc
     monkeypatch.setenv("I2VKIT_MODEL", "wan,ltx")
     monkeypatch.setenv("I2VKIT_OPTIONS", "ltx:duration=8 resolution=720p")
     form = nbk.BatchForm(base=NOTEBOOKS)
-    assert form.w["model"].value == "wan" and form.w["compare"].value == ("ltx",)
+    assert form.w["model"].value == "wan" and form.w["compare"].value == ["ltx"]
     assert form.model_options.fields["resolution"].widget.value == "720p"
     ltx_fields = form.compare_options[0][2].fields
     assert ltx_fields["duration"].widget.value == 8
@@ -920,7 +940,8 @@ def test_compare_with_the_first_model_again_runs_it_once(widget_mode, tmp_path):
     from i2vkit.config import Settings
 
     form = nbk.BatchForm(base=NOTEBOOKS)
-    form.w["compare"].value = ("wan",)
+    form.w["compare"].value = ["wan"]
     assert form.compare_options == [] and form.compare_box.children == ()
+    assert "runs once" in form.picker.merged.value  # said, not silently ignored
     plan = plan_in(form.spec(), Settings(db_path=tmp_path / "l.db"))
     assert len(plan.jobs) == 9 and [m.name for m in plan.models] == ["wan"]

@@ -23,11 +23,14 @@ running (the kernel's), so one cell works in both.
     results.py   ResultsBrowser, gallery, timeline, run_summary (a run as small tables),
                  done (the script's exit code), CompareView and results_view (the
                  comparison grid, laid out by i2vkit.grid_layout), the report button
+    actions.py   RetryButton: a batch's failed jobs, their cost, the question, the retry
+    memory.py    the form's values kept in the ledger; the debounce of typing
 """
 
 from ..config import Settings
 from ..money import usd as money  # US$ 3.60, never a $ pair JupyterLab typesets as math
 from ..workspace import Workspace
+from .actions import RetryButton
 from .display import (
     Live,
     Rich,
@@ -63,6 +66,7 @@ __all__ = [
     "Preview",
     "ProgressBars",
     "ResultsBrowser",
+    "RetryButton",
     "Rich",
     "SpendNotConfirmed",
     "confirmed",

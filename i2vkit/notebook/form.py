@@ -11,6 +11,7 @@ starts with (:data:`EXAMPLES`) is always found next to the notebook. So a notebo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +39,9 @@ from ..planning.request import (
 from ..spending import confirm_spend
 from ..workspace import Workspace
 from .display import in_kernel, notebook_dir, widgets_available
+from .memory import Debounce, FormMemory
 from .model_picker import ModelPicker
+from .options import described
 from .pickers import FolderBrowser
 from .preview import Preview
 
@@ -47,6 +50,12 @@ EXAMPLES = {"images_dir": "../data/images", "prompts_file": "../data/prompts.txt
 PAIRINGS = [("all combinations", "all"), ("one-to-one", "one_to_one")]
 SOURCES = [("prompts file", "file"), ("typed below", "text"), ("shot list", "shots")]
 SOURCE_FIELD = {"file": "prompts_file", "text": "prompts", "shots": "shots"}
+SOURCE_HELP = (
+    "where the batch's prompts come from: the prompts file, the box below, or a shot list "
+    "(one job per row)"
+)
+#: Widgets drawn by the model picker: their values are saved as the model and options.
+PICKER_WIDGETS = ("family", "model", "compare", "compare_search")
 SCRIPT_HELP = (
     "Run the 01_generate notebook's batch without Jupyter. It takes the flags of "
     "`i2vkit bulk`; each can also be an environment variable (in brackets), and what is "
@@ -168,10 +177,13 @@ class BatchForm:
         return out
 
     def _initial(self, name: str) -> Any:
-        """A widget's first value: the environment's, else the example, else the default."""
+        """A widget's first value: the environment's, else the value the user last set
+        (kept in the ledger), else the example, else the default."""
         env = from_environment(self.environ)
         if name in env:
             return env[name].value
+        if name in self.saved:
+            return self.saved[name]
         if (
             name in EXAMPLES
             and "shots" not in env
@@ -220,83 +232,127 @@ class BatchForm:
     def _build_widgets(self) -> None:
         import ipywidgets as w
 
+        self.memory = FormMemory(self.base, self.environ)
+        self.saved: dict[str, Any] = self.memory.load()
+        self._ready = False  # values being set up: nothing to save or redraw yet
         self.w: dict[str, Any] = {}
         for f in FIELDS:
             if f.label is not None and f.widget_kind not in ("model", "options"):
                 self.w[f.name] = self._field_widget(f, self._initial(f.name))
-        source = next((s for s in ("shots", "text") if self._initial(SOURCE_FIELD[s])), "file")
         self.w["prompts_source"] = w.ToggleButtons(
-            options=SOURCES, value=source, description="Prompts from", style=STYLE
+            options=SOURCES,
+            value=self._initial_source(),
+            **described("Prompts from", SOURCE_HELP),
+            style=STYLE,
         )
-        if not self.w["prompts"].value:
+        if self.w["prompts_source"].value != "text" or not self.w["prompts"].value:
             self.w["prompts"].value = read_text(self._path(self.w["prompts_file"].value))
         self.w["output_dir"].placeholder = "AUTO_DOWNLOAD_DIR, else downloads next to the notebook"
         self.w["options"] = self._text(BY_NAME["options"], "")
         self.w["options"].placeholder = "name=value ... (any option not shown); model:name=value"
         self._listeners: list[Callable[[], None]] = []
         self.cost = w.HTML()
-        self.picker = ModelPicker(str(self._initial("model")), self._changed)
+        self._typing = Debounce(self._notify)
+        self.picker = ModelPicker(str(self._initial("model")), self._changed, self._typed)
         self.w.update(self.picker.widgets)
-        leftover = self.picker.preset(parse_options(self._initial("options")))
-        if leftover:
-            self.w["options"].value = format_options(leftover)
-        self.w["options"].observe(lambda _c: self._show_cost(), names="value")
+        self._preset_options()
         self._wire_prompts()
         self.browser = FolderBrowser(self.w["images_dir"], self.base)
+        for name, widget in self.w.items():
+            if name not in PICKER_WIDGETS:  # the picker reports through _changed
+                typed = isinstance(widget, w.Text | w.Textarea)
+                handler = self._typing.poke if typed else self._notify
+                widget.observe(lambda _c, h=handler: h(), names="value")
+        self.reset_button = w.Button(
+            description="Reset",
+            icon="undo",
+            tooltip="every field back to its default (the sample data and the recommended model)",
+        )
+        self.reset_button.on_click(lambda _b: self.reset())
         self.widget = self._layout()
+        self._ready = True
         self._show_cost()
+
+    def _initial_source(self) -> str:
+        """Where the prompts come from at first: the environment's shot list or typed
+        prompts, else the source the user last picked, else the prompts file."""
+        env = from_environment(self.environ)
+        for source in ("shots", "text"):
+            if SOURCE_FIELD[source] in env:
+                return source
+        if self.saved.get("prompts_source") in SOURCE_FIELD:
+            return str(self.saved["prompts_source"])
+        return next((s for s in ("shots", "text") if self._initial(SOURCE_FIELD[s])), "file")
+
+    def _preset_options(self) -> None:
+        """The starting options into the option widgets; what fits none into *More options*."""
+        env = from_environment(self.environ)
+        if "options" in env or "options" not in self.saved:
+            start = parse_options(self._initial("options"))
+        else:
+            start = dict(self.saved["options"])
+        leftover = self.picker.preset(start)
+        self.w["options"].value = format_options(leftover) if leftover else ""
 
     def _field_widget(self, f: Any, value: Any) -> Any:
         """The widget of one field of the table, holding ``value``."""
         import ipywidgets as w
 
         kind = f.widget_kind
+        value = self._coerce(f, value)
         if kind == "int":
             return w.BoundedIntText(
-                value=int(value or f.default),
+                value=value,
                 min=1,
                 max=100 if f.name == "takes" else 1000,
-                description=f.label,
-                tooltip=f.help,
+                **described(f.label, f.help),
                 style=STYLE,
                 layout=w.Layout(width="220px"),
             )
         if kind == "checkbox":
-            on = value if isinstance(value, bool) else parse_bool(f.env, str(value))
-            return w.Checkbox(value=on, description=f.label, tooltip=f.help)
+            return w.Checkbox(value=value, **described(f.label, f.help))
         if kind == "toggle":
-            from ..pairing import normalize_pairing
-
             return w.ToggleButtons(
-                options=PAIRINGS,
-                value=normalize_pairing(str(value)),
-                description=f.label,
-                style=STYLE,
+                options=PAIRINGS, value=value, style=STYLE, **described(f.label, f.help)
             )
         if kind == "textarea":
             return w.Textarea(
                 value=str(value or ""),
-                description=f.label,
+                **described(f.label, f.help),
                 placeholder="one prompt per line; # starts a comment; {slow|fast} makes one "
                 "prompt per word, {~a|b} picks one",
                 layout=w.Layout(width="560px", height="110px"),
                 style=STYLE,
-                continuous_update=False,
+                continuous_update=True,  # every key press; the plan is redrawn per pause
             )
         return self._text(f, value)
 
     @staticmethod
+    def _coerce(f: Any, value: Any) -> Any:
+        """``value`` (text from the environment, or a saved value) as the widget of ``f``
+        holds it."""
+        kind = f.widget_kind
+        if kind == "int":
+            return int(value or f.default)
+        if kind == "checkbox":
+            return value if isinstance(value, bool) else parse_bool(f.env, str(value))
+        if kind == "toggle":
+            from ..pairing import normalize_pairing
+
+            return normalize_pairing(str(value))
+        return str(value or "")
+
+    @staticmethod
     def _text(f: Any, value: Any) -> Any:
-        """A one-line field that reports its value when editing is done, not per key."""
+        """A one-line field; every key press reaches the kernel, the plan follows per pause."""
         import ipywidgets as w
 
         return w.Text(
             value=str(value or ""),
-            description=f.label,
-            tooltip=f.help,
+            **described(f.label, f.help),
             layout=w.Layout(width="560px"),
             style=STYLE,
-            continuous_update=False,
+            continuous_update=True,
         )
 
     def _path(self, value: str) -> Path | None:
@@ -367,7 +423,8 @@ class BatchForm:
         placed = {"images_dir", "recursive", "prompts_file", "shots", "prompts", "options"}
         placed |= {"model", "end_image", "takes"}
         rest = [ww[f.name] for f in FIELDS if f.name in ww and f.name not in placed]
-        return w.VBox([*rows, *rest, help_html])  # every other field in the table's order
+        rows = [*rows, *rest, w.HBox([self.reset_button, help_html])]
+        return w.VBox(rows)  # every other field in the table's order
 
     def _show_cost(self) -> None:
         """The price label under the options: one video of each model at its options."""
@@ -405,20 +462,79 @@ class BatchForm:
         return self.picker.values()
 
     def _changed(self) -> None:
-        if hasattr(self, "picker"):
-            self._show_cost()
-        for callback in list(getattr(self, "_listeners", [])):
+        """The model picker changed (a model, or one of its option widgets)."""
+        if getattr(self, "_ready", False):
+            self._notify()
+
+    def _typed(self) -> None:
+        """A key press in a model option's text field: the plan follows after a pause."""
+        if getattr(self, "_ready", False):
+            self._typing.poke()
+
+    def _notify(self) -> None:
+        """A value changed: the price line, the listeners (the preview), and the ledger's
+        copy of the form, so *Run All* and a new kernel start from what is shown."""
+        if not self._ready:
+            return
+        self._show_cost()
+        for callback in list(self._listeners):
             callback()
+        with contextlib.suppress(I2vkitError):  # a ledger that cannot be written: no memory
+            self.memory.save(self.values())
 
     def observe(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` whenever any value in the form changes (notebook only),
-        the option widgets of a model picked later included."""
-        if self.widget is None:
-            return
-        for name, widget in self.w.items():
-            if name not in ("model", "compare"):  # these rebuild widgets, which call back
-                widget.observe(lambda _c: callback(), names="value")
-        self._listeners.append(callback)
+        """Call ``callback()`` whenever any value in the form changes (notebook only): at
+        once for a pick or a click, after a pause in typing for a text field."""
+        if self.widget is not None:
+            self._listeners.append(callback)
+
+    def flush(self) -> None:
+        """Redraw now what a pause in typing would redraw (code that sets a value and reads
+        the plan right after)."""
+        if self.widget is not None:
+            self._typing.flush()
+
+    def values(self) -> dict[str, Any]:
+        """What the form holds, as it is kept in the ledger (notebook only)."""
+        out: dict[str, Any] = {
+            name: widget.value
+            for name, widget in self.w.items()
+            if name in BY_NAME and name not in ("model", "options", "prompts")
+        }
+        out["prompts_source"] = self.w["prompts_source"].value
+        if out["prompts_source"] == "text":  # else the prompts are the file's, read again
+            out["prompts"] = self.w["prompts"].value
+        out["model"] = ",".join(self.picker.names())
+        try:
+            typed = parse_options(self.w["options"].value)
+        except I2vkitError:
+            typed = {}
+        out["options"] = {**self.picker.values(), **typed}
+        return out
+
+    def reset(self) -> None:
+        """Every field back to where a first run starts (the environment's values, else the
+        sample data and the defaults); the kept values are forgotten."""
+        self.memory.forget()
+        self.saved = {}
+        self._ready = False
+        try:
+            for name, widget in self.w.items():
+                if name in BY_NAME and name not in ("model", "options", "prompts"):
+                    widget.value = self._coerce(BY_NAME[name], self._initial(name))
+            names = str(self._initial("model")).split(",")
+            self.picker.pick([n.strip() for n in names if n.strip()] or [DEFAULT_MODEL])
+            self._preset_options()
+            self.w["prompts_source"].value = self._initial_source()
+            text = self._initial("prompts") if self.w["prompts_source"].value == "text" else ""
+            self._loading = True
+            self.w["prompts"].value = text or read_text(self._path(self.w["prompts_file"].value))
+            self._loading = False
+        finally:
+            self._ready = True
+        self._show_cost()
+        for callback in list(self._listeners):
+            callback()
 
     def set_value(self, name: str, text: str) -> None:
         """Put ``text`` into the widget(s) of field ``name``, as a person would (tests,
@@ -433,14 +549,8 @@ class BatchForm:
             self.w[name].value = text
             self.w["prompts_source"].value = {v: k for k, v in SOURCE_FIELD.items()}[name]
         else:
-            widget = self.w[name]
-            kind = BY_NAME[name].widget_kind
-            value: Any = text
-            if kind == "int":
-                value = int(text)
-            elif kind == "checkbox":
-                value = parse_bool(BY_NAME[name].env, text)
-            widget.value = value
+            self.w[name].value = self._coerce(BY_NAME[name], text)
+        self.flush()
 
 
 STYLE = {"description_width": "120px"}

@@ -16,7 +16,7 @@ from ..errors import I2vkitError
 from ..models import ModelSpec, get_model
 from ..planning.options import split_options
 from ..planning.request import DEFAULT_MODEL
-from .options import OptionWidgets
+from .options import OptionWidgets, described
 from .pickers import (
     OTHER_FAMILY,
     compare_start,
@@ -30,6 +30,29 @@ from .pickers import (
 
 WIDE = {"width": "560px"}
 STYLE = {"description_width": "120px"}
+CHAR_PX = 6.8  # a generous width per character of the 13 px UI font (measured: about 6)
+
+
+def list_width(labels: list[str], extra: int) -> str:
+    """A list wide enough for its longest label (plus ``extra`` px: the field's label, the
+    dropdown's arrow), never narrower than the form's other fields."""
+    longest = max((len(label) for label in labels), default=0)
+    return f"{max(560, round(longest * CHAR_PX) + extra)}px"
+
+
+def list_layout(labels: list[str], extra: int) -> dict[str, str]:
+    """The layout of a model list: as wide as :func:`list_width`, never past the output."""
+    return {"width": list_width(labels, extra), "max_width": "100%"}
+
+
+MODEL_HELP = (
+    "the model the batch runs on: pick a family, then one of its versions (the recommended "
+    "one first); each label starts with its published price"
+)
+COMPARE_HELP = (
+    "run every image x prompt on these models too: type to search (name, family, price), "
+    "click a model to add it, x on a tag to remove it"
+)
 
 
 def picker_start(name: str) -> tuple[str, list[tuple[str, str]], str]:
@@ -55,38 +78,58 @@ def picker_start(name: str) -> tuple[str, list[tuple[str, str]], str]:
 class ModelPicker:
     """Family and version dropdowns, the *Compare with* list, and each model's options."""
 
-    def __init__(self, models: str, on_change: Callable[[], None]):
+    def __init__(
+        self,
+        models: str,
+        on_change: Callable[[], None],
+        on_typing: Callable[[], None] | None = None,
+    ):
         import ipywidgets as w
 
         self.on_change = on_change
+        self.on_typing = on_typing or on_change  # a key press in an option's text field
         first, *others = [n.strip() for n in models.split(",") if n.strip()] or [DEFAULT_MODEL]
         family, versions, value = picker_start(first)
         compare, picked = compare_start(others)
+        self._choices = compare
         self._other = versions if family == OTHER_FAMILY else []
         self.widgets: dict[str, Any] = {
             "family": w.Dropdown(
                 options=self._families(family),
                 value=family,
-                description="Model family",
+                **described("Model family", MODEL_HELP),
                 layout=w.Layout(**WIDE),
                 style=STYLE,
             ),
             "model": w.Dropdown(
                 options=versions,
                 value=value,
-                description="Version",
-                layout=w.Layout(**WIDE),
+                **described("Version", MODEL_HELP),
+                layout=w.Layout(**list_layout([lb for lb, _ in versions], 170)),
                 style=STYLE,
             ),
-            "compare": w.SelectMultiple(
-                options=compare,
-                value=picked,
-                rows=6,
-                description="Compare with",
-                layout=w.Layout(**WIDE),
-                style=STYLE,
+            "compare": w.TagsInput(
+                value=list(picked),
+                allowed_tags=[v for _, v in compare],
+                allow_duplicates=False,
+                tooltip=COMPARE_HELP,
+                layout=w.Layout(width="auto"),
             ),
         }
+        self.search = w.Text(
+            **described("Compare with", COMPARE_HELP),
+            placeholder="search by name, family or price; click a model to add it",
+            continuous_update=True,
+            layout=w.Layout(**WIDE),
+            style=STYLE,
+        )
+        width = list_width([label for label, _ in compare], 30)
+        self.choices = w.Select(options=[], value=None, rows=7, layout=w.Layout(width=width))
+        self.choices.layout.max_width = "100%"
+        self.choices.add_class("i2v-compare-list")
+        self.merged = w.HTML()
+        self.search.observe(lambda _c: self._list_choices(), names="value")
+        self.choices.observe(self._added, names="value")
         self.option_box = w.VBox([])
         self.compare_box = w.VBox([])
         self.model_options: OptionWidgets | None = None
@@ -97,8 +140,46 @@ class ModelPicker:
         self.widgets["compare"].observe(lambda _c: self._rebuild_compare(), names="value")
 
     def rows(self) -> list[Any]:
+        import ipywidgets as w
+
         ww = self.widgets
-        return [ww["family"], ww["model"], self.option_box, ww["compare"], self.compare_box]
+        indent = {"margin": "0 0 0 124px"}  # under the fields, past the labels
+        return [
+            ww["family"],
+            ww["model"],
+            self.option_box,
+            self.search,
+            w.Box([self.choices], layout=w.Layout(**indent)),
+            w.HBox([ww["compare"], self.merged], layout=w.Layout(**indent)),
+            self.compare_box,
+        ]
+
+    def _list_choices(self) -> None:
+        """The models that can be added: matching the search, not picked yet, and not the
+        first model (compared with itself it would run once anyway)."""
+        words = self.search.value.lower().split()
+        primary = find_model(self.widgets["model"].value)
+        picked = set(self.widgets["compare"].value)
+        shown = []
+        for label, name in self._choices:
+            if name in picked or not all(word in label.lower() for word in words):
+                continue
+            model = find_model(name)
+            if primary and model and model.endpoint_id == primary.endpoint_id:
+                continue
+            shown.append((label, name))
+        self.choices.unobserve(self._added, names="value")
+        try:
+            self.choices.options = shown
+            self.choices.value = None
+        finally:
+            self.choices.observe(self._added, names="value")
+
+    def _added(self, change: Mapping[str, Any]) -> None:
+        """A click on a listed model adds it to the models compared (no Ctrl-click)."""
+        if change["new"]:
+            tags = self.widgets["compare"]
+            tags.value = [*tags.value, change["new"]]
 
     def names(self) -> list[str]:
         """The models picked: the version, then the models to compare with."""
@@ -114,10 +195,13 @@ class ModelPicker:
             ww["family"].options = self._families(family)
         ww["family"].value = family
         ww["model"].options = versions
+        ww["model"].layout.width = list_width([label for label, _ in versions], 170)
         ww["model"].value = value
         compare, picked = compare_start(list(names[1:]))
-        ww["compare"].options = compare
-        ww["compare"].value = picked
+        self._choices = compare
+        self.choices.layout.width = list_width([label for label, _ in compare], 30)
+        ww["compare"].allowed_tags = [v for _, v in compare]
+        ww["compare"].value = list(picked)
 
     def _families(self, family: str) -> list[tuple[str, str]]:
         choices = family_choices()
@@ -130,6 +214,7 @@ class ModelPicker:
         versions = self._other if change["new"] == OTHER_FAMILY else version_choices(change["new"])
         model = self.widgets["model"]
         model.options = versions  # a new list selects its first entry: the recommended one
+        model.layout.width = list_width([label for label, _ in versions], 170)
         model.value = versions[0][1]
 
     def _option_widgets(self, model: ModelSpec, preset: Mapping[str, Any]) -> OptionWidgets | None:
@@ -137,7 +222,7 @@ class ModelPicker:
         if model.generic:
             return None
         widgets = OptionWidgets(model, preset)
-        widgets.observe(self.on_change)
+        widgets.observe(self.on_change, self.on_typing)
         return widgets
 
     def _compare_models(self, primary: ModelSpec | None) -> list[tuple[str, ModelSpec]]:
@@ -192,16 +277,32 @@ class ModelPicker:
         ]
         self._layout_options()
 
+    def _say_merged(self, primary: ModelSpec | None) -> None:
+        """Say which picked models run once only (the first model, or the same endpoint
+        picked twice): a pick that is silently ignored looks like a bug."""
+        kept = {name for name, _, _ in self.compare_options}
+        merged = [n for n in self.widgets["compare"].value if n not in kept]
+        first = primary.name if primary is not None else "the first model"
+        self.merged.value = (
+            f"<span style='color:#8a6d00;font-size:12px'>{g.esc(', '.join(merged))}: "
+            f"the same endpoint as {g.esc(first)} or another pick, so it runs once</span>"
+            if merged
+            else ""
+        )
+
     def _layout_options(self) -> None:
         import ipywidgets as w
 
+        self._say_merged(find_model(self.widgets["model"].value))
+        self._list_choices()
         self.option_box.children = (
             () if self.model_options is None else (self.model_options.widget,)
         )
         rows: list[Any] = []
         for name, model, widgets in self.compare_options:
             head = (
-                f"<b>{g.esc(name)}</b> <span style='color:#777'>{g.esc(model.endpoint_id)}</span>"
+                f"<b>{g.esc(name)}</b> <span style='color:#777'>{g.esc(model.endpoint_id)} "
+                f"&middot; {g.esc(model_label(model).split(' · ')[0])}</span>"
             )
             if widgets is None:
                 head += " (no option list: type its options below as name:key=value)"

@@ -79,11 +79,34 @@ def _hint(prop: Mapping[str, Any], name: str = "") -> str:
     return shown
 
 
+def described(label: str, help_text: str) -> dict[str, Any]:
+    """A widget's label that shows ``help_text`` on hover. ipywidgets 8 puts a labelled
+    widget's ``tooltip`` nowhere (and writes "null" into the label's title when there is
+    none), so the label is a span carrying its own title."""
+    from .. import gallery as g
+
+    return {
+        "description": f"<span title='{g.esc(help_text)}'>{g.esc(label)}</span>",
+        "description_allow_html": True,
+        "tooltip": help_text,
+    }
+
+
+def tooltip(name: str, prop: Mapping[str, Any]) -> str:
+    """The label's tooltip: the schema's own description of the field, else what it holds."""
+    text = str(prop.get("description") or "").strip()
+    return text or f"{name}: {_hint(prop)}"
+
+
 def _make(name: str, prop: Mapping[str, Any], kind: str, style: dict, preset: Any) -> OptionField:
     import ipywidgets as w
 
     default = prop.get("default")
-    common = {"description": name, "style": style, "layout": w.Layout(width="400px")}
+    common = {
+        **described(name, tooltip(name, prop)),
+        "style": style,
+        "layout": w.Layout(width="400px"),
+    }
     if kind == "enum":
         enum = list(prop["enum"])
         options = [(f"{v} (default)" if v == default else str(v), v) for v in enum]
@@ -112,7 +135,7 @@ def _make(name: str, prop: Mapping[str, Any], kind: str, style: dict, preset: An
         widget = w.Text(
             value=initial,
             placeholder=schemas.describe(prop, name),
-            continuous_update=False,
+            continuous_update=True,  # every key press; the form redraws the plan per pause
             **common,
         )
     field = OptionField(name, prop, kind, widget, initial)
@@ -173,6 +196,11 @@ class OptionWidgets:
                 out[name] = value
         return out
 
-    def observe(self, callback: Callable[[], None]) -> None:
+    def observe(
+        self, callback: Callable[[], None], typing: Callable[[], None] | None = None
+    ) -> None:
+        """``callback()`` on a change; ``typing()`` (else ``callback()``) on a key press in a
+        text field."""
         for field in self.fields.values():
-            field.widget.observe(lambda _c: callback(), names="value")
+            call = typing if typing is not None and field.kind == "text" else callback
+            field.widget.observe(lambda _c, call=call: call(), names="value")

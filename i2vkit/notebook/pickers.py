@@ -23,7 +23,8 @@ from ..planning.options import model_aliases
 
 
 def model_label(model: ModelSpec) -> str:
-    """Dropdown text: name, title and price."""
+    """List text: the price first (a long title may be cut at the list's edge, never the
+    price), then name and title."""
     if model.pricing is None:
         price = "price unknown"
     else:
@@ -31,8 +32,9 @@ def model_label(model: ModelSpec) -> str:
         unit = {"video": "video", "token": "1M tokens"}.get(model.pricing.unit, "s")
         price = f"US$ {model.pricing.usd:g}/{unit}"
         if est is not None and model.pricing.unit != "video":
-            price += f", ~{usd(est)}/video"
-    return f"{model.name}: {model.title} ({price})"
+            price += f" (~{usd(est)}/video)"
+    title = model.title.removesuffix(" image-to-video")  # what every model here is
+    return f"{price} · {model.name}: {title}"
 
 
 OTHER_FAMILY = "other"  # an endpoint id the catalogue does not know (given by env or flag)
@@ -113,9 +115,14 @@ def family_of(name: str) -> str:
 
 
 class FolderBrowser:
-    """A small folder picker built from ipywidgets: a list of sub-folders and an Up button.
+    """A small folder picker built from ipywidgets: the folder's sub-folders and images,
+    Up, and *Use this folder*.
 
-    Picking a sub-folder enters it and writes its path into ``target`` (a Text widget).
+    It opens on the folder ``target`` (a Text widget) names, or the nearest folder above
+    it that exists, so the first thing seen is the images that would run. A click on a
+    sub-folder goes into it (``..`` goes up); *Use this folder* writes the folder shown
+    into ``target``. Image files are listed to show what a folder holds; clicking one
+    does nothing.
     """
 
     def __init__(self, target: Any, base: Path):
@@ -123,23 +130,39 @@ class FolderBrowser:
 
         self.target = target
         self.base = base
-        self.up = w.Button(description="Up", icon="arrow-up", layout=w.Layout(width="70px"))
+        self.here_path = self._resolve(str(target.value or "."))
+        self.up = w.Button(
+            description="Up",
+            icon="arrow-up",
+            tooltip="the folder above",
+            layout=w.Layout(width="70px"),
+        )
+        self.use = w.Button(
+            description="Use this folder",
+            icon="check",
+            button_style="primary",
+            tooltip="put the folder shown here into Images folder",
+        )
         self.here = w.HTML()
-        self.select = w.Select(options=[], rows=6, layout=w.Layout(width="360px"))
-        self.up.on_click(lambda _b: self.go(self.current().parent))
+        self.select = w.Select(options=[], rows=8, layout=w.Layout(width="460px"))
+        self.up.on_click(lambda _b: self.go(self.here_path.parent))
+        self.use.on_click(lambda _b: self.choose())
         self.select.observe(self._picked, names="value")
-        target.observe(lambda _c: self.refresh(), names="value")
-        self.widget = w.VBox([w.HBox([self.up, self.here]), self.select])
+        target.observe(lambda c: self.go(self._resolve(str(c["new"]))), names="value")
+        self.widget = w.VBox([w.HBox([self.up, self.use, self.here]), self.select])
         self.refresh()
 
-    def current(self) -> Path:
-        raw = str(self.target.value or ".")
-        path = Path(raw).expanduser()
+    def _resolve(self, raw: str) -> Path:
+        path = Path(raw or ".").expanduser()
         path = path if path.is_absolute() else self.base / path
         path = Path(os.path.normpath(path))
         while not path.is_dir() and path != path.parent:
             path = path.parent
         return path
+
+    def current(self) -> Path:
+        """The folder shown."""
+        return self.here_path
 
     def display_path(self, path: Path) -> str:
         try:
@@ -149,15 +172,21 @@ class FolderBrowser:
         return str(path) if rel.startswith("../../..") else rel
 
     def go(self, path: Path) -> None:
-        self.target.value = self.display_path(path)
+        """Show ``path`` (the images folder is not changed until *Use this folder*)."""
+        self.here_path = self._resolve(str(path))
         self.refresh()
 
+    def choose(self) -> None:
+        """Use the folder shown as the images folder."""
+        self.target.value = self.display_path(self.here_path)
+
     def _picked(self, change: Mapping[str, Any]) -> None:
-        if change["new"]:
-            self.go(Path(change["new"]))
+        new = change["new"]
+        if new and Path(new).is_dir():
+            self.go(Path(new))
 
     def refresh(self) -> None:
-        here = self.current()
+        here = self.here_path
         try:
             entries = sorted(
                 (e for e in os.scandir(here) if not e.name.startswith(".")),
@@ -166,16 +195,21 @@ class FolderBrowser:
         except OSError:
             entries = []
         dirs = [e for e in entries if e.is_dir()]
-        images = sum(
-            1
+        images = [
+            e
             for e in entries
             if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
-        )
+        ]
         self.here.value = (
-            f"<code>{g.esc(here)}</code> &middot; {images} image file(s), {len(dirs)} folder(s)"
+            f"<code>{g.esc(self.display_path(here))}</code> &middot; {len(images)} image "
+            f"file{'s' * (len(images) != 1)}, {len(dirs)} folder{'s' * (len(dirs) != 1)}"
         )
-        with self.select.hold_trait_notifications():
-            self.select.unobserve(self._picked, names="value")
-            self.select.options = [(f"{d.name}/", str(Path(d.path))) for d in dirs[:500]]
+        options = [("../", str(here.parent))] if here != here.parent else []
+        options += [(f"{d.name}/", str(Path(d.path))) for d in dirs[:500]]
+        options += [(f"    {e.name}", str(Path(e.path))) for e in images[:500]]
+        self.select.unobserve(self._picked, names="value")
+        try:
+            self.select.options = options
             self.select.value = None
+        finally:
             self.select.observe(self._picked, names="value")

@@ -1,0 +1,93 @@
+"""The notebook form keeps its values in the ledger (notebook/memory.py): a new form on the
+same notebook folder and ledger (Run All, a new kernel) shows what the user set; the
+environment still wins; Reset forgets. Every labelled widget carries its help."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from i2vkit import notebook as nbk
+from i2vkit.planning import FIELDS
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.fixture
+def widgets_on(monkeypatch, tmp_path):
+    from i2vkit.notebook import display, form, preview
+
+    for f in FIELDS:
+        monkeypatch.delenv(f.env, raising=False)
+    monkeypatch.delenv("AUTO_DOWNLOAD_DIR", raising=False)
+    monkeypatch.setenv("I2VKIT_DB", str(tmp_path / "ledger.db"))
+    for module in (nbk, display, form, preview):
+        for name in ("in_kernel", "widgets_available"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, lambda: True)
+
+
+def change_everything(form) -> None:
+    form.w["family"].value = "kling"
+    versions = [value for _, value in form.w["model"].options]
+    form.w["model"].value = versions[1]
+    enum = next(f for f in form.model_options.fields.values() if f.kind == "enum")
+    enum.widget.value = next(v for _, v in enum.widget.options if v != enum.widget.value)
+    form.w["compare"].value = ["ltx"]
+    form.w["takes"].value = 3
+    form.w["pairing"].value = "one_to_one"
+    form.w["prompts"].value = "one\ntwo"  # typing switches the source to the typed text
+    form.flush()
+
+
+def test_a_new_form_shows_what_the_user_set_and_reset_forgets_it(widgets_on, monkeypatch):
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    start = form.values()
+    change_everything(form)
+    changed = form.values()
+    assert changed != start and changed["options"], changed
+
+    again = nbk.BatchForm(base=NOTEBOOKS)  # Run All, or a restarted kernel
+    assert again.values() == changed
+    assert again.request() == form.request()
+
+    monkeypatch.setenv("I2VKIT_TAKES", "5")  # a variable set for this session wins
+    assert nbk.BatchForm(base=NOTEBOOKS).values()["takes"] == 5
+    monkeypatch.delenv("I2VKIT_TAKES")
+
+    again.reset()
+    assert again.values() == start
+    assert nbk.BatchForm(base=NOTEBOOKS).values() == start  # forgotten in the ledger too
+
+
+def test_another_ledger_or_folder_starts_from_the_defaults(widgets_on, monkeypatch, tmp_path):
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    start = form.values()
+    change_everything(form)
+    monkeypatch.setenv("I2VKIT_DB", str(tmp_path / "other.db"))
+    assert nbk.BatchForm(base=NOTEBOOKS).values() == start
+
+
+def test_every_label_has_its_help(widgets_on):
+    """ipywidgets 8 shows a labelled widget's tooltip nowhere: the label carries it."""
+    import ipywidgets as w
+
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    form.w["compare"].value = ["ltx"]
+    seen = []
+
+    def walk(widget) -> None:
+        for child in getattr(widget, "children", ()):
+            walk(child)
+        label = getattr(widget, "description", "")
+        if label and not isinstance(widget, w.Button | w.ToggleButton):
+            seen.append(label)
+            help_text = re.search(r"title='([^']*)'", label)
+            assert help_text and help_text.group(1).strip(), f"no help on {label!r}"
+
+    walk(form.widget)
+    texts = {re.sub(r"<[^>]+>", "", label) for label in seen}
+    assert {f.label for f in FIELDS if f.label and f.name != "model"} <= texts | {"Version"}
+    assert {"Model family", "Version", "Compare with"} <= texts
