@@ -127,4 +127,17 @@ def job_url(job: JobRow, column: JobURL) -> str:
 
 
 #: Each table and the TypedDict of its rows (what the drift test checks).
-TABLES: dict[str, type] = {"upload_cache": UploadRow, "batches": BatchRow, "jobs": JobRow}
+class FormValuesRow(TypedDict):
+    """``form_values``: the notebook form's values last set in one notebook folder."""
+
+    place: str
+    form_values: str  # JSON: field name -> value
+    saved_at: str
+
+
+TABLES: dict[str, type] = {
+    "upload_cache": UploadRow,
+    "batches": BatchRow,
+    "jobs": JobRow,
+    "form_values": FormValuesRow,
+}

@@ -400,7 +400,7 @@ def test_retry_button_shows_the_cost_asks_and_resubmits_the_failed(browser, arti
     from i2vkit.emulator import Emulator
     from i2vkit.engine import run_batch
     from i2vkit.planning import BatchRequest
-    from i2vkit.spending import ASK_ABOVE_USD
+    from i2vkit.planning.request import DEFAULT_CONFIRM_ABOVE as ASK_ABOVE_USD
 
     context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
     page = context.new_page()

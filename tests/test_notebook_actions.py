@@ -14,7 +14,7 @@ from i2vkit.config import Settings
 from i2vkit.emulator import Emulator
 from i2vkit.engine import run_batch
 from i2vkit.planning import BatchRequest
-from i2vkit.spending import ASK_ABOVE_USD
+from i2vkit.planning.request import DEFAULT_CONFIRM_ABOVE as ASK_ABOVE_USD
 from i2vkit.workspace import Workspace
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
