@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--out", metavar="DIR", help="folder to write (default ./i2vkit-report-BATCH)"
     )
+    info = sub.add_parser(
+        "info", help="how a video i2vkit downloaded was made, read from the file alone"
+    )
+    info.add_argument("video", help="an mp4 i2vkit downloaded (its tags, else its NAME.json)")
+    info.add_argument("--json", action="store_true", help="the recipe as JSON")
     sub.add_parser(
         "emulator", help="run the local fal emulator (i2vkit emulator --help)", add_help=False
     )
@@ -321,7 +326,19 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
+    """A clip's recipe from its tags (or sidecar): no ledger needed."""
+    import json
+
+    from .provenance import describe, recipe_from_file
+
+    recipe = recipe_from_file(args.video)
+    print(json.dumps(recipe, ensure_ascii=False, indent=2) if args.json else describe(recipe))
+    return EXIT_OK
+
+
 COMMANDS = {
+    "info": cmd_info,
     "report": cmd_report,
     "keep": cmd_keep,
     "export": cmd_export,

@@ -33,6 +33,7 @@ from .config import redact
 from .errors import InputError
 from .filenames import file_url, safe_component
 from .jobs import UNSUCCESSFUL, JobStatus
+from .provenance import sidecar_path
 from .refs import image_stem, is_url
 from .rows import BatchRow, JobRow
 from .store import Store
@@ -116,6 +117,7 @@ def _place_video(cell: cmp.Cell, folder: Path) -> Path | None:
     if dest.exists():
         try:
             if dest.samefile(src) or dest.stat().st_size == src.stat().st_size:
+                _place_sidecar(src, dest)
                 return dest
         except OSError:
             pass
@@ -124,7 +126,18 @@ def _place_video(cell: cmp.Cell, folder: Path) -> Path | None:
         os.link(src, dest)
     except OSError:
         shutil.copy2(src, dest)
+    _place_sidecar(src, dest)
     return dest
+
+
+def _place_sidecar(src: Path, dest: Path) -> None:
+    """The video's recipe (``NAME.json``) beside it in the report, when it has one."""
+    side, target = sidecar_path(src), sidecar_path(dest)
+    if side.is_file() and not target.exists():
+        try:
+            os.link(side, target)
+        except OSError:
+            shutil.copy2(side, target)
 
 
 def _image_thumb(ref: str, folder: Path) -> Path | None:

@@ -72,6 +72,7 @@ async def run_batch_async(
                 batch_id=plan.batch_id,
                 on_progress=progress,
                 stop=stop or threading.Event(),
+                sidecars=settings.sidecars,
             )
             try:
                 return await Runner(run, cache_enabled=settings.upload_cache_enabled).run_all()

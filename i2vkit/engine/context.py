@@ -32,6 +32,7 @@ class RunContext:
     streams: StreamPolicy = field(default_factory=StreamPolicy)  # fal's status streams
     fatal: FalError | None = None
     spend: SpendCap = field(default_factory=lambda: SpendCap(None, None))
+    sidecars: bool = True  # NAME.json beside each video (I2VKIT_SIDECARS)
 
     @property
     def model(self):  # noqa: ANN201 - a ModelSpec
