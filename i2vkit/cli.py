@@ -29,8 +29,10 @@ from .exits import (
 )
 from .flags import (
     ENVIRONMENT_HELP,
+    add_again_arguments,
     add_batch_arguments,
     add_spend_arguments,
+    again_values,
     request_from_args,
     spend_values,
 )
@@ -87,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("video", help="an mp4 i2vkit downloaded (its tags, else its NAME.json)")
     info.add_argument("--json", action="store_true", help="the recipe as JSON")
+    again = sub.add_parser(
+        "again",
+        help="make another clip like VIDEO: the same endpoint, arguments and source image, "
+        "a new seed (unless -o seed=N), as a new batch",
+    )
+    again.add_argument("video", help="an mp4 i2vkit downloaded (it carries its recipe)")
+    add_again_arguments(again)
     sub.add_parser(
         "emulator", help="run the local fal emulator (i2vkit emulator --help)", add_help=False
     )
@@ -225,6 +234,26 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
         )
 
 
+def cmd_again(args: argparse.Namespace, settings: Settings) -> int:
+    """The job a clip's recipe describes, as a new batch: planned, priced, confirmed."""
+    from .planning.again import plan_again
+    from .provenance import recipe_from_file
+    from .workspace import Workspace
+
+    recipe = recipe_from_file(args.video)
+    request, run = again_values(args)
+    with Workspace.open(settings, tell=True) as ws:
+        plan = plan_again(recipe, ws, request)
+        return run_and_report(
+            plan,
+            ws,
+            yes=run["yes"],
+            dry_run=run["dry_run"],
+            show_progress=not run["no_progress"],
+            resume=["i2vkit", "retry", plan.batch.name or plan.batch_id],
+        )
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from .status import job_lines
     from .store import Store
@@ -339,6 +368,7 @@ def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
 
 COMMANDS = {
     "info": cmd_info,
+    "again": cmd_again,
     "report": cmd_report,
     "keep": cmd_keep,
     "export": cmd_export,

@@ -116,3 +116,40 @@ def test_info_on_a_video_without_a_recipe_says_so(tmp_path, emulator):
     info = run_cli(i2vkit("info", str(plain)), env, tmp_path)
     assert info.returncode != 0 and "plain.mp4" in info.stderr + info.stdout
     assert "recipe" in info.stderr + info.stdout
+
+
+def test_again_submits_the_same_arguments_but_the_seed(tmp_path, emulator):
+    env, out = run_one(tmp_path, emulator)
+    [video] = videos(out)
+    first = json.loads(tags_of(video)["i2vkit"])
+    copied = tmp_path / "elsewhere" / "liked.mp4"  # a clip copied out of the folder
+    copied.parent.mkdir()
+    copied.write_bytes(video.read_bytes())
+    uploads = emulator.stats()["uploads"]
+
+    done = run_cli(i2vkit("again", str(copied), "--takes", "2", "--yes", "--no-progress"), env,
+                   tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "new batch" in done.stdout
+    assert emulator.stats()["uploads"] == uploads  # the image by its hash: not uploaded again
+    submitted = [j["arguments"] for j in emulator.jobs()][1:]
+    assert len(submitted) == 2
+    seeds = {a["seed"] for a in submitted}
+    assert len(seeds) == 2 and first["seed"] not in seeds
+    for arguments in submitted:
+        assert {k: v for k, v in arguments.items() if k != "seed"} == {
+            k: v for k, v in first["arguments"].items() if k != "seed"
+        }
+    batches = ledger(tmp_path / "ledger.db", "SELECT DISTINCT batch_id FROM jobs")
+    assert len(batches) == 2  # a new batch, the first one untouched
+
+    # a seed given, an option changed, and the image file gone: its recorded URL
+    (tmp_path / "pics" / "img1.png").unlink()
+    (tmp_path / "ledger.db").unlink()  # nor the upload cache
+    third = run_cli(i2vkit("again", str(copied), "-o", "seed=7", "-o", "num_frames=97",
+                           "--yes", "--no-progress"), env, tmp_path)  # fmt: skip
+    assert third.returncode == 0, third.stdout + third.stderr
+    last = emulator.jobs()[-1]["arguments"]
+    assert last["seed"] == 7 and last["num_frames"] == 97
+    assert last["image_url"] == first["arguments"]["image_url"]
+    assert last["prompt"] == first["arguments"]["prompt"]
