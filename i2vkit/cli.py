@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     again.add_argument("video", help="an mp4 i2vkit downloaded (it carries its recipe)")
     add_again_arguments(again)
+    cost = sub.add_parser(
+        "cost",
+        help="what fal billed a batch against i2vkit's estimates, per model (needs an admin "
+        "key); a model fal billed at another price is priced at it from then on",
+    )
+    cost.add_argument("batch", nargs="?", help=BATCH_HELP + " (default: the latest batch)")
     sub.add_parser(
         "emulator", help="run the local fal emulator (i2vkit emulator --help)", add_help=False
     )
@@ -254,6 +260,23 @@ def cmd_again(args: argparse.Namespace, settings: Settings) -> int:
         )
 
 
+def cmd_cost(args: argparse.Namespace, settings: Settings) -> int:
+    """The batch's bill beside its estimates; estimates only when the key may not read it."""
+    from .billing import read_bill
+    from .workspace import Workspace
+
+    with Workspace.open(settings, tell=True) as ws:
+        ref = args.batch
+        if ref is None:
+            batches = ws.store.list_batches()
+            if not batches:
+                print(f"no batches yet in {settings.db_path}")
+                return EXIT_OK
+            ref = batches[0]["id"]
+        print(read_bill(ws.store, ref, settings).describe())
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from .status import job_lines
     from .store import Store
@@ -368,6 +391,7 @@ def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
 
 COMMANDS = {
     "info": cmd_info,
+    "cost": cmd_cost,
     "again": cmd_again,
     "report": cmd_report,
     "keep": cmd_keep,

@@ -107,6 +107,29 @@ class JobRow(TypedDict):
     earlier_requests: int
 
 
+class BilledRow(TypedDict):
+    """``billed``: what fal billed one request, as its billing record said (`i2vkit cost`)."""
+
+    request_id: str
+    endpoint_id: str
+    billed_usd: float
+    unit_price: float | None
+    units: float | None
+    billed_at: str | None
+    read_at: str
+
+
+class PriceOverrideRow(TypedDict):
+    """``price_overrides``: a unit price fal billed that the catalogue's is replaced by."""
+
+    backend: str
+    endpoint_id: str
+    unit_price: float
+    catalogue_unit_price: float | None
+    source: str  # "billed"
+    read_at: str
+
+
 #: The URLs a job's row holds once its status says so (see :func:`job_url`).
 JobURL = Literal["image_url", "status_url", "response_url", "cancel_url", "video_url"]
 
@@ -125,4 +148,10 @@ def job_url(job: JobRow, column: JobURL) -> str:
 
 
 #: Each table and the TypedDict of its rows (what the drift test checks).
-TABLES: dict[str, type] = {"upload_cache": UploadRow, "batches": BatchRow, "jobs": JobRow}
+TABLES: dict[str, type] = {
+    "upload_cache": UploadRow,
+    "batches": BatchRow,
+    "jobs": JobRow,
+    "billed": BilledRow,
+    "price_overrides": PriceOverrideRow,
+}

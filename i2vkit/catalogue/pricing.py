@@ -143,4 +143,6 @@ def describe(rule: Mapping[str, Any] | None) -> str:
         text += " (unverified: inferred or third-party figure)"
     if rule.get("live"):
         text += f" (fal pricing API, read {rule['live']})"
+    if rule.get("billed"):
+        text += f" (what fal billed, read {rule['billed']})"
     return text

@@ -11,7 +11,9 @@ because prices could not be re-read. Planning itself never reaches out.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ..backend import backend_for
 from ..blocking import run_blocking
@@ -19,8 +21,8 @@ from ..config import Settings
 from ..errors import ConfigError, FalError, I2vkitError
 from ..store import Store
 from ..timestamps import parse_timestamp
-from . import use
-from .core import Catalogue, snapshot
+from . import pricing, use
+from .core import Catalogue, defaults, snapshot
 from .openapi import merge, new_entry
 
 MAX_AGE = timedelta(days=7)
@@ -101,8 +103,9 @@ def refresh(settings: Settings, store: Store) -> Catalogue:
     if not settings.fal_key:
         raise ConfigError(f"Cannot read the model catalogue: {NO_KEY}. To read it, {SET_KEY}.")
     fresh = run_blocking(fetch(settings, snapshot()))
-    save(store, backend_for(settings).label, fresh, _now())
-    return use(fresh)
+    label = backend_for(settings).label
+    save(store, label, fresh, _now())
+    return use(with_billed(fresh, store.price_overrides(label)))
 
 
 def refresh_if_stale(settings: Settings, store: Store) -> str | None:
@@ -133,6 +136,27 @@ def refresh_if_stale(settings: Settings, store: Store) -> str | None:
 
 
 def use_stored(settings: Settings, store: Store) -> Catalogue:
-    """The stored copy for this backend (no network), else the snapshot; made active."""
-    stored = None if settings.demo else load(store, backend_for(settings).label)[0]
-    return use(stored)
+    """The stored copy for this backend (no network), else the snapshot, with the prices
+    fal billed where they differ from it (`i2vkit cost`); made active."""
+    if settings.demo:
+        return use(None)
+    label = backend_for(settings).label
+    stored = load(store, label)[0] or snapshot()
+    return use(with_billed(stored, store.price_overrides(label)))
+
+
+def with_billed(cat: Catalogue, overrides: Sequence[Mapping[str, Any]]) -> Catalogue:
+    """``cat`` with each overridden endpoint's price rule rescaled to the unit price fal
+    billed (marked ``billed``: `i2vkit models` says so)."""
+    by_id = {o["endpoint_id"]: o for o in overrides}
+    if not by_id.keys() & cat.by_id.keys():
+        return cat
+    entries = []
+    for entry in cat.entries:
+        found, rule = by_id.get(entry["endpoint_id"]), entry.get("price")
+        if found and rule:
+            new = pricing.rescaled(rule, float(found["unit_price"]), defaults(entry))
+            new["billed"] = str(found["read_at"])[:16]
+            entry = {**entry, "price": new}
+        entries.append(entry)
+    return cat.with_entries(entries, f"{cat.origin}; prices fal billed for {len(by_id)} model(s)")
