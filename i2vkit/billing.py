@@ -31,6 +31,7 @@ from .rows import BatchRow, JobRow
 from .store import Store
 from .timestamps import parse_timestamp
 
+BALANCE_TIMEOUT = 5.0
 DRIFT = 0.05  # a billed unit price further than this from the catalogue's is taken over
 ADMIN_KEY = (
     "fal's billing records need an admin key: create one with ADMIN scope at "
@@ -149,6 +150,26 @@ def read_bill(store: Store, ref: str, settings: Settings) -> Bill:
     store.save_billed(_records(events))
     bill.updated = _take_over(bill, store, backend.label)
     return bill
+
+
+def read_balance(settings: Settings) -> float | None:
+    """The account's credit balance in US$, or None when it cannot be read (not an admin
+    key, the built-in emulator, fal unreachable): the balance is shown when known, never
+    a reason to stop a run by itself."""
+    from .platform import PlatformClient
+
+    backend = backend_for(settings)
+    if not backend.billed or not settings.fal_key:
+        return None
+
+    async def read() -> float | None:
+        async with PlatformClient(backend, settings.fal_key, timeout=BALANCE_TIMEOUT) as client:
+            return await client.balance()
+
+    try:
+        return run_blocking(read())
+    except (I2vkitError, OSError):
+        return None
 
 
 def _estimates(rows: Sequence[JobRow]) -> list[ModelBill]:

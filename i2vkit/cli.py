@@ -156,6 +156,7 @@ def run_and_report(
     """Show the plan, confirm the spend, run it with progress, print the summary and
     return the exit code: what `i2vkit bulk` and `i2vkit retry` do once their plan exists."""
     from .backend import DEMO_BANNER
+    from .billing import read_balance
     from .engine import run_batch
     from .reporters import progress_reporter
     from .spending import confirm_spend, cost_lines
@@ -167,7 +168,7 @@ def run_and_report(
     if dry_run:
         print("dry run: nothing uploaded or submitted.")
         return EXIT_OK
-    stop = confirm_spend(plan, ws.backend, yes=yes)
+    stop = confirm_spend(plan, ws.backend, yes=yes, balance=lambda: read_balance(ws.settings))
     if stop is not None:
         return stop
     sys.stdout.flush()

@@ -86,3 +86,27 @@ def test_the_emulator_refuses_billing_to_a_non_admin_key(emulator):
     emulator.configure(admin=True, balance=12.5)
     answer = httpx.get(emulator.url + "/v1/account/billing?expand=credits", headers=headers)
     assert answer.json()["credits"] == {"current_balance": 12.5, "currency": "USD"}
+
+
+def test_a_run_over_the_balance_is_refused_before_any_upload(tmp_path, emulator):
+    kling = get_model("kling")
+    jobs = 4 * 3  # 4 images x 3 prompts: over US$ 5, a run that needs confirmation
+    estimate = jobs * kling.estimate_cost({})
+    emulator.configure(admin=True, balance=round(estimate / 2, 2))
+    make_images(tmp_path / "pics", 4)
+    (tmp_path / "p.txt").write_text("one\ntwo\nthree\n", encoding="utf-8")
+    env = cli_env(tmp_path, emulator.url)
+    args = i2vkit("bulk", str(tmp_path / "p.txt"), "--images-dir", str(tmp_path / "pics"),
+                  "--model", "kling", "--yes", "--no-progress")  # fmt: skip
+    done = run_cli(args, env, tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"US$ {estimate:.2f}" in done.stdout and f"US$ {estimate / 2:.2f}" in done.stdout
+    assert "balance" in done.stdout
+    stats = emulator.stats()
+    assert stats["uploads"] == 0 and stats["submits"]["total"] == 0
+
+    emulator.configure(balance=estimate * 2)  # enough now: shown, and the run goes ahead
+    done = run_cli(args, env, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"fal balance: US$ {estimate * 2:.2f}" in done.stdout
+    assert emulator.stats()["submits"]["total"] == jobs
