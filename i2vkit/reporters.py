@@ -26,13 +26,15 @@ def progress_line(p: Progress) -> str:
     return (
         f"uploaded {p.uploaded}/{p.uploads_total}  submitted {p.submitted}/{p.total}  "
         f"running {p.running}  downloaded {p.downloaded}/{p.total}  failed {p.failed}"
+        + (f"  {p.queued}" if p.queued else "")
         + (f"  ({p.message})" if p.message else "")
     )
 
 
 class ProgressLines:
-    """One plain line at the first update, then at most one every ``interval`` seconds,
-    and the last state when every job is finished (or on close): for logs and pipes, where tqdm's redrawn bars would be
+    """One plain line at the first update, then at most one every ``interval`` seconds
+    (and one when jobs start waiting in fal's queue, with their positions), and the last
+    state when every job is finished (or on close): for logs and pipes, where tqdm's redrawn bars would be
     either invisible or a wall of carriage returns."""
 
     def __init__(self, stream: IO[str] | None = None, interval: float = PROGRESS_EVERY_SECONDS):
@@ -41,6 +43,7 @@ class ProgressLines:
         self.last: Progress | None = None
         self._printed = ""
         self._printed_at: float | None = None
+        self._waiting_shown = False  # a line said that jobs wait in fal's queue
         self._lock = threading.Lock()
 
     def _print(self, line: str) -> None:
@@ -55,8 +58,12 @@ class ProgressLines:
             line = progress_line(p)
             finished = p.total > 0 and p.downloaded + p.failed >= p.total
             due = self._printed_at is None or time.monotonic() - self._printed_at >= self.interval
-            if (due or finished) and line != self._printed:
+            # jobs starting to wait in fal's queue is news: a queue that does not move would
+            # otherwise bring no later update to print it with
+            waits = bool(p.queue_positions) and not self._waiting_shown
+            if (due or finished or waits) and line != self._printed:
                 self._print(line)
+                self._waiting_shown = bool(p.queue_positions)
 
     def close(self) -> None:
         with self._lock:

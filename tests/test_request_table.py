@@ -53,6 +53,9 @@ FOLDER = {
     "max_cost": "40",
     "yes": "true",
     "no_progress": "true",
+    "priority": "low",
+    "start_timeout": "600",
+    "fallbacks": "off",
 }
 TYPED = {**FOLDER, "prompts": "a heron lifts off\na slow dolly out\nrain", "batch": "typed"}
 del TYPED["prompts_file"]
@@ -200,7 +203,16 @@ def left_behind(ledger: Path, sent: list[dict], output: str) -> dict:
         for j in sent
     )
     money = [ln for ln in output.splitlines() if ln.startswith(("cost: ", "spend cap: "))]
-    return {"batches": batches, "jobs": jobs, "arguments": arguments, "money": money}
+    options = sorted(  # fal's request options, as headers
+        repr(sorted((k.lower(), v) for k, v in j["headers"].items())) for j in sent
+    )
+    return {
+        "batches": batches,
+        "jobs": jobs,
+        "arguments": arguments,
+        "money": money,
+        "headers": options,
+    }
 
 
 @pytest.mark.parametrize("case", list(REQUESTS))
@@ -226,7 +238,7 @@ def test_every_front_end_makes_the_same_batch(case, tmp_path, script, monkeypatc
     assert len(first["money"]) == 2, first["money"]  # the cost line and the spend cap line
     assert first["batches"][0]["output_dir"] == str(root / "out")  # relative to the folder
     for which in FRONT_ENDS[1:]:
-        for part in ("batches", "jobs", "arguments", "money"):
+        for part in ("batches", "jobs", "arguments", "money", "headers"):
             assert seen[which][part] == first[part], f"{which} differs from the CLI in {part}"
     if case != "shot list":  # the values reached fal: the end image, the options, the takes
         ltx = [a for a in first["arguments"] if "ltx" in a]
@@ -235,4 +247,9 @@ def test_every_front_end_makes_the_same_batch(case, tmp_path, script, monkeypatc
         seeds = {job[4] for job in first["jobs"] if job[2] == "fal-ai/wan-i2v"}
         assert len(seeds) == 2 * 3 and None not in seeds  # 2 takes x 3 pairs, distinct seeds
         assert first["batches"][0]["name"] == values["batch"]
+        assert all(
+            "('x-fal-queue-priority', 'low')" in h and "('x-fal-request-timeout', '600.0')" in h
+            and "('x-fal-disable-fallbacks', 'true')" in h
+            for h in first["headers"]
+        )  # fmt: skip
     assert re.search(r"spend cap: US\$ 40\.00", "\n".join(first["money"]))

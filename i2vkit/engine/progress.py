@@ -25,6 +25,17 @@ class Progress:
     downloaded: int = 0
     failed: int = 0
     message: str = ""
+    queue_positions: dict[int, int] = field(default_factory=dict)  # job id -> fal's position
+
+    @property
+    def queued(self) -> str:
+        """``3 waiting in fal's queue (next at position 0)``, or "" when none waits."""
+        if not self.queue_positions:
+            return ""
+        return (
+            f"{len(self.queue_positions)} waiting in fal's queue "
+            f"(next at position {min(self.queue_positions.values())})"
+        )
 
 
 @dataclass

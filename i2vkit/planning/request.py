@@ -40,7 +40,7 @@ class Field:
     """One field of the batch request, as every front end shows it.
 
     ``kind`` decides how text becomes a value: path, text, model, options, pairing,
-    int, bool, money. ``run`` fields steer one run (ask or not, show progress) and are
+    int, bool, money, choice (one of ``choices``), seconds. ``run`` fields steer one run (ask or not, show progress) and are
     not part of what is planned. ``label`` is the notebook widget's; None: no widget
     of its own (drawn by a richer widget, or a command-line-only switch).
     """
@@ -57,6 +57,7 @@ class Field:
     positional: bool = False  # also the command line's first argument
     run: bool = False
     widget: str = ""  # the notebook widget, when not the kind's own (textarea)
+    choices: tuple[str, ...] = ()  # kind "choice": the values it takes
 
     @property
     def widget_kind(self) -> str:
@@ -217,6 +218,42 @@ FIELDS: tuple[Field, ...] = (
         metavar="USD",
     ),
     Field(
+        "priority",
+        "--priority",
+        "I2VKIT_PRIORITY",
+        "choice",
+        "normal",
+        "fal's queue priority (X-Fal-Queue-Priority): low waits behind normal requests, "
+        "for unattended batches",
+        label="Queue priority",
+        metavar="low|normal",
+        choices=("normal", "low"),
+    ),
+    Field(
+        "start_timeout",
+        "--start-timeout",
+        "I2VKIT_START_TIMEOUT",
+        "seconds",
+        None,
+        "fail a job fal cannot start within SECONDS (X-Fal-Request-Timeout: the wait in "
+        "fal's queue, not the run); none: wait as long as it takes",
+        label="Start timeout (s)",
+        metavar="SECONDS",
+    ),
+    Field(
+        "fallbacks",
+        "--fallbacks",
+        "I2VKIT_FALLBACKS",
+        "choice",
+        "compare",
+        "may fal run a request on an equivalent endpoint after repeated failures (model "
+        "fallbacks)? compare: not in a batch comparing models, so every clip is the model "
+        "it is labelled with; off: never (x-fal-disable-fallbacks); on: fal's default",
+        label="Model fallbacks",
+        metavar="compare|off|on",
+        choices=("compare", "off", "on"),
+    ),
+    Field(
         "yes",
         "--yes",
         "I2VKIT_YES",
@@ -284,6 +321,9 @@ class BatchRequest:
     shots: str | os.PathLike[str] | None = None  # a shot list: one job per row
     batch: str | None = None  # a name that continues the batch whatever its prompts
     base: str | os.PathLike[str] | None = None  # what relative paths are relative to
+    priority: str = "normal"  # fal's queue priority: "normal" or "low"
+    start_timeout: float | None = None  # seconds fal may take to start a job; None: no limit
+    fallbacks: str = "compare"  # model fallbacks: "compare" (off when comparing), "off", "on"
     max_rps: float = DEFAULT_MAX_RPS
     upload_concurrency: int = 4
 
@@ -359,6 +399,13 @@ def convert(f: Field, given: Given) -> Any:
         except ConfigError as exc:
             raise InputError(str(exc)) from None
         return NO_CAP if cap is None else cap
+    if f.kind == "choice":
+        word = str(value).strip().lower()
+        if word not in f.choices:
+            raise InputError(f"{where}={value!r}: use one of {', '.join(f.choices)}.")
+        return word
+    if f.kind == "seconds":
+        return _seconds(where, value)
     if f.kind == "pairing":
         return normalize_pairing(str(value))
     if f.kind == "options":
@@ -366,6 +413,24 @@ def convert(f: Field, given: Given) -> Any:
     if text is not None and text.strip() == "" and f.kind in ("path", "model"):
         return None
     return value
+
+
+def _seconds(where: str, value: Any) -> float | None:
+    """A start deadline in seconds (more than 1, as fal asks); none/off/0: no deadline."""
+    if isinstance(value, str) and value.strip().lower() in ("none", "off", "no", "0", ""):
+        return None
+    try:
+        seconds = float(str(value).strip().lower().removesuffix("s"))
+    except ValueError:
+        seconds = math.nan
+    if seconds == 0:
+        return None
+    if not seconds > 1 or seconds == math.inf:
+        raise InputError(
+            f"{where}={value!r} is not a number of seconds above 1 (fal's minimum); use e.g. "
+            "600, or none for no deadline."
+        )
+    return seconds
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, Given]:
