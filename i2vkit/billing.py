@@ -152,6 +152,19 @@ def read_bill(store: Store, ref: str, settings: Settings) -> Bill:
     return bill
 
 
+def recorded_bill(store: Store, batch_id: str) -> list[ModelBill]:
+    """The batch per model: its estimates, and what fal billed as far as `i2vkit cost` has
+    read it into the ledger (``billed`` None: no record read). No network."""
+    rows = store.jobs(batch_id)
+    models = _estimates(rows)
+    billed = store.billed(r["request_id"] for r in rows if r["request_id"])
+    for m in models:
+        ids = [r["request_id"] for r in rows if r["endpoint_id"] == m.endpoint_id]
+        found = [billed[i] for i in ids if i in billed]
+        m.billed = round(sum(found), 4) if found else None
+    return models
+
+
 def read_balance(settings: Settings) -> float | None:
     """The account's credit balance in US$, or None when it cannot be read (not an admin
     key, the built-in emulator, fal unreachable): the balance is shown when known, never

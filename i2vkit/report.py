@@ -354,7 +354,28 @@ def _per_model_section(store: Store, batch_id: str) -> str:
         "cost per clip",
         "cost per second of video",
     ]
-    return "<h2>Per model</h2>\n" + _table(rows, columns)
+    return "<h2>Per model</h2>\n" + _table(rows, columns) + _billed_section(store, batch_id)
+
+
+def _billed_section(store: Store, batch_id: str) -> str:
+    """What fal billed beside the estimates, once `i2vkit cost` has read it."""
+    from .billing import recorded_bill
+
+    models = recorded_bill(store, batch_id)
+    if all(m.billed is None for m in models):
+        return ""
+    rows = [
+        (
+            m.name,
+            m.requests,
+            cmp.usd(m.estimated),
+            "no record" if m.billed is None else cmp.usd(m.billed),
+            "-" if m.difference is None else f"{m.difference:+.2f}",
+        )
+        for m in models
+    ]
+    columns = ["model", "requests", "estimated", "billed by fal", "difference (US$)"]
+    return "\n<h3>Billed by fal (read by <code>i2vkit cost</code>)</h3>\n" + _table(rows, columns)
 
 
 def _failed_section(cells: Sequence[cmp.Cell]) -> str:

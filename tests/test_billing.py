@@ -54,6 +54,11 @@ def test_cost_names_a_model_billed_above_the_catalogue_and_the_next_plan_uses_it
     billed = ledger(tmp_path / "ledger.db", "SELECT count(*), sum(billed_usd) FROM billed")
     assert billed[0][0] == 4 and abs(billed[0][1] - billed_total) < 1e-6
 
+    report = run_cli(i2vkit("report", "pans", "--out", str(tmp_path / "rep")), env, tmp_path)
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
+    assert "Billed by fal" in page and f"US$ {2 * billed_unit:.2f}" in page  # wan, billed
+
     plan = run_cli(i2vkit("bulk", str(tmp_path / "p.txt"), "--images-dir",
                           str(tmp_path / "pics"), "--model", "wan", "--dry-run"), env,
                    tmp_path)  # fmt: skip

@@ -99,3 +99,23 @@ def test_a_queued_job_s_position_shows_in_the_plain_progress_lines(tmp_path, emu
     out, _ = proc.communicate(timeout=120)
     reader.join(timeout=10)
     assert proc.returncode == 0, out + "".join(lines)
+
+
+def test_the_emulator_starts_normal_priority_requests_before_low_ones(emulator):
+    import httpx
+    from helpers import TEST_KEY, upload_blob
+
+    emulator.configure(start_limit=0)
+    url = upload_blob(emulator, (Path(__file__).parent / "helpers.py").read_bytes())
+    auth = {"Authorization": f"Key {TEST_KEY}"}
+
+    def submit(priority: str) -> dict:
+        headers = {**auth, "X-Fal-Queue-Priority": priority}
+        body = {"prompt": "p", "image_url": url}
+        return httpx.post(f"{emulator.url}/fal-ai/wan-i2v", json=body, headers=headers).json()
+
+    low = submit("low")
+    normal = submit("normal")
+    assert low["queue_position"] == 0 and normal["queue_position"] == 0  # went before it
+    status = httpx.get(low["status_url"], headers=auth).json()
+    assert status["status"] == "IN_QUEUE" and status["queue_position"] == 1
