@@ -181,7 +181,7 @@ def describe(recipe: Mapping[str, Any]) -> str:
         f"prompt:     {recipe.get('prompt')}",
         f"image:      {image.get('file')} (sha256 {image.get('sha256')})",
         f"image url:  {image.get('url')}",
-        f"seed:       {recipe.get('seed')}",
+        f"seed:       {recipe['seed'] if recipe.get('seed') is not None else 'none sent'}",
         f"batch:      {batch.get('name') or batch.get('id')}, job {recipe.get('job_id')}, "
         f"take {recipe.get('take')}",
         f"submitted:  {times.get('submitted')}  completed: {times.get('completed')}",

@@ -153,3 +153,18 @@ def test_again_submits_the_same_arguments_but_the_seed(tmp_path, emulator):
     assert last["seed"] == 7 and last["num_frames"] == 97
     assert last["image_url"] == first["arguments"]["image_url"]
     assert last["prompt"] == first["arguments"]["prompt"]
+
+
+def test_the_notebook_makes_more_like_a_clip(tmp_path, emulator, settings):
+    from i2vkit.notebook.again import again
+
+    _env, out = run_one(tmp_path, emulator)
+    [video] = videos(out)
+    first = json.loads(tags_of(video)["i2vkit"])
+    result = again(video, takes=1, options={"seed": 99}, settings=settings)
+    assert result.ok, result.jobs
+    last = emulator.jobs()[-1]["arguments"]
+    assert last["seed"] == 99
+    assert {k: v for k, v in last.items() if k != "seed"} == {
+        k: v for k, v in first["arguments"].items() if k != "seed"
+    }
