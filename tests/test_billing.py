@@ -115,3 +115,15 @@ def test_a_run_over_the_balance_is_refused_before_any_upload(tmp_path, emulator)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"fal balance: US$ {estimate * 2:.2f}" in done.stdout
     assert emulator.stats()["submits"]["total"] == jobs
+
+
+def test_requests_the_ledger_counted_but_fal_did_not_bill_are_named(tmp_path, emulator):
+    emulator.configure(admin=True, fail_rate=1.0, fail_kind="runner")  # fal bills no failure
+    env = cli_env(tmp_path, emulator.url)
+    done = bulk(tmp_path, env, "--model", "wan", "--batch", "broken")
+    assert done.returncode == 1, done.stdout + done.stderr
+    ids = [r[0] for r in ledger(tmp_path / "ledger.db", "SELECT request_id FROM jobs")]
+    cost = run_cli(i2vkit("cost", "broken"), env, tmp_path)
+    assert cost.returncode == 0, cost.stdout + cost.stderr
+    assert "2 requests of wan that fal has no billing record for" in cost.stdout, cost.stdout
+    assert all(i in cost.stdout for i in ids)
