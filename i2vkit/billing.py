@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from .backend import backend_for
@@ -27,6 +28,7 @@ from .models import ModelSpec
 from .money import plural, usd
 from .planning.cost import requests_of
 from .planning.options import model_of_row, row_cost, row_options
+from .provenance import note_billed
 from .rows import BatchRow, JobRow
 from .store import Store
 from .timestamps import parse_timestamp
@@ -147,9 +149,19 @@ def read_bill(store: Store, ref: str, settings: Settings) -> Bill:
         bill.unavailable = f"{exc}. {ADMIN_KEY}"
         return bill
     _compare(bill, rows, events, usage)
-    store.save_billed(_records(events))
+    records = _records(events)
+    store.save_billed(records)
+    _note_in_sidecars(rows, {r["request_id"]: r["billed_usd"] for r in records})
     bill.updated = _take_over(bill, store, backend.label)
     return bill
+
+
+def _note_in_sidecars(rows: Sequence[JobRow], billed: dict[str, float]) -> None:
+    """Each downloaded video's sidecar gets what fal billed its request."""
+    for row in rows:
+        cost = billed.get(row["request_id"] or "")
+        if cost is not None and row["local_file"]:
+            note_billed(Path(row["local_file"]), cost)
 
 
 def recorded_bill(store: Store, batch_id: str) -> list[ModelBill]:

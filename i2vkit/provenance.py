@@ -146,6 +146,21 @@ def write_sidecar(video: Path, recipe: Mapping[str, Any]) -> Path:
     return dest
 
 
+def note_billed(video: Path, billed: float) -> bool:
+    """Write what fal billed into a video's sidecar (read later by `i2vkit cost`); the
+    video's own tags are left as they were written. False when it has no sidecar."""
+    side = sidecar_path(video)
+    try:
+        recipe = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(recipe, dict):
+        return False
+    recipe.setdefault("cost", {})["billed_usd"] = billed
+    write_sidecar(video, recipe)
+    return True
+
+
 def recipe_from_file(video: str | os.PathLike) -> dict[str, Any]:
     """A clip's recipe from the file alone: its tags, else its sidecar; InputError if none."""
     path = Path(video)

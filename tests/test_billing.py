@@ -4,6 +4,7 @@ model, and takes over a unit price fal billed more than 5% away from the catalog
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -53,6 +54,12 @@ def test_cost_names_a_model_billed_above_the_catalogue_and_the_next_plan_uses_it
     assert abs(price - billed_unit) < 1e-6 and source == "billed"
     billed = ledger(tmp_path / "ledger.db", "SELECT count(*), sum(billed_usd) FROM billed")
     assert billed[0][0] == 4 and abs(billed[0][1] - billed_total) < 1e-6
+    for local, endpoint in ledger(
+        tmp_path / "ledger.db", "SELECT local_file, endpoint_id FROM jobs"
+    ):
+        recipe = json.loads(Path(local).with_suffix(".json").read_text(encoding="utf-8"))
+        unit = billed_unit if endpoint == wan.endpoint_id else kling.estimate_cost({})
+        assert abs(recipe["cost"]["billed_usd"] - unit) < 1e-6  # the sidecar knows it now
 
     report = run_cli(i2vkit("report", "pans", "--out", str(tmp_path / "rep")), env, tmp_path)
     assert report.returncode == 0, report.stdout + report.stderr

@@ -121,10 +121,13 @@ class VideoFetcher:
             estimated = row_cost(row, model_of_row(row))
         except I2vkitError:
             estimated = None
+        request_id = row["request_id"] or ""
+        billed = store.billed([request_id]).get(request_id)
         return provenance.recipe_of(
             row,
             batch_name=batch["name"] if batch else None,
             estimated=estimated,
+            billed=billed,  # known only when `i2vkit cost` read it before this download
             fetched_at=utcnow(),
         )
 
