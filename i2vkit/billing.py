@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .backend import backend_for
+from .backend import EMULATOR, backend_for
 from .blocking import run_blocking
 from .catalogue import pricing
 from .config import Settings
@@ -134,7 +134,7 @@ def read_bill(store: Store, ref: str, settings: Settings) -> Bill:
     rows = store.jobs(batch["id"])
     bill = Bill(batch, _estimates(rows))
     backend = backend_for(settings)
-    if not backend.billed or batch["backend"] == "emulator":
+    if not backend.billed or batch["backend"] == EMULATOR:
         bill.unavailable = "it ran on the built-in emulator, which bills nothing"
         return bill
     if batch["backend"] != backend.label:
