@@ -92,12 +92,16 @@ def add_spend_arguments(parser: argparse.ArgumentParser) -> None:
         add_field(parser, BY_NAME[name])
 
 
-#: The fields `i2vkit again VIDEO` takes: how many takes, changed options, where, spending.
+#: The fields `i2vkit again VIDEO` takes: how many takes, changed options, where, fal's
+#: request options, spending.
 AGAIN_FIELDS = (
     "takes",
     "options",
     "output_dir",
     "batch",
+    "priority",
+    "start_timeout",
+    "fallbacks",
     "max_cost",
     "yes",
     "dry_run",

@@ -127,8 +127,8 @@ def test_again_submits_the_same_arguments_but_the_seed(tmp_path, emulator):
     copied.write_bytes(video.read_bytes())
     uploads = emulator.stats()["uploads"]
 
-    done = run_cli(i2vkit("again", str(copied), "--takes", "2", "--yes", "--no-progress"), env,
-                   tmp_path)  # fmt: skip
+    done = run_cli(i2vkit("again", str(copied), "--takes", "2", "--priority", "low", "--yes",
+                          "--no-progress"), env, tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "new batch" in done.stdout
     assert emulator.stats()["uploads"] == uploads  # the image by its hash: not uploaded again
@@ -140,6 +140,7 @@ def test_again_submits_the_same_arguments_but_the_seed(tmp_path, emulator):
         assert {k: v for k, v in arguments.items() if k != "seed"} == {
             k: v for k, v in first["arguments"].items() if k != "seed"
         }
+    assert all(j["headers"].get("X-Fal-Queue-Priority") == "low" for j in emulator.jobs()[1:])
     batches = ledger(tmp_path / "ledger.db", "SELECT DISTINCT batch_id FROM jobs")
     assert len(batches) == 2  # a new batch, the first one untouched
 
