@@ -127,10 +127,14 @@ def all_text(nb) -> str:
 
 
 def video_keys(folder: Path) -> set[str]:
-    """`{job_id}_{model}` of every finished video in `folder` (names must match the pattern)."""
+    """`{job_id}_{model}` of every finished video in `folder` (names must match the pattern;
+    each video's recipe sidecar beside it)."""
     keys = set()
     for path in folder.iterdir():
         if path.name.startswith(".") or path.is_dir():  # i2vkit-thumbs: first frames
+            continue
+        if path.suffix == ".json":  # the video's recipe (sidecar), beside it
+            assert path.with_suffix(".mp4").is_file(), f"a sidecar without its video: {path}"
             continue
         m = VIDEO_NAME.match(path.name)
         assert m, f"unexpected file name {path.name}"
