@@ -103,6 +103,8 @@ class TerminalBars:
                     )
                 bar.total = getattr(p, total)
                 bar.n = getattr(p, value)
+                if name == "submitted":  # how many wait in fal's queue, the next's position
+                    bar.set_postfix_str(p.queued, refresh=False)
                 bar.refresh()
 
     def close(self) -> None:

@@ -119,3 +119,16 @@ def test_the_emulator_starts_normal_priority_requests_before_low_ones(emulator):
     assert low["queue_position"] == 0 and normal["queue_position"] == 0  # went before it
     status = httpx.get(low["status_url"], headers=auth).json()
     assert status["status"] == "IN_QUEUE" and status["queue_position"] == 1
+
+
+def test_the_terminal_bars_show_queue_positions_too():
+    import io
+
+    from i2vkit.engine import Progress
+    from i2vkit.reporters import TerminalBars
+
+    screen = io.StringIO()
+    bars = TerminalBars(screen)
+    bars(Progress(total=3, submitted=3, queue_positions={1: 4, 2: 5, 3: 6}))
+    bars.close()
+    assert "3 waiting in fal's queue (next at position 4)" in screen.getvalue()
