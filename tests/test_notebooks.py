@@ -633,6 +633,8 @@ def test_progress_widgets_follow_the_callback_from_another_thread(widget_mode):
     downloaded, count = bars.bars["downloaded"]
     assert (uploads.value, uploads.max) == (3, 3)
     assert (downloaded.value, downloaded.max) == (4, 9) and count.value == "4 / 9"
+    bars.update(Progress(total=9, submitted=9, queue_positions={5: 2, 6: 3}))
+    assert bars.message.value == "2 waiting in fal's queue (next at position 2)"
 
 
 def test_results_browser_filters_and_redraws(widget_mode, tmp_path, monkeypatch):

@@ -71,7 +71,7 @@ class ProgressBars:
                 bar.max = top
                 bar.value = min(getattr(p, value), top)
                 count.value = f"{getattr(p, value)} / {getattr(p, total)}"
-            self.message.value = p.message
+            self.message.value = "; ".join(t for t in (p.queued, p.message) if t)
 
     __call__ = update
 
