@@ -121,7 +121,7 @@ def refresh_if_stale(settings: Settings, store: Store) -> str | None:
     if stored is None or read_at is None or _now() - read_at < MAX_AGE:
         return None
     if not settings.fal_key:  # only a workspace with a key reads again
-        use(stored)
+        use_stored(settings, store)
         return (
             f"note: the model catalogue was not refreshed ({NO_KEY}); using {stored.origin}. "
             f"To refresh it, {SET_KEY}."
@@ -129,7 +129,7 @@ def refresh_if_stale(settings: Settings, store: Store) -> str | None:
     try:
         fresh = refresh(settings, store)
     except (I2vkitError, OSError) as exc:
-        use(stored)
+        use_stored(settings, store)
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         return f"note: could not refresh the model catalogue from fal ({reason}); using {stored.origin}."
     return f"note: the model catalogue was a week old; read again: {fresh.origin}."
