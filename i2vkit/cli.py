@@ -29,8 +29,10 @@ from .exits import (
 )
 from .flags import (
     ENVIRONMENT_HELP,
+    add_again_arguments,
     add_batch_arguments,
     add_spend_arguments,
+    again_values,
     request_from_args,
     spend_values,
 )
@@ -91,6 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="first remove what an earlier report wrote in --out (only that), whatever its batch",
     )
+    info = sub.add_parser(
+        "info", help="how a video i2vkit downloaded was made, read from the file alone"
+    )
+    info.add_argument("video", help="an mp4 i2vkit downloaded (its tags, else its NAME.json)")
+    info.add_argument("--json", action="store_true", help="the recipe as JSON")
+    again = sub.add_parser(
+        "again",
+        help="make another clip like VIDEO: the same endpoint, arguments and source image, "
+        "a new seed (unless -o seed=N), as a new batch",
+    )
+    again.add_argument("video", help="an mp4 i2vkit downloaded (it carries its recipe)")
+    add_again_arguments(again)
+    cost = sub.add_parser(
+        "cost",
+        help="what fal billed a batch against i2vkit's estimates, per model (needs an admin "
+        "key); a model fal billed at another price is priced at it from then on",
+    )
+    cost.add_argument("batch", nargs="?", help=BATCH_HELP + " (default: the latest batch)")
     sub.add_parser(
         "emulator", help="run the local fal emulator (i2vkit emulator --help)", add_help=False
     )
@@ -145,6 +165,7 @@ def run_and_report(
     """Show the plan, confirm the spend, run it with progress, print the summary and
     return the exit code: what `i2vkit bulk` and `i2vkit retry` do once their plan exists."""
     from .backend import DEMO_BANNER
+    from .bill import read_balance
     from .engine import run_batch
     from .reporters import progress_reporter
     from .spending import confirm_spend, cost_lines
@@ -156,7 +177,7 @@ def run_and_report(
     if dry_run:
         print("dry run: nothing uploaded or submitted.")
         return EXIT_OK
-    stop = confirm_spend(plan, ws.backend, yes=yes)
+    stop = confirm_spend(plan, ws.backend, yes=yes, balance=lambda: read_balance(ws.settings))
     if stop is not None:
         return stop
     sys.stdout.flush()
@@ -230,6 +251,43 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
             show_progress=not spend["no_progress"],
             resume=["i2vkit", *sys.argv[1:]],
         )
+
+
+def cmd_again(args: argparse.Namespace, settings: Settings) -> int:
+    """The job a clip's recipe describes, as a new batch: planned, priced, confirmed."""
+    from .planning.again import plan_again
+    from .provenance import recipe_from_file
+    from .workspace import Workspace
+
+    recipe = recipe_from_file(args.video)
+    request, run = again_values(args)
+    with Workspace.open(settings, tell=True) as ws:
+        plan = plan_again(recipe, ws, request)
+        return run_and_report(
+            plan,
+            ws,
+            yes=run["yes"],
+            dry_run=run["dry_run"],
+            show_progress=not run["no_progress"],
+            resume=["i2vkit", "retry", plan.batch.name or plan.batch_id],
+        )
+
+
+def cmd_cost(args: argparse.Namespace, settings: Settings) -> int:
+    """The batch's bill beside its estimates; estimates only when the key may not read it."""
+    from .bill import read_bill
+    from .workspace import Workspace
+
+    with Workspace.open(settings, tell=True) as ws:
+        ref = args.batch
+        if ref is None:
+            batches = ws.store.list_batches()
+            if not batches:
+                print(f"no batches yet in {settings.db_path}")
+                return EXIT_OK
+            ref = batches[0]["id"]
+        print(read_bill(ws.store, ref, settings).describe())
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -336,7 +394,21 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
+    """A clip's recipe from its tags (or sidecar): no ledger needed."""
+    import json
+
+    from .provenance import describe, recipe_from_file
+
+    recipe = recipe_from_file(args.video)
+    print(json.dumps(recipe, ensure_ascii=False, indent=2) if args.json else describe(recipe))
+    return EXIT_OK
+
+
 COMMANDS = {
+    "info": cmd_info,
+    "cost": cmd_cost,
+    "again": cmd_again,
     "report": cmd_report,
     "keep": cmd_keep,
     "export": cmd_export,

@@ -57,6 +57,7 @@ class Settings:
     fal_url: str | None = None
     env_file: Path | None = None
     max_cost: float | None = None  # US$ this run may add at most (I2VKIT_MAX_COST); None: no cap
+    sidecars: bool = True  # a NAME.json recipe beside each video (I2VKIT_SIDECARS)
 
     @property
     def demo(self) -> bool:
@@ -68,7 +69,7 @@ class Settings:
         return (
             f"Settings(fal_key=<{key}>, download_dir={str(self.download_dir)!r}, "
             f"upload_cache_enabled={self.upload_cache_enabled}, db_path={str(self.db_path)!r}, "
-            f"fal_url={self.fal_url!r}, max_cost={self.max_cost!r})"
+            f"fal_url={self.fal_url!r}, max_cost={self.max_cost!r}, sidecars={self.sidecars})"
         )
 
 
@@ -197,6 +198,7 @@ def load_settings(
     max_cost = get("I2VKIT_MAX_COST")
     fal_url = get("I2VKIT_FAL_URL")
     db = get("I2VKIT_DB")
+    sidecars = get("I2VKIT_SIDECARS")
     return Settings(
         fal_key=key,
         download_dir=Path(get("AUTO_DOWNLOAD_DIR") or "downloads").expanduser(),
@@ -205,6 +207,7 @@ def load_settings(
         fal_url=parse_fal_url("I2VKIT_FAL_URL", fal_url) if fal_url else None,
         env_file=path,
         max_cost=parse_max_cost("I2VKIT_MAX_COST", max_cost) if max_cost else None,
+        sidecars=True if sidecars is None else parse_bool("I2VKIT_SIDECARS", sidecars),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -110,8 +111,13 @@ async def download(
     attempts: int = ATTEMPTS,
     budget: RequestBudget | None = None,
     size: int | None = None,
+    finishing: Callable[[Path], int] | None = None,
 ) -> int:
     """Download `url` to `dest` atomically; returns the size. Resumes drops with Range.
+
+    `finishing`, when given, runs (in a thread) on the complete `.part` before the rename
+    that makes the video visible and returns its new size (the recipe tags, see
+    :mod:`i2vkit.provenance`); it must leave a whole video, and be harmless twice.
 
     `size` is the video's length when the ledger knows it: a `.part` that already holds
     that many bytes is a finished download whose rename failed (:class:`RenameBlockedError`)
@@ -127,11 +133,13 @@ async def download(
     dest = Path(dest)
     part = part_path(dest)
     if size and part.is_file() and part.stat().st_size == size:
+        if finishing is not None:
+            size = await asyncio.to_thread(finishing, part)
         finish(dest, size)
         return size
 
     async def attempt() -> int:
-        return await _download_once(client, url, dest, max_bytes)
+        return await _download_once(client, url, dest, max_bytes, finishing)
 
     def give_up(last: _Retry) -> DownloadError:
         return DownloadError(f"download of {dest.name} failed after {attempts} tries ({last}).")
@@ -148,7 +156,13 @@ async def download(
         raise
 
 
-async def _download_once(client: httpx.AsyncClient, url: str, dest: Path, max_bytes: int) -> int:
+async def _download_once(
+    client: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    max_bytes: int,
+    finishing: Callable[[Path], int] | None = None,
+) -> int:
     """One try: ask for what the `.part` lacks (a Range request when it has bytes), write
     it, and rename the `.part` to `dest` once whole; returns the size."""
     part = part_path(dest)
@@ -169,8 +183,10 @@ async def _download_once(client: httpx.AsyncClient, url: str, dest: Path, max_by
             )
         start = 0 if response.status_code == 200 else offset
         size = await _write_part(response, part, start, max_bytes)
-        finish(dest, size)
-        return size
+    if finishing is not None:
+        size = await asyncio.to_thread(finishing, part)
+    finish(dest, size)
+    return size
 
 
 async def _write_part(response: httpx.Response, part: Path, offset: int, max_bytes: int) -> int:

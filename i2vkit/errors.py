@@ -142,6 +142,14 @@ class ImageDataError(I2vkitError):
     turn it into a skip, never into a stopped batch."""
 
 
+class BillingUnavailable(FalError):
+    """fal will not show the account's bill (billing events, usage, balance): the key is not
+    an admin key (401/403), or the service has no such endpoint (404/405).
+
+    Raised by the billing reads (:mod:`i2vkit.bill`); `i2vkit cost` then shows the
+    estimates and says which key it needs, and the plan shows no balance."""
+
+
 class UploadError(I2vkitError):
     """One image could not be uploaded; the batch goes on without it."""
 

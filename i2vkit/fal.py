@@ -343,10 +343,22 @@ class FalConnection:
 
     # -- the queue ---------------------------------------------------------------------
 
-    async def submit(self, endpoint_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """POST a job; returns fal's answer with request_id and the status/result/cancel URLs."""
+    async def submit(
+        self,
+        endpoint_id: str,
+        arguments: dict[str, Any],
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """POST a job; returns fal's answer with request_id and the status/result/cancel URLs.
+        `headers`: fal's request options (priority, start deadline, fallbacks)."""
         body = await self.json_call(
-            "POST", f"{self.base}/{endpoint_id}", "submit", json=arguments, idempotent=False
+            "POST",
+            f"{self.base}/{endpoint_id}",
+            "submit",
+            json=arguments,
+            idempotent=False,
+            headers=headers or {},
         )
         if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
             raise FalError(f"submit: fal's answer has no request_id: {json.dumps(body)[:200]}")

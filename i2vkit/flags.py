@@ -95,6 +95,37 @@ def add_spend_arguments(parser: argparse.ArgumentParser) -> None:
         add_field(parser, BY_NAME[name])
 
 
+#: The fields `i2vkit again VIDEO` takes: how many takes, changed options, where, fal's
+#: request options, spending.
+AGAIN_FIELDS = (
+    "takes",
+    "options",
+    "output_dir",
+    "batch",
+    "priority",
+    "start_timeout",
+    "fallbacks",
+    "max_cost",
+    "yes",
+    "dry_run",
+    "no_progress",
+)
+
+
+def add_again_arguments(parser: argparse.ArgumentParser) -> None:
+    for name in AGAIN_FIELDS:
+        add_field(parser, BY_NAME[name])
+
+
+def again_values(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> tuple[BatchRequest, dict[str, Any]]:
+    """`i2vkit again`'s fields: flags over ``I2VKIT_*`` over the table's defaults."""
+    env = from_environment(os.environ if environ is None else environ)
+    given = {**env, **given_by_args(args)}
+    return build_request({n: given[n] for n in AGAIN_FIELDS if n in given}, base=Path.cwd())
+
+
 def spend_values(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:

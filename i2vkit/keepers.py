@@ -19,6 +19,7 @@ from pathlib import Path
 from .errors import InputError
 from .filenames import safe_component
 from .jobs import JobStatus
+from .provenance import sidecar_path
 from .refs import image_stem
 from .rows import BatchRow, JobRow
 from .store import Store
@@ -137,7 +138,16 @@ def export(store: Store, batch_id: str, folder: str | os.PathLike) -> ExportRepo
         else:
             _place(src, dest)
             report.written.append(dest)
+        _keep_sidecar(src, dest)
     return report
+
+
+def _keep_sidecar(src: Path, dest: Path) -> None:
+    """The video's recipe (``NAME.json``) goes with it, under the exported name; a file
+    already there is left alone."""
+    side, target = sidecar_path(src), sidecar_path(dest)
+    if side.is_file() and not target.exists():
+        _place(side, target)
 
 
 def _same_video(a: Path, b: Path) -> bool:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from .backend import Backend
-from .errors import FalError, HistoryUnavailable, NotFal
+from .errors import BillingUnavailable, FalError, HistoryUnavailable, NotFal
 from .fal import FalConnection, platform_url
 from .http import fal_error
 
@@ -97,6 +97,69 @@ class PlatformClient:
             json=body,
             attempts=ATTEMPTS,
         )
+
+    async def _admin(self, path: str, params: list[tuple[str, str]], what: str) -> Any:
+        """A GET only an admin key may make; a refusal is :class:`BillingUnavailable`."""
+        response = await self.fal.request(
+            "GET", f"{self.base}{path}", what, params=params, raise_errors=False, attempts=ATTEMPTS
+        )
+        code = response.status_code
+        if code in (401, 403, 404, 405):
+            raise BillingUnavailable(
+                f"{what}: the key may not read the account's billing (HTTP {code}); it needs "
+                "an admin key (fal.ai/dashboard/keys, scope ADMIN)"
+                if code in (401, 403)
+                else f"{what}: {self.base} serves no billing records (HTTP {code})",
+                status_code=code,
+            )
+        if code >= 400:
+            raise fal_error(response, what, self.fal.key)
+        try:
+            return response.json()
+        except ValueError:
+            raise FalError(f"{what}: fal's answer is not JSON.") from None
+
+    async def billing_events(
+        self, request_ids: Sequence[str], start: datetime, end: datetime
+    ) -> list[dict[str, Any]]:
+        """``GET /models/billing-events``: what fal charged each request (50 ids a call)."""
+        out: list[dict[str, Any]] = []
+        window = [("start", start.isoformat()), ("end", end.isoformat())]
+        for chunk in _chunks(request_ids):
+            params = [("request_id", r) for r in chunk] + window + [("limit", "1000")]
+            cursor = None
+            for _ in range(MAX_PAGES):
+                page = await self._admin(
+                    "/models/billing-events",
+                    params + ([("cursor", cursor)] if cursor else []),
+                    "reading fal's billing records",
+                )
+                out += [e for e in page.get("billing_events") or [] if isinstance(e, dict)]
+                cursor = page.get("next_cursor")
+                if not page.get("has_more") or not cursor:
+                    break
+        return out
+
+    async def usage(
+        self, endpoint_ids: Sequence[str], start: datetime, end: datetime
+    ) -> list[dict[str, Any]]:
+        """``GET /models/usage`` summed over [start, end): line items per endpoint."""
+        out: list[dict[str, Any]] = []
+        window = [("start", start.isoformat()), ("end", end.isoformat()), ("expand", "summary")]
+        for chunk in _chunks(endpoint_ids):
+            params = [("endpoint_id", e) for e in chunk] + window
+            page = await self._admin("/models/usage", params, "reading fal's usage")
+            out += [i for i in page.get("summary") or [] if isinstance(i, dict)]
+        return out
+
+    async def balance(self) -> float | None:
+        """``GET /account/billing?expand=credits``: the credit balance in US$ (None: unsaid)."""
+        page = await self._admin(
+            "/account/billing", [("expand", "credits")], "reading fal's balance"
+        )
+        credits = page.get("credits") if isinstance(page, dict) else None
+        value = credits.get("current_balance") if isinstance(credits, dict) else None
+        return float(value) if isinstance(value, int | float) else None
 
     async def requests_by_endpoint(self, endpoint_id: str, **kwargs: Any) -> list[dict[str, Any]]:
         """See :func:`requests_by_endpoint`."""

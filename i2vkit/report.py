@@ -36,6 +36,7 @@ from .errors import InputError
 from .filenames import file_url, safe_component
 from .jobs import UNSUCCESSFUL, JobStatus
 from .money import plural
+from .provenance import sidecar_path
 from .refs import image_stem, is_url
 from .report_folder import SUBFOLDERS, prepare, write_manifest
 from .rows import BatchRow, JobRow
@@ -136,6 +137,7 @@ def _place_video(cell: cmp.Cell, folder: Path) -> Path | None:
     if dest.exists():
         try:
             if dest.samefile(src) or dest.stat().st_size == src.stat().st_size:
+                _place_sidecar(src, dest)
                 return dest
         except OSError:
             pass
@@ -144,7 +146,18 @@ def _place_video(cell: cmp.Cell, folder: Path) -> Path | None:
         os.link(src, dest)
     except OSError:
         shutil.copy2(src, dest)
+    _place_sidecar(src, dest)
     return dest
+
+
+def _place_sidecar(src: Path, dest: Path) -> None:
+    """The video's recipe (``NAME.json``) beside it in the report, when it has one."""
+    side, target = sidecar_path(src), sidecar_path(dest)
+    if side.is_file() and not target.exists():
+        try:
+            os.link(side, target)
+        except OSError:
+            shutil.copy2(side, target)
 
 
 def _image_thumb(ref: str, folder: Path) -> Path | None:
@@ -361,7 +374,28 @@ def _per_model_section(store: Store, batch_id: str) -> str:
     values = per_value_rows(store, batch_id)
     if values:
         out += "\n<h2>Per value</h2>\n" + models_table(values).html()
-    return out
+    return out + _billed_section(store, batch_id)
+
+
+def _billed_section(store: Store, batch_id: str) -> str:
+    """What fal billed beside the estimates, once `i2vkit cost` has read it."""
+    from .bill import recorded_bill
+
+    models = recorded_bill(store, batch_id)
+    if all(m.billed is None for m in models):
+        return ""
+    rows = [
+        (
+            m.name,
+            m.requests,
+            cmp.usd(m.estimated),
+            "no record" if m.billed is None else cmp.usd(m.billed),
+            "-" if m.difference is None else f"{m.difference:+.2f}",
+        )
+        for m in models
+    ]
+    columns = ["model", "requests", "estimated", "billed by fal", "difference (US$)"]
+    return "\n<h3>Billed by fal (read by <code>i2vkit cost</code>)</h3>\n" + _table(rows, columns)
 
 
 def _failed_section(cells: Sequence[cmp.Cell]) -> str:

@@ -30,13 +30,15 @@ def progress_line(p: Progress) -> str:
         f"{stopped}uploaded {p.uploaded}/{p.uploads_total}  pending {p.pending}  "
         f"queued {p.queued}  running {p.running}  completed {p.completed}  "
         f"downloaded {p.downloaded}/{p.total}  failed {p.failed}  cancelled {p.cancelled}"
+        + (f"  {p.waiting}" if p.waiting else "")
         + (f"  ({p.message})" if p.message else "")
     )
 
 
 class ProgressLines:
-    """One plain line at the first update, then at most one every ``interval`` seconds,
-    and the last state when every job is finished (or on close): for logs and pipes, where tqdm's redrawn bars would be
+    """One plain line at the first update, then at most one every ``interval`` seconds
+    (and one when jobs start waiting in fal's queue, with their positions), and the last
+    state when every job is finished (or on close): for logs and pipes, where tqdm's redrawn bars would be
     either invisible or a wall of carriage returns."""
 
     def __init__(self, stream: IO[str] | None = None, interval: float = PROGRESS_EVERY_SECONDS):
@@ -46,6 +48,7 @@ class ProgressLines:
         self.state = "running"
         self._printed = ""
         self._printed_at: float | None = None
+        self._waiting_shown = False  # a line said that jobs wait in fal's queue
         self._lock = threading.Lock()
 
     def _print(self, line: str) -> None:
@@ -63,8 +66,12 @@ class ProgressLines:
             due = self._printed_at is None or time.monotonic() - self._printed_at >= self.interval
             changed = self.state != p.state  # stopping, stopped, finished: said at once
             self.state = p.state
-            if (due or finished or changed) and line != self._printed:
+            # jobs starting to wait in fal's queue is news: a queue that does not move would
+            # otherwise bring no later update to print it with
+            waits = bool(p.queue_positions) and not self._waiting_shown
+            if (due or finished or changed or waits) and line != self._printed:
                 self._print(line)
+                self._waiting_shown = bool(p.queue_positions)
 
     def close(self) -> None:
         with self._lock:
@@ -112,6 +119,8 @@ class TerminalBars:
                     )
                 bar.total = getattr(p, total)
                 bar.n = getattr(p, value)
+                if name == "submitted":  # how many wait in fal's queue, the next's position
+                    bar.set_postfix_str(p.waiting, refresh=False)
                 bar.refresh()
 
     def close(self) -> None:

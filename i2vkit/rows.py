@@ -109,6 +109,29 @@ class JobRow(TypedDict):
     axes: str | None  # JSON {"options": {varied option: value}, "prompt": {variable: value}}
 
 
+class BilledRow(TypedDict):
+    """``billed``: what fal billed one request, as its billing record said (`i2vkit cost`)."""
+
+    request_id: str
+    endpoint_id: str
+    billed_usd: float
+    unit_price: float | None
+    units: float | None
+    billed_at: str | None
+    read_at: str
+
+
+class PriceOverrideRow(TypedDict):
+    """``price_overrides``: a unit price fal billed that the catalogue's is replaced by."""
+
+    backend: str
+    endpoint_id: str
+    unit_price: float
+    catalogue_unit_price: float | None
+    source: str  # "billed"
+    read_at: str
+
+
 #: The URLs a job's row holds once its status says so (see :func:`job_url`).
 JobURL = Literal["image_url", "status_url", "response_url", "cancel_url", "video_url"]
 
@@ -140,4 +163,6 @@ TABLES: dict[str, type] = {
     "batches": BatchRow,
     "jobs": JobRow,
     "form_values": FormValuesRow,
+    "billed": BilledRow,
+    "price_overrides": PriceOverrideRow,
 }

@@ -36,6 +36,7 @@ def confirm_spend(
     interactive: bool | None = None,
     ask: Callable[[str], str] = input,
     say: Callable[[str], None] = print,
+    balance: Callable[[], float | None] | None = None,
 ) -> int | None:
     """Keep the spend cap, and ask before a run adds more than ``plan.confirm_above`` US$
     on a billed backend (0: whenever it submits anything).
@@ -50,7 +51,10 @@ def confirm_spend(
     next`` does not carry on; EXIT_INTERRUPTED for Ctrl-C at the question. The built-in
     emulator (demo mode) is never billed, so it never asks.
     ``interactive`` overrides the terminal check (a Jupyter kernel can answer
-    ``input()`` although its stdin is no terminal).
+    ``input()`` although its stdin is no terminal). ``balance`` reads the account's credit
+    balance (None: the key may not read it): a run that needs confirmation shows it, and
+    one whose estimate is above it is refused (EXIT_INPUT), ``--yes`` or not: fal would
+    lock the account midway and leave the batch half done.
     """
     if not backend.billed:
         return None
@@ -62,7 +66,11 @@ def confirm_spend(
         say(str(exc))
         return EXIT_INPUT
     amount, above = cost.this_run, plan.confirm_above
-    if yes or cost.new_jobs == 0 or (amount is not None and above > 0 and amount <= above):
+    if cost.new_jobs == 0 or (amount is not None and above > 0 and amount <= above):
+        return None
+    if balance is not None and over_balance(amount, balance(), say):
+        return EXIT_INPUT
+    if yes:
         return None
     jobs = plural(cost.new_jobs, "job")
     if amount is None:
@@ -87,6 +95,22 @@ def confirm_spend(
         say("Nothing submitted.")
         return EXIT_INPUT
     return None
+
+
+def over_balance(amount: float | None, left: float | None, say: Callable[[str], None]) -> bool:
+    """Show the balance (when known); True when the run's estimate is above it."""
+    if left is None:
+        return False
+    say(f"fal balance: {usd(left)} left on the account")
+    if amount is None or amount <= left + 1e-9:
+        return False
+    say(
+        f"This run may add an estimated {usd(amount)}, more than the {usd(left)} left on the "
+        "fal account: fal would lock the account midway and leave the batch half done. "
+        "Nothing was uploaded or submitted: top up at fal.ai/dashboard/billing, or run "
+        "fewer jobs (--max-cost keeps a run under an amount)."
+    )
+    return True
 
 
 def cost_lines(plan: Plan, backend: Backend) -> list[str]:

@@ -22,7 +22,7 @@ import sqlite_utils
 
 from . import job_status as jobs  # the status vocabulary, as jobs.JobStatus
 from .errors import StoreError
-from .rows import BatchListRow, BatchRow, JobRow, UploadRow
+from .rows import BatchListRow, BatchRow, JobRow, PriceOverrideRow, UploadRow
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -204,6 +204,33 @@ def _m010_form_values(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m011_billing(db: sqlite_utils.Database) -> None:
+    """What fal billed each request (read by `i2vkit cost`), and unit prices fal billed
+    that differ from the catalogue's: the next plan prices the model at what fal billed."""
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS billed (
+            request_id TEXT PRIMARY KEY,
+            endpoint_id TEXT NOT NULL,
+            billed_usd REAL NOT NULL,
+            unit_price REAL,
+            units REAL,
+            billed_at TEXT,
+            read_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS price_overrides (
+            backend TEXT NOT NULL,
+            endpoint_id TEXT NOT NULL,
+            unit_price REAL NOT NULL,
+            catalogue_unit_price REAL,
+            source TEXT NOT NULL,
+            read_at TEXT NOT NULL,
+            PRIMARY KEY (backend, endpoint_id)
+        )"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_upload_cache,
     _m002_upload_cache_validity,
@@ -215,6 +242,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m008_batch_names,
     _m009_axes,
     _m010_form_values,
+    _m011_billing,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -418,6 +446,47 @@ class Store:
             "INSERT OR REPLACE INTO catalogue (backend, read_at, data) VALUES (?, ?, ?)",
             [backend, read_at, data],
         )
+
+    # -- what fal billed -----------------------------------------------------------------
+
+    def save_billed(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Billing records read from fal: request_id, endpoint_id, billed_usd, unit_price,
+        units, billed_at (read_at is now)."""
+        now = utcnow()
+        for r in rows:
+            self._write(
+                """INSERT OR REPLACE INTO billed (request_id, endpoint_id, billed_usd,
+                   unit_price, units, billed_at, read_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                [r["request_id"], r["endpoint_id"], r["billed_usd"], r.get("unit_price"),
+                 r.get("units"), r.get("billed_at"), now],
+            )  # fmt: skip
+
+    def billed(self, request_ids: Iterable[str]) -> dict[str, float]:
+        """What fal billed each of these requests, for those whose record was read."""
+        ids = [i for i in request_ids if i]
+        out: dict[str, float] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(
+                f"SELECT request_id, billed_usd FROM billed WHERE request_id IN ({marks})", chunk
+            ):
+                out[row["request_id"]] = row["billed_usd"]
+        return out
+
+    def set_price_override(
+        self, backend: str, endpoint_id: str, unit_price: float, catalogue: float | None
+    ) -> None:
+        """The unit price fal billed for an endpoint, kept over the catalogue's (source
+        "billed"): plans price the model at it from now on."""
+        self._write(
+            """INSERT OR REPLACE INTO price_overrides (backend, endpoint_id, unit_price,
+               catalogue_unit_price, source, read_at) VALUES (?, ?, ?, ?, 'billed', ?)""",
+            [backend, endpoint_id, unit_price, catalogue, utcnow()],
+        )
+
+    def price_overrides(self, backend: str) -> list[PriceOverrideRow]:
+        return self._rows("SELECT * FROM price_overrides WHERE backend = ?", [backend])
 
     def list_batches(self) -> list[BatchListRow]:
         return self._rows(

@@ -3,6 +3,7 @@ subprocess against an in-process emulator and inspect what it left behind."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sqlite3
@@ -100,6 +101,14 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str, step:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(step)
+
+
+def packets(video: Path | bytes) -> list[bytes]:
+    """The video's compressed frames: the same clip, whatever its container's tags say
+    (a downloaded video is remuxed to carry its recipe, so its bytes differ from fal's)."""
+    source = io.BytesIO(video) if isinstance(video, bytes) else str(video)
+    with av.open(source) as container:
+        return [bytes(p) for p in container.demux(video=0) if p.size]
 
 
 def playable(path: Path) -> bool:

@@ -51,13 +51,15 @@ def test_keepers_survive_a_new_process_and_export_readably(tmp_path, emulator):
     out = tmp_path / "picks"
     exported = run_cli(i2vkit("export", batch, "--keepers", str(out)), env, tmp_path)
     assert exported.returncode == 0, exported.stdout + exported.stderr
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.iterdir() if p.suffix == ".mp4")
     assert files == ["img1_a-slow-pan-over-the-sea_wan_take2.mp4"]
+    assert (out / "img1_a-slow-pan-over-the-sea_wan_take2.json").is_file()  # its recipe
     assert (out / files[0]).read_bytes() == Path(img1_take2[4]).read_bytes()
 
     again = run_cli(i2vkit("export", batch, "--keepers", str(out)), env, tmp_path)
     assert again.returncode == 0 and "1 already there" in again.stdout
-    assert sorted(p.name for p in out.iterdir()) == files  # the same video is not copied twice
+    mp4s = sorted(p.name for p in out.iterdir() if p.suffix == ".mp4")
+    assert mp4s == files  # the same video is not copied twice
 
 
 def test_a_name_taken_by_another_file_gets_a_suffix(tmp_path, emulator):

@@ -130,10 +130,14 @@ def all_text(nb) -> str:
 
 
 def video_keys(folder: Path) -> set[str]:
-    """`{job_id}_{model}` of every finished video in `folder` (names must match the pattern)."""
+    """`{job_id}_{model}` of every finished video in `folder` (names must match the pattern;
+    each video's recipe sidecar beside it)."""
     keys = set()
     for path in folder.iterdir():
         if path.name.startswith(".") or path.is_dir():  # i2vkit-thumbs: first frames
+            continue
+        if path.suffix == ".json":  # the video's recipe (sidecar), beside it
+            assert path.with_suffix(".mp4").is_file(), f"a sidecar without its video: {path}"
             continue
         m = VIDEO_NAME.match(path.name)
         assert m, f"unexpected file name {path.name}"
@@ -655,6 +659,8 @@ def test_progress_widgets_follow_the_callback_from_another_thread(widget_mode):
     downloaded, count = bars.bars["downloaded"]
     assert (uploads.value, uploads.max) == (3, 3)
     assert (downloaded.value, downloaded.max) == (4, 9) and count.value == "4 / 9"
+    bars.update(Progress(total=9, submitted=9, queue_positions={5: 2, 6: 3}))
+    assert bars.message.value == "2 waiting in fal's queue (next at position 2)"
 
 
 def test_results_browser_filters_and_redraws(widget_mode, tmp_path, monkeypatch):

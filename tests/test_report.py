@@ -75,8 +75,9 @@ def test_report_folder_holds_everything_and_only_relative_references(mixed, repo
     folder = report.parent
     rows = mixed["rows"]
     done = [r for r in rows if r["status"] == "downloaded"]
-    videos = sorted((folder / "videos").iterdir())
+    videos = sorted((folder / "videos").glob("*.mp4"))
     assert len(videos) == len(done)
+    assert all(v.with_suffix(".json").is_file() for v in videos)  # each with its recipe
     for v in videos:
         assert safe_component(v.stem) == v.stem  # valid on Windows as is
     # hard links: the same file as the download, no copy
@@ -225,7 +226,7 @@ def open_and_check(browser, index: Path, shot: Path | None = None) -> dict:  # n
     try:
         page.goto(index.resolve().as_uri())
         count = page.locator("video").count()
-        assert count == len(list((folder / "videos").iterdir()))
+        assert count == len(list((folder / "videos").glob("*.mp4")))
         for i in range(count):
             page.locator("video").nth(i).scroll_into_view_if_needed()
         page.wait_for_function(

@@ -56,6 +56,9 @@ FOLDER = {
     "confirm_above": "30",
     "yes": "true",
     "no_progress": "true",
+    "priority": "low",
+    "start_timeout": "600",
+    "fallbacks": "off",
 }
 TYPED = {**FOLDER, "prompts": "a heron lifts off\na slow dolly out\nrain {~falls|pours}"}
 TYPED["batch"] = "typed"
@@ -208,7 +211,16 @@ def left_behind(ledger: Path, sent: list[dict], output: str) -> dict:
     )
     starts = ("cost: ", "spend cap: ", "confirmation: ")
     money = [ln for ln in output.splitlines() if ln.startswith(starts)]
-    return {"batches": batches, "jobs": jobs, "arguments": arguments, "money": money}
+    options = sorted(  # fal's request options, as headers
+        repr(sorted((k.lower(), v) for k, v in j["headers"].items())) for j in sent
+    )
+    return {
+        "batches": batches,
+        "jobs": jobs,
+        "arguments": arguments,
+        "money": money,
+        "headers": options,
+    }
 
 
 @pytest.mark.parametrize("case", list(REQUESTS))
@@ -234,7 +246,7 @@ def test_every_front_end_makes_the_same_batch(case, tmp_path, script, monkeypatc
     assert len(first["money"]) == 3, first["money"]  # cost, spend cap, confirmation lines
     assert first["batches"][0]["output_dir"] == str(root / "out")  # relative to the folder
     for which in FRONT_ENDS[1:]:
-        for part in ("batches", "jobs", "arguments", "money"):
+        for part in ("batches", "jobs", "arguments", "money", "headers"):
             assert seen[which][part] == first[part], f"{which} differs from the CLI in {part}"
     if case != "shot list":  # the values reached fal: the end image, the options, the takes
         ltx = [a for a in first["arguments"] if "ltx" in a]
@@ -246,5 +258,10 @@ def test_every_front_end_makes_the_same_batch(case, tmp_path, script, monkeypatc
         assert {"('fps', 24)" in a for a in ltx} == {True, False}  # --vary ltx:fps=24,48
         assert {"('fps', 48)" in a for a in ltx} == {True, False}
         assert len(ltx) == 2 * 3 * 2 and first["batches"][0]["prompt_seed"] == 5
+        assert all(
+            "('x-fal-queue-priority', 'low')" in h and "('x-fal-request-timeout', '600.0')" in h
+            and "('x-fal-disable-fallbacks', 'true')" in h
+            for h in first["headers"]
+        )  # fmt: skip
     assert re.search(r"spend cap: US\$ 40\.00", "\n".join(first["money"]))
     assert re.search(r"asks above US\$ 30\.00", "\n".join(first["money"]))

@@ -12,7 +12,7 @@ from i2vkit.store import Store
 #: Tables Store never hands out as rows: the migrations' own log, and the catalogue copy
 #: (read and written by catalogue/stored.py as one JSON document).
 NOT_ROWS = {"_i2vkit_migrations", "catalogue"}
-SQL_TYPES = {"INTEGER": int, "TEXT": str, "TIMESTAMP": str}
+SQL_TYPES = {"INTEGER": int, "TEXT": str, "TIMESTAMP": str, "REAL": float}
 
 
 def _columns(store: Store, table: str) -> dict[str, tuple[str, bool]]:

@@ -190,4 +190,6 @@ def describe(rule: Mapping[str, Any] | None) -> str:
         text += f"; at defaults priced on {a['seconds']:g}s ({a['why']})"
     if rule.get("live"):
         text += f" (fal pricing API, read {rule['live']})"
+    if rule.get("billed"):
+        text += f" (what fal billed, read {rule['billed']})"
     return text

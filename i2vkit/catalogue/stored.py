@@ -11,7 +11,9 @@ because prices could not be re-read. Planning itself never reaches out.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ..backend import backend_for
 from ..blocking import run_blocking
@@ -28,8 +30,8 @@ from ..errors import (
 )
 from ..store import Store
 from ..timestamps import parse_timestamp
-from . import use
-from .core import Catalogue, snapshot
+from . import pricing, use
+from .core import Catalogue, defaults, snapshot
 from .openapi import merge, new_entry
 
 MAX_AGE = timedelta(days=7)
@@ -139,8 +141,9 @@ def _read_and_save(settings: Settings, store: Store) -> Catalogue:
             f"could not refresh the model catalogue from {where}: {detail}.",
             status_code=exc.status_code,
         ) from None
-    save(store, backend_for(settings).label, fresh, _now())
-    return use(fresh)
+    label = backend_for(settings).label
+    save(store, label, fresh, _now())
+    return use(with_billed(fresh, store.price_overrides(label)))
 
 
 def refresh_if_stale(settings: Settings, store: Store) -> str | None:
@@ -156,7 +159,7 @@ def refresh_if_stale(settings: Settings, store: Store) -> str | None:
     if stored is None or read_at is None or _now() - read_at < MAX_AGE:
         return None
     if not settings.fal_key:  # only a workspace with a key reads again
-        use(stored)
+        use_stored(settings, store)
         return (
             f"note: the model catalogue was not refreshed ({NO_KEY}); using {stored.origin}. "
             f"To refresh it, {SET_KEY}."
@@ -164,7 +167,7 @@ def refresh_if_stale(settings: Settings, store: Store) -> str | None:
     try:
         fresh = _read_and_save(settings, store)
     except (I2vkitError, OSError) as exc:
-        use(stored)
+        use_stored(settings, store)
         reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         return (
             f"note: {reason} The plan goes on with the copy it has (over a week old): "
@@ -174,6 +177,27 @@ def refresh_if_stale(settings: Settings, store: Store) -> str | None:
 
 
 def use_stored(settings: Settings, store: Store) -> Catalogue:
-    """The stored copy for this backend (no network), else the snapshot; made active."""
-    stored = None if settings.demo else load(store, backend_for(settings).label)[0]
-    return use(stored)
+    """The stored copy for this backend (no network), else the snapshot, with the prices
+    fal billed where they differ from it (`i2vkit cost`); made active."""
+    if settings.demo:
+        return use(None)
+    label = backend_for(settings).label
+    stored = load(store, label)[0] or snapshot()
+    return use(with_billed(stored, store.price_overrides(label)))
+
+
+def with_billed(cat: Catalogue, overrides: Sequence[Mapping[str, Any]]) -> Catalogue:
+    """``cat`` with each overridden endpoint's price rule rescaled to the unit price fal
+    billed (marked ``billed``: `i2vkit models` says so)."""
+    by_id = {o["endpoint_id"]: o for o in overrides}
+    if not by_id.keys() & cat.by_id.keys():
+        return cat
+    entries = []
+    for entry in cat.entries:
+        found, rule = by_id.get(entry["endpoint_id"]), entry.get("price")
+        if found and rule:
+            new = pricing.rescaled(rule, float(found["unit_price"]), defaults(entry))
+            new["billed"] = str(found["read_at"])[:16]
+            entry = {**entry, "price": new}
+        entries.append(entry)
+    return cat.with_entries(entries, f"{cat.origin}; prices fal billed for {len(by_id)} model(s)")

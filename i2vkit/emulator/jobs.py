@@ -63,6 +63,8 @@ class Job:
     aborting: bool = False
     task: asyncio.Task | None = None
     done_at: float | None = None  # expiry clock at completion (result expiry)
+    headers: dict[str, str] = field(default_factory=dict)  # the submit's x-fal-* headers
+    priority: str = "normal"  # X-Fal-Queue-Priority: "low" waits behind "normal"
 
     def log(self, message: str, level: str = "INFO") -> None:
         self.logs.append(
@@ -90,6 +92,8 @@ class Job:
             "result_status": self.result_status if self.state == "COMPLETED" else None,
             "cancelled": self.cancelled,
             "arguments": self.payload,  # what was submitted (tests read the image field)
+            "headers": dict(self.headers),  # its X-Fal-* request headers, as sent
+            "priority": self.priority,
         }
 
 

@@ -167,6 +167,19 @@ def _json_list(name: str, value: Any) -> list[Any]:
     return list(value)
 
 
+def _prices(name: str, value: Any) -> dict[str, float]:
+    """``{"endpoint_id": unit_price, ...}`` (a JSON object on the command line)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value.values()
+    ):
+        raise ValueError(f"{name} must be a JSON object of endpoint id -> unit price >= 0")
+    return {str(k): float(v) for k, v in value.items()}
+
+
 # --------------------------------------------------------------------------- the table
 
 _SECONDS = _optional(_number(float, low=0))
@@ -220,6 +233,14 @@ KNOBS: tuple[Knob, ...] = (
     Knob("result_override", [], _json_list,
          "JSON list of values that replace the results of the next successful jobs, one each "
          "in the order jobs finish (malformed results, odd URLs; default none)", metavar="JSON"),
+    Knob("admin", False, _boolean,
+         "the key is an admin key: billing events, usage and the balance answer (else 403)",
+         flag=True),
+    Knob("billed_prices", {}, _prices,
+         "JSON object endpoint_id -> unit price fal bills it at, instead of the catalogue's "
+         "(a bill that disagrees with the price list; default none)", metavar="JSON"),
+    Knob("balance", 100.0, _number(float, low=0),
+         "the account's credit balance in US$ before what the emulator charges"),
     Knob("clip_seconds", 1.5, _number(float, above=0), "clip length in seconds"),
     Knob("clip_fps", 12, _number(int, low=2), "clip frame rate"),
     Knob("clip_max_side", 256, _number(int, low=2), "clip long side in pixels"),
@@ -253,6 +274,7 @@ def knobs_view(knobs: dict[str, Any]) -> dict[str, Any]:
     """The knobs as plain JSON (tuples as lists; a copy the caller may keep)."""
     out = dict(knobs)
     out["result_override"] = list(out["result_override"])
+    out["billed_prices"] = dict(out["billed_prices"])
     if isinstance(out["job_seconds"], tuple):
         out["job_seconds"] = list(out["job_seconds"])
     return out

@@ -84,6 +84,10 @@ class PlatformAPI:
         """False for an endpoint whose app was removed: the queue answers 404 for it."""
         return app_of(endpoint.strip("/")) not in self.gone_apps
 
+    def entry(self, endpoint: str) -> dict[str, Any] | None:
+        """The catalogue entry this fal has for an endpoint (snapshot or added), or None."""
+        return self._entries().get(endpoint)
+
     def _entries(self) -> dict[str, dict[str, Any]]:
         """Every endpoint this fal lists: the snapshot's and the added ones, minus gone apps."""
         entries = {**_catalogue().by_id, **self.added}

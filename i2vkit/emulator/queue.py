@@ -199,8 +199,7 @@ class JobQueue:
         job = self._new_job(request, endpoint, payload)
         self.jobs[job.id] = job
         self._state_counts["IN_QUEUE"] += 1
-        self._queue.append(job)
-        self._positions = None
+        self._enqueue(job)
         self._pump()
         start_timeout = _positive_seconds(request.headers.get("X-Fal-Request-Timeout"))
         if start_timeout and job.state == "IN_QUEUE":
@@ -238,7 +237,25 @@ class JobQueue:
             submitted_at=self._rt.clock.loop_time(),
             output_ttl=lifecycle_seconds(request, "X-Fal-Object-Lifecycle-Preference"),
             base=self._rt.base(request),
+            headers={k: v for k, v in request.headers.items() if k.lower().startswith("x-fal-")},
+            priority="low"
+            if request.headers.get("X-Fal-Queue-Priority", "").strip().lower() == "low"
+            else "normal",
         )
+
+    def _enqueue(self, job: Job) -> None:
+        """Into the queue in order, except that a normal-priority job goes before every
+        queued low-priority one (X-Fal-Queue-Priority: low waits)."""
+        if job.priority != "low":
+            for i, queued in enumerate(self._queue):
+                if queued.priority == "low":
+                    self._queue.insert(i, job)
+                    break
+            else:
+                self._queue.append(job)
+        else:
+            self._queue.append(job)
+        self._positions = None
 
     def _urls(self, job: Job) -> dict[str, Any]:
         base = f"{job.base}/{job.app}/requests/{job.id}"

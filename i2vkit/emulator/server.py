@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from .auth import Auth
+from .billing import billing_routes
 from .clips import ClipCache
 from .history import history_routes
 from .knobs import DEFAULT_KNOBS, coerce_knobs, knobs_view
@@ -165,7 +166,11 @@ class Emulator:
         """Control routes, plugin routes, storage, the request history, then the queue's
         catch-alls."""
         extra = [route for plugin in self._plugins for route in plugin(self)]
-        own = [*self.storage.routes(), *history_routes(self.runtime, self.queue, self.auth)]
+        own = [
+            *self.storage.routes(),
+            *history_routes(self.runtime, self.queue, self.auth),
+            *billing_routes(self.runtime, self.queue, self.auth),
+        ]
         return [*control_routes(self), *extra, *own, *self.queue.routes()]
 
     def _thread_main(self, ready: threading.Event, errors: list[BaseException]) -> None:

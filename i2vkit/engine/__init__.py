@@ -87,6 +87,7 @@ async def _run_plan(
                 batch_id=plan.batch_id,
                 on_progress=progress,
                 stop=stop or threading.Event(),
+                sidecars=settings.sidecars,
             )
             try:
                 result = await Runner(run, cache_enabled=settings.upload_cache_enabled).run_all()

@@ -33,6 +33,7 @@ class RunContext:
     fatal: FalError | None = None
     spend: SpendCap = field(default_factory=lambda: SpendCap(None, None))
     job_ids: list[int] | None = None  # this run's jobs, once recorded: what progress counts
+    sidecars: bool = True  # NAME.json beside each video (I2VKIT_SIDECARS)
 
     @property
     def model(self):  # noqa: ANN201 - a ModelSpec

@@ -8,18 +8,23 @@ result again by request id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import provenance
 from ..download import check_url, download, owned_video, part_path, unused_video_path
 from ..errors import (
     DownloadError,
     ExpiredURLError,
     FalError,
     FalTransientError,
+    I2vkitError,
     RenameBlockedError,
 )
+from ..planning.options import model_of_row, row_cost
 from ..rows import JobRow, job_url
+from ..store import utcnow
 from .context import RunContext
 from .outcome import Outcome, outcome
 
@@ -88,23 +93,75 @@ class VideoFetcher:
                 run.emit(f"job {job_id}: {exc}")
                 return
             run.jobs.store.update_job(job_id, local_file=str(dest))
-        if owned_video(dest, job["video_size"]):  # finished before a crash: renamed, not recorded
+        if self._owned(job, dest):  # finished before a crash: renamed, not recorded
             part_path(dest).unlink(missing_ok=True)
         elif not await self._download(job, dest):
             return
+        if run.sidecars:
+            recipe = provenance.read_recipe(dest) or self.recipe(job)
+            provenance.write_sidecar(dest, recipe)
+        run.jobs.store.update_job(job_id, video_size=dest.stat().st_size)
         run.jobs.downloaded(job_id, str(dest))
         run.emit()
+
+    def _owned(self, job: JobRow, dest: Path) -> bool:
+        """The job's finished video is at `dest`: fal's size, or tagged with its request."""
+        if owned_video(dest, job["video_size"]):
+            return True
+        if not owned_video(dest, None) or not job["request_id"]:
+            return False
+        recipe = provenance.read_recipe(dest)
+        return recipe is not None and recipe.get("request_id") == job["request_id"]
+
+    def recipe(self, job: JobRow) -> dict[str, Any]:
+        """The video's recipe from the ledger's freshest row (see :mod:`i2vkit.provenance`)."""
+        store = self.run.jobs.store
+        row = store.job(job["id"])
+        batch = store.get_batch_exact(row["batch_id"])
+        try:
+            estimated = row_cost(row, model_of_row(row))
+        except I2vkitError:
+            estimated = None
+        request_id = row["request_id"] or ""
+        billed = store.billed([request_id]).get(request_id)
+        return provenance.recipe_of(
+            row,
+            batch_name=batch["name"] if batch else None,
+            estimated=estimated,
+            billed=billed,  # known only when `i2vkit cost` read it before this download
+            fetched_at=utcnow(),
+        )
+
+    def _tagger(self, job: JobRow) -> Callable[[Path], int]:
+        """What writes the recipe into the complete `.part` before its rename. A video
+        whose tags cannot be written is kept untagged (said in the job's note)."""
+        recipe = self.recipe(job)
+
+        def tag(part: Path) -> int:
+            try:
+                return provenance.tag_video(part, recipe)
+            except Exception as exc:  # noqa: BLE001 - a tag is never worth a lost video
+                self.run.jobs.note(job["id"], f"recipe not written into the video: {exc}")
+                return part.stat().st_size
+
+        return tag
 
     async def _download(self, job: JobRow, dest: Path) -> bool:
         run, job_id = self.run, job["id"]
         url = job_url(job, "video_url")
+        tagger = self._tagger(job)
         for attempt in range(2):
             run.jobs.store.count(job_id, "download_attempts")
             try:
                 # the CDN client: a video URL may point anywhere, and only fal's own API
                 # gets the key
                 await download(
-                    run.fal.cdn_http, url, dest, budget=run.fal.budget, size=job["video_size"]
+                    run.fal.cdn_http,
+                    url,
+                    dest,
+                    budget=run.fal.budget,
+                    size=job["video_size"],
+                    finishing=tagger,
                 )
                 return True
             except RenameBlockedError as exc:

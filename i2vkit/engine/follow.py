@@ -46,10 +46,21 @@ class Watch:
             return None
         return time.monotonic() - self.started
 
+    def _show_position(self, position: Any) -> None:
+        """fal's queue position of this job in the run's progress (None: no longer waits)."""
+        shown = self.run.progress.queue_positions
+        if isinstance(position, int) and not isinstance(position, bool):
+            if shown.get(self.job_id) != position:
+                shown[self.job_id] = position
+                self.run.emit()
+        elif shown.pop(self.job_id, None) is not None:
+            self.run.emit()
+
     def see(self, status: dict[str, Any], schedule: PollSchedule) -> bool:
         """Record one status; True when it is COMPLETED."""
         run = self.run
         self.state = state = status["status"]
+        self._show_position(status.get("queue_position") if state == "IN_QUEUE" else None)
         if state == "IN_QUEUE":
             self.waited = True
             position = status.get("queue_position")
@@ -82,11 +93,14 @@ async def follow(run: RunContext, job_id: int) -> dict[str, Any] | None:
     entry = run.plan.model_for(job).entry
     schedule = run.schedules.get(job["endpoint_id"], entry, run.jobs.store)
     watch = Watch(run, job)
-    if run.streams.usable:
-        done = await _stream(run, job, watch, schedule)
-        if done is not None:
-            return done
-    return await _poll(run, job, watch, schedule)
+    try:
+        if run.streams.usable:
+            done = await _stream(run, job, watch, schedule)
+            if done is not None:
+                return done
+        return await _poll(run, job, watch, schedule)
+    finally:
+        run.progress.queue_positions.pop(job_id, None)  # it no longer waits, whatever ended
 
 
 async def _stream(

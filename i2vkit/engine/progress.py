@@ -38,6 +38,7 @@ class Progress:
     cancelled: int = 0
     message: str = ""
     state: str = "running"
+    queue_positions: dict[int, int] = field(default_factory=dict)  # job id -> fal's position
 
     def count(self, statuses: list[str], planned: int = 0) -> None:
         """Set the job counters from the statuses of the run's jobs in the ledger; of the
@@ -55,6 +56,16 @@ class Progress:
         self.failed = n[JobStatus.FAILED]
         self.cancelled = n[JobStatus.CANCELLED]
         self.submitted = self.total - self.pending
+
+    @property
+    def waiting(self) -> str:
+        """``3 waiting in fal's queue (next at position 0)``, or "" when none waits."""
+        if not self.queue_positions:
+            return ""
+        return (
+            f"{len(self.queue_positions)} waiting in fal's queue "
+            f"(next at position {min(self.queue_positions.values())})"
+        )
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ..errors import (
     SubmitUnanswered,
 )
 from ..planning.options import row_options
+from ..planning.plan import Plan
 from ..refs import is_remote
 from ..rows import JobRow
 from ..store import utcnow
@@ -40,9 +41,26 @@ UNANSWERED = (
 )
 
 
+def submit_headers(plan: Plan) -> dict[str, str]:
+    """fal's request options of the batch, as the headers of every submit: the queue
+    priority, the start deadline, and model fallbacks disabled where the batch says
+    (``compare``: when it compares models, so each clip is the model it is labelled with)."""
+    request = plan.request
+    headers = {}
+    if request.priority == "low":
+        headers["X-Fal-Queue-Priority"] = "low"
+    if request.start_timeout is not None:
+        headers["X-Fal-Request-Timeout"] = str(float(request.start_timeout))
+    comparing = len({m.endpoint_id for m in plan.models}) > 1
+    if request.fallbacks == "off" or (request.fallbacks == "compare" and comparing):
+        headers["x-fal-disable-fallbacks"] = "true"
+    return headers
+
+
 class Submitter:
     def __init__(self, run: RunContext, image_url: Any):
         self.run = run
+        self.headers = submit_headers(run.plan)
         self.image_url = image_url  # (job) -> this run's valid URL for the job's image
         self.wire = asyncio.Semaphore(max(1, min(run.plan.request.concurrency, SUBMITS_IN_FLIGHT)))
         self.on_the_wire: set[asyncio.Task[bool]] = set()
@@ -89,7 +107,7 @@ class Submitter:
             return False
         run.spend.count(job)
         try:
-            answer = await run.fal.submit(model.endpoint_id, arguments)
+            answer = await run.fal.submit(model.endpoint_id, arguments, headers=self.headers)
         except (FalAuthError, FalLockedError):
             run.spend.uncount(job)
             run.jobs.release(job_id)

@@ -76,8 +76,13 @@ def confirmed(plan: Plan, ws: Workspace, *, yes: bool = False) -> Plan:
     cost, what to do): "not confirmed" would send the user looking for a question
     that was never asked.
     """
+    from ..bill import read_balance
+
+    def balance() -> float | None:
+        return read_balance(ws.settings)
+
     if not in_kernel():
-        code = confirm_spend(plan, ws.backend, yes=yes)
+        code = confirm_spend(plan, ws.backend, yes=yes, balance=balance)
         if code is not None:
             sys.stdout.flush()
             sys.exit(code)
@@ -93,8 +98,12 @@ def confirmed(plan: Plan, ws: Workspace, *, yes: bool = False) -> Plan:
             return ""
 
     said: list[str] = []
-    code = confirm_spend(plan, ws.backend, yes=yes, interactive=True, ask=ask, say=said.append)
-    if code == EXIT_INPUT and said and not asked:  # refused before asking: the spend cap
+    code = confirm_spend(
+        plan, ws.backend, yes=yes, interactive=True, ask=ask, say=said.append, balance=balance
+    )
+    if (
+        code == EXIT_INPUT and said and not asked
+    ):  # refused before asking: the spend cap, in its words
         raise SpendNotConfirmed("\n".join(said))
     if code is not None:
         raise SpendNotConfirmed(

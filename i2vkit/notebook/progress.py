@@ -89,7 +89,7 @@ class ProgressBars:
                 bar.max = top
                 bar.value = min(getattr(p, value), top)
                 count.value = f"{getattr(p, value)} / {getattr(p, total)}"
-            self.message.value = status_text(p)
+            self.message.value = "; ".join(t for t in (p.waiting, status_text(p)) if t)
             self.stop.follow(p.state)
 
     __call__ = update

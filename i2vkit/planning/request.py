@@ -43,7 +43,7 @@ class Field:
     """One field of the batch request, as every front end shows it.
 
     ``kind`` decides how text becomes a value: path, text, model, options, pairing,
-    int, bool, money (a cap, or none), usd (an amount of at least 0). ``run`` fields steer one run (ask or not, show progress) and are
+    int, bool, money (a cap, or none), usd (an amount of at least 0), choice (one of ``choices``), seconds. ``run`` fields steer one run (ask or not, show progress) and are
     not part of what is planned. ``label`` is the notebook widget's; None: no widget
     of its own (drawn by a richer widget, or a command-line-only switch).
     """
@@ -60,6 +60,7 @@ class Field:
     positional: bool = False  # also the command line's first argument
     run: bool = False
     widget: str = ""  # the notebook widget, when not the kind's own (textarea)
+    choices: tuple[str, ...] = ()  # kind "choice": the values it takes
 
     @property
     def widget_kind(self) -> str:
@@ -254,6 +255,42 @@ FIELDS: tuple[Field, ...] = (
         metavar="USD",
     ),
     Field(
+        "priority",
+        "--priority",
+        "I2VKIT_PRIORITY",
+        "choice",
+        "normal",
+        "fal's queue priority (X-Fal-Queue-Priority): low waits behind normal requests, "
+        "for unattended batches",
+        label="Queue priority",
+        metavar="low|normal",
+        choices=("normal", "low"),
+    ),
+    Field(
+        "start_timeout",
+        "--start-timeout",
+        "I2VKIT_START_TIMEOUT",
+        "seconds",
+        None,
+        "fail a job fal cannot start within SECONDS (X-Fal-Request-Timeout: the wait in "
+        "fal's queue, not the run); none: wait as long as it takes",
+        label="Start timeout (s)",
+        metavar="SECONDS",
+    ),
+    Field(
+        "fallbacks",
+        "--fallbacks",
+        "I2VKIT_FALLBACKS",
+        "choice",
+        "compare",
+        "may fal run a request on an equivalent endpoint after repeated failures (model "
+        "fallbacks)? compare: not in a batch comparing models, so every clip is the model "
+        "it is labelled with; off: never (x-fal-disable-fallbacks); on: fal's default",
+        label="Model fallbacks",
+        metavar="compare|off|on",
+        choices=("compare", "off", "on"),
+    ),
+    Field(
         "yes",
         "--yes",
         "I2VKIT_YES",
@@ -324,6 +361,9 @@ class BatchRequest:
     shots: str | os.PathLike[str] | None = None  # a shot list: one job per row
     batch: str | None = None  # a name that continues the batch whatever its prompts
     base: str | os.PathLike[str] | None = None  # what relative paths are relative to
+    priority: str = "normal"  # fal's queue priority: "normal" or "low"
+    start_timeout: float | None = None  # seconds fal may take to start a job; None: no limit
+    fallbacks: str = "compare"  # model fallbacks: "compare" (off when comparing), "off", "on"
     max_rps: float = DEFAULT_MAX_RPS
     upload_concurrency: int = 4
 
@@ -401,6 +441,13 @@ def convert(f: Field, given: Given) -> Any:
         return NO_CAP if cap is None else cap
     if f.kind == "usd":
         return parse_amount(where, value)
+    if f.kind == "choice":
+        word = str(value).strip().lower()
+        if word not in f.choices:
+            raise InputError(f"{where}={value!r}: use one of {', '.join(f.choices)}.")
+        return word
+    if f.kind == "seconds":
+        return _seconds(where, value)
     if f.kind == "pairing":
         return normalize_pairing(str(value))
     if f.kind == "options":
@@ -437,6 +484,24 @@ def confirm_threshold(value: float | None, environ: Mapping[str, str] | None = N
     f = BY_NAME["confirm_above"]
     raw = (os.environ if environ is None else environ).get(f.env, "")
     return parse_amount(f.env, raw) if raw.strip() else float(f.default)
+
+
+def _seconds(where: str, value: Any) -> float | None:
+    """A start deadline in seconds (more than 1, as fal asks); none/off/0: no deadline."""
+    if isinstance(value, str) and value.strip().lower() in ("none", "off", "no", "0", ""):
+        return None
+    try:
+        seconds = float(str(value).strip().lower().removesuffix("s"))
+    except ValueError:
+        seconds = math.nan
+    if seconds == 0:
+        return None
+    if not seconds > 1 or seconds == math.inf:
+        raise InputError(
+            f"{where}={value!r} is not a number of seconds above 1 (fal's minimum); use e.g. "
+            "600, or none for no deadline."
+        )
+    return seconds
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, Given]:

@@ -1,0 +1,321 @@
+"""The bill: what fal charged a batch, against what i2vkit estimated (`i2vkit cost`); the
+billable rule itself (which ledger rows fal may bill) is `billing.py`'s.
+
+Why: i2vkit's costs are estimates from published prices, and fal's prices drift and
+disagree between its own pages. fal's Platform API (admin keys only) says what each
+request was billed (``/models/billing-events``), what each endpoint cost over a window
+(``/models/usage``) and the balance (``/account/billing``). :func:`read_bill` reads the
+records of a batch's request ids (usage per endpoint over the batch's window where none
+came back), compares them per model with the ledger's estimates, and where fal billed a
+unit price more than :data:`DRIFT` away from the catalogue's, keeps fal's price in the
+ledger (marked "billed") so every later plan prices that model at what fal charges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .backend import EMULATOR, backend_for
+from .blocking import run_blocking
+from .catalogue import pricing
+from .config import Settings
+from .errors import BillingUnavailable, I2vkitError, InputError
+from .jobs import JobStatus
+from .models import ModelSpec
+from .money import plural, usd
+from .planning.cost import requests_of
+from .planning.options import model_of_row, row_cost, row_options
+from .provenance import note_billed
+from .rows import BatchRow, JobRow
+from .store import Store
+from .timestamps import parse_timestamp
+
+BALANCE_TIMEOUT = 5.0
+DRIFT = 0.05  # a billed unit price further than this from the catalogue's is taken over
+ADMIN_KEY = (
+    "fal's billing records need an admin key: create one with ADMIN scope at "
+    "fal.ai/dashboard/keys (or `fal keys create --scope ADMIN`) and set FAL_KEY to it"
+)
+
+
+@dataclass
+class ModelBill:
+    """One model of a batch: its requests, estimated and billed, and the unit prices."""
+
+    endpoint_id: str
+    name: str
+    model: ModelSpec | None
+    requests: int = 0  # requests the ledger counts as billed
+    estimated: float | None = 0.0
+    billed: float | None = None  # None: fal said nothing (yet)
+    source: str = ""  # "records" or "usage"
+    unit_billed: float | None = None
+    unit_catalogue: float | None = None
+    args: dict[str, Any] = field(default_factory=dict)  # a job's arguments, for the rate
+    billed_not_counted: list[str] = field(default_factory=list)  # fal billed, ledger: not
+    counted_not_billed: list[str] = field(default_factory=list)  # ledger: billed, fal: no
+
+    @property
+    def difference(self) -> float | None:
+        if self.billed is None or self.estimated is None:
+            return None
+        return round(self.billed - self.estimated, 4)
+
+    @property
+    def drift(self) -> float | None:
+        """billed unit price / catalogue unit price - 1, when both are known."""
+        if not self.unit_billed or not self.unit_catalogue:
+            return None
+        return self.unit_billed / self.unit_catalogue - 1
+
+
+@dataclass
+class Bill:
+    """A batch's bill, per model; ``unavailable`` says why fal's side is missing."""
+
+    batch: BatchRow
+    models: list[ModelBill]
+    unavailable: str | None = None
+    updated: list[str] = field(default_factory=list)  # lines: prices taken over
+
+    def total(self, attr: str) -> float | None:
+        values = [getattr(m, attr) for m in self.models]
+        if any(v is None for v in values):
+            return None
+        return round(sum(values), 4)
+
+    def describe(self) -> str:
+        label = f"{self.batch['name']} [{self.batch['id']}]" if self.batch.get("name") else ""
+        head = f"batch {label or self.batch['id']}"
+        if self.unavailable:
+            lines = [f"{head}: {self.unavailable}. Estimates only:"]
+            lines += [f"  {m.name:<28} {plural(m.requests, 'request'):>12}  "
+                      f"estimated {usd(m.estimated)}" for m in self.models]  # fmt: skip
+            lines.append(f"  {'total':<28} {'':>12}  estimated {usd(self.total('estimated'))}")
+            return "\n".join(lines)
+        lines = [f"{head}: what fal billed, against i2vkit's estimates"]
+        lines.append(f"  {'model':<28} {'requests':>9} {'estimated':>12} {'billed':>12} "
+                     f"{'difference':>12}")  # fmt: skip
+        for m in self.models:
+            lines.append(_row(m.name, m.requests, m.estimated, m.billed)
+                         + (" (from usage)" if m.source == "usage" else ""))  # fmt: skip
+        requests = sum(m.requests for m in self.models)
+        lines.append(_row("total", requests, self.total("estimated"), self.total("billed")))
+        for m in self.models:
+            if m.billed_not_counted:
+                lines.append(
+                    f"fal billed {plural(len(m.billed_not_counted), 'request')} of {m.name} the "
+                    f"ledger counted as not billed: {', '.join(m.billed_not_counted)}"
+                )
+            if m.counted_not_billed:
+                lines.append(
+                    f"the ledger counted {plural(len(m.counted_not_billed), 'request')} of "
+                    f"{m.name} that fal has no billing record for (yet): "
+                    f"{', '.join(m.counted_not_billed)}"
+                )
+        return "\n".join(lines + self.updated)
+
+
+def _row(name: str, requests: int, estimated: float | None, billed: float | None) -> str:
+    diff = None if billed is None or estimated is None else billed - estimated
+    shown = "unknown" if diff is None else f"{'+' if diff >= 0 else '-'}{usd(abs(diff))}"
+    billed_text = usd(billed) if billed is not None else "no record"
+    return f"  {name:<28} {requests:>9} {usd(estimated):>12} {billed_text:>12} {shown:>12}"
+
+
+def read_bill(store: Store, ref: str, settings: Settings) -> Bill:
+    """The batch's bill (see the module's doc). Blocking; reaches fal's Platform API."""
+    batch = store.get_batch(ref)
+    if batch is None:
+        raise InputError(f"No batch {ref!r} in {store.path}; `i2vkit status` lists them.")
+    rows = store.jobs(batch["id"])
+    bill = Bill(batch, _estimates(rows))
+    backend = backend_for(settings)
+    if not backend.billed or batch["backend"] == EMULATOR:
+        bill.unavailable = "it ran on the built-in emulator, which bills nothing"
+        return bill
+    if batch["backend"] != backend.label:
+        bill.unavailable = (
+            f"it ran on {batch['backend']}, and these settings reach {backend.label}; set "
+            "FAL_KEY / I2VKIT_FAL_URL as they were to read its bill"
+        )
+        return bill
+    try:
+        events, usage = run_blocking(_read(settings, rows, bill))
+    except BillingUnavailable as exc:
+        bill.unavailable = f"{exc}. {ADMIN_KEY}"
+        return bill
+    _compare(bill, rows, events, usage)
+    records = _records(events)
+    store.save_billed(records)
+    _note_in_sidecars(rows, {r["request_id"]: r["billed_usd"] for r in records})
+    bill.updated = _take_over(bill, store, backend.label)
+    return bill
+
+
+def _note_in_sidecars(rows: Sequence[JobRow], billed: dict[str, float]) -> None:
+    """Each downloaded video's sidecar gets what fal billed its request."""
+    for row in rows:
+        cost = billed.get(row["request_id"] or "")
+        if cost is not None and row["local_file"]:
+            note_billed(Path(row["local_file"]), cost)
+
+
+def recorded_bill(store: Store, batch_id: str) -> list[ModelBill]:
+    """The batch per model: its estimates, and what fal billed as far as `i2vkit cost` has
+    read it into the ledger (``billed`` None: no record read). No network."""
+    rows = store.jobs(batch_id)
+    models = _estimates(rows)
+    billed = store.billed(r["request_id"] for r in rows if r["request_id"])
+    for m in models:
+        ids = [r["request_id"] for r in rows if r["endpoint_id"] == m.endpoint_id]
+        found = [billed[i] for i in ids if i in billed]
+        m.billed = round(sum(found), 4) if found else None
+    return models
+
+
+def read_balance(settings: Settings) -> float | None:
+    """The account's credit balance in US$, or None when it cannot be read (not an admin
+    key, the built-in emulator, fal unreachable): the balance is shown when known, never
+    a reason to stop a run by itself."""
+    from .platform import PlatformClient
+
+    backend = backend_for(settings)
+    if not backend.billed or not settings.fal_key:
+        return None
+
+    async def read() -> float | None:
+        async with PlatformClient(backend, settings.fal_key, timeout=BALANCE_TIMEOUT) as client:
+            return await client.balance()
+
+    try:
+        return run_blocking(read())
+    except (I2vkitError, OSError):
+        return None
+
+
+def _estimates(rows: Sequence[JobRow]) -> list[ModelBill]:
+    """Per endpoint: the requests the ledger counts as billed and their estimated cost."""
+    by: dict[str, ModelBill] = {}
+    for row in rows:
+        try:
+            model: ModelSpec | None = model_of_row(row)
+        except I2vkitError:
+            model = None
+        m = by.setdefault(row["endpoint_id"], ModelBill(row["endpoint_id"], row["model"], model))
+        n = requests_of(row)
+        if not n:
+            continue
+        m.requests += n
+        price = row_cost(row, model) if model is not None else None
+        m.estimated = None if price is None or m.estimated is None else m.estimated + price * n
+        if model is not None and not m.args:
+            m.args = {**model.defaults, **row_options(row, model)[0]}
+    for m in by.values():
+        m.estimated = None if m.estimated is None else round(m.estimated, 4)
+    return list(by.values())
+
+
+def _window(rows: Sequence[JobRow]) -> tuple[datetime, datetime]:
+    sent = [t for r in rows if (t := parse_timestamp(r["submitted_at"] or r["created_at"]))]
+    now = datetime.now(UTC)
+    start = min(sent) if sent else now - timedelta(days=1)
+    return start - timedelta(minutes=5), now + timedelta(minutes=1)
+
+
+async def _read(
+    settings: Settings, rows: Sequence[JobRow], bill: Bill
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The batch's billing events, and usage for the endpoints none came back for."""
+    from .platform import PlatformClient
+
+    ids = [r["request_id"] for r in rows if r["request_id"]]
+    start, end = _window(rows)
+    async with PlatformClient(backend_for(settings), settings.fal_key) as client:
+        events = await client.billing_events(ids, start, end) if ids else []
+        seen = {e.get("endpoint_id") for e in events}
+        missing = [m.endpoint_id for m in bill.models if m.requests and m.endpoint_id not in seen]
+        usage = await client.usage(missing, start, end) if missing else []
+    return events, usage
+
+
+def _cost(event: dict[str, Any]) -> float:
+    total = event.get("cost_total")
+    if isinstance(total, int | float):
+        return float(total)
+    return float(event.get("cost_estimate_nano_usd") or 0) / 1e9
+
+
+def _compare(
+    bill: Bill, rows: Sequence[JobRow], events: list[dict[str, Any]], usage: list[dict[str, Any]]
+) -> None:
+    """Fill each model's billed side from the records (else usage) and list mismatches."""
+    by_id = {e.get("request_id"): e for e in events}
+    for m in bill.models:
+        sent = [(r["request_id"], r) for r in rows
+                if r["endpoint_id"] == m.endpoint_id and r["request_id"]]  # fmt: skip
+        billed = [by_id[i] for i, _ in sent if i in by_id]
+        m.billed_not_counted = [
+            i for i, r in sent if i in by_id and r["status"] == JobStatus.CANCELLED
+        ]
+        m.counted_not_billed = [i for i, r in sent if requests_of(r) and i not in by_id]
+        if m.model is not None and m.args:
+            m.unit_catalogue = pricing.base_rate(m.model.price_rule, m.args)
+        items = [i for i in usage if i.get("endpoint_id") == m.endpoint_id]
+        if billed:
+            m.billed, m.source = round(sum(_cost(e) for e in billed), 4), "records"
+            prices = [
+                e["unit_price"] for e in billed if isinstance(e.get("unit_price"), int | float)
+            ]
+            m.unit_billed = prices[0] if prices else None
+        elif items:
+            m.billed = round(sum(float(i.get("cost_total", i.get("cost")) or 0) for i in items), 4)
+            m.source = "usage"
+            m.unit_billed = next(
+                (float(i["unit_price"]) for i in items if i.get("unit_price")), None
+            )
+            m.counted_not_billed = []  # usage has no request ids: nothing to say per request
+        elif m.requests:
+            m.billed = None
+        else:
+            m.billed = 0.0
+
+
+def _records(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "request_id": e["request_id"],
+            "endpoint_id": e.get("endpoint_id") or "",
+            "billed_usd": _cost(e),
+            "unit_price": e.get("unit_price"),
+            "units": e.get("output_units"),
+            "billed_at": e.get("timestamp"),
+        }
+        for e in events
+        if isinstance(e.get("request_id"), str)
+    ]
+
+
+def _take_over(bill: Bill, store: Store, backend: str) -> list[str]:
+    """Keep fal's unit price for each model billed more than DRIFT away from the catalogue."""
+    lines = []
+    for m in bill.models:
+        drift = m.drift
+        if drift is None or abs(drift) <= DRIFT or m.model is None or not m.unit_billed:
+            continue
+        rule = m.model.price_rule
+        at_defaults = pricing.base_rate(rule, m.model.defaults)
+        factor = m.unit_billed / (m.unit_catalogue or m.unit_billed)
+        new = (at_defaults or m.unit_billed) * factor
+        store.set_price_override(backend, m.endpoint_id, round(new, 6), at_defaults)
+        lines.append(
+            f"fal billed {m.name} ({m.endpoint_id}) at {usd(m.unit_billed, 4)} "
+            f"{pricing.unit_label(rule)}; the catalogue says {usd(m.unit_catalogue, 4)} "
+            f"({drift:+.0%}). Its price is now what fal billed (kept in the ledger, marked "
+            "billed): the next plan uses it."
+        )
+    return lines

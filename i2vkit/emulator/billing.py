@@ -1,0 +1,233 @@
+"""fal's bill (Platform API, admin keys only): per-request billing events, usage per
+endpoint, and the account's credit balance.
+
+* ``GET /v1/models/billing-events``: one event per request fal charged (a job that
+  completed successfully; failures and cancelled requests are not charged), filtered by
+  ``request_id``/``endpoint_id`` and the ``start``/``end`` window;
+* ``GET /v1/models/usage``: the same charges summed per endpoint and unit price
+  (``expand=summary`` and/or ``time_series``, one bucket per day);
+* ``GET /v1/account/billing?expand=credits``: the balance, the ``balance`` knob minus
+  what the emulator has charged so far.
+
+A request is charged with the emulator's prices: the units the catalogue's price rule
+counts for its arguments (a video, its seconds...) times the endpoint's unit price (a
+``/_emulator/prices`` override, else the catalogue's), unless the ``billed_prices`` knob
+bills the endpoint at another unit price: fal's bill disagreeing with its price list.
+Every route answers 403 ``Access denied`` unless the ``admin`` knob makes the key an
+admin key, as fal does for a key created without ADMIN scope.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..catalogue import pricing
+from ..catalogue.core import defaults
+from .routes import Route
+from .wire import json_response
+
+if TYPE_CHECKING:
+    from .auth import Auth
+    from .jobs import Job
+    from .queue import JobQueue
+    from .runtime import Runtime
+
+__all__ = ["billing_routes"]
+
+MAX_LIMIT = 10000
+
+
+@dataclass(frozen=True)
+class Charge:
+    job: Job
+    when: datetime
+    units: float
+    unit_price: float
+    unit: str
+
+    @property
+    def cost(self) -> float:
+        return round(self.units * self.unit_price, 6)
+
+
+def _error(status: int, kind: str, message: str) -> web.Response:
+    return json_response(status, {"error": {"type": kind, "message": message}})
+
+
+def _instant(text: str | None, default: datetime) -> datetime:
+    if not text:
+        return default
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _values(request: web.Request, name: str) -> list[str]:
+    return [v for raw in request.query.getall(name, []) for v in raw.split(",") if v]
+
+
+class Billing:
+    """What the emulator charged, read from its queue."""
+
+    def __init__(self, rt: Runtime, queue: JobQueue, auth: Auth) -> None:
+        self.rt, self.queue, self.auth = rt, queue, auth
+
+    def charge(self, job: Job) -> Charge | None:
+        """The charge of one request, or None: not charged (not done, failed, no price)."""
+        if job.state != "COMPLETED" or job.result_status != 200 or job.finished_at is None:
+            return None
+        entry = self.queue.platform.entry(job.endpoint)
+        rule = entry.get("price") if entry else None
+        if not entry or not rule:
+            return None
+        args = {**defaults(entry), **job.payload}
+        catalogue_rate = pricing.base_rate(rule, args)
+        total = pricing.estimate(rule, args)
+        if not catalogue_rate or total is None:
+            return None
+        listed = self.queue.platform.prices.get(job.endpoint, catalogue_rate)
+        billed = self.rt.knobs["billed_prices"].get(job.endpoint, listed)
+        units = round(total / catalogue_rate, 6)
+        unit = {"second": "video_second", "token": "tokens"}.get(rule.get("unit", ""), "video")
+        when = datetime.fromtimestamp(self.rt.clock.to_wall(job.finished_at), UTC)
+        return Charge(job, when, units, float(billed), unit)
+
+    def charges(self) -> list[Charge]:
+        return [c for job in list(self.queue.jobs.values()) if (c := self.charge(job))]
+
+    def refused(self, request: web.Request) -> web.Response | None:
+        if err := self.auth.key_error(request):
+            return err
+        if not self.rt.knobs["admin"]:
+            return _error(403, "authorization_error", "Access denied")
+        return None
+
+    def window(self, request: web.Request) -> tuple[datetime, datetime]:
+        now = datetime.fromtimestamp(self.rt.clock.wall_now(), UTC)
+        q = request.query
+        return _instant(q.get("start"), now - timedelta(days=1)), _instant(q.get("end"), now)
+
+    async def events(self, request: web.Request) -> web.Response:
+        if err := self.refused(request):
+            return err
+        try:
+            start, end = self.window(request)
+            limit = int(request.query.get("limit", "100"))
+            cursor = request.query.get("cursor")
+            offset = int(base64.b64decode(cursor).decode()) if cursor else 0
+        except (ValueError, TypeError) as exc:
+            return _error(400, "validation_error", f"bad query: {exc}")
+        ids, endpoints = _values(request, "request_id"), _values(request, "endpoint_id")
+        if len(ids) > 50 or len(endpoints) > 50 or not 1 <= limit <= MAX_LIMIT:
+            return _error(400, "validation_error", "at most 50 ids; limit within 1..10000")
+        found = [
+            c
+            for c in self.charges()
+            if (not ids or c.job.id in ids)
+            and (not endpoints or c.job.endpoint in endpoints)
+            and start <= c.when < end
+        ]
+        page = found[offset : offset + limit]
+        more = offset + limit < len(found)
+        return json_response(
+            200,
+            {
+                "billing_events": [_event(c) for c in page],
+                "next_cursor": base64.b64encode(str(offset + limit).encode()).decode()
+                if more
+                else None,
+                "has_more": more,
+            },
+        )
+
+    async def usage(self, request: web.Request) -> web.Response:
+        if err := self.refused(request):
+            return err
+        try:
+            start, end = self.window(request)
+        except ValueError as exc:
+            return _error(400, "validation_error", f"bad query: {exc}")
+        endpoints = _values(request, "endpoint_id")
+        expand = _values(request, "expand") or ["time_series"]
+        found = [
+            c
+            for c in self.charges()
+            if (not endpoints or c.job.endpoint in endpoints) and start <= c.when < end
+        ]
+        body: dict[str, Any] = {"next_cursor": None, "has_more": False}
+        if "summary" in expand:
+            body["summary"] = _line_items(found)
+        if "time_series" in expand:
+            days = sorted({c.when.date() for c in found})
+            body["time_series"] = [
+                {
+                    "bucket": datetime(d.year, d.month, d.day, tzinfo=UTC).isoformat(),
+                    "results": _line_items([c for c in found if c.when.date() == d]),
+                }
+                for d in days
+            ]
+        return json_response(200, body)
+
+    async def account(self, request: web.Request) -> web.Response:
+        if err := self.refused(request):
+            return err
+        body: dict[str, Any] = {"username": "emulator"}
+        if "credits" in _values(request, "expand"):
+            spent = sum(c.cost for c in self.charges())
+            balance = max(0.0, round(float(self.rt.knobs["balance"]) - spent, 6))
+            body["credits"] = {"current_balance": balance, "currency": "USD"}
+        return json_response(200, body)
+
+
+def _event(c: Charge) -> dict[str, Any]:
+    return {
+        "request_id": c.job.id,
+        "endpoint_id": c.job.endpoint,
+        "timestamp": c.when.isoformat().replace("+00:00", "Z"),
+        "output_units": c.units,
+        "unit_price": c.unit_price,
+        "percent_discount": None,
+        "cost_subtotal": c.cost,
+        "cost_discount": 0,
+        "cost_total": c.cost,
+        "cost_estimate_nano_usd": round(c.cost * 1e9),
+    }
+
+
+def _line_items(charges: list[Charge]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, float, str], list[Charge]] = {}
+    for c in charges:
+        groups.setdefault((c.job.endpoint, c.unit_price, c.unit), []).append(c)
+    items = []
+    for (endpoint, price, unit), group in groups.items():
+        quantity = round(sum(c.units for c in group), 6)
+        cost = round(sum(c.cost for c in group), 6)
+        items.append(
+            {
+                "endpoint_id": endpoint,
+                "unit": unit,
+                "quantity": quantity,
+                "unit_price": price,
+                "percent_discount": None,
+                "cost_subtotal": cost,
+                "cost_discount": 0,
+                "cost_total": cost,
+                "cost": cost,
+                "currency": "USD",
+            }
+        )
+    return items
+
+
+def billing_routes(rt: Runtime, queue: JobQueue, auth: Auth) -> list[Route]:
+    """The three admin routes over ``queue`` (counted: fal traffic)."""
+    billing = Billing(rt, queue, auth)
+    return [
+        Route("GET", "/v1/models/billing-events", billing.events),
+        Route("GET", "/v1/models/usage", billing.usage),
+        Route("GET", "/v1/account/billing", billing.account),
+    ]
