@@ -31,6 +31,10 @@ CANCELLED_QUEUED = "cancelled"
 CANCELLED_RUNNING = "cancelled_running"
 #: error_type of a job fal failed with a 5xx answer (fal does not bill it)
 SERVER_ERROR = "server_error"
+#: error_type of a job fal could not start before its start deadline (never ran, not billed)
+START_TIMEOUT = "request_timeout"
+#: failures fal does not bill
+UNBILLED_FAILURES = (SERVER_ERROR, START_TIMEOUT)
 
 
 def _unanswered(row: Mapping[str, Any]) -> bool:
@@ -51,7 +55,7 @@ def _current_billable(row: Mapping[str, Any], unanswered: bool = True) -> bool:
     if status == JobStatus.CANCELLED:
         return kind == CANCELLED_RUNNING
     if status == JobStatus.FAILED:
-        return kind != SERVER_ERROR
+        return kind not in UNBILLED_FAILURES
     return status != JobStatus.PENDING
 
 
@@ -80,7 +84,7 @@ class Tally:
         if self.cancelled_queued:
             parts.append(f"{self.cancelled_queued} cancelled while queued")
         if self.failed_server:
-            parts.append(f"{self.failed_server} failed on fal's side (5xx)")
+            parts.append(f"{self.failed_server} failed on fal's side (5xx) or not started in time")
         out = f"{' and '.join(parts)} not billed" if parts else ""
         if self.unknown:
             sent = f"{self.unknown} of them sent without an answer: fal may have it"
@@ -130,7 +134,9 @@ def tally(
         if status == JobStatus.CANCELLED and r.get("request_id"):
             queued += kind != CANCELLED_RUNNING
             running += kind == CANCELLED_RUNNING
-        server += status == JobStatus.FAILED and kind == SERVER_ERROR and bool(r.get("request_id"))
+        server += (
+            status == JobStatus.FAILED and kind in UNBILLED_FAILURES and bool(r.get("request_id"))
+        )
         unknown += _unanswered(r)
     money = sum_costs(costs) if costs else 0.0
     return Tally(jobs, billable, money, queued, running, server, unknown)

@@ -190,9 +190,11 @@ def check_image(
     for, and only fal would find out (:func:`i2vkit.imagedata.check_data`: as cheap as
     each format allows). A file already checked by this process, or one ``trusted``
     vouches for (unchanged since it was last checked and uploaded), only has its header
-    read. With ``defer`` (a run's plan) a file that ends as a whole file does is passed
+    read. With ``defer`` (a run's plan) a JPEG that ends as a whole file does is passed
     with ``data_checked=False``: the run checks its data just before uploading it, so
-    uploads start while later photos are still being checked.
+    uploads start while later photos are still being checked. PNG and WebP are checked
+    here in full even then: a PNG can lose pixel data with every chunk and checksum
+    intact, and a damaged image is a line of the plan (skipped), never a failed job.
     """
     st = _regular_file(path)
     if isinstance(st, Skipped):
@@ -212,7 +214,10 @@ def check_image(
                     )
                 key = (str(path), st.st_size, st.st_mtime_ns)
                 checked = key in _decoded or (trusted is not None and trusted(path, st))
-                if not checked and not (defer and looks_whole(path, pil_format, st.st_size)):
+                deferred = (
+                    defer and pil_format == "JPEG" and looks_whole(path, pil_format, st.st_size)
+                )
+                if not checked and not deferred:
                     check_data(im, f, st.st_size)  # a truncated or damaged file raises here
                     _decoded.add(key)
                     checked = True

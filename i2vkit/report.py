@@ -115,6 +115,7 @@ def write_report(
         bom=True,
     )
     written = [*videos.values(), *thumbs.values(), *images.values()]
+    written += [s for v in videos.values() if v and (s := sidecar_path(v)).exists()]  # NAME.json
     written += [folder / "index.html", folder / "jobs.csv"]
     write_manifest(folder, batch["id"], [p for p in written if p is not None])
     return folder / "index.html"

@@ -90,7 +90,7 @@ class TerminalBars:
         ("cancelled", "cancelled", "total", "job"),
     ]
     # no rate: uploads found in the cache count in an instant (a meaningless 90000 image/s)
-    FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]"
+    FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]{postfix}"
 
     def __init__(self, stream: IO[str] | None = None):
         self.stream = stream

@@ -13,6 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 
+def utcnow() -> str:
+    """Now, as the ledger writes every time: ISO 8601 in UTC, to the millisecond."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
 def parse_timestamp(value: Any) -> datetime | None:
     """A ledger timestamp as an aware datetime (no offset: UTC); None when empty or not a time."""
     if value is None or value == "":

@@ -36,7 +36,7 @@ from helpers import TEST_KEY, make_images
 from PIL import Image
 
 from i2vkit.emulator import Emulator
-from i2vkit.store import SCHEMA_VERSION
+from i2vkit.migrations import SCHEMA_VERSION
 
 pytestmark = pytest.mark.faults
 

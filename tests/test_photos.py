@@ -92,9 +92,10 @@ def test_png_whose_stream_is_short_but_every_chunk_is_right_is_refused(tmp_path)
 
 
 def test_damaged_photos_among_large_ones_are_never_uploaded(settings, emulator, tmp_path):
-    """A run's plan reads only the ends of photos that end as whole files do; their data is
-    checked in the pipeline just before the upload. Cut-short files are skipped by the plan;
-    files damaged inside are failed by the run; none of them reaches fal's CDN."""
+    """A run's plan reads only the ends of JPEGs that end as whole files do; their data is
+    checked in the pipeline just before the upload. Cut-short files, and a PNG damaged
+    inside (PNGs are checked in full by every plan), are skipped by the plan; a JPEG damaged
+    inside is failed by the run; none of them reaches fal's CDN."""
     folder = tmp_path / "pics"
     good = make_photos(folder, 4)
     jpeg = good[0].read_bytes()
@@ -109,12 +110,11 @@ def test_damaged_photos_among_large_ones_are_never_uploaded(settings, emulator, 
     )
     result = run_batch(request, settings)
     skipped = {s.path.name for s in result.plan.skipped}
-    assert skipped == {"photo2a-cut.jpg", "photo2b-cut.png", "photo2c-cut.webp"}
+    cut = {"photo2a-cut.jpg", "photo2b-cut.png", "photo2c-cut.webp"}
+    assert skipped == cut | {"photo3a-inside.png"}
     by_image = {Path(j.image).name: j for j in result.jobs}
-    assert sorted(by_image) == sorted(
-        [p.name for p in good] + ["photo3a-inside.png", "photo3b-inside.jpg"]
-    )
-    for name in ("photo3a-inside.png", "photo3b-inside.jpg"):
+    assert sorted(by_image) == sorted([p.name for p in good] + ["photo3b-inside.jpg"])
+    for name in ("photo3b-inside.jpg",):
         assert by_image[name].status == "failed"
         assert "not a valid image" in by_image[name].error
         assert "nothing was sent to fal" in by_image[name].error
@@ -256,12 +256,15 @@ def test_preview_thumbnails_are_made_once_and_kept_beside_the_ledger(tmp_path):
 def test_a_dry_run_reads_every_photo_and_a_run_defers_it(emulator, tmp_path):
     """`--dry-run` (a plan only shown) checks every photo's data, so damage inside a file is
     listed among the skips; the plan of a run reads only the file's end and leaves the data
-    to the run's pipeline."""
+    of a JPEG to the run's pipeline (a PNG's is always checked in full)."""
     from clitools import run_cli
 
     folder = tmp_path / "pics"
     make_photos(folder, 2, size=(640, 480))
     (folder / "inside.png").write_bytes(damaged_png_ending_whole())
+    (folder / "inside.jpg").write_bytes(
+        damaged_jpeg_ending_whole((folder / "photo1.jpg").read_bytes())
+    )
     prompts = write_prompts(tmp_path / "prompts.txt", 1)
     out = run_cli(
         bulk_args(prompts, folder, "--dry-run"), cli_env(tmp_path, emulator.url), tmp_path
@@ -271,5 +274,6 @@ def test_a_dry_run_reads_every_photo_and_a_run_defers_it(emulator, tmp_path):
     assert "2 images" in out.stdout
     assert emulator.stats()["uploads"] == 0
     deferred = scan_images(folder, defer=True)
-    assert [im.path.name for im in deferred.images] == ["inside.png", "photo1.jpg", "photo2.jpg"]
+    assert [im.path.name for im in deferred.images] == ["inside.jpg", "photo1.jpg", "photo2.jpg"]
     assert not any(im.data_checked for im in deferred.images)
+    assert [s.path.name for s in deferred.skipped] == ["inside.png"]

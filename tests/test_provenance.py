@@ -23,7 +23,7 @@ def run_one(tmp_path: Path, emulator, **env_extra: str) -> tuple[dict, Path]:
     (tmp_path / "p.txt").write_text("A heron lifts off the lake\n", encoding="utf-8")
     env = cli_env(tmp_path, emulator.url, **env_extra)
     args = i2vkit("bulk", str(tmp_path / "p.txt"), "--images-dir", str(tmp_path / "pics"),
-                  "--model", "wan", "-o", "seed=41", "--batch", "heron", "--yes",
+                  "--model", "wan-2.1", "-o", "seed=41", "--batch", "heron", "--yes",
                   "--no-progress")  # fmt: skip
     done = run_cli(args, env, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr

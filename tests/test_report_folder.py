@@ -72,7 +72,7 @@ def test_a_report_into_another_batchs_folder_stops_and_replace_removes_only_its_
     out = tmp_path / "shared"
     first = report(two_batches, "first", out)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert len(list((out / "videos").iterdir())) == 6  # 2 images x 3 prompts
+    assert len(mp4s(out)) == 6 and len(sidecars(out)) == 6  # 2 images x 3 prompts
     (out / "notes.txt").write_text("mine")  # the user's own files in the folder
     (out / "videos" / "keep-me.mp4").write_bytes(b"mine too")
     page = (out / "index.html").read_text()
@@ -83,12 +83,13 @@ def test_a_report_into_another_batchs_folder_stops_and_replace_removes_only_its_
     assert two_batches["first"] in error and two_batches["second"] in error, error
     assert "--replace" in error
     assert (out / "index.html").read_text() == page  # nothing written
-    assert len(list((out / "videos").iterdir())) == 7
+    assert len(mp4s(out)) == 7
 
     replaced = report(two_batches, "second", out, "--replace")
     assert replaced.returncode == 0, replaced.stdout + replaced.stderr
-    videos = sorted(p.name for p in (out / "videos").iterdir())
+    videos = mp4s(out)
     assert len(videos) == 3 and "keep-me.mp4" in videos, videos  # 2 of batch 2, and mine
+    assert len(sidecars(out)) == 2  # the first batch's recipes went with its videos
     assert (out / "notes.txt").read_text() == "mine"
     assert two_batches["second"] in (out / "index.html").read_text()
     assert json.loads((out / MANIFEST).read_text())["batch"] == two_batches["second"]
@@ -96,12 +97,21 @@ def test_a_report_into_another_batchs_folder_stops_and_replace_removes_only_its_
         assert len(list(csv.DictReader(f))) == 2
 
 
+def mp4s(report_folder: Path) -> list[str]:
+    return sorted(p.name for p in (report_folder / "videos").glob("*.mp4"))
+
+
+def sidecars(report_folder: Path) -> list[str]:
+    """The recipes beside the videos (NAME.json, provenance.py)."""
+    return sorted(p.name for p in (report_folder / "videos").glob("*.json"))
+
+
 def test_the_same_batch_again_writes_over_its_own_report(two_batches, tmp_path):
     out = tmp_path / "again"
     assert report(two_batches, "second", out).returncode == 0
     again = report(two_batches, "second", out)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert len(list((out / "videos").iterdir())) == 2
+    assert len(mp4s(out)) == 2 and len(sidecars(out)) == 2
 
 
 def test_jobs_csv_runs_no_formula_and_names_images_without_local_paths(two_batches, tmp_path):

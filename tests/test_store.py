@@ -3,7 +3,8 @@
 import sqlite3
 
 from i2vkit.jobs import JobStatus
-from i2vkit.store import SCHEMA_VERSION, Store
+from i2vkit.migrations import SCHEMA_VERSION
+from i2vkit.store import Store
 
 PENDING, SUBMITTING = JobStatus.PENDING, JobStatus.SUBMITTING
 

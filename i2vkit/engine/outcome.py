@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..billing import SERVER_ERROR
+from ..billing import SERVER_ERROR, START_TIMEOUT
 from ..download import check_url
 from ..errors import DownloadError, FalError
 from ..models import ModelSpec
@@ -83,6 +83,8 @@ def outcome(
             return Cancelled(message)
         if error_type:
             message += f" [{error_type}]"
+        if error_type == START_TIMEOUT:  # fal never started it: not billed either
+            return Failed(f"{message} (fal's side: not billed)", START_TIMEOUT)
         if error is not None and (error.status_code or 0) >= 500:
             return Failed(f"{message} (fal's side: not billed)", SERVER_ERROR)
         if error_type == "file_download_error":
