@@ -84,7 +84,7 @@ class Tally:
         if self.cancelled_queued:
             parts.append(f"{self.cancelled_queued} cancelled while queued")
         if self.failed_server:
-            parts.append(f"{self.failed_server} failed on fal's side (5xx) or not started in time")
+            parts.append(f"{self.failed_server} failed on fal's side (5xx)")
         out = f"{' and '.join(parts)} not billed" if parts else ""
         if self.unknown:
             sent = f"{self.unknown} of them sent without an answer: fal may have it"
