@@ -9,6 +9,7 @@ answered, nothing recorded as failed, and no word of a retry being billed again.
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import subprocess
@@ -122,5 +123,7 @@ def test_the_retry_hint_speaks_of_billing_only_for_jobs_fal_received():
     never = retry_words([job(1, None), job(2, None)])
     assert "billed again" not in never and "none of them reached fal" in never
     some = retry_words([job(1, "req-1"), job(2, None)])
-    assert "the 1 that reached fal are billed again" in some
+    assert "the 1 fal may have billed are billed again" in some
     assert "billed again" in retry_words([job(1, "req-1")])
+    failed_at_fal = dataclasses.replace(job(1, "req-1"), may_be_billed=False)  # a 5xx
+    assert "billed again" not in retry_words([failed_at_fal])

@@ -79,16 +79,25 @@ class JobResult:
     request_id: str | None
     model: str = ""
     take: int = 1
+    #: may fal have billed its request (billing.py)? None: it did if fal received it
+    may_be_billed: bool | None = None
 
 
 def retry_words(failed: list[JobResult]) -> str:
-    """What a retry of these failed jobs costs again: only a job fal received (it has a
-    request id) may have been billed; one that never reached fal is simply sent first."""
-    sent = sum(j.request_id is not None for j in failed)
-    if sent == len(failed):
+    """What a retry of these failed jobs costs again: only a job fal may have billed (it
+    received it, and did not fail it on its side: billing.py) is billed a second time; one
+    that never reached fal is simply sent first."""
+
+    def billed_once(j: JobResult) -> bool:
+        return j.request_id is not None if j.may_be_billed is None else j.may_be_billed
+
+    once = sum(billed_once(j) for j in failed)
+    if once == len(failed):
         billed = "on fal they are billed again"
-    elif sent:
-        billed = f"the {sent} that reached fal are billed again on fal, the others never were"
+    elif once:
+        billed = f"the {once} fal may have billed are billed again on fal, the others never were"
+    elif any(j.request_id is not None for j in failed):
+        billed = "fal billed none of them: they failed on its side"
     else:
         billed = "none of them reached fal, so none was billed"
     return f"submits the failed jobs again (shows their cost first; {billed})."

@@ -15,7 +15,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-from ..billing import Tally, tally
+from ..billing import Tally, billable_requests, tally
 from ..errors import FalAuthError, FalLockedError
 from ..jobs import (
     CONTINUE,
@@ -443,6 +443,7 @@ class Runner:
                     request_id=j["request_id"],
                     model=j["model"],
                     take=j["take"] or 1,
+                    may_be_billed=billable_requests(j) > 0,
                 )
                 for j in final
             ],
