@@ -168,7 +168,7 @@ def run_and_report(
     from .bill import read_balance
     from .engine import run_batch
     from .reporters import progress_reporter
-    from .spending import confirm_spend, cost_lines
+    from .spending import confirm_spend, cost_lines, terminal_answer
 
     if not ws.backend.billed:
         print(DEMO_BANNER)
@@ -177,7 +177,9 @@ def run_and_report(
     if dry_run:
         print("dry run: nothing uploaded or submitted.")
         return EXIT_OK
-    stop = confirm_spend(plan, ws.backend, yes=yes, balance=lambda: read_balance(ws.settings))
+    stop = confirm_spend(
+        plan, ws.backend, yes=yes, ask=terminal_answer, balance=lambda: read_balance(ws.settings)
+    )
     if stop is not None:
         return stop
     sys.stdout.flush()

@@ -7,6 +7,7 @@ the rule is written once. The threshold is the plan's (``--confirm-above``,
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import IO
@@ -25,6 +26,27 @@ def is_interactive(stream: IO[str] | None) -> bool:
         return stream is not None and not stream.closed and stream.isatty()
     except (ValueError, OSError):
         return False
+
+
+def terminal_answer(question: str) -> str:
+    """``input(question)`` for the CLI's question, with a Ctrl-C heard however it lands.
+
+    input() looks for a signal only when its read is interrupted: a Ctrl-C arriving
+    between the prompt and the read (quick fingers, or a busy machine) is taken by Python
+    and the read then waits for a line that never comes. Polling the terminal gives
+    Python a moment to raise the KeyboardInterrupt every fifth of a second."""
+    import select
+
+    if os.name == "nt" or not sys.stdin.isatty():
+        return input(question)
+    sys.stdout.write(question)
+    sys.stdout.flush()
+    while not select.select([sys.stdin], [], [], 0.2)[0]:
+        pass
+    line = sys.stdin.readline()
+    if not line:  # Ctrl-D
+        raise EOFError
+    return line.rstrip("\n")
 
 
 def confirm_spend(
