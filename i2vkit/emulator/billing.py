@@ -29,7 +29,7 @@ from aiohttp import web
 from ..catalogue import pricing
 from ..catalogue.core import defaults
 from .routes import Route
-from .wire import json_response
+from .wire import instant, json_response, platform_error
 
 if TYPE_CHECKING:
     from .auth import Auth
@@ -53,17 +53,6 @@ class Charge:
     @property
     def cost(self) -> float:
         return round(self.units * self.unit_price, 6)
-
-
-def _error(status: int, kind: str, message: str) -> web.Response:
-    return json_response(status, {"error": {"type": kind, "message": message}})
-
-
-def _instant(text: str | None, default: datetime) -> datetime:
-    if not text:
-        return default
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _values(request: web.Request, name: str) -> list[str]:
@@ -103,13 +92,13 @@ class Billing:
         if err := self.auth.key_error(request):
             return err
         if not self.rt.knobs["admin"]:
-            return _error(403, "authorization_error", "Access denied")
+            return platform_error(403, "authorization_error", "Access denied")
         return None
 
     def window(self, request: web.Request) -> tuple[datetime, datetime]:
         now = datetime.fromtimestamp(self.rt.clock.wall_now(), UTC)
         q = request.query
-        return _instant(q.get("start"), now - timedelta(days=1)), _instant(q.get("end"), now)
+        return instant(q.get("start"), now - timedelta(days=1)), instant(q.get("end"), now)
 
     async def events(self, request: web.Request) -> web.Response:
         if err := self.refused(request):
@@ -120,10 +109,10 @@ class Billing:
             cursor = request.query.get("cursor")
             offset = int(base64.b64decode(cursor).decode()) if cursor else 0
         except (ValueError, TypeError) as exc:
-            return _error(400, "validation_error", f"bad query: {exc}")
+            return platform_error(400, "validation_error", f"bad query: {exc}")
         ids, endpoints = _values(request, "request_id"), _values(request, "endpoint_id")
         if len(ids) > 50 or len(endpoints) > 50 or not 1 <= limit <= MAX_LIMIT:
-            return _error(400, "validation_error", "at most 50 ids; limit within 1..10000")
+            return platform_error(400, "validation_error", "at most 50 ids; limit within 1..10000")
         found = [
             c
             for c in self.charges()
@@ -150,7 +139,7 @@ class Billing:
         try:
             start, end = self.window(request)
         except ValueError as exc:
-            return _error(400, "validation_error", f"bad query: {exc}")
+            return platform_error(400, "validation_error", f"bad query: {exc}")
         endpoints = _values(request, "endpoint_id")
         expand = _values(request, "expand") or ["time_series"]
         found = [

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .routes import Route
-from .wire import json_response
+from .wire import instant, json_response, platform_error
 
 if TYPE_CHECKING:
     from .auth import Auth
@@ -36,17 +36,6 @@ __all__ = ["PATH", "history_routes"]
 
 PATH = "/v1/models/requests/by-endpoint"
 MAX_LIMIT = 100
-
-
-def _error(status: int, kind: str, message: str) -> web.Response:
-    return json_response(status, {"error": {"type": kind, "message": message}})
-
-
-def _instant(text: str | None, default: datetime) -> datetime:
-    if not text:
-        return default
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -82,21 +71,21 @@ def history_routes(rt: Runtime, queue: JobQueue, auth: Auth) -> list[Route]:
             return err
         rt.stats.history_requests += 1
         if rt.knobs["history_restricted"]:
-            return _error(403, "authorization_error", "Access denied")
+            return platform_error(403, "authorization_error", "Access denied")
         q = request.query
         endpoints = [e for v in q.getall("endpoint_id", []) for e in v.split(",") if e]
         if not endpoints:
-            return _error(400, "validation_error", "endpoint_id is required")
+            return platform_error(400, "validation_error", "endpoint_id is required")
         try:
             now = datetime.fromtimestamp(rt.clock.wall_now(), UTC)
-            start = _instant(q.get("start"), now - timedelta(days=1))
-            end = _instant(q.get("end"), now)
+            start = instant(q.get("start"), now - timedelta(days=1))
+            end = instant(q.get("end"), now)
             limit = int(q.get("limit", "50"))
             offset = int(base64.b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
         except (ValueError, TypeError) as exc:
-            return _error(400, "validation_error", f"bad query: {exc}")
+            return platform_error(400, "validation_error", f"bad query: {exc}")
         if not 1 <= limit <= MAX_LIMIT:
-            return _error(400, "validation_error", f"limit must be within 1..{MAX_LIMIT}")
+            return platform_error(400, "validation_error", f"limit must be within 1..{MAX_LIMIT}")
         payloads = "payloads" in [e for v in q.getall("expand", []) for e in v.split(",")]
         wanted = q.get("request_id")
         rows = []

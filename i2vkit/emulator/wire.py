@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 __all__ = [
+    "platform_error",
+    "instant",
     "app_of",
     "invalid_json",
     "json_response",
@@ -81,3 +84,16 @@ def app_of(endpoint: str) -> str:
     if parts[0] in APP_NAMESPACES and len(parts) >= 3:
         return "/".join(parts[:3])
     return "/".join(parts[:2])
+
+
+def platform_error(status: int, kind: str, message: str) -> web.Response:
+    """An error as fal's Platform API answers one: ``{"error": {"type", "message"}}``."""
+    return json_response(status, {"error": {"type": kind, "message": message}})
+
+
+def instant(text: str | None, default: datetime) -> datetime:
+    """A Platform API time parameter (ISO 8601, ``Z`` or an offset, naive = UTC)."""
+    if not text:
+        return default
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
