@@ -138,15 +138,8 @@ class Uploader:
                 f"{path}: {stat.st_size / 1e6:.0f} MB is larger than the "
                 f"{MAX_UPLOAD_BYTES // 2**20} MiB i2vkit uploads for one image; scale it down."
             )
-        if self.cache_enabled:
-            row = self.store.cached_by_path(path)
-            if (
-                row
-                and row["file_hash"]
-                and row["size"] == stat.st_size
-                and row["mtime_ns"] == stat.st_mtime_ns
-            ):
-                return row["file_hash"], stat
+        if known := self.unchanged_hash(path, stat):
+            return known, stat
         if data is not None and len(data) != stat.st_size:
             raise UploadError(f"{path}: the file changed while it was read; run the batch again.")
         try:
@@ -163,6 +156,24 @@ class Uploader:
                 "the scan?); re-export it."
             )
         return digest, stat
+
+    def unchanged_hash(self, path: str, stat: os.stat_result) -> str | None:
+        """The sha256 the cache recorded for this path, while its size and mtime match:
+        known without reading the file."""
+        if not self.cache_enabled:
+            return None
+        row = self.store.cached_by_path(path)
+        if (
+            row
+            and row["file_hash"]
+            and (row["size"], row["mtime_ns"])
+            == (
+                stat.st_size,
+                stat.st_mtime_ns,
+            )
+        ):
+            return row["file_hash"]
+        return None
 
     async def upload(self, path: str, report: UploadReport, data: bytes | None = None) -> str:
         """The fal URL for one local image, uploading only when no valid one is known.

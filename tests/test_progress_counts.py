@@ -4,8 +4,13 @@ cache answered in an instant."""
 from __future__ import annotations
 
 import io
+import threading
+from dataclasses import replace
 
-from i2vkit.engine import Progress
+from helpers import make_images
+
+from i2vkit.engine import Progress, run_batch
+from i2vkit.planning import BatchRequest
 from i2vkit.reporters import ProgressLines, TerminalBars, progress_line
 
 
@@ -41,3 +46,36 @@ def test_a_stop_is_printed_at_once_in_a_log():
     printed = out.getvalue().splitlines()
     assert len(printed) == 3, printed
     assert printed[1].startswith("stopping: ") and printed[2].startswith("stopped: "), printed
+
+
+def test_a_resumed_batch_counts_its_earlier_jobs_from_the_first_line(settings, emulator, tmp_path):
+    """Continuing a batch with one more take: the first counters already show the earlier
+    run's videos (the ledger has them), not every job pending; a stop before any photo is
+    through still sums up the batch's jobs in the ledger."""
+    make_images(tmp_path / "pics", 3)
+    request = BatchRequest(
+        images_dir=str(tmp_path / "pics"),
+        prompts=["a slow zoom"],
+        model="wan-2.1",
+        output_dir=str(tmp_path / "out"),
+    )
+    first = run_batch(request, settings)
+    assert [j.status for j in first.jobs] == ["downloaded"] * 3
+    seen: list[tuple[int, int, int]] = []
+    stop = threading.Event()
+
+    def progress(p: Progress) -> None:
+        seen.append((p.downloaded, p.pending, p.total))
+        stop.set()  # Ctrl-C at the first line, before any photo went through
+
+    again = run_batch(replace(request, takes=2), settings, progress=progress, stop=stop)
+    assert seen[0] == (3, 3, 6), seen
+    assert again.interrupted
+    statuses = [j.status for j in again.jobs]
+    assert statuses.count("downloaded") == 3, again.summary()
+    assert set(statuses) <= {"downloaded", "pending"}, again.summary()  # recorded, not sent
+    first_line = again.summary().splitlines()[0]
+    words = {"downloaded": "3 downloaded", "pending": f"{len(statuses) - 3} pending"}
+    listed = ", ".join(words[s] for s in sorted(set(statuses)))
+    assert first_line.endswith(f": {len(statuses)} jobs, {listed}"), first_line
+    assert emulator.stats()["submits"]["total"] == 3  # nothing new was sent

@@ -193,8 +193,10 @@ class BatchResult:
         for j in self.jobs:
             counts[j.status] = counts.get(j.status, 0) + 1
         lines = [
-            f"batch {self.batch_id} on {self.backend}: {plural(len(self.jobs), 'job')}, "
-            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+            f"batch {self.batch_id} on {self.backend}: "
+            + ", ".join(
+                [plural(len(self.jobs), "job")] + [f"{n} {s}" for s, n in sorted(counts.items())]
+            ),
             f"videos in {self.plan.output_dir}",
         ]
         billed = "estimates" if self.billed else "not billed: emulator"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from pathlib import Path
@@ -186,6 +187,28 @@ class Runner:
         except (FalAuthError, FalLockedError) as exc:  # stops the batch, as in run_job
             run.fatal = run.fatal or exc
             run.stop.set()
+
+    def _recorded_earlier(self) -> list[int]:
+        """The plan's jobs an earlier run recorded, found without reading a photo (the
+        upload cache knows an unchanged file's hash): counted from the start, so the
+        counters and a stop before their photo is through say what the ledger holds."""
+        plan = self.run.plan
+        uploader = self.images.uploader()
+        hashes: dict[str, str | None] = {}
+        for job in plan.jobs:
+            ref = job.image_ref
+            if ref in hashes or job.image is None:
+                continue
+            try:
+                hashes[ref] = uploader.unchanged_hash(ref, os.stat(ref))
+            except OSError:
+                hashes[ref] = None
+        keys = [
+            j.key(hashes.get(j.image_ref))
+            for j in plan.jobs
+            if j.image is None or hashes.get(j.image_ref)
+        ]
+        return [r["id"] for r in self.run.jobs.store.jobs(self.run.batch_id, keys=keys)]
 
     def _add(self, planned: list[PlannedJob], report: UploadReport) -> list[JobRow]:
         """Record planned jobs whose images are through the upload step; a job whose image
@@ -406,13 +429,14 @@ class Runner:
             run.plan.check_spend_cap(self.cost)  # before any upload
             run.spend = SpendCap(run.plan.max_cost)
         run.spend.price = run.plan.cost_of  # each job at its own model's price
-        run.job_ids = []  # grows as photos come through the pipeline
+        run.job_ids = [] if run.plan.retry_of else self._recorded_earlier()  # and grows
         run.emit("submitting")
         interrupted = False
         try:
             async with asyncio.TaskGroup() as group:
                 async for rows in self.recorded():  # jobs start while later photos upload
-                    run.job_ids += [j["id"] for j in rows]
+                    known = set(run.job_ids)
+                    run.job_ids += [j["id"] for j in rows if j["id"] not in known]
                     for job in rows:
                         group.create_task(self.run_job(job))
         except asyncio.CancelledError:  # Ctrl-C, a kernel interrupt (stop.py)
