@@ -180,8 +180,17 @@ class Jobs:
             self._if(job, **fields, **_earlier_requests(job))
 
     def release_if(self, job: JobRow, **extra: Any) -> bool:
-        """Release only if status and owner are still what `job` says; True if it moved."""
-        fields = {**_SUBMISSION, "status": JobStatus.PENDING, **_earlier_requests(job), **extra}
+        """Release only if status and owner are still what `job` says; True if it moved.
+        What went wrong before is forgotten with the request: a job cancelled in an earlier
+        run and waiting again is not reported as cancelled."""
+        fields = {
+            **_SUBMISSION,
+            "status": JobStatus.PENDING,
+            "error": None,
+            "error_type": None,
+            **_earlier_requests(job),
+            **extra,
+        }
         return self._if(job, **fields)
 
     def submitted(self, job_id: int, request_id: str, urls: dict[str, str], position: Any) -> None:

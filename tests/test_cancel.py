@@ -61,34 +61,37 @@ def queued_behind_two_slots(emulator, db, jobs: int, proc: subprocess.Popen):
 
 
 def test_ctrl_c_cancels_queued_requests_then_the_same_command_resumes_them(tmp_path, emulator):
-    """20 jobs queued behind 2 account slots, then SIGINT: the 18 waiting requests are
+    """24 jobs queued behind 2 account slots, then SIGINT: the 22 waiting requests are
     cancelled on fal (the emulator never runs any of them) and recorded `cancelled`; the 2
-    running finish. The same command then submits exactly the 18 again and every pair gets
+    running finish. The same command then submits exactly the 22 again and every pair gets
     its video."""
-    args, env, proc = bulk_queued_behind_two_slots(tmp_path, emulator, 4, 5, job_seconds=5)
+    args, env, proc = bulk_queued_behind_two_slots(tmp_path, emulator, 4, 6, job_seconds=5)
     db, out = tmp_path / "ledger.db", tmp_path / "videos"
     waiting = {j["request_id"] for j in emulator.jobs() if j["state"] == "IN_QUEUE"}
-    assert len(waiting) == 18
+    assert len(waiting) == 22
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stdout + stderr
-    assert "cancelled 18 requests waiting in fal's queue" in stdout, stdout
+    assert "cancelled 22 requests waiting in fal's queue" in stdout, stdout
     rows = ledger(db, "SELECT request_id, status, error FROM jobs")
     cancelled = {r[0] for r in rows if r[1] == "cancelled"}
     assert cancelled == waiting
     assert all("fal does not bill it" in r[2] for r in rows if r[1] == "cancelled")
+    # 20 named one per line, the rest counted, with where to read them all
+    assert stdout.count("CANCELLED job") == 20, stdout
+    assert "CANCELLED ... and 2 more: `i2vkit status" in stdout, stdout
     # the 2 running requests end on the emulator; none of the cancelled ones ever starts
     wait_until(lambda: emulator.stats()["in_progress"] == 0, 60, "the running jobs to end")
     views = emulator.jobs()
     assert sum(1 for j in views if j["started_at"] is not None) == 2
     assert not [j for j in views if j["request_id"] in waiting and j["started_at"] is not None]
-    assert emulator.stats()["jobs"]["cancelled"] == 18
+    assert emulator.stats()["jobs"]["cancelled"] == 22
 
     emulator.configure(job_seconds=0.2)
     again = run_cli(args, env, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert_one_playable_video_per_job(db, out, 20)
-    assert emulator.stats()["submits"]["total"] == 20 + 18  # only the cancelled ones again
+    assert_one_playable_video_per_job(db, out, 24)
+    assert emulator.stats()["submits"]["total"] == 24 + 22  # only the cancelled ones again
 
 
 def test_cancel_command_stops_a_running_batch_from_another_terminal(tmp_path, emulator):

@@ -2,7 +2,7 @@
 
 import sqlite3
 
-from i2vkit.jobs import JobStatus
+from i2vkit.jobs import Jobs, JobStatus
 from i2vkit.migrations import SCHEMA_VERSION
 from i2vkit.store import Store
 
@@ -140,3 +140,17 @@ def test_update_job_if_is_a_compare_and_set_on_status_and_owner(tmp_path):
         assert s.update_job_if(job["id"], "pending", None, owner="me", status="queued")
         assert not s.update_job_if(job["id"], "pending", None, owner="you")
         assert s.job(job["id"])["owner"] == "me"
+
+
+def test_a_cancelled_job_waiting_again_forgets_why_it_was_cancelled(tmp_path):
+    """Released for the next submit, a job cancelled in an earlier run is pending with no
+    reason: a stop before its submit must not report it "cancelled while it waited"."""
+    with Store(tmp_path / "l.db") as store:
+        store.save_batch({"id": "b1", **BATCH})
+        store.add_jobs(one_job("b1"))
+        jobs = Jobs(store)
+        job_id = store.jobs("b1")[0]["id"]
+        jobs.cancelled(job_id, "cancelled while it waited in fal's queue")
+        assert jobs.release_if(store.job(job_id))
+        row = store.job(job_id)
+        assert (row["status"], row["error"], row["error_type"]) == (PENDING, None, None)

@@ -13,6 +13,9 @@ from ..planning.plan import Plan
 from ..refs import image_name
 from ..summary import ModelSummary
 
+#: jobs named one per line in a summary, per kind; `i2vkit status` lists the rest
+LISTED = 20
+
 
 @dataclass
 class Progress:
@@ -222,19 +225,28 @@ class BatchResult:
             what.append(f"{image_name(j.image)} / {j.prompt[:40]!r}")
             return f"{label} job {j.id} ({', '.join(what)}): {j.error}"
 
-        for j in self.failed:
-            lines.append(job_line("CANCELLED" if j.status == JobStatus.CANCELLED else "FAILED", j))
+        def listed(label: str, jobs: list[JobResult]) -> list[str]:
+            shown = [job_line(label, j) for j in jobs[:LISTED]]
+            if len(jobs) > LISTED:
+                shown.append(
+                    f"{label} ... and {len(jobs) - LISTED} more: `i2vkit status "
+                    f"{self.batch_id}` lists every job with its reason"
+                )
+            return shown
+
+        lines += listed("FAILED", [j for j in self.failed if j.status != JobStatus.CANCELLED])
+        lines += listed("CANCELLED", [j for j in self.failed if j.status == JobStatus.CANCELLED])
         failed = [j for j in self.jobs if j.status == JobStatus.FAILED]
         if failed:
             lines.append(f"`i2vkit retry {self.batch_id}` {retry_words(failed)}")
         lines.extend(self.notes)
         unfinished = [j for j in self.jobs if j.status not in FINISHED and j.error]
-        for j in unfinished:
-            lines.append(job_line("NOT DONE", j))
+        lines += listed("NOT DONE", unfinished)
         if unfinished:
             lines.append(
-                f"{len(unfinished)} job(s) are kept in the ledger; run the same command again "
-                "to finish them (nothing is paid twice)."
+                f"{plural(len(unfinished), 'job')} {'is' if len(unfinished) == 1 else 'are'} "
+                "kept in the ledger; run the same command again to finish them (nothing is "
+                "paid twice)."
             )
         if self.spend_cap_reached:
             waiting = sum(j.status == JobStatus.PENDING for j in self.jobs)
