@@ -65,11 +65,11 @@ def test_a_resumed_batch_counts_its_earlier_jobs_from_the_first_line(settings, e
     stop = threading.Event()
 
     def progress(p: Progress) -> None:
-        seen.append((p.downloaded, p.pending, p.total))
+        seen.append((p.downloaded, p.pending, p.total, p.uploads_total))
         stop.set()  # Ctrl-C at the first line, before any photo went through
 
     again = run_batch(replace(request, takes=2), settings, progress=progress, stop=stop)
-    assert seen[0] == (3, 3, 6), seen
+    assert seen[0] == (3, 3, 6, 3), seen  # and `uploaded 0/3`, not `0/0`
     assert again.interrupted
     statuses = [j.status for j in again.jobs]
     assert statuses.count("downloaded") == 3, again.summary()

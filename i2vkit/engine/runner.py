@@ -112,9 +112,7 @@ class Runner:
             run.progress.uploaded += 1
             run.emit()
 
-        paths = [str(im.path) for im in plan.images]
-        paths = list(dict.fromkeys([*paths, *(str(e.path) for e in plan.end_images)]))
-        run.progress.uploads_total = len(paths)
+        paths = self._local_images()
         report = await uploader.upload_all(paths, uploaded)
         for e in plan.end_images:
             url = report.urls.get(str(e.path))
@@ -148,9 +146,8 @@ class Runner:
         run.progress.total = plan.job_count
         report = UploadReport()
         self.upload_failures = report.failed
-        ends = [str(e.path) for e in plan.end_images]  # first: every job may wait for them
-        paths = list(dict.fromkeys([*ends, *(str(im.path) for im in plan.images)]))
-        run.progress.uploads_total = len(paths)
+        ends = [str(e.path) for e in plan.end_images]
+        paths = self._local_images()
         unchecked = {str(im.path): im for im in plan.images if not im.data_checked}
         uploader = self.images.uploader(plan.request.upload_concurrency)
         window = window_for(plan.request.upload_concurrency)
@@ -187,6 +184,13 @@ class Runner:
         except (FalAuthError, FalLockedError) as exc:  # stops the batch, as in run_job
             run.fatal = run.fatal or exc
             run.stop.set()
+
+    def _local_images(self) -> list[str]:
+        """The plan's local files to upload, end frames first (every job may wait for
+        them), each once."""
+        plan = self.run.plan
+        ends = [str(e.path) for e in plan.end_images]
+        return list(dict.fromkeys([*ends, *(str(im.path) for im in plan.images)]))
 
     def _recorded_earlier(self) -> list[int]:
         """The plan's jobs an earlier run recorded, found without reading a photo (the
@@ -430,6 +434,7 @@ class Runner:
             run.spend = SpendCap(run.plan.max_cost)
         run.spend.price = run.plan.cost_of  # each job at its own model's price
         run.job_ids = [] if run.plan.retry_of else self._recorded_earlier()  # and grows
+        run.progress.uploads_total = len(self._local_images())
         run.emit("submitting")
         interrupted = False
         try:
