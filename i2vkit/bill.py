@@ -38,7 +38,7 @@ BALANCE_TIMEOUT = 5.0
 DRIFT = 0.05  # a billed unit price further than this from the catalogue's is taken over
 ADMIN_KEY = (
     "fal's billing records need an admin key: create one with ADMIN scope at "
-    "fal.ai/dashboard/keys (or `fal keys create --scope ADMIN`) and set FAL_KEY to it"
+    "the Keys page of your fal dashboard (or `fal keys create --scope ADMIN`) and set FAL_KEY to it"
 )
 
 

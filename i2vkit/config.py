@@ -137,21 +137,22 @@ def read_fal_key(get: Callable[[str], str | None]) -> str | None:
             )
             raise ConfigError(
                 f"{present} is set but {missing} is not: set both (the two halves of a key "
-                "from fal.ai/dashboard/keys), or set FAL_KEY=<id>:<secret> instead."
+                "from the Keys page of your fal dashboard), or set FAL_KEY=<id>:<secret> instead."
             )
         key = f"{key_id}:{secret}"
     if key is None:
         return None
     if key != key.strip() or any(c.isspace() for c in key):
         raise ConfigError(
-            "FAL_KEY contains white space. Copy the key again from fal.ai/dashboard/keys "
-            "(it looks like <id>:<secret>)."
+            "FAL_KEY contains white space. Copy the key again from the Keys page of your fal "
+            "dashboard (it looks like <id>:<secret>)."
         )
     key_id, colon, secret = key.partition(":")
     if not (colon and key_id and secret):
         raise ConfigError(
             "FAL_KEY is not a fal key: a key has two parts joined by a colon, <id>:<secret>. "
-            "Copy the whole key again from fal.ai/dashboard/keys (the value is not shown here)."
+            "Copy the whole key again from the Keys page of your fal dashboard (the value is "
+            "not shown here)."
         )
     return key
 

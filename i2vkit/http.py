@@ -229,16 +229,16 @@ def fal_error(response: httpx.Response, what: str, key: str | None = None) -> Fa
     code = response.status_code
     if code == 401:
         return FalAuthError(
-            "FAL_KEY was rejected by fal (401). Check the key at fal.ai/dashboard/keys and "
-            "set FAL_KEY again; nothing more was submitted.",
+            "FAL_KEY was rejected by fal (401). Check the key on the Keys page of your fal "
+            "dashboard and set FAL_KEY again; nothing more was submitted.",
             status_code=401,
         )
     if code == 403:
         if "locked" in message.lower():
             return FalLockedError(
                 f"fal refused the request: {message} Your fal account is locked, usually "
-                "because its balance is exhausted: top up at fal.ai/dashboard/billing, then "
-                "run the same command again to resume.",
+                "because its balance is exhausted: top up on the Billing page of your fal "
+                "dashboard, then run the same command again to resume.",
                 status_code=403,
                 error_type="user_locked",
             )

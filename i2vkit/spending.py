@@ -129,8 +129,8 @@ def over_balance(amount: float | None, left: float | None, say: Callable[[str], 
     say(
         f"This run may add an estimated {usd(amount)}, more than the {usd(left)} left on the "
         "fal account: fal would lock the account midway and leave the batch half done. "
-        "Nothing was uploaded or submitted: top up at fal.ai/dashboard/billing, or run "
-        "fewer jobs (--max-cost keeps a run under an amount)."
+        "Nothing was uploaded or submitted: top up on the Billing page of your fal dashboard, "
+        "or run fewer jobs (--max-cost keeps a run under an amount)."
     )
     return True
 

@@ -170,7 +170,7 @@ def test_403_locked_is_the_balance_and_other_403s_are_permissions():
         answer(403, {"detail": "User is locked. Reason: Exhausted balance."}), "upload", KEY
     )
     assert type(locked) is FalLockedError and locked.error_type == "user_locked"
-    assert "fal.ai/dashboard/billing" in str(locked)
+    assert "Billing page of your fal dashboard" in str(locked)
     other = fal_error(answer(403, {"detail": "Forbidden for this app"}), "upload", KEY)
     assert type(other) is FalAuthError and other.status_code == 403
     assert "Forbidden for this app" in str(other) and "may use this model" in str(other)

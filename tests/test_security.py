@@ -4,8 +4,10 @@ URLs are followed, an endless download is capped, the emulator listens on loopba
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import io
+import re
 import socket
 import sqlite3
 import subprocess
@@ -393,3 +395,31 @@ def other_local_addresses() -> list[str]:
         for a in addrs
         if a.family == socket.AF_INET and not a.address.startswith("127.")
     ]
+
+
+#: fal's service hosts the package talks to (not pointers for a reader) and XML's namespace
+SERVICE_URL = re.compile(
+    r"(https://)?(queue\.fal\.run|rest\.fal\.ai|v3\.fal\.media|api\.fal\.ai/v1|fal\.run/)"
+    r"|http://www\.w3\.org/2000/svg"
+)
+CITATION = re.compile(
+    r"https?://(?!127\.0\.0\.1|localhost)[^\s'\"`]+"
+    r"|(?<![\w.])(?:[\w-]+\.)*(?:fal\.ai|github\.com|readthedocs\.io|pypi\.org)/\S+"
+)
+
+
+def test_what_the_package_prints_cites_nothing_outside_the_repository():
+    """Messages say where to act in words ("the Keys page of your fal dashboard"), not with
+    addresses outside the repository; only the service's own hosts are written down. The
+    emulator is left out: it answers with fal's own bodies, word for word."""
+    package = Path(__file__).resolve().parents[1] / "i2vkit"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if "emulator" in path.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for match in CITATION.finditer(node.value):
+                    if not SERVICE_URL.match(match.group()) and "..." not in match.group():
+                        found.append(f"{path.name}:{node.lineno}: {match.group()}")
+    assert not found, found
