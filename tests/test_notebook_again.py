@@ -91,7 +91,9 @@ def test_again_on_a_clip_submits_the_same_arguments_but_the_seed(
     assert "1 downloaded" in panel.outcome.value or "<video" in panel.outcome.value
 
 
-def test_again_on_a_billed_backend_asks_first_and_a_no_spends_nothing(widgets_on, tmp_path):
+def test_again_on_a_billed_backend_asks_first_and_a_no_spends_nothing(
+    widgets_on, tmp_path, monkeypatch
+):
     with EmulatorProcess(key=TEST_KEY, job_seconds=[0, 0]) as emu:
         settings = Settings(
             fal_key=TEST_KEY,
@@ -123,6 +125,15 @@ def test_again_on_a_billed_backend_asks_first_and_a_no_spends_nothing(widgets_on
             assert after["submits"]["total"] == before["submits"]["total"]
             assert after["uploads"] == before["uploads"]
             assert len(batches(settings.db_path)) == 1
+
+            # the threshold is the user's (I2VKIT_CONFIRM_ABOVE=0: ask every time)
+            monkeypatch.setenv("I2VKIT_CONFIRM_ABOVE", "0")
+            panel.takes_w.value = 1
+            panel.button.click()
+            assert panel.spend.asking, "one take at a threshold of 0 must ask"
+            panel.spend.no.click()
+            monkeypatch.delenv("I2VKIT_CONFIRM_ABOVE")
+            assert emu.stats()["submits"]["total"] == before["submits"]["total"]
 
         # the spend cap holds, in its own words, whatever the answer would be
         capped = dataclasses.replace(settings, max_cost=1.0)
