@@ -253,7 +253,9 @@ class ResultsBrowser:
         return view
 
     def summary(self) -> Any:
-        """Per model (:func:`i2vkit.summary.per_model`), then per varied value."""
+        """Per model (:func:`i2vkit.summary.per_model`), then per varied value; and once
+        `i2vkit cost` has read fal's bill, what fal billed beside the estimates (the
+        report's table, :func:`i2vkit.tables.billed_table`)."""
 
         def render() -> Rich:
             if not self.batch_id:
@@ -261,8 +263,10 @@ class ResultsBrowser:
             from ..summary import per_model, per_value_rows
 
             rows = per_model(self.store, self.batch_id) + per_value_rows(self.store, self.batch_id)
-            table = tables.models_table(rows)
-            return Rich(table.html(), table.text())
+            shown = [tables.models_table(rows)]
+            billed = tables.billed_table(self.store, self.batch_id)
+            shown += [billed] if billed is not None else []
+            return Rich("".join(t.html() for t in shown), "\n\n".join(t.text() for t in shown))
 
         return self._live(render)
 
