@@ -88,7 +88,8 @@ def test_again_on_a_clip_submits_the_same_arguments_but_the_seed(
     }
     assert len(batches(settings.db_path)) == 2  # a batch of its own; the first untouched
     assert panel.result.batch_id != browser.batch_id
-    assert "1 downloaded" in panel.outcome.value or "<video" in panel.outcome.value
+    assert "1 job, 1 downloaded" in panel.outcome.value
+    assert f"pick batch {panel.result.batch_id}" in panel.outcome.value
 
 
 def test_again_on_a_billed_backend_asks_first_and_a_no_spends_nothing(

@@ -27,7 +27,6 @@ from ..planning.request import BatchRequest
 from ..provenance import recipe_from_file
 from ..spending import cost_lines
 from ..workspace import Workspace
-from .display import notebook_dir
 from .form import confirmed
 from .progress import ProgressBars
 from .spend_question import SpendQuestion
@@ -64,13 +63,11 @@ class AgainPanel:
         self,
         settings: Settings | None = None,
         workspace: Workspace | None = None,
-        base: str | os.PathLike[str] | None = None,
     ):
         import ipywidgets as w
 
         self.settings = settings or (workspace.settings if workspace else None)
         self._ws = workspace
-        self.base = base
         self.video: Path | None = None
         self.job_id: int | None = None
         self.plan: Plan | None = None
@@ -180,9 +177,15 @@ class AgainPanel:
             return
         finally:
             self.thread = None
+        # The summary, not a gallery: a widget's HTML cannot link the new files (the grid
+        # needs its page script for that); the batch shows in the grid once picked.
+        batch = self.result.batch_id
         summary = g.esc(self.result.summary())
-        shown = g.gallery_html(self.result, self.base if self.base is not None else notebook_dir())
-        self.outcome.value = f"<div style='white-space:pre-wrap'>{summary}</div>{shown}"
+        hint = g.esc(
+            f"To compare them: run the Batches cell again and pick batch {batch} "
+            f"(or I2VKIT_BATCH={batch}); `i2vkit report {batch}` writes its page."
+        )
+        self.outcome.value = f"<div style='white-space:pre-wrap'>{summary}</div><div>{hint}</div>"
         self._plan()  # the next click is another new batch
 
     def wait(self, timeout: float) -> bool:

@@ -208,7 +208,7 @@ class CompareView:
         self.cols_w.observe(changed, names="value")
         from .again import AgainPanel
 
-        self.again_panel = AgainPanel(self.settings, self.workspace, self.base)
+        self.again_panel = AgainPanel(self.settings, self.workspace)
         self.widget = w.VBox(
             [
                 self.head_w,
