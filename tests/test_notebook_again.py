@@ -90,6 +90,7 @@ def test_again_on_a_clip_submits_the_same_arguments_but_the_seed(
     assert panel.result.batch_id != browser.batch_id
     assert "1 job, 1 downloaded" in panel.outcome.value
     assert f"pick batch {panel.result.batch_id}" in panel.outcome.value
+    assert f"new batch {panel.result.batch_id}" in panel.info.value  # the plan that ran
 
 
 def test_again_on_a_billed_backend_asks_first_and_a_no_spends_nothing(

@@ -186,7 +186,11 @@ class AgainPanel:
             f"(or I2VKIT_BATCH={batch}); `i2vkit report {batch}` writes its page."
         )
         self.outcome.value = f"<div style='white-space:pre-wrap'>{summary}</div><div>{hint}</div>"
-        self._plan()  # the next click is another new batch
+        # The plan shown is the one that ran (its batch is the summary's); more starts
+        # from a clip's button again (or Takes), each time a batch of its own.
+        self.plan = None
+        self.button.description = "Done: a clip's again plans another batch"
+        self.button.disabled = True
 
     def wait(self, timeout: float) -> bool:
         """Wait for a run started by a click; True when none is running (tests, code)."""
