@@ -141,7 +141,7 @@ class AgainPanel:
         )
         takes = int(self.takes_w.value)
         self.button.description = f"Make {plural(takes, 'more clip')} like {what} ({self.cost()})"
-        self.button.disabled = False
+        self.button.disabled = self.running  # one again at a time
 
     def cost(self) -> str:
         """What the again adds, as the plan says it."""
