@@ -41,7 +41,7 @@ from .refs import image_stem, is_url
 from .report_folder import SUBFOLDERS, prepare, write_manifest
 from .rows import BatchRow, JobRow
 from .store import Store
-from .tables import local_time, models_table
+from .tables import billed_table, local_time, models_table
 from .timeline import timeline_svg
 
 CSV_COLUMNS = [
@@ -379,24 +379,10 @@ def _per_model_section(store: Store, batch_id: str) -> str:
 
 
 def _billed_section(store: Store, batch_id: str) -> str:
-    """What fal billed beside the estimates, once `i2vkit cost` has read it."""
-    from .bill import recorded_bill
-
-    models = recorded_bill(store, batch_id)
-    if all(m.billed is None for m in models):
-        return ""
-    rows = [
-        (
-            m.name,
-            m.requests,
-            cmp.usd(m.estimated),
-            "no record" if m.billed is None else cmp.usd(m.billed),
-            "-" if m.difference is None else f"{m.difference:+.2f}",
-        )
-        for m in models
-    ]
-    columns = ["model", "requests", "estimated", "billed by fal", "difference (US$)"]
-    return "\n<h3>Billed by fal (read by <code>i2vkit cost</code>)</h3>\n" + _table(rows, columns)
+    """What fal billed beside the estimates, once `i2vkit cost` has read it (the table
+    notebook 02 shows too)."""
+    table = billed_table(store, batch_id)
+    return "" if table is None else "\n" + table.html()
 
 
 def _failed_section(cells: Sequence[cmp.Cell]) -> str:

@@ -1,4 +1,5 @@
-"""The small tables the notebooks show: a run's summary, the batches, the files, the models.
+"""The small tables the notebooks show: a run's summary, the batches, the files, the models,
+what fal billed.
 
 Why tables and not lines: a summary line such as ``cost (estimates): this run: US$ 16.27
 (9 jobs) submitted; earlier runs: ...`` wraps wherever the output area ends, and
@@ -185,6 +186,44 @@ def models_table(summaries: Iterable[ModelSummary], *, endpoint: bool = False) -
     headers += ["Jobs", "Videos", "Failed", "Mean in queue", "Mean running"]
     headers += ["Per clip", "Per second of video"]
     return Table(headers, rows)
+
+
+def billed_table(store: Store, batch_id: str) -> Table | None:
+    """Per model, what fal billed beside i2vkit's estimate and the difference, once `i2vkit
+    cost` has read fal's bill into the ledger (None before: nothing known yet, nothing to
+    show). The one table the report and notebook 02 both draw."""
+    from .bill import recorded_bill
+
+    models = recorded_bill(store, batch_id)
+    if all(m.billed is None for m in models):
+        return None
+    rows = [_billed_row(m.name, m.requests, m.estimated, m.billed) for m in models]
+    if len(models) > 1:
+        rows.append(
+            _billed_row(
+                "total",
+                sum(m.requests for m in models),
+                sum_costs(m.estimated for m in models),
+                sum_costs(m.billed for m in models),
+            )
+        )
+    headers = ["Model", "Requests", "Estimated", "Billed by fal", "Difference"]
+    caption = "Billed by fal (read by i2vkit cost), beside the estimates"
+    return Table(headers, rows, caption=caption)
+
+
+def _billed_row(
+    name: str, requests: int, estimated: float | None, billed: float | None
+) -> list[str]:
+    diff = None if billed is None or estimated is None else round(billed - estimated, 4)
+    shown = "-" if diff is None else f"{'+' if diff >= 0 else '-'}{usd(abs(diff))}"
+    return [
+        name,
+        str(requests),
+        usd(estimated),
+        "no record" if billed is None else usd(billed),
+        shown,
+    ]
 
 
 def run_tables(result: BatchResult) -> tuple[Table, Table | None, list[str]]:

@@ -21,8 +21,12 @@ running (the kernel's), so one cell works in both.
     preview.py   Preview: what the form's batch would run
     progress.py  ProgressBars (widgets, or the CLI's reporter in a script)
     results.py   ResultsBrowser, gallery, timeline, run_summary (a run as small tables),
-                 done (the script's exit code), CompareView and results_view (the
-                 comparison grid, laid out by i2vkit.grid_layout), the report button
+                 done (the script's exit code), results_view, the report button
+    compare_view.py   CompareView: the comparison grid (laid out by i2vkit.grid_layout),
+                 a keeper box and an *again* button per clip
+    again.py     again() (`i2vkit again` as a function) and AgainPanel (a clip's again:
+                 its plan, its cost, the question, the new batch)
+    spend_question.py   SpendQuestion: the CLI's spend question as two buttons
     actions.py   RetryButton: a batch's failed jobs, their cost, the question, the retry
     memory.py    the form's values kept in the ledger; the debounce of typing
 """
@@ -31,6 +35,7 @@ from ..config import Settings
 from ..money import usd as money  # US$ 3.60, never a $ pair JupyterLab typesets as math
 from ..workspace import Workspace
 from .actions import RetryButton
+from .compare_view import CompareView
 from .display import (
     Live,
     Rich,
@@ -49,7 +54,6 @@ from .pickers import FolderBrowser, model_label
 from .preview import Preview, plan_html
 from .progress import ProgressBars
 from .results import (
-    CompareView,
     ResultsBrowser,
     done,
     gallery,

@@ -2,11 +2,9 @@
 
 *Retry* shows what the retry would run and cost before anything happens (the plan of
 :func:`~i2vkit.planning.retry.plan_retry`, the ledger's own), asks the question `i2vkit
-retry` asks (:func:`~i2vkit.spending.confirm_spend`, the one rule: above US$ 5 on a
-billed backend, never on the built-in emulator, never past the spend cap), and runs only
-the failed, cancelled and unsent jobs. A button cannot answer ``input()``, so the
-question is asked with two buttons: the rule is run once to learn whether it asks and
-what, and once more with the answer the user clicked.
+retry` asks (:class:`~i2vkit.notebook.spend_question.SpendQuestion`: the CLI's rule,
+above US$ 5 on a billed backend, never on the built-in emulator, never past the spend
+cap, with two buttons), and runs only the failed, cancelled and unsent jobs.
 
 Outside a widget front end (the exported script, nbmake), ``I2VKIT_RETRY_FAILED=1``
 retries at once when the cell runs, with the form's confirmation (``input()``).
@@ -20,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from .. import gallery as g
 from ..errors import I2vkitError
 from ..money import plural, usd
-from ..spending import confirm_spend, cost_lines
+from ..spending import cost_lines
 from .display import Rich, env_flag, widgets_available
 from .form import confirmed
 from .progress import ProgressBars
 from .results import gallery
+from .spend_question import SpendQuestion
 
 if TYPE_CHECKING:
     from ..engine import BatchResult
@@ -123,12 +122,9 @@ class RetryButton:
             layout={"width": "auto", "align_self": "flex-start"},
         )
         self.button.on_click(lambda _b: self.click())
-        self.question = w.HTML()
-        self.yes = w.Button(description="Yes, spend it", button_style="danger")
-        self.no = w.Button(description="No")
-        self.yes.on_click(lambda _b: self.answer(True))
-        self.no.on_click(lambda _b: self.answer(False))
-        self.asking = w.HBox([self.question, self.yes, self.no], layout={"display": "none"})
+        self.spend = SpendQuestion()
+        self.question, self.yes, self.no = self.spend.question, self.spend.yes, self.spend.no
+        self.asking = self.spend.widget
         self.bars = ProgressBars()
         bars = getattr(self.bars, "widget", None)
         self.bars_box = w.Box([bars] if bars is not None else [], layout={"display": "none"})
@@ -143,7 +139,7 @@ class RetryButton:
         if self.widget is None:
             return
         self.info.value = self.html()
-        self.asking.layout.display = "none"
+        self.spend.cancel()
         running = self.thread is not None and self.thread.is_alive()
         self.button.disabled = running or not self.count
         self.button.description = (
@@ -153,45 +149,19 @@ class RetryButton:
         )
 
     def click(self) -> None:
-        """The spending rule, run to see whether it asks: go on, ask, or say why not."""
+        """The spending rule: go on, ask (the buttons answer), or say why not."""
         if self.plan is None or not self.count:
             return
-        asked: list[str] = []
-        said: list[str] = []
-
-        def ask(question: str) -> str:
-            asked.append(question)
-            return ""  # not answered yet: the buttons will
-
-        yes = env_flag("I2VKIT_YES")
-        code = confirm_spend(
-            self.plan, self.ws.backend, yes=yes, interactive=True, ask=ask, say=said.append
-        )
-        if asked:
-            question = asked[0].strip().removesuffix("[y/N]").strip()  # the buttons answer
-            self.question.value = f"<b>{g.esc(question)}</b>"
-            self.asking.layout.display = ""
-            self.button.disabled = True
-        elif code is None:
-            self._start()
-        else:  # over the spend cap: its own words
-            self.outcome.value = f"<span style='color:#c62828'>{g.esc(' '.join(said))}</span>"
+        self.button.disabled = True
+        self.spend.check(self.plan, self.ws, self._start, self._stopped)
 
     def answer(self, yes: bool) -> None:
-        """The user's answer to the question: run, or say that nothing was submitted."""
-        self.asking.layout.display = "none"
-        if not yes or self.plan is None:
-            self.outcome.value = "Nothing submitted."
-            self.button.disabled = not self.count
-            return
-        said: list[str] = []
-        code = confirm_spend(
-            self.plan, self.ws.backend, interactive=True, ask=lambda _q: "y", say=said.append
-        )
-        if code is None:
-            self._start()
-        else:
-            self.outcome.value = g.esc(" ".join(said))
+        """The user's answer to the question (what the two buttons call)."""
+        self.spend.answer(yes)
+
+    def _stopped(self, why: str) -> None:
+        self.outcome.value = why
+        self.button.disabled = not self.count
 
     def _start(self) -> None:
         self.button.disabled = True

@@ -1,5 +1,6 @@
-"""Past batches from the ledger (the gallery, the timeline, where each file lives), and
-:func:`done`, the end of a notebook run that gives the exported script the CLI's exit code."""
+"""Past batches from the ledger (the gallery, the timeline, where each file lives, the
+comparison grid of :mod:`.compare_view`), and :func:`done`, the end of a notebook run that
+gives the exported script the CLI's exit code."""
 
 from __future__ import annotations
 
@@ -9,19 +10,19 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import compare as cmp
 from .. import exits, tables
 from .. import gallery as g
-from .. import grid_layout as layout
 from ..config import Settings, load_settings
 from ..jobs import UNSUCCESSFUL, JobStatus
 from ..money import plural
 from ..timeline import timeline_svg, timeline_text
+from .compare_view import CompareView
 from .display import Live, Rich, in_kernel, notebook_dir, widgets_available
 
 if TYPE_CHECKING:
     from ..engine import BatchResult
     from ..rows import BatchRow, JobRow
+    from ..workspace import Workspace
 
 
 def gallery(source: Any, base: str | os.PathLike | None = None, **kwargs: Any) -> Rich:
@@ -34,9 +35,15 @@ def timeline(rows: Sequence[Mapping[str, Any]], concurrency: int | None = None) 
     return Rich(timeline_svg(rows, concurrency=concurrency), timeline_text(rows, concurrency))
 
 
-def results_view(result: BatchResult, base: str | os.PathLike | None = None) -> Any:
+def results_view(
+    result: BatchResult,
+    base: str | os.PathLike | None = None,
+    *,
+    workspace: Workspace | None = None,
+) -> Any:
     """The gallery to show after a run: the comparison grid when the batch ran several
-    models or takes (what the user wants to compare), else the plain gallery."""
+    models or takes (what the user wants to compare), else the plain gallery. A clip's
+    *again* plans in ``workspace`` (else one opened from the settings on its first click)."""
     from ..store import Store
 
     with Store(result.plan.ledger) as store:
@@ -44,7 +51,12 @@ def results_view(result: BatchResult, base: str | os.PathLike | None = None) -> 
         rows = [r for r in store.jobs(result.batch_id) if r["id"] in mine]
     if len({r["endpoint_id"] for r in rows}) > 1 or len({r["take"] for r in rows}) > 1:
         return CompareView(
-            lambda: rows, result.plan.ledger, result.batch_id, base, title=result.batch_id
+            lambda: rows,
+            result.plan.ledger,
+            result.batch_id,
+            base,
+            title=result.batch_id,
+            workspace=workspace,
         )
     return gallery(result, base)
 
@@ -225,15 +237,25 @@ class ResultsBrowser:
 
         return self._live(render)
 
-    def compare(self) -> CompareView:
-        """The comparison grid of the selected batch (redrawn when another is selected)."""
-        view = CompareView(self.jobs, self.settings.db_path, self.batch_id, self.base)
+    def compare(self, workspace: Workspace | None = None) -> CompareView:
+        """The comparison grid of the selected batch (redrawn when another is selected);
+        each clip's *again* plans in ``workspace`` (the notebook's)."""
+        view = CompareView(
+            self.jobs,
+            self.settings.db_path,
+            self.batch_id,
+            self.base,
+            settings=self.settings,
+            workspace=workspace,
+        )
         self._listeners.append(lambda: view.refresh(self.batch_id))
         self._compare = view
         return view
 
     def summary(self) -> Any:
-        """Per model (:func:`i2vkit.summary.per_model`), then per varied value."""
+        """Per model (:func:`i2vkit.summary.per_model`), then per varied value; and once
+        `i2vkit cost` has read fal's bill, what fal billed beside the estimates (the
+        report's table, :func:`i2vkit.tables.billed_table`)."""
 
         def render() -> Rich:
             if not self.batch_id:
@@ -241,8 +263,10 @@ class ResultsBrowser:
             from ..summary import per_model, per_value_rows
 
             rows = per_model(self.store, self.batch_id) + per_value_rows(self.store, self.batch_id)
-            table = tables.models_table(rows)
-            return Rich(table.html(), table.text())
+            shown = [tables.models_table(rows)]
+            billed = tables.billed_table(self.store, self.batch_id)
+            shown += [billed] if billed is not None else []
+            return Rich("".join(t.html() for t in shown), "\n\n".join(t.text() for t in shown))
 
         return self._live(render)
 
@@ -344,257 +368,3 @@ class _Widget:
 
     def text(self) -> str:
         return self._text
-
-
-# ------------------------------------------------------------------ comparison grid
-
-
-class CompareView:
-    """A batch's clips side by side (see :mod:`i2vkit.compare`): rows and columns picked
-    from image, prompt, model and take with two dropdowns; per cell a looping muted
-    player, its model, seed, cost and times (or fal's reason), and a "keeper" checkbox
-    that writes the ledger at once (so a pick survives a kernel restart).
-
-    In a notebook the grid is an ipywidgets GridBox (the checkboxes need the kernel) and
-    the players' JavaScript (load when visible, "play row") comes in one HTML output shown
-    before it; in a script the view is the grid's text.
-    """
-
-    def __init__(
-        self,
-        rows: Callable[[], Sequence[JobRow]],
-        ledger: str | os.PathLike,
-        batch_id: str | None,
-        base: str | os.PathLike | None = None,
-        *,
-        title: str | None = None,
-        axes: tuple[Sequence[str], Sequence[str]] | None = None,
-    ):
-        self.source = rows
-        self.ledger = Path(ledger)
-        self.batch_id = batch_id
-        self.base = Path(base) if base is not None else notebook_dir()
-        self.title = title
-        self.cells = cmp.cells_from_rows(self.source())
-        self.rows, self.cols = axes or cmp.default_axes(self.cells)
-        self.error: str | None = None
-        self.widget: Any = None  # an ipywidgets box once built (ipywidgets is untyped)
-        self.keep_boxes: dict[int, Any] = {}
-        self.card_ws: dict[int, Any] = {}  # each clip's HTML widget, redrawn on a pick
-        if widgets_available():
-            self._build_widgets()
-
-    # -- data -----------------------------------------------------------------
-
-    def grid(self) -> cmp.Grid:
-        return cmp.arrange(self.cells, self.rows, self.cols)
-
-    def set_axes(self, rows: Sequence[str], cols: Sequence[str]) -> None:
-        """Lay the grid out again (what the dropdowns call); an impossible choice (an axis
-        on both sides) keeps the grid as it was and says why."""
-        try:
-            cmp.check_axes(rows, cols, cmp.axes_of(self.cells))
-        except ValueError as exc:
-            self.error = str(exc)
-        else:
-            self.error = None
-            self.rows, self.cols = tuple(rows), tuple(cols)
-        self._redraw()
-
-    def refresh(self, batch_id: str | None = None) -> None:
-        """Read the jobs again (another batch, new keepers, a finished retry)."""
-        if batch_id is not None:
-            self.batch_id = batch_id
-        self.cells = cmp.cells_from_rows(self.source())
-        self.rows, self.cols = cmp.default_axes(self.cells) if batch_id else (self.rows, self.cols)
-        if self.widget is not None:
-            offered = list(cmp.choices(self.cells))
-            self.rows_w.options, self.cols_w.options = offered, offered
-            self.rows_w.value = _choice(self.rows, self.cells)
-            self.cols_w.value = _choice(self.cols, self.cells)
-        self._redraw()
-
-    def set_keeper(self, job_id: int, keep: bool) -> None:
-        """Record a pick in the ledger (the one place keepers live)."""
-        from ..keepers import mark
-        from ..store import Store
-
-        with Store(self.ledger) as store:
-            mark(store, self.batch_id or "", [job_id], keep)
-        for cell in self.cells:
-            if cell.job_id == job_id:
-                cell.keeper = keep
-
-    def urls(self, served: bool = False) -> cmp.VideoUrl:
-        """Each cell's video and poster URLs relative to the notebook (small files outside
-        the folder Jupyter serves are embedded, as in the gallery). ``served``: for widget
-        HTML, which JupyterLab does not resolve: paths under the Jupyter root that the
-        grid's script turns into the server's ``files/`` URLs."""
-        linker = g.VideoLinker(self.base)
-
-        def under_root(path: str | os.PathLike) -> str:
-            if served:
-                return cmp.JUPYTER_FILES + g.relative_url(path, linker.root)
-            return g.relative_url(path, self.base)
-
-        def urls(cell: cmp.Cell) -> tuple[str | None, str | None, str | None]:
-            if not cell.video:
-                return None, None, None
-            src = linker.source(cell.video)
-            url = src.url
-            if url and not src.embedded:
-                url = under_root(cell.video)
-            thumb = cmp.first_frame(cell.video)
-            poster = None
-            if thumb is not None:
-                if g.is_within(thumb.resolve(), linker.root):
-                    poster = under_root(thumb)
-                else:
-                    poster = g.thumbnail_data_uri(thumb, side=cmp.THUMB_SIDE, max_chars=40_000)
-            return url, poster, src.note
-
-        return urls
-
-    # -- views ----------------------------------------------------------------
-
-    def heading(self) -> str:
-        counts: dict[str, int] = {}
-        for c in self.cells:
-            counts[c.status] = counts.get(c.status, 0) + 1
-        status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
-        head = f"batch {self.title or self.batch_id}: " if (self.title or self.batch_id) else ""
-        return f"{head}{plural(len(self.cells), 'job')} ({status})"
-
-    def render(self) -> Rich:
-        grid = self.grid()
-        html = (
-            f"<div style='font:13px system-ui,sans-serif;margin:4px 0'>{g.esc(self.heading())}"
-            "</div>" + cmp.grid_html(grid, self.urls())
-        )
-        return Rich(html, self.heading() + "\n" + cmp.grid_text(grid))
-
-    def text(self) -> str:
-        return self.heading() + "\n" + cmp.grid_text(self.grid())
-
-    def _repr_html_(self) -> str:
-        return self.render().html
-
-    def display_live(self) -> None:
-        from IPython.display import HTML, display
-
-        if self.widget is None:
-            display(self.render())
-            return
-        # A plain HTML output runs its script (JupyterLab trusts what this session ran);
-        # the widget's HTML would not.
-        display(HTML(f"<style>{cmp.CSS}</style><script>{cmp.SCRIPT}</script>"))
-        display(self.widget)
-
-    def _build_widgets(self) -> None:
-        import ipywidgets as w
-
-        style = {"description_width": "60px"}
-        options = list(cmp.choices(self.cells))  # every axis the batch varies along
-        self.rows_w = w.Dropdown(
-            options=options, value=_choice(self.rows, self.cells), description="Rows", style=style
-        )
-        self.cols_w = w.Dropdown(
-            options=options,
-            value=_choice(self.cols, self.cells),
-            description="Columns",
-            style=style,
-        )
-        self.head_w = w.HTML()
-        self.note_w = w.HTML()
-        self.grid_w = w.GridBox()
-        self.grid_w.add_class("i2v-compare")
-        self.grid_w.add_class("i2v-gridbox")
-
-        def changed(_change: Mapping[str, Any]) -> None:
-            offered = cmp.choices(self.cells)
-            self.set_axes(offered[self.rows_w.value], offered[self.cols_w.value])
-
-        self.rows_w.observe(changed, names="value")
-        self.cols_w.observe(changed, names="value")
-        self.widget = w.VBox(
-            [self.head_w, w.HBox([self.rows_w, self.cols_w]), self.note_w, self.grid_w]
-        )
-        for name in cmp.NO_MATH.split():
-            self.widget.add_class(name)
-        self._redraw()
-
-    def _redraw(self) -> None:
-        if self.widget is None:
-            return
-        import ipywidgets as w
-
-        self.head_w.value = f"<b>{g.esc(self.heading())}</b>"
-        self.note_w.value = (
-            f"<span style='color:#c62828'>{g.esc(self.error)}</span>" if self.error else ""
-        )
-        grid = self.grid()
-        urls = self.urls(served=True)
-        corner = w.HTML("")
-        children: list[Any] = [_sticky(corner, layout.STICKY_TOP, layout.STICKY_LEFT)]
-        children += [
-            _sticky(
-                w.HTML(layout.column_header(cmp.key_label(c))),
-                layout.STICKY_TOP,
-            )
-            for c in grid.col_keys
-        ]
-        self.keep_boxes, self.card_ws = {}, {}
-        for i, r in enumerate(grid.row_keys):
-            row_id, header = cmp.row_header(i, r)
-            label = w.HTML(f"<div class='i2v-rowhead {cmp.NO_MATH}'>{header}</div>")
-            children.append(_sticky(label, layout.STICKY_LEFT))
-            for c in grid.col_keys:
-                cards = [self._card(cell, row_id, urls) for cell in grid.slot(r, c)]
-                children.append(
-                    w.HBox(cards, layout=w.Layout(flex_flow="row wrap", grid_gap="6px"))
-                )
-        self.grid_w.layout = w.Layout(
-            grid_template_columns=layout.columns_template(len(grid.col_keys)), grid_gap="6px"
-        )
-        self.grid_w.children = children
-
-    def _card(self, cell: cmp.Cell, row_id: str, urls: cmp.VideoUrl) -> Any:
-        """One clip and its *keeper* checkbox; ticking it writes the ledger and redraws the
-        card at once (the keeper's frame and star, as the report shows them)."""
-        import ipywidgets as w
-
-        video, poster, note = urls(cell)
-
-        def draw() -> str:
-            return cmp.cell_html(cell, video, poster, row_id=row_id, note=note)
-
-        html = w.HTML(draw())
-        box = w.Checkbox(
-            value=cell.keeper, description="keeper", indent=False, layout=w.Layout(width="auto")
-        )
-
-        def changed(change: Mapping[str, Any]) -> None:
-            self.set_keeper(cell.job_id, bool(change["new"]))
-            html.value = draw()
-
-        box.observe(changed, names="value")
-        self.keep_boxes[cell.job_id] = box
-        self.card_ws[cell.job_id] = html
-        card = w.VBox([html, box])
-        card.add_class("i2v-cardbox")
-        return card
-
-
-def _sticky(widget: Any, *classes: str) -> Any:
-    for name in classes:
-        widget.add_class(name)
-    return widget
-
-
-def _choice(axes: Sequence[str], cells: Sequence[cmp.Cell]) -> str:
-    """The dropdown label of a choice of axes among those the cells offer."""
-    offered = cmp.choices(cells)
-    for label, value in offered.items():
-        if tuple(value) == tuple(axes):
-            return label
-    raise ValueError(f"no picker choice for {' x '.join(axes)}; choose from {', '.join(offered)}")
