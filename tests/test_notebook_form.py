@@ -36,6 +36,10 @@ def change_everything(form) -> None:
     enum = next(f for f in form.model_options.fields.values() if f.kind == "enum")
     enum.widget.value = next(v for _, v in enum.widget.options if v != enum.widget.value)
     form.w["compare"].value = ["ltx"]
+    fps = form.compare_options[0][2].fields["fps"].vary  # ltx's fps, varied over 24 and 48
+    fps.switch.value = True
+    for check in fps.checks:
+        check.value = re.sub(r"<[^>]+>", "", check.description).split()[0] in ("24", "48")
     form.w["takes"].value = 3
     form.w["pairing"].value = "one_to_one"
     form.w["prompts"].value = "one\ntwo"  # typing switches the source to the typed text
@@ -48,10 +52,12 @@ def test_a_new_form_shows_what_the_user_set_and_reset_forgets_it(widgets_on, mon
     change_everything(form)
     changed = form.values()
     assert changed != start and changed["options"], changed
+    assert changed["vary"] == {"ltx:fps": ["24", "48"]} and not form.w["vary"].value, changed
 
     again = nbk.BatchForm(base=NOTEBOOKS)  # Run All, or a restarted kernel
     assert again.values() == changed
     assert again.request() == form.request()
+    assert again.compare_options[0][2].fields["fps"].vary.values() == ["24", "48"]
 
     monkeypatch.setenv("I2VKIT_TAKES", "5")  # a variable set for this session wins
     assert nbk.BatchForm(base=NOTEBOOKS).values()["takes"] == 5

@@ -145,7 +145,7 @@ FIELDS: tuple[Field, ...] = (
         "run every job once per value of a model option, e.g. --vary duration=5,10 "
         "(repeatable: every combination; in the variable: duration=5,10 resolution=480p,720p); "
         "--vary kling:duration=5,10 for one model; one more value later adds only its jobs",
-        label="Vary",
+        label="More to vary",
         metavar="KEY=V1,V2",
     ),
     Field(
