@@ -11,6 +11,7 @@ import pytest
 
 from i2vkit import notebook as nbk
 from i2vkit.planning import FIELDS
+from i2vkit.planning.vary import parse_vary
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -39,7 +40,7 @@ def change_everything(form) -> None:
     fps = form.compare_options[0][2].fields["fps"].vary  # ltx's fps, varied over 24 and 48
     fps.switch.value = True
     for check in fps.checks:
-        check.value = re.sub(r"<[^>]+>", "", check.description).split()[0] in ("24", "48")
+        check.value = check.description.split()[0] in ("24", "48")
     form.w["takes"].value = 3
     form.w["pairing"].value = "one_to_one"
     form.w["prompts"].value = "one\ntwo"  # typing switches the source to the typed text
@@ -97,3 +98,29 @@ def test_every_label_has_its_help(widgets_on):
     texts = {re.sub(r"<[^>]+>", "", label) for label in seen}
     assert {f.label for f in FIELDS if f.label and f.name != "model"} <= texts | {"Version"}
     assert {"Model family", "Version", "Compare with"} <= texts
+
+
+@pytest.mark.parametrize(
+    "given, ticked, typed",
+    [
+        (
+            "duration=5,10 cfg_scale=0.5,0.7",
+            {"duration": ["5", "10"], "cfg_scale": ["0.5", "0.7"]},
+            "",
+        ),
+        ("duration=5,99", {}, "duration=5,99"),  # 99 is no kling duration: shown as typed
+        ("wan:duration=5,10", {}, "wan:duration=5,10"),  # not a model of the batch
+    ],
+)
+def test_i2vkit_vary_ticks_the_vary_switches(widgets_on, monkeypatch, given, ticked, typed):
+    """I2VKIT_VARY (and --vary in the script) fills the option widgets' *vary* switches it
+    fits, their own widgets greyed out; the rest stays text in *More to vary*, where the
+    plan says what is wrong with it. The request is the one the variable means."""
+    monkeypatch.setenv("I2VKIT_MODEL", "kling")
+    monkeypatch.setenv("I2VKIT_VARY", given)
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    fields = form.model_options.fields
+    shown = {n: f.vary.values() for n, f in fields.items() if f.vary and f.vary.values()}
+    assert shown == ticked and form.w["vary"].value == typed
+    assert all(fields[n].widget.disabled for n in ticked)
+    assert form.request().vary == parse_vary(given)  # as `--vary` and the variable mean it

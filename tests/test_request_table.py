@@ -282,7 +282,7 @@ def tick(form, option: str, values: list[str]) -> None:
     vary = form.model_options.fields[option].vary
     vary.switch.value = True
     for check in vary.checks:
-        label = re.sub(r"<[^>]+>", "", check.description).split()[0]
+        label = check.description.split()[0]
         check.value = label in values
 
 

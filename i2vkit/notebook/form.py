@@ -465,7 +465,8 @@ class BatchForm:
             each = f"<b>{g.esc(usd(prices[0][1], 3))}</b>"
         else:
             each = ", ".join(f"{g.esc(m.name)} <b>{g.esc(usd(p, 3))}</b>" for m, p in prices)
-        self.cost.value = f"<span>price per video with these options: {each}</span>"
+        varied = " (before the varied values; the plan prices each)" if request.vary else ""
+        self.cost.value = f"<span>price per video with these options: {each}{varied}</span>"
 
     @property
     def model_options(self) -> Any:

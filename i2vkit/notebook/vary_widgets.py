@@ -80,13 +80,11 @@ class VaryControl:
             return
         if self.choices is not None:
             self.checks = [
-                w.Checkbox(
+                w.Checkbox(  # its label beside the box: plain text, the help on hover
                     value=False,
                     indent=False,
-                    **described(
-                        f"{value} (default)" if value == self.default else value,
-                        f"run every job with {self.name}={value} (one job per value ticked)",
-                    ),
+                    description=f"{value} (default)" if value == self.default else value,
+                    tooltip=f"run every job with {self.name}={value} (one job per value ticked)",
                     layout=w.Layout(width="auto", margin="0 14px 0 0"),
                 )
                 for value in self.choices

@@ -38,6 +38,9 @@ DEFAULT_CONFIRM_ABOVE = 5.0
 NO_CAP = math.inf
 
 
+KINDS = ("options", "vary")  # fields drawn by the model's option widgets and a text field
+
+
 @dataclass(frozen=True)
 class Field:
     """One field of the batch request, as every front end shows it.
@@ -64,9 +67,10 @@ class Field:
 
     @property
     def widget_kind(self) -> str:
-        """text, textarea, int, checkbox, toggle, model or options (``vary``: text)."""
+        """text, textarea, int, checkbox, toggle, model, options or vary (the option
+        widgets' *vary* switches, and a text field for what they cannot show)."""
         kinds = {"int": "int", "bool": "checkbox", "pairing": "toggle", "model": "model"}
-        return self.widget or kinds.get(self.kind, "options" if self.kind == "options" else "text")
+        return self.widget or kinds.get(self.kind, self.kind if self.kind in KINDS else "text")
 
 
 FIELDS: tuple[Field, ...] = (
