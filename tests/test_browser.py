@@ -35,23 +35,16 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from labserver import REPO, prepare_root, serve
 
 from i2vkit.models import get_model
 from i2vkit.money import usd
 
-REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = "notebooks/01_generate.ipynb"
 SETUP_SCRIPT = ".ci/browser-deps.sh"
 SCREENSHOTS = REPO / "docs" / "screenshots"
@@ -63,31 +56,11 @@ def running_families() -> list[str]:
     return sorted({e["family"] for e in snap["endpoints"] if e["status"] != "shut_down"})
 
 
-SERVER_START_S = 90  # JupyterLab start on a slow 2-core CI box
 LAB_LOAD_MS = 60_000  # the Lab UI and the kernel coming up
 RUN_ALL_MS = 150_000  # every cell executed (imports, the demo batch, downloads)
 SETTLE_MS = 30_000  # widgets and videos catching up after the last cell
 VIEWPORT = {"width": 1280, "height": 900}
 
-
-# Nothing from the caller's environment reaches the notebook's settings or form defaults
-# (a key would send it to the real fal.ai; I2VKIT_PLAIN would turn the widgets off).
-def foreign_setting(name: str) -> bool:
-    return name.startswith(("FAL_", "I2VKIT_")) or name in (
-        "AUTO_DOWNLOAD_DIR",
-        "UPLOAD_CACHE_ENABLED",
-    )
-
-
-# JupyterLab user settings for a quiet, deterministic UI: every cell stays in the DOM
-# (no windowing), and no news/update toasts cover the screenshots.
-LAB_SETTINGS = {
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-        "fetchNews": "false",
-        "checkForUpdates": False,
-    },
-}
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -148,22 +121,6 @@ def browser():
 # ---------------------------------------------------------------- JupyterLab
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fresh_notebook(path: Path) -> None:
-    """Strip outputs and execution counts, so every prompt must come from this run."""
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") == "code":
-            cell["outputs"] = []
-            cell["execution_count"] = None
-    path.write_text(json.dumps(nb, indent=1) + "\n", encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
 def artifacts() -> Path:
     folder = Path(os.environ.get("I2VKIT_TEST_ARTIFACTS") or REPO / "test-artifacts") / "browser"
@@ -177,121 +134,10 @@ def lab(tmp_path_factory, artifacts):
     source = Path(os.environ.get("I2VKIT_BROWSER_NOTEBOOK") or REPO / NOTEBOOK)
     if not source.is_file():
         pytest.fail(f"{source} does not exist: nothing to test in the browser.", pytrace=False)
-
     base = tmp_path_factory.mktemp("lab")
-    root = base / "i2vkit"  # reads like a checkout in the screenshots
-    shutil.copytree(
-        REPO / "notebooks",
-        root / "notebooks",
-        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "downloads", "*.py"),
-    )
-    shutil.copytree(REPO / "data", root / "data", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copyfile(source, root / NOTEBOOK)
-    fresh_notebook(root / NOTEBOOK)
-
-    settings_dir = base / "lab-settings"
-    for name, values in LAB_SETTINGS.items():
-        target = settings_dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(values), encoding="utf-8")
-
-    (root / ".env").write_text("# shadows any .env above the temp root\n", encoding="utf-8")
-
-    env = {k: v for k, v in os.environ.items() if not foreign_setting(k)}
-    env.update(
-        # Demo mode (no key), with a temp ledger. AUTO_DOWNLOAD_DIR stays unset, so the form
-        # uses its default, `downloads` next to the notebook: under the Jupyter root, where the gallery links
-        # the videos by relative URL instead of embedding them.
-        I2VKIT_DB=str(base / "ledger.db"),
-        I2VKIT_JUPYTER_ROOT=str(root),
-        # This checkout's package, even if another copy is installed.
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p),
-        # Nothing from the user's Jupyter/IPython state; nothing written to it.
-        JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
-        JUPYTER_RUNTIME_DIR=str(base / "jupyter-runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
-        JUPYTERLAB_WORKSPACES_DIR=str(base / "lab-workspaces"),
-        IPYTHONDIR=str(base / "ipython"),
-        PYDEVD_DISABLE_FILE_VALIDATION="1",
-    )
-    token = secrets.token_hex(16)
-    port = free_port()
-    log_path = artifacts / "jupyterlab.log"
-    log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in the finalizer
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "lab",
-            "--no-browser",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []),
-        ],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the kernels go down with it
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_server(proc, url, token, log_path)
-        yield {"url": url, "token": token, "root": root, "log": log_path}
-    finally:
-        stop_process_group(proc)
-        log.close()
-
-
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 is local
-
-
-def wait_for_server(proc: subprocess.Popen, url: str, token: str, log_path: Path) -> None:
-    """Poll /api/status (which needs the token) until it answers, the server dies, or time is up."""
-    deadline = time.monotonic() + SERVER_START_S
-    request = urllib.request.Request(
-        f"{url}/api/status", headers={"Authorization": f"token {token}"}
-    )
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        try:
-            with NO_PROXY.open(request, timeout=5) as answer:
-                if answer.status == 200:
-                    json.load(answer)
-                    return
-                last = f"HTTP {answer.status}"
-        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
-            last = repr(exc)
-        # Wait a little between polls, returning at once if the server exits.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.25)
-        if proc.returncode is not None:
-            break
-    tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
-    state = f"exited with {proc.returncode}" if proc.returncode is not None else "still starting"
-    pytest.fail(
-        f"JupyterLab at {url} did not answer /api/status within {SERVER_START_S}s "
-        f"({state}; last: {last}). Log tail:\n{tail}",
-        pytrace=False,
-    )
-
-
-def stop_process_group(proc: subprocess.Popen) -> None:
-    """SIGTERM (Jupyter shuts its kernels down), then SIGKILL whatever is left of the group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=20)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
+    prepare_root(base, fresh=(NOTEBOOK,), replace={NOTEBOOK: source})
+    with serve(base, artifacts / "jupyterlab.log") as served:
+        yield served
 
 
 # ---------------------------------------------------------------- page helpers

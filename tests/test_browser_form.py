@@ -10,45 +10,35 @@ headless Chromium, reading what a person sees (issue 23).
   shows the cost, asks the CLI's question, and resubmits the failed jobs only (the
   emulator's counters).
 
-Each test starts its own JupyterLab over a temp copy of ``notebooks/`` and ``data/`` (the
-helpers of tests/test_browser.py), with its own ledger.
+Each test starts its own JupyterLab over a temp copy of ``notebooks/`` and ``data/``
+(tests/labserver.py, shared with tests/test_browser.py), with its own ledger.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import secrets
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import test_browser
+from labserver import REPO, prepare_root, serve
 from test_browser import (
     JS_ERRORS,
     LAB_LOAD_MS,
-    LAB_SETTINGS,
-    REPO,
     SETTLE_MS,
     VIEWPORT,
     dump_state,
-    foreign_setting,
-    free_port,
-    fresh_notebook,
     open_url,
     run_all,
     save_screenshot,
-    stop_process_group,
-    wait_for_server,
     wait_or_fail,
 )
 
 from i2vkit.models import get_model
+from i2vkit.money import plural
 
 browser = test_browser.browser  # the fixtures: one Chromium, one artifacts folder
 artifacts = test_browser.artifacts
@@ -63,79 +53,14 @@ TYPING_DEADLINE_S = 2.0  # the acceptance: the plan follows typing within 2 s
 @contextlib.contextmanager
 def jupyterlab(base: Path, artifacts: Path, name: str, **extra_env: str):
     """JupyterLab on 127.0.0.1 over a temp copy of the notebooks, its own ledger and
-    settings; ``extra_env`` for the kernels (an emulator's URL and key). A second server on
-    the same ``base`` serves the same files (a server restart). The JupyterLab defaults the
-    package installs (``jupyter/overrides.d``, see pyproject's data-files) are its own."""
-    root = base / "i2vkit"
-    app_settings = base / "app-settings"
-    (app_settings / "overrides.d").mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "jupyter" / "overrides.d" / "i2vkit.json", app_settings / "overrides.d")
-    if root.exists():
-        yield from _serve(base, root, artifacts, name, extra_env)
-        return
-    shutil.copytree(
-        REPO / "notebooks",
-        root / "notebooks",
-        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "downloads", "*.py"),
-    )
-    shutil.copytree(REPO / "data", root / "data", ignore=shutil.ignore_patterns("__pycache__"))
-    for notebook in (GENERATE, RESULTS):
-        fresh_notebook(root / notebook)
-    settings_dir = base / "lab-settings"
-    for plugin, values in LAB_SETTINGS.items():
-        target = settings_dir / plugin
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(values), encoding="utf-8")
-    (root / ".env").write_text("# shadows any .env above the temp root\n", encoding="utf-8")
-    yield from _serve(base, root, artifacts, name, extra_env)
-
-
-def _serve(base: Path, root: Path, artifacts: Path, name: str, extra_env: dict):
-    settings_dir = base / "lab-settings"
-    env = {k: v for k, v in os.environ.items() if not foreign_setting(k)}
-    env.update(
-        I2VKIT_DB=str(base / "ledger.db"),
-        I2VKIT_JUPYTER_ROOT=str(root),
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p),
-        JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
-        JUPYTER_RUNTIME_DIR=str(base / "jupyter-runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
-        JUPYTERLAB_WORKSPACES_DIR=str(base / "lab-workspaces"),
-        IPYTHONDIR=str(base / "ipython"),
-        PYDEVD_DISABLE_FILE_VALIDATION="1",
-        **extra_env,
-    )
-    token, port = secrets.token_hex(16), free_port()
-    log_path = artifacts / f"jupyterlab-{name}.log"
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyter",
-                "lab",
-                "--no-browser",
-                "--ServerApp.ip=127.0.0.1",
-                f"--ServerApp.port={port}",
-                "--ServerApp.port_retries=0",
-                f"--IdentityProvider.token={token}",
-                f"--ServerApp.root_dir={root}",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                f"--LabApp.app_settings_dir={base / 'app-settings'}",
-                *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []),
-            ],
-            cwd=root,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_for_server(proc, url, token, log_path)
-            yield {"url": url, "token": token, "root": root, "log": log_path, "ledger": base}
-        finally:
-            stop_process_group(proc)
+    settings, and the JupyterLab defaults the package installs; ``extra_env`` for the
+    kernels (an emulator's URL and key). A second server on the same ``base`` serves the
+    same files (a server restart)."""
+    if not (base / "i2vkit").exists():
+        prepare_root(base, fresh=(GENERATE, RESULTS))
+    log = artifacts / f"jupyterlab-{name}.log"
+    with serve(base, log, extra_env=extra_env, app_defaults=True) as lab:
+        yield lab
 
 
 JS_KERNEL_IDLE = """() => {
@@ -379,6 +304,65 @@ def run_finished(page, artifacts: Path) -> None:
         artifacts,
         "f-restart",
     )
+
+
+# ------------------------------------------------------------------ varying, as typed
+
+
+def wait_for_text(page, wanted: str, artifacts: Path, name: str) -> str:
+    """The preview's text once it holds ``wanted`` (polled, with the settle deadline)."""
+    deadline = time.monotonic() + SETTLE_MS / 1000
+    shown = preview_text(page)
+    while wanted not in shown and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+        shown = preview_text(page)
+    if wanted not in shown:
+        dump_state(page, artifacts, name)
+    assert wanted in shown, f"the plan does not show {wanted!r}: {shown}"
+    return shown
+
+
+def test_the_plan_counts_the_expansion_as_typed_and_ticked(browser, artifacts, tmp_path):
+    """Issue 27's form: a prompt with two variables typed into the box (the box keeps the
+    focus) and two durations ticked under the model's *vary* switch: the live plan line
+    reads the expansion, and the price of each duration, as a person sees it."""
+    images = len([p for p in (REPO / "data" / "images").iterdir() if p.is_file()])
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    page = context.new_page()
+    with jupyterlab(tmp_path, artifacts, "vary") as lab:
+        try:
+            open_notebook(page, lab, "vary", GENERATE, artifacts)
+            run_all(page, artifacts, "f-vary-run")
+            no_errors(page)
+            box = field(page, "textarea", "Prompts").locator("textarea")
+            box.click()
+            page.keyboard.press("Control+a")
+            page.keyboard.type("a {slow|fast} push-in at {dawn|dusk}")
+            typed = f"{images} images x 4 prompts (all, 2 variables) = {4 * images} jobs"
+            wait_for_text(page, typed, artifacts, "failure-vary-typed")
+            assert box.evaluate("e => e === document.activeElement"), "the box lost focus"
+
+            duration = field(page, "dropdown", "duration")
+            row = page.locator(".widget-hbox", has=duration).first
+            row.locator(".widget-toggle-button", has_text="vary").click()
+            values = page.locator(".i2v-vary-duration .widget-checkbox")
+            for value in ("5", "10"):
+                label = re.compile(rf"(?<![0-9]){value}( \(default\))?\s*$")  # not 15
+                values.filter(has_text=label).locator("input").check()
+            both = f"x 2 durations = {8 * images} jobs"
+            shown = wait_for_text(page, both, artifacts, "failure-vary-ticked")
+            assert f"duration=10: {plural(4 * images, 'job')}" in shown, shown
+            assert duration.locator("select").is_disabled(), "one duration and several"
+            bad = page.evaluate(JS_BAD_TOOLTIPS)
+            assert not bad, f"labels without a real tooltip: {bad}"
+            save_screenshot(
+                page.locator(".jp-Cell-outputArea", has=box).first, "form-vary.png", artifacts
+            )
+        except Exception:
+            dump_state(page, artifacts, "failure-vary")
+            raise
+        finally:
+            context.close()
 
 
 # ------------------------------------------------------------------ the retry button

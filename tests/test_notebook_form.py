@@ -11,6 +11,7 @@ import pytest
 
 from i2vkit import notebook as nbk
 from i2vkit.planning import FIELDS
+from i2vkit.planning.vary import parse_vary
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -36,6 +37,10 @@ def change_everything(form) -> None:
     enum = next(f for f in form.model_options.fields.values() if f.kind == "enum")
     enum.widget.value = next(v for _, v in enum.widget.options if v != enum.widget.value)
     form.w["compare"].value = ["ltx"]
+    fps = form.compare_options[0][2].fields["fps"].vary  # ltx's fps, varied over 24 and 48
+    fps.switch.value = True
+    for check in fps.checks:
+        check.value = check.description.split()[0] in ("24", "48")
     form.w["takes"].value = 3
     form.w["pairing"].value = "one_to_one"
     form.w["prompts"].value = "one\ntwo"  # typing switches the source to the typed text
@@ -48,10 +53,12 @@ def test_a_new_form_shows_what_the_user_set_and_reset_forgets_it(widgets_on, mon
     change_everything(form)
     changed = form.values()
     assert changed != start and changed["options"], changed
+    assert changed["vary"] == {"ltx:fps": ["24", "48"]} and not form.w["vary"].value, changed
 
     again = nbk.BatchForm(base=NOTEBOOKS)  # Run All, or a restarted kernel
     assert again.values() == changed
     assert again.request() == form.request()
+    assert again.compare_options[0][2].fields["fps"].vary.values() == ["24", "48"]
 
     monkeypatch.setenv("I2VKIT_TAKES", "5")  # a variable set for this session wins
     assert nbk.BatchForm(base=NOTEBOOKS).values()["takes"] == 5
@@ -91,3 +98,29 @@ def test_every_label_has_its_help(widgets_on):
     texts = {re.sub(r"<[^>]+>", "", label) for label in seen}
     assert {f.label for f in FIELDS if f.label and f.name != "model"} <= texts | {"Version"}
     assert {"Model family", "Version", "Compare with"} <= texts
+
+
+@pytest.mark.parametrize(
+    "given, ticked, typed",
+    [
+        (
+            "duration=5,10 cfg_scale=0.5,0.7",
+            {"duration": ["5", "10"], "cfg_scale": ["0.5", "0.7"]},
+            "",
+        ),
+        ("duration=5,99", {}, "duration=5,99"),  # 99 is no kling duration: shown as typed
+        ("wan:duration=5,10", {}, "wan:duration=5,10"),  # not a model of the batch
+    ],
+)
+def test_i2vkit_vary_ticks_the_vary_switches(widgets_on, monkeypatch, given, ticked, typed):
+    """I2VKIT_VARY (and --vary in the script) fills the option widgets' *vary* switches it
+    fits, their own widgets greyed out; the rest stays text in *More to vary*, where the
+    plan says what is wrong with it. The request is the one the variable means."""
+    monkeypatch.setenv("I2VKIT_MODEL", "kling")
+    monkeypatch.setenv("I2VKIT_VARY", given)
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    fields = form.model_options.fields
+    shown = {n: f.vary.values() for n, f in fields.items() if f.vary and f.vary.values()}
+    assert shown == ticked and form.w["vary"].value == typed
+    assert all(fields[n].widget.disabled for n in ticked)
+    assert form.request().vary == parse_vary(given)  # as `--vary` and the variable mean it

@@ -265,3 +265,89 @@ def test_every_front_end_makes_the_same_batch(case, tmp_path, script, monkeypatc
         )  # fmt: skip
     assert re.search(r"spend cap: US\$ 40\.00", "\n".join(first["money"]))
     assert re.search(r"asks above US\$ 30\.00", "\n".join(first["money"]))
+
+
+VARIED = {  # the issue's batch: 2 images x a prompt of two variables x --vary duration=5,10
+    "prompts": "a {slow|fast} push-in at {dawn|dusk}",
+    "images_dir": "pics",
+    "model": "kling",
+    "vary": "duration=5,10",
+    "yes": "true",
+    "no_progress": "true",
+}
+
+
+def tick(form, option: str, values: list[str]) -> None:
+    """Turn on an option's *vary* switch and tick ``values``, as a person clicks them."""
+    vary = form.model_options.fields[option].vary
+    vary.switch.value = True
+    for check in vary.checks:
+        label = check.description.split()[0]
+        check.value = label in values
+
+
+def test_varying_in_the_form_is_the_cli_vary(tmp_path, monkeypatch):
+    """The form's *vary* switch on kling's duration, 5 and 10 ticked, and a prompt of two
+    variables typed: the same request as `i2vkit bulk --vary duration=5,10`, a live plan of
+    16 jobs that says so, and the same 16 jobs at fal. An option also set once in *More
+    options* is the planner's contradiction, shown in the plan."""
+    from i2vkit.flags import batch_parser, given_by_args
+    from i2vkit.notebook import display, form, preview
+    from i2vkit.planning.request import request_from
+
+    for module in (nbk, display, form, preview):
+        for name in ("in_kernel", "widgets_available"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, lambda: True)
+    root = tmp_path / "project"
+    make_images(root / "pics", 2)
+    seen: dict[str, dict] = {}
+    with Emulator(port=0, key=TEST_KEY, job_seconds=0) as emu:
+        ledger = tmp_path / "cli.db"
+        seen["cli"] = left_behind(ledger, [], run_front_end("cli", VARIED, root, emu, root, ledger))
+        seen["cli"]["arguments"] = sent_arguments(emu.jobs())
+        cli_jobs = len(emu.jobs())
+        env = cli_env(root, emu.url, I2VKIT_DB=str(tmp_path / "form.db"))
+        env.pop("AUTO_DOWNLOAD_DIR")
+        for key in [k for k in os.environ if k.startswith(("I2VKIT_", "FAL_", "AUTO_"))]:
+            monkeypatch.delenv(key)
+        for key in ("I2VKIT_DB", "I2VKIT_YES", "I2VKIT_NO_PROGRESS"):
+            monkeypatch.setenv(key, env.get(key, "true"))
+        the_form = nbk.BatchForm(base=root)
+        the_form.w["images_dir"].value = "pics"
+        the_form.set_value("model", "kling")
+        the_form.w["prompts"].value = VARIED["prompts"]  # typed: the source follows
+        tick(the_form, "duration", ["5", "10"])
+        the_form.flush()
+        cli_args = batch_parser(None, "").parse_args(flags(VARIED))
+        cli_request = request_from(given_by_args(cli_args), {}, root)[0]
+        assert the_form.request() == cli_request
+        assert the_form.request().vary == {"duration": ["5", "10"]}
+
+        settings = Settings(fal_key=TEST_KEY, fal_url=emu.url, db_path=tmp_path / "form.db")
+        with Workspace.open(settings) as ws:
+            shown = the_form.preview(ws).text()
+            line = "2 images x 4 prompts (all, 2 variables) x 2 durations = 16 jobs"
+            assert line in shown, shown
+            plan = the_form.confirmed_plan(ws)
+            result = run_batch(plan, settings)
+            assert result.ok, result.summary()
+            output = "\n".join(cost_lines(plan, ws.backend))
+        seen["form"] = left_behind(tmp_path / "form.db", [], output)
+        seen["form"]["arguments"] = sent_arguments(emu.jobs()[cli_jobs:])
+        assert emu.stats()["uploads"] == 4  # 2 per ledger: the images, once each
+
+        the_form.w["options"].value = "duration=5"  # one value, and the same option varied
+        the_form.flush()
+        with Workspace.open(settings) as ws:
+            said = the_form.preview(ws).text()
+        assert "--vary duration=5,10 and -o duration=5 both set duration" in said, said
+    assert len(seen["cli"]["jobs"]) == 16 and len(seen["cli"]["arguments"]) == 16
+    assert seen["form"] == seen["cli"]
+
+
+def sent_arguments(jobs: list[dict]) -> list[tuple]:
+    """(endpoint, prompt, duration) of every submit, sorted."""
+    return sorted(
+        (j["endpoint"], j["arguments"]["prompt"], j["arguments"].get("duration")) for j in jobs
+    )

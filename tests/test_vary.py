@@ -129,6 +129,24 @@ def test_bad_values_and_keys_are_refused_before_any_upload(tmp_path, emulator, v
     assert stats["uploads"] == 0 and stats["submits"]["total"] == 0
 
 
+@pytest.mark.parametrize("option", ["duration=5", "kling:duration=10"])
+def test_an_option_set_once_and_varied_is_refused_before_any_upload(tmp_path, emulator, option):
+    """``-o duration=5 --vary duration=5,10`` is a contradiction: the varied values used to
+    replace the -o value without a word. It is refused at plan time, naming both."""
+    env = setup(tmp_path, emulator.url)
+    out = run_cli(bulk(tmp_path, "-o", option, "--vary", "duration=5,10"), env, tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    value = option.rpartition("=")[2]
+    said = " ".join(out.stderr.split())
+    assert f"--vary duration=5,10 and -o duration={value} both set duration" in said, said
+    assert "drop -o duration" in said and "Traceback" not in out.stderr
+    stats = emulator.stats()
+    assert stats["uploads"] == 0 and stats["submits"]["total"] == 0
+    assert not (tmp_path / "ledger.db").exists() or not ledger(
+        tmp_path / "ledger.db", "SELECT id FROM jobs"
+    )
+
+
 def test_a_key_one_model_lacks_goes_to_the_model_that_has_it(tmp_path, emulator):
     env = setup(tmp_path, emulator.url, "a calm pan")
     out = run_cli(bulk(tmp_path, "--vary", "duration=5,10", model=f"{KLING},{WAN}"), env, tmp_path)

@@ -36,12 +36,13 @@ from ..planning.request import (
     parse_options,
     request_from,
 )
+from ..planning.vary import format_vary, parse_vary
 from ..spending import confirm_spend
 from ..workspace import Workspace
 from .display import in_kernel, notebook_dir, widgets_available
+from .labels import described
 from .memory import Debounce, FormMemory
 from .model_picker import ModelPicker
-from .options import described
 from .pickers import FolderBrowser
 from .preview import Preview
 
@@ -246,7 +247,7 @@ class BatchForm:
         self._ready = False  # values being set up: nothing to save or redraw yet
         self.w: dict[str, Any] = {}
         for f in FIELDS:
-            if f.label is not None and f.widget_kind not in ("model", "options"):
+            if f.label is not None and f.widget_kind not in ("model", "options", "vary"):
                 self.w[f.name] = self._field_widget(f, self._initial(f.name))
         self.w["prompts_source"] = w.ToggleButtons(
             options=SOURCES,
@@ -259,6 +260,8 @@ class BatchForm:
         self.w["output_dir"].placeholder = "AUTO_DOWNLOAD_DIR, else downloads next to the notebook"
         self.w["options"] = self._text(BY_NAME["options"], "")
         self.w["options"].placeholder = "name=value ... (any option not shown); model:name=value"
+        self.w["vary"] = self._text(BY_NAME["vary"], "")
+        self.w["vary"].placeholder = "name=v1,v2 ... (what no vary switch shows); model:name=v1,v2"
         self._listeners: list[Callable[[], None]] = []
         self.cost = w.HTML()
         self._typing = Debounce(self._notify)
@@ -294,14 +297,21 @@ class BatchForm:
         return next((s for s in ("shots", "text") if self._initial(SOURCE_FIELD[s])), "file")
 
     def _preset_options(self) -> None:
-        """The starting options into the option widgets; what fits none into *More options*."""
+        """The starting options (and varied options) into the option widgets (and their
+        *vary* switches); what fits none into *More options* (*More to vary*)."""
         env = from_environment(self.environ)
-        if "options" in env or "options" not in self.saved:
-            start = parse_options(self._initial("options"))
-        else:
-            start = dict(self.saved["options"])
-        leftover = self.picker.preset(start)
+        start: dict[str, Any] = {}
+        for name in ("options", "vary"):
+            from_env = name in env or name not in self.saved
+            start[name] = self._initial(name) if from_env else self.saved[name]
+        leftover = self.picker.preset(parse_options(start["options"]))
         self.w["options"].value = format_options(leftover) if leftover else ""
+        try:
+            vary = parse_vary(start["vary"])
+        except I2vkitError:  # shown as typed: the plan says what is wrong with it
+            self.w["vary"].value = str(start["vary"])
+            return
+        self.w["vary"].value = format_vary(self.picker.preset_vary(vary))
 
     def _field_widget(self, f: Any, value: Any) -> Any:
         """The widget of one field of the table, holding ``value``."""
@@ -374,7 +384,7 @@ class BatchForm:
     def _widget_given(self, name: str) -> Given | None:
         """One field's value as the widgets hold it (None: the field is not given)."""
         f = BY_NAME[name]
-        if f.label is None and name != "options":
+        if f.label is None and name not in ("options", "vary"):
             return None
         source = SOURCE_FIELD[self.w["prompts_source"].value]
         if name in ("prompts_file", "prompts", "shots") and source != name:
@@ -384,6 +394,9 @@ class BatchForm:
         if name == "options":
             typed = parse_options(self.w["options"].value)
             return Given({**self.picker.values(), **typed}, "More options")
+        if name == "vary":
+            typed_vary = parse_vary(self.w["vary"].value)
+            return Given({**self.picker.vary_values(), **typed_vary}, f.label or name)
         value = self.w[name].value
         if isinstance(value, str):
             value = value if name == "prompts" else value.strip()
@@ -428,8 +441,9 @@ class BatchForm:
         )
         rows = [w.HBox([ww["images_dir"], browse, ww["recursive"]]), browser_box]
         rows += [ww[n] for n in ("prompts_source", "prompts_file", "shots", "prompts")]
-        rows += [*self.picker.rows(), ww["options"], ww["end_image"], ww["takes"], self.cost]
-        placed = {"images_dir", "recursive", "prompts_file", "shots", "prompts", "options"}
+        rows += [*self.picker.rows(), ww["options"], ww["vary"], ww["end_image"], ww["takes"]]
+        rows.append(self.cost)
+        placed = {"images_dir", "recursive", "prompts_file", "shots", "prompts", "options", "vary"}
         placed |= {"model", "end_image", "takes"}
         rest = [ww[f.name] for f in FIELDS if f.name in ww and f.name not in placed]
         rows = [*rows, *rest, w.HBox([self.reset_button, help_html])]
@@ -451,7 +465,8 @@ class BatchForm:
             each = f"<b>{g.esc(usd(prices[0][1], 3))}</b>"
         else:
             each = ", ".join(f"{g.esc(m.name)} <b>{g.esc(usd(p, 3))}</b>" for m, p in prices)
-        self.cost.value = f"<span>price per video with these options: {each}</span>"
+        varied = " (before the varied values; the plan prices each)" if request.vary else ""
+        self.cost.value = f"<span>price per video with these options: {each}{varied}</span>"
 
     @property
     def model_options(self) -> Any:
@@ -508,7 +523,7 @@ class BatchForm:
         out: dict[str, Any] = {
             name: widget.value
             for name, widget in self.w.items()
-            if name in BY_NAME and name not in ("model", "options", "prompts")
+            if name in BY_NAME and name not in ("model", "options", "vary", "prompts")
         }
         out["prompts_source"] = self.w["prompts_source"].value
         if out["prompts_source"] == "text":  # else the prompts are the file's, read again
@@ -519,6 +534,11 @@ class BatchForm:
         except I2vkitError:
             typed = {}
         out["options"] = {**self.picker.values(), **typed}
+        try:
+            typed_vary = parse_vary(self.w["vary"].value)
+        except I2vkitError:
+            typed_vary = {}
+        out["vary"] = {**self.picker.vary_values(), **typed_vary}
         return out
 
     def reset(self) -> None:
@@ -529,7 +549,7 @@ class BatchForm:
         self._ready = False
         try:
             for name, widget in self.w.items():
-                if name in BY_NAME and name not in ("model", "options", "prompts"):
+                if name in BY_NAME and name not in ("model", "options", "vary", "prompts"):
                     widget.value = self._coerce(BY_NAME[name], self._initial(name))
             names = str(self._initial("model")).split(",")
             self.picker.pick([n.strip() for n in names if n.strip()] or [DEFAULT_MODEL])
@@ -554,6 +574,8 @@ class BatchForm:
         elif name == "options":
             leftover = self.picker.preset(parse_options(text))
             self.w["options"].value = format_options(leftover)
+        elif name == "vary":
+            self.w["vary"].value = format_vary(self.picker.preset_vary(parse_vary(text)))
         elif name in ("prompts_file", "prompts", "shots"):
             self.w[name].value = text
             self.w["prompts_source"].value = {v: k for k, v in SOURCE_FIELD.items()}[name]

@@ -14,9 +14,10 @@ from typing import Any
 from .. import gallery as g
 from ..errors import I2vkitError
 from ..models import ModelSpec, get_model
-from ..planning.options import split_options
+from ..planning.options import model_aliases, split_options
 from ..planning.request import DEFAULT_MODEL
-from .options import OptionWidgets, described
+from .labels import described
+from .options import OptionWidgets
 from .pickers import (
     OTHER_FAMILY,
     compare_start,
@@ -311,6 +312,49 @@ class ModelPicker:
                 rows.append(widgets.widget)
         self.compare_box.children = tuple(rows)
         self.on_change()
+
+    def _panels(self) -> list[tuple[ModelSpec, OptionWidgets | None]]:
+        """Each picked model (the first, then those to compare with) and its option widgets."""
+        primary = find_model(self.widgets["model"].value)
+        if primary is None:
+            return []
+        return [(primary, self.model_options), *((m, ow) for _, m, ow in self.compare_options)]
+
+    def vary_values(self) -> dict[str, list[str]]:
+        """The options varied with their *vary* switches, as ``--vary`` gives them: by name
+        with one model, targeted at each model (``veo:duration``) with several."""
+        panels = self._panels()
+        models = [m for m, _ in panels]
+        out: dict[str, list[str]] = {}
+        for model, widgets in panels:
+            mine = widgets.vary_values() if widgets is not None else {}
+            target = f"{option_target(model, models)}:" if len(panels) > 1 else ""
+            out.update({f"{target}{k}": v for k, v in mine.items()})
+        return out
+
+    def preset_vary(self, vary: Mapping[str, list[str]]) -> dict[str, list[str]]:
+        """Put ``vary`` (``I2VKIT_VARY``, the saved form, code) into the *vary* switches of
+        the models it goes to, as :func:`~i2vkit.planning.vary.split_vary` shares ``--vary``
+        out; returns what no switch can show (a key of no model, a value not in a list)."""
+        panels = self._panels()
+        leftover: dict[str, list[str]] = {}
+        plain = [k for k in vary if ":" not in k]
+        for key in [*plain, *(k for k in vary if ":" in k)]:  # targeted keys win, as planned
+            who, sep, name = key.partition(":")
+            name, values = (name if sep else who).strip(), list(vary[key])
+            takers = [
+                ow
+                for m, ow in panels
+                if (who.strip().lower() in model_aliases(m) if sep else True)
+                and (m.allowed_options is None or name in m.allowed_options)
+            ]
+            held = [ow for ow in takers if ow is not None and ow.can_hold(name, values)]
+            if not takers or len(held) < len(takers):
+                leftover[key] = values
+                continue
+            for ow in held:
+                ow.preset_vary(name, values)
+        return leftover
 
     def values(self) -> dict[str, Any]:
         """The option widgets' values that differ from the schema defaults.

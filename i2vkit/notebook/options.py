@@ -25,6 +25,8 @@ from typing import Any
 
 from ..catalogue import schema as schemas
 from ..models import ModelSpec
+from .labels import described
+from .vary_widgets import VaryControl, can_vary
 
 NOT_SET = "(not set)"  # the enum entry for "let fal choose" when the schema has no default
 SKIPPED_TYPES = {"file", "array", "object"}
@@ -58,9 +60,12 @@ class OptionField:
     kind: str
     widget: Any
     initial: Any
+    vary: VaryControl | None = None  # its *vary* switch and values (None: cannot vary)
 
     def value(self) -> Any:
-        """The value to send, or None when the field is left as it started."""
+        """The value to send, or None when the field is left as it started (or varied)."""
+        if self.vary is not None and self.vary.values() is not None:
+            return None
         value = self.widget.value
         if self.kind == "text" and value == "":
             return None
@@ -77,19 +82,6 @@ def _hint(prop: Mapping[str, Any], name: str = "") -> str:
     if prop.get("enum") is None:
         shown = f"{schemas.describe(prop, name)}; {shown}"
     return shown
-
-
-def described(label: str, help_text: str) -> dict[str, Any]:
-    """A widget's label that shows ``help_text`` on hover. ipywidgets 8 puts a labelled
-    widget's ``tooltip`` nowhere (and writes "null" into the label's title when there is
-    none), so the label is a span carrying its own title."""
-    from .. import gallery as g
-
-    return {
-        "description": f"<span title='{g.esc(help_text)}'>{g.esc(label)}</span>",
-        "description_allow_html": True,
-        "tooltip": help_text,
-    }
 
 
 def tooltip(name: str, prop: Mapping[str, Any]) -> str:
@@ -141,6 +133,8 @@ def _make(name: str, prop: Mapping[str, Any], kind: str, style: dict, preset: An
     field = OptionField(name, prop, kind, widget, initial)
     if preset is not None:
         field.widget.value = preset
+    if can_vary(kind, prop):
+        field.vary = VaryControl(name, kind, prop, widget)
     return field
 
 
@@ -174,7 +168,10 @@ class OptionWidgets:
             field = _make(name, prop, kind, style, given)
             self.fields[name] = field
             hint = w.HTML(f"<span style='color:#777;font-size:12px'>{_hint(prop, name)}</span>")
-            rows.append(w.HBox([field.widget, hint]))
+            if field.vary is None:
+                rows.append(w.HBox([field.widget, hint]))
+            else:
+                rows += [w.HBox([field.widget, field.vary.switch, hint]), field.vary.box]
         self.widget = w.VBox(rows)
 
     @staticmethod
@@ -196,6 +193,28 @@ class OptionWidgets:
                 out[name] = value
         return out
 
+    def vary_values(self) -> dict[str, list[str]]:
+        """The options varied with their *vary* switch: name -> values, as ``--vary``."""
+        out = {}
+        for name, field in self.fields.items():
+            values = field.vary.values() if field.vary is not None else None
+            if values is not None:
+                out[name] = values
+        return out
+
+    def can_hold(self, name: str, values: list[str]) -> bool:
+        """Whether the *vary* values of option ``name`` can show ``values``."""
+        field = self.fields.get(name)
+        if field is None or field.vary is None:
+            return False
+        return field.vary.choices is None or set(values) <= set(field.vary.choices)
+
+    def preset_vary(self, name: str, values: list[str]) -> None:
+        """Vary option ``name`` over ``values`` (see :meth:`can_hold`)."""
+        vary = self.fields[name].vary
+        if vary is not None:
+            vary.preset(values)
+
     def observe(
         self, callback: Callable[[], None], typing: Callable[[], None] | None = None
     ) -> None:
@@ -204,3 +223,5 @@ class OptionWidgets:
         for field in self.fields.values():
             call = typing if typing is not None and field.kind == "text" else callback
             field.widget.observe(lambda _c, call=call: call(), names="value")
+            if field.vary is not None:
+                field.vary.observe(callback, typing or callback)

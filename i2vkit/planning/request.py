@@ -38,6 +38,9 @@ DEFAULT_CONFIRM_ABOVE = 5.0
 NO_CAP = math.inf
 
 
+KINDS = ("options", "vary")  # fields drawn by the model's option widgets and a text field
+
+
 @dataclass(frozen=True)
 class Field:
     """One field of the batch request, as every front end shows it.
@@ -64,9 +67,10 @@ class Field:
 
     @property
     def widget_kind(self) -> str:
-        """text, textarea, int, checkbox, toggle, model or options (``vary``: text)."""
+        """text, textarea, int, checkbox, toggle, model, options or vary (the option
+        widgets' *vary* switches, and a text field for what they cannot show)."""
         kinds = {"int": "int", "bool": "checkbox", "pairing": "toggle", "model": "model"}
-        return self.widget or kinds.get(self.kind, "options" if self.kind == "options" else "text")
+        return self.widget or kinds.get(self.kind, self.kind if self.kind in KINDS else "text")
 
 
 FIELDS: tuple[Field, ...] = (
@@ -145,7 +149,7 @@ FIELDS: tuple[Field, ...] = (
         "run every job once per value of a model option, e.g. --vary duration=5,10 "
         "(repeatable: every combination; in the variable: duration=5,10 resolution=480p,720p); "
         "--vary kling:duration=5,10 for one model; one more value later adds only its jobs",
-        label="Vary",
+        label="More to vary",
         metavar="KEY=V1,V2",
     ),
     Field(

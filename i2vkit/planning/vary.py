@@ -60,7 +60,9 @@ def varied_options(
     as sent); every problem (a key no model has, a value outside a schema) in one
     :class:`ModelError`, before anything is uploaded."""
     problems: list[str] = []
-    out = combinations(models, options, split_vary(models, vary, problems), problems)
+    axes = split_vary(models, vary, problems)
+    problems += overlaps(models, options, axes)
+    out = combinations(models, options, axes, problems)
     if problems:
         raise ModelError("These varied options cannot be used:\n" + _bullets(problems))
     return out
@@ -98,6 +100,22 @@ def split_vary(
                 continue
             per_model[i][name.strip()] = list(values)
     return per_model
+
+
+def overlaps(
+    models: Sequence[ModelSpec], options: Sequence[dict[str, Any]], axes: Sequence[Axes]
+) -> list[str]:
+    """An option both set once (``-o``) and varied (``--vary``) on the same model: the
+    varied values would replace the one value without a word, so it is a problem to fix."""
+    out = []
+    for m, opts, mine in zip(models, options, axes, strict=True):
+        for key in (k for k in mine if k in opts):
+            out.append(
+                f"--vary {key}={','.join(mine[key])} and -o {key}={axes_value(opts[key])} both "
+                f"set {key} (model {m.name}): drop -o {key} to run every --vary value, or drop "
+                f"--vary {key} to run {key}={axes_value(opts[key])} only"
+            )
+    return out
 
 
 def _has(model: ModelSpec, key: str) -> bool:
