@@ -24,7 +24,6 @@ from .blocking import run_blocking
 from .catalogue import pricing
 from .config import Settings
 from .errors import BillingUnavailable, I2vkitError, InputError
-from .jobs import JobStatus
 from .models import ModelSpec
 from .money import plural, usd
 from .planning.cost import requests_of
@@ -36,6 +35,7 @@ from .timestamps import parse_timestamp
 
 BALANCE_TIMEOUT = 5.0
 DRIFT = 0.05  # a billed unit price further than this from the catalogue's is taken over
+SKEW = timedelta(minutes=1)  # our clock against fal's, either side of a batch's window
 ADMIN_KEY = (
     "fal's billing records need an admin key: create one with ADMIN scope at "
     "fal.ai/dashboard/keys (or `fal keys create --scope ADMIN`) and set FAL_KEY to it"
@@ -52,7 +52,8 @@ class ModelBill:
     requests: int = 0  # requests the ledger counts as billed
     estimated: float | None = 0.0
     billed: float | None = None  # None: fal said nothing (yet)
-    source: str = ""  # "records" or "usage"
+    from_usage: float | None = None  # the part of `billed` read from usage, not records
+    usage_covers: list[str] = field(default_factory=list)  # counted, no record: usage has them
     unit_billed: float | None = None
     unit_catalogue: float | None = None
     args: dict[str, Any] = field(default_factory=dict)  # a job's arguments, for the rate
@@ -81,6 +82,7 @@ class Bill:
     models: list[ModelBill]
     unavailable: str | None = None
     updated: list[str] = field(default_factory=list)  # lines: prices taken over
+    usage_window: tuple[datetime, datetime] | None = None  # where usage was read
 
     def total(self, attr: str) -> float | None:
         values = [getattr(m, attr) for m in self.models]
@@ -102,9 +104,10 @@ class Bill:
                      f"{'difference':>12}")  # fmt: skip
         for m in self.models:
             lines.append(_row(m.name, m.requests, m.estimated, m.billed)
-                         + (" (from usage)" if m.source == "usage" else ""))  # fmt: skip
+                         + (f"  ({usd(m.from_usage)} from usage)" if m.from_usage else ""))  # fmt: skip
         requests = sum(m.requests for m in self.models)
         lines.append(_row("total", requests, self.total("estimated"), self.total("billed")))
+        lines += self._usage_lines()
         for m in self.models:
             if m.billed_not_counted:
                 lines.append(
@@ -118,6 +121,22 @@ class Bill:
                     f"{', '.join(m.counted_not_billed)}"
                 )
         return "\n".join(lines + self.updated)
+
+    def _usage_lines(self) -> list[str]:
+        lines = []
+        for m in self.models:
+            if not m.from_usage or self.usage_window is None:
+                continue
+            start, end = (t.strftime("%Y-%m-%d %H:%M:%S") for t in self.usage_window)
+            lines.append(
+                f"fal has no billing record yet for {plural(len(m.usage_covers), 'request')} "
+                f"of {m.name} ({', '.join(m.usage_covers)}): {usd(m.from_usage)} of its billed "
+                f"figure is fal's usage of {m.endpoint_id} from {start} to {end} UTC less the "
+                "requests with records there, an aggregate for the endpoint, not per request "
+                "(another unrecorded request of the account on it in that window would be in "
+                "it); `i2vkit cost` later reads the records"
+            )
+        return lines
 
 
 def _row(name: str, requests: int, estimated: float | None, billed: float | None) -> str:
@@ -221,25 +240,51 @@ def _estimates(rows: Sequence[JobRow]) -> list[ModelBill]:
 
 
 def _window(rows: Sequence[JobRow]) -> tuple[datetime, datetime]:
+    """From the batch's first submit to now: where its billing records are."""
     sent = [t for r in rows if (t := parse_timestamp(r["submitted_at"] or r["created_at"]))]
     now = datetime.now(UTC)
     start = min(sent) if sent else now - timedelta(days=1)
-    return start - timedelta(minutes=5), now + timedelta(minutes=1)
+    return start - SKEW, now + SKEW
+
+
+def _usage_window(rows: Sequence[JobRow]) -> tuple[datetime, datetime]:
+    """From the batch's first submit to its last request's end (now while one has not
+    ended), SKEW either side for clocks: the narrowest window its charges can be in, so
+    usage counts as few of the account's other requests as it can."""
+    start, end = _window(rows)
+    ends = [parse_timestamp(r["completed_at"]) for r in rows if r["request_id"] and requests_of(r)]
+    if ends and all(ends):
+        end = min(end, max(t for t in ends if t) + SKEW)
+    return start, end
 
 
 async def _read(
     settings: Settings, rows: Sequence[JobRow], bill: Bill
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The batch's billing events, and usage for the endpoints none came back for."""
+) -> tuple[list[dict[str, Any]], dict[str, tuple[float, float, float | None]]]:
+    """The batch's billing events; and for each endpoint some of whose counted requests
+    have none, usage over the batch's window as (usage, recorded, unit price): fal's usage
+    of the endpoint and the billing records of all its requests in that window."""
     from .platform import PlatformClient
 
     ids = [r["request_id"] for r in rows if r["request_id"]]
     start, end = _window(rows)
     async with PlatformClient(backend_for(settings), settings.fal_key) as client:
-        events = await client.billing_events(ids, start, end) if ids else []
-        seen = {e.get("endpoint_id") for e in events}
-        missing = [m.endpoint_id for m in bill.models if m.requests and m.endpoint_id not in seen]
-        usage = await client.usage(missing, start, end) if missing else []
+        events = await client.billing_events(start, end, request_ids=ids) if ids else []
+        seen = {e.get("request_id") for e in events}
+        short = sorted({r["endpoint_id"] for r in rows
+                        if r["request_id"] and requests_of(r) and r["request_id"] not in seen})  # fmt: skip
+        if not short:
+            return events, {}
+        bill.usage_window = start, end = _usage_window(rows)
+        items = await client.usage(short, start, end)
+        recorded = await client.billing_events(start, end, endpoint_ids=short)
+    usage: dict[str, tuple[float, float, float | None]] = {}
+    for endpoint in short:
+        mine = [i for i in items if i.get("endpoint_id") == endpoint]
+        total = sum(float(i.get("cost_total", i.get("cost")) or 0) for i in mine)
+        there = sum(_cost(e) for e in recorded if e.get("endpoint_id") == endpoint)
+        unit = next((float(i["unit_price"]) for i in mine if i.get("unit_price")), None)
+        usage[endpoint] = (total, there, unit)
     return events, usage
 
 
@@ -251,38 +296,35 @@ def _cost(event: dict[str, Any]) -> float:
 
 
 def _compare(
-    bill: Bill, rows: Sequence[JobRow], events: list[dict[str, Any]], usage: list[dict[str, Any]]
+    bill: Bill,
+    rows: Sequence[JobRow],
+    events: list[dict[str, Any]],
+    usage: dict[str, tuple[float, float, float | None]],
 ) -> None:
-    """Fill each model's billed side from the records (else usage) and list mismatches."""
+    """Fill each model's billed side from the records, and from usage for requests with
+    none: usage less every record of the endpoint in the same window is what fal charged
+    without a record yet, so no request is counted twice. Lists the mismatches."""
     by_id = {e.get("request_id"): e for e in events}
     for m in bill.models:
         sent = [(r["request_id"], r) for r in rows
                 if r["endpoint_id"] == m.endpoint_id and r["request_id"]]  # fmt: skip
         billed = [by_id[i] for i, _ in sent if i in by_id]
-        m.billed_not_counted = [
-            i for i, r in sent if i in by_id and r["status"] == JobStatus.CANCELLED
-        ]
+        m.billed_not_counted = [i for i, r in sent if i in by_id and not requests_of(r)]
         m.counted_not_billed = [i for i, r in sent if requests_of(r) and i not in by_id]
         if m.model is not None and m.args:
             m.unit_catalogue = pricing.base_rate(m.model.price_rule, m.args)
-        items = [i for i in usage if i.get("endpoint_id") == m.endpoint_id]
-        if billed:
-            m.billed, m.source = round(sum(_cost(e) for e in billed), 4), "records"
-            prices = [
-                e["unit_price"] for e in billed if isinstance(e.get("unit_price"), int | float)
-            ]
-            m.unit_billed = prices[0] if prices else None
-        elif items:
-            m.billed = round(sum(float(i.get("cost_total", i.get("cost")) or 0) for i in items), 4)
-            m.source = "usage"
-            m.unit_billed = next(
-                (float(i["unit_price"]) for i in items if i.get("unit_price")), None
-            )
-            m.counted_not_billed = []  # usage has no request ids: nothing to say per request
-        elif m.requests:
-            m.billed = None
+        prices = [e["unit_price"] for e in billed if isinstance(e.get("unit_price"), int | float)]
+        m.unit_billed = prices[0] if prices else None
+        total, recorded, unit = usage.get(m.endpoint_id, (0.0, 0.0, None))
+        rest = round(total - recorded, 4)
+        if m.counted_not_billed and rest > 0:
+            m.from_usage, m.usage_covers = rest, m.counted_not_billed
+            m.counted_not_billed = []
+            m.unit_billed = m.unit_billed or unit
+        if billed or m.from_usage:
+            m.billed = round(sum(_cost(e) for e in billed) + (m.from_usage or 0), 4)
         else:
-            m.billed = 0.0
+            m.billed = None if m.requests else 0.0
 
 
 def _records(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
