@@ -83,6 +83,8 @@ class Bill:
     unavailable: str | None = None
     updated: list[str] = field(default_factory=list)  # lines: prices taken over
     usage_window: tuple[datetime, datetime] | None = None  # where usage was read
+    moved: int = 0  # videos not where they were downloaded: their recipes not updated
+    untouched: list[str] = field(default_factory=list)  # videos whose recipe could not be
 
     def total(self, attr: str) -> float | None:
         values = [getattr(m, attr) for m in self.models]
@@ -120,6 +122,13 @@ class Bill:
                     f"{m.name} that fal has no billing record for (yet): "
                     f"{', '.join(m.counted_not_billed)}"
                 )
+        if self.moved:
+            lines.append(
+                f"{plural(self.moved, 'video')} no longer where i2vkit downloaded "
+                f"{'it' if self.moved == 1 else 'them'} (moved away): skipped. The others' "
+                "tags and sidecars carry what fal billed them."
+            )
+        lines += [f"billed cost not written into {text}" for text in self.untouched]
         return "\n".join(lines + self.updated)
 
     def _usage_lines(self) -> list[str]:
@@ -171,17 +180,27 @@ def read_bill(store: Store, ref: str, settings: Settings) -> Bill:
     _compare(bill, rows, events, usage)
     records = _records(events)
     store.save_billed(records)
-    _note_in_sidecars(rows, {r["request_id"]: r["billed_usd"] for r in records})
+    bill.moved, bill.untouched = _note_in_videos(
+        rows, {r["request_id"]: r["billed_usd"] for r in records}
+    )
     bill.updated = _take_over(bill, store, backend.label)
     return bill
 
 
-def _note_in_sidecars(rows: Sequence[JobRow], billed: dict[str, float]) -> None:
-    """Each downloaded video's sidecar gets what fal billed its request."""
+def _note_in_videos(rows: Sequence[JobRow], billed: dict[str, float]) -> tuple[int, list[str]]:
+    """Each downloaded video's tags and sidecar get what fal billed its request. Returns
+    how many videos are no longer where they were downloaded (skipped), and the videos
+    that could not be rewritten, with why (a bill is never lost over a tag)."""
+    moved, failed = 0, []
     for row in rows:
         cost = billed.get(row["request_id"] or "")
-        if cost is not None and row["local_file"]:
-            note_billed(Path(row["local_file"]), cost)
+        if cost is None or not row["local_file"] or not row["request_id"]:
+            continue
+        try:
+            moved += not note_billed(Path(row["local_file"]), row["request_id"], cost)
+        except Exception as exc:  # noqa: BLE001 - av's errors, a full disk, a locked file
+            failed.append(f"{row['local_file']}: {exc}")
+    return moved, failed
 
 
 def recorded_bill(store: Store, batch_id: str) -> list[ModelBill]:

@@ -132,3 +132,42 @@ def test_requests_fal_billed_that_the_ledger_counted_as_not_billed_are_named(tmp
     [line] = [x for x in cost.stdout.splitlines() if "the ledger counted as not billed" in x]
     assert line.startswith("fal billed 1 request of wan-2.1") and first in line, cost.stdout
     assert second not in line
+
+
+def tags_of(video: Path) -> tuple[dict, dict, list[bytes]]:
+    """The i2vkit and comment tags and the video packets, read with PyAV, not i2vkit."""
+    import av
+
+    with av.open(str(video)) as container:
+        tags = dict(container.metadata)
+        packets = [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
+    return json.loads(tags["i2vkit"]), json.loads(tags["comment"]), packets
+
+
+def test_cost_writes_the_billed_cost_into_the_videos_tags_and_skips_moved_ones(tmp_path, emulator):
+    wan = get_model("wan-2.1")
+    billed_unit = round(wan.estimate_cost({}) * 1.2, 4)
+    emulator.configure(admin=True, billed_prices={wan.endpoint_id: billed_unit})
+    env = cli_env(tmp_path, emulator.url)
+    bulk(tmp_path, env, "--model", "wan-2.1", "--batch", "pans")
+    [(_, _, kept), (_, _, moved)] = jobs_of(tmp_path, "pans")
+    kept, moved = Path(kept), Path(moved)
+    before, _, packets = tags_of(kept)
+    assert before["cost"]["billed_usd"] is None  # unknown at download time
+    away = tmp_path / "elsewhere" / moved.name
+    away.parent.mkdir()
+    moved.rename(away)
+
+    cost = run_cli(i2vkit("cost", "pans"), env, tmp_path)
+    assert cost.returncode == 0, cost.stdout + cost.stderr
+    assert "1 video no longer where i2vkit downloaded it (moved away): skipped" in cost.stdout
+    tag, comment, after = tags_of(kept)
+    assert abs(tag["cost"]["billed_usd"] - billed_unit) < 1e-9, tag["cost"]
+    assert comment == tag and after == packets  # the same packets: remuxed, not re-encoded
+    assert {k: v for k, v in tag.items() if k != "cost"} == {
+        k: v for k, v in before.items() if k != "cost"
+    }
+    sidecar = json.loads(kept.with_suffix(".json").read_text(encoding="utf-8"))
+    assert sidecar["cost"] == tag["cost"]
+    assert tags_of(away)[0]["cost"]["billed_usd"] is None  # moved away: left as it was
+    assert sorted(p.name for p in kept.parent.iterdir() if p.name.startswith(".")) == []
