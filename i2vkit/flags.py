@@ -106,6 +106,7 @@ AGAIN_FIELDS = (
     "start_timeout",
     "fallbacks",
     "max_cost",
+    "confirm_above",
     "yes",
     "dry_run",
     "no_progress",

@@ -31,7 +31,7 @@ from .batch import ledger_cost
 from .folder import check_takes, model_status_notes, output_dir_of, spend_cap
 from .identity import BatchRef, resolve_batch, short_hash
 from .plan import Plan, PlannedJob
-from .request import BatchRequest, parse_options
+from .request import BatchRequest, confirm_threshold, parse_options
 
 
 def plan_again(
@@ -93,6 +93,7 @@ def plan_again(
         jobs=jobs,
     )
     plan.max_cost = spend_cap(request, ws)
+    plan.confirm_above = confirm_threshold(request.confirm_above)
     plan.batch = _new_batch(recipe, ws, request.batch)
     plan.cost = ledger_cost(plan, ws)
     return plan
