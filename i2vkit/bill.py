@@ -13,6 +13,7 @@ ledger (marked "billed") so every later plan prices that model at what fal charg
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -111,6 +112,13 @@ class Bill:
         lines.append(_row("total", requests, self.total("estimated"), self.total("billed")))
         lines += self._usage_lines()
         for m in self.models:
+            billed_at = (m.model.price_rule or {}).get("billed") if m.model else None
+            if billed_at:
+                lines.append(
+                    f"{m.name} is estimated at the price fal billed it (read {billed_at}), "
+                    "not the catalogue's"
+                )
+        for m in self.models:
             if m.billed_not_counted:
                 lines.append(
                     f"fal billed {plural(len(m.billed_not_counted), 'request')} of {m.name} the "
@@ -137,13 +145,23 @@ class Bill:
             if not m.from_usage or self.usage_window is None:
                 continue
             start, end = (t.strftime("%Y-%m-%d %H:%M:%S") for t in self.usage_window)
+            said = (
+                f"{usd(m.from_usage)} of its billed figure is fal's usage of {m.endpoint_id} "
+                f"from {start} to {end} UTC, less the requests recorded there: an aggregate "
+                "for the endpoint, not per request (another request of the account without a "
+                "record in that window would be in it). `i2vkit cost` later reads the records."
+            )
             lines.append(
                 f"fal has no billing record yet for {plural(len(m.usage_covers), 'request')} "
-                f"of {m.name} ({', '.join(m.usage_covers)}): {usd(m.from_usage)} of its billed "
-                f"figure is fal's usage of {m.endpoint_id} from {start} to {end} UTC less the "
-                "requests with records there, an aggregate for the endpoint, not per request "
-                "(another unrecorded request of the account on it in that window would be in "
-                "it); `i2vkit cost` later reads the records"
+                f"of {m.name}: {', '.join(m.usage_covers)}\n"
+                + textwrap.fill(
+                    said,
+                    88,
+                    initial_indent="  ",
+                    subsequent_indent="  ",
+                    break_on_hyphens=False,
+                    break_long_words=False,
+                )
             )
         return lines
 
