@@ -97,7 +97,7 @@ class Bill:
         label = f"{self.batch['name']} [{self.batch['id']}]" if self.batch.get("name") else ""
         head = f"batch {label or self.batch['id']}"
         if self.unavailable:
-            lines = [f"{head}: {self.unavailable}. Estimates only:"]
+            lines = [f"{head}: {self.unavailable}.", "Estimates only:"]
             lines += [f"  {m.name:<28} {plural(m.requests, 'request'):>12}  "
                       f"estimated {usd(m.estimated)}" for m in self.models]  # fmt: skip
             lines.append(f"  {'total':<28} {'':>12}  estimated {usd(self.total('estimated'))}")
@@ -193,7 +193,7 @@ def read_bill(store: Store, ref: str, settings: Settings) -> Bill:
     try:
         events, usage = run_blocking(_read(settings, rows, bill))
     except BillingUnavailable as exc:
-        bill.unavailable = f"{exc}. {ADMIN_KEY}"
+        bill.unavailable = str(exc) + (f".\n{ADMIN_KEY}" if exc.status_code in (401, 403) else "")
         return bill
     _compare(bill, rows, events, usage)
     records = _records(events)

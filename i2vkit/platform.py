@@ -111,8 +111,7 @@ class PlatformClient:
         code = response.status_code
         if code in (401, 403, 404, 405):
             raise BillingUnavailable(
-                f"{what}: the key may not read the account's billing (HTTP {code}); it needs "
-                "an admin key (fal.ai/dashboard/keys, scope ADMIN)"
+                f"{what}: the key may not read the account's billing (HTTP {code})"
                 if code in (401, 403)
                 else f"{what}: {self.base} serves no billing records (HTTP {code})",
                 status_code=code,
