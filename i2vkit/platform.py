@@ -21,6 +21,7 @@ from .http import fal_error
 
 MAX_IDS = 50  # endpoint ids per call, as the API allows
 MAX_PAGES = 100  # a listing reads at most this many pages (a cursor that never ends)
+EVENTS_PAGE = 100  # billing events a page: the smaller of the two documented maxima
 TIMEOUT = 10.0
 ATTEMPTS = 2
 
@@ -149,7 +150,7 @@ class PlatformClient:
     ) -> list[dict[str, Any]]:
         """``GET /models/billing-events``: what fal charged each request in [start, end),
         of the given request ids (50 a call), else of the given endpoints (50 a call)."""
-        window = [("start", _utc(start)), ("end", _utc(end)), ("limit", "1000")]
+        window = [("start", _utc(start)), ("end", _utc(end)), ("limit", str(EVENTS_PAGE))]
         name, ids = ("request_id", request_ids) if request_ids else ("endpoint_id", endpoint_ids)
         out: list[dict[str, Any]] = []
         for chunk in _chunks(ids):
