@@ -5,8 +5,10 @@ Why: i2vkit's costs are estimates from published prices, and fal's prices drift 
 disagree between its own pages. fal's Platform API (admin keys only) says what each
 request was billed (``/models/billing-events``), what each endpoint cost over a window
 (``/models/usage``) and the balance (``/account/billing``). :func:`read_bill` reads the
-records of a batch's request ids (usage per endpoint over the batch's window where none
-came back), compares them per model with the ledger's estimates, and where fal billed a
+records of a batch's request ids (where some are missing, fal's records lag: usage per
+endpoint over the batch's window less every record there, said to be an aggregate),
+compares them per model with the ledger's estimates, writes each request's billed cost
+into its clip's tags and sidecar (records only, never usage), and where fal billed a
 unit price more than :data:`DRIFT` away from the catalogue's, keeps fal's price in the
 ledger (marked "billed") so every later plan prices that model at what fal charges.
 """
