@@ -5,14 +5,17 @@ Why: i2vkit's costs are estimates from published prices, and fal's prices drift 
 disagree between its own pages. fal's Platform API (admin keys only) says what each
 request was billed (``/models/billing-events``), what each endpoint cost over a window
 (``/models/usage``) and the balance (``/account/billing``). :func:`read_bill` reads the
-records of a batch's request ids (usage per endpoint over the batch's window where none
-came back), compares them per model with the ledger's estimates, and where fal billed a
+records of a batch's request ids (where some are missing, fal's records lag: usage per
+endpoint over the batch's window less every record there, said to be an aggregate),
+compares them per model with the ledger's estimates, writes each request's billed cost
+into its clip's tags and sidecar (records only, never usage), and where fal billed a
 unit price more than :data:`DRIFT` away from the catalogue's, keeps fal's price in the
 ledger (marked "billed") so every later plan prices that model at what fal charges.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,7 +27,6 @@ from .blocking import run_blocking
 from .catalogue import pricing
 from .config import Settings
 from .errors import BillingUnavailable, I2vkitError, InputError
-from .jobs import JobStatus
 from .models import ModelSpec
 from .money import plural, usd
 from .planning.cost import requests_of
@@ -36,6 +38,7 @@ from .timestamps import parse_timestamp
 
 BALANCE_TIMEOUT = 5.0
 DRIFT = 0.05  # a billed unit price further than this from the catalogue's is taken over
+SKEW = timedelta(minutes=1)  # our clock against fal's, either side of a batch's window
 ADMIN_KEY = (
     "fal's billing records need an admin key: create one with ADMIN scope at "
     "the Keys page of your fal dashboard (or `fal keys create --scope ADMIN`) and set FAL_KEY to it"
@@ -52,7 +55,8 @@ class ModelBill:
     requests: int = 0  # requests the ledger counts as billed
     estimated: float | None = 0.0
     billed: float | None = None  # None: fal said nothing (yet)
-    source: str = ""  # "records" or "usage"
+    from_usage: float | None = None  # the part of `billed` read from usage, not records
+    usage_covers: list[str] = field(default_factory=list)  # counted, no record: usage has them
     unit_billed: float | None = None
     unit_catalogue: float | None = None
     args: dict[str, Any] = field(default_factory=dict)  # a job's arguments, for the rate
@@ -81,6 +85,9 @@ class Bill:
     models: list[ModelBill]
     unavailable: str | None = None
     updated: list[str] = field(default_factory=list)  # lines: prices taken over
+    usage_window: tuple[datetime, datetime] | None = None  # where usage was read
+    moved: int = 0  # videos not where they were downloaded: their recipes not updated
+    untouched: list[str] = field(default_factory=list)  # videos whose recipe could not be
 
     def total(self, attr: str) -> float | None:
         values = [getattr(m, attr) for m in self.models]
@@ -92,7 +99,7 @@ class Bill:
         label = f"{self.batch['name']} [{self.batch['id']}]" if self.batch.get("name") else ""
         head = f"batch {label or self.batch['id']}"
         if self.unavailable:
-            lines = [f"{head}: {self.unavailable}. Estimates only:"]
+            lines = [f"{head}: {self.unavailable}.", "Estimates only:"]
             lines += [f"  {m.name:<28} {plural(m.requests, 'request'):>12}  "
                       f"estimated {usd(m.estimated)}" for m in self.models]  # fmt: skip
             lines.append(f"  {'total':<28} {'':>12}  estimated {usd(self.total('estimated'))}")
@@ -102,9 +109,17 @@ class Bill:
                      f"{'difference':>12}")  # fmt: skip
         for m in self.models:
             lines.append(_row(m.name, m.requests, m.estimated, m.billed)
-                         + (" (from usage)" if m.source == "usage" else ""))  # fmt: skip
+                         + (f"  ({usd(m.from_usage)} from usage)" if m.from_usage else ""))  # fmt: skip
         requests = sum(m.requests for m in self.models)
         lines.append(_row("total", requests, self.total("estimated"), self.total("billed")))
+        lines += self._usage_lines()
+        for m in self.models:
+            billed_at = (m.model.price_rule or {}).get("billed") if m.model else None
+            if billed_at:
+                lines.append(
+                    f"{m.name} is estimated at the price fal billed it (read {billed_at}), "
+                    "not the catalogue's"
+                )
         for m in self.models:
             if m.billed_not_counted:
                 lines.append(
@@ -117,7 +132,40 @@ class Bill:
                     f"{m.name} that fal has no billing record for (yet): "
                     f"{', '.join(m.counted_not_billed)}"
                 )
+        if self.moved:
+            lines.append(
+                f"{plural(self.moved, 'video')} no longer where i2vkit downloaded "
+                f"{'it' if self.moved == 1 else 'them'} (moved away): skipped. The others' "
+                "tags and sidecars carry what fal billed them."
+            )
+        lines += [f"billed cost not written into {text}" for text in self.untouched]
         return "\n".join(lines + self.updated)
+
+    def _usage_lines(self) -> list[str]:
+        lines = []
+        for m in self.models:
+            if not m.from_usage or self.usage_window is None:
+                continue
+            start, end = (t.strftime("%Y-%m-%d %H:%M:%S") for t in self.usage_window)
+            said = (
+                f"{usd(m.from_usage)} of its billed figure is fal's usage of {m.endpoint_id} "
+                f"from {start} to {end} UTC, less the requests recorded there: an aggregate "
+                "for the endpoint, not per request (another request of the account without a "
+                "record in that window would be in it). `i2vkit cost` later reads the records."
+            )
+            lines.append(
+                f"fal has no billing record yet for {plural(len(m.usage_covers), 'request')} "
+                f"of {m.name}: {', '.join(m.usage_covers)}\n"
+                + textwrap.fill(
+                    said,
+                    88,
+                    initial_indent="  ",
+                    subsequent_indent="  ",
+                    break_on_hyphens=False,
+                    break_long_words=False,
+                )
+            )
+        return lines
 
 
 def _row(name: str, requests: int, estimated: float | None, billed: float | None) -> str:
@@ -147,22 +195,32 @@ def read_bill(store: Store, ref: str, settings: Settings) -> Bill:
     try:
         events, usage = run_blocking(_read(settings, rows, bill))
     except BillingUnavailable as exc:
-        bill.unavailable = f"{exc}. {ADMIN_KEY}"
+        bill.unavailable = str(exc) + (f".\n{ADMIN_KEY}" if exc.status_code in (401, 403) else "")
         return bill
     _compare(bill, rows, events, usage)
     records = _records(events)
     store.save_billed(records)
-    _note_in_sidecars(rows, {r["request_id"]: r["billed_usd"] for r in records})
+    bill.moved, bill.untouched = _note_in_videos(
+        rows, {r["request_id"]: r["billed_usd"] for r in records}
+    )
     bill.updated = _take_over(bill, store, backend.label)
     return bill
 
 
-def _note_in_sidecars(rows: Sequence[JobRow], billed: dict[str, float]) -> None:
-    """Each downloaded video's sidecar gets what fal billed its request."""
+def _note_in_videos(rows: Sequence[JobRow], billed: dict[str, float]) -> tuple[int, list[str]]:
+    """Each downloaded video's tags and sidecar get what fal billed its request. Returns
+    how many videos are no longer where they were downloaded (skipped), and the videos
+    that could not be rewritten, with why (a bill is never lost over a tag)."""
+    moved, failed = 0, []
     for row in rows:
         cost = billed.get(row["request_id"] or "")
-        if cost is not None and row["local_file"]:
-            note_billed(Path(row["local_file"]), cost)
+        if cost is None or not row["local_file"] or not row["request_id"]:
+            continue
+        try:
+            moved += not note_billed(Path(row["local_file"]), row["request_id"], cost)
+        except Exception as exc:  # noqa: BLE001 - av's errors, a full disk, a locked file
+            failed.append(f"{row['local_file']}: {exc}")
+    return moved, failed
 
 
 def recorded_bill(store: Store, batch_id: str) -> list[ModelBill]:
@@ -221,25 +279,51 @@ def _estimates(rows: Sequence[JobRow]) -> list[ModelBill]:
 
 
 def _window(rows: Sequence[JobRow]) -> tuple[datetime, datetime]:
+    """From the batch's first submit to now: where its billing records are."""
     sent = [t for r in rows if (t := parse_timestamp(r["submitted_at"] or r["created_at"]))]
     now = datetime.now(UTC)
     start = min(sent) if sent else now - timedelta(days=1)
-    return start - timedelta(minutes=5), now + timedelta(minutes=1)
+    return start - SKEW, now + SKEW
+
+
+def _usage_window(rows: Sequence[JobRow]) -> tuple[datetime, datetime]:
+    """From the batch's first submit to its last request's end (now while one has not
+    ended), SKEW either side for clocks: the narrowest window its charges can be in, so
+    usage counts as few of the account's other requests as it can."""
+    start, end = _window(rows)
+    ends = [parse_timestamp(r["completed_at"]) for r in rows if r["request_id"] and requests_of(r)]
+    if ends and all(ends):
+        end = min(end, max(t for t in ends if t) + SKEW)
+    return start, end
 
 
 async def _read(
     settings: Settings, rows: Sequence[JobRow], bill: Bill
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The batch's billing events, and usage for the endpoints none came back for."""
+) -> tuple[list[dict[str, Any]], dict[str, tuple[float, float, float | None]]]:
+    """The batch's billing events; and for each endpoint some of whose counted requests
+    have none, usage over the batch's window as (usage, recorded, unit price): fal's usage
+    of the endpoint and the billing records of all its requests in that window."""
     from .platform import PlatformClient
 
     ids = [r["request_id"] for r in rows if r["request_id"]]
     start, end = _window(rows)
     async with PlatformClient(backend_for(settings), settings.fal_key) as client:
-        events = await client.billing_events(ids, start, end) if ids else []
-        seen = {e.get("endpoint_id") for e in events}
-        missing = [m.endpoint_id for m in bill.models if m.requests and m.endpoint_id not in seen]
-        usage = await client.usage(missing, start, end) if missing else []
+        events = await client.billing_events(start, end, request_ids=ids) if ids else []
+        seen = {e.get("request_id") for e in events}
+        short = sorted({r["endpoint_id"] for r in rows
+                        if r["request_id"] and requests_of(r) and r["request_id"] not in seen})  # fmt: skip
+        if not short:
+            return events, {}
+        bill.usage_window = start, end = _usage_window(rows)
+        items = await client.usage(short, start, end)
+        recorded = await client.billing_events(start, end, endpoint_ids=short)
+    usage: dict[str, tuple[float, float, float | None]] = {}
+    for endpoint in short:
+        mine = [i for i in items if i.get("endpoint_id") == endpoint]
+        total = sum(float(i.get("cost_total", i.get("cost")) or 0) for i in mine)
+        there = sum(_cost(e) for e in recorded if e.get("endpoint_id") == endpoint)
+        unit = next((float(i["unit_price"]) for i in mine if i.get("unit_price")), None)
+        usage[endpoint] = (total, there, unit)
     return events, usage
 
 
@@ -251,38 +335,35 @@ def _cost(event: dict[str, Any]) -> float:
 
 
 def _compare(
-    bill: Bill, rows: Sequence[JobRow], events: list[dict[str, Any]], usage: list[dict[str, Any]]
+    bill: Bill,
+    rows: Sequence[JobRow],
+    events: list[dict[str, Any]],
+    usage: dict[str, tuple[float, float, float | None]],
 ) -> None:
-    """Fill each model's billed side from the records (else usage) and list mismatches."""
+    """Fill each model's billed side from the records, and from usage for requests with
+    none: usage less every record of the endpoint in the same window is what fal charged
+    without a record yet, so no request is counted twice. Lists the mismatches."""
     by_id = {e.get("request_id"): e for e in events}
     for m in bill.models:
         sent = [(r["request_id"], r) for r in rows
                 if r["endpoint_id"] == m.endpoint_id and r["request_id"]]  # fmt: skip
         billed = [by_id[i] for i, _ in sent if i in by_id]
-        m.billed_not_counted = [
-            i for i, r in sent if i in by_id and r["status"] == JobStatus.CANCELLED
-        ]
+        m.billed_not_counted = [i for i, r in sent if i in by_id and not requests_of(r)]
         m.counted_not_billed = [i for i, r in sent if requests_of(r) and i not in by_id]
         if m.model is not None and m.args:
             m.unit_catalogue = pricing.base_rate(m.model.price_rule, m.args)
-        items = [i for i in usage if i.get("endpoint_id") == m.endpoint_id]
-        if billed:
-            m.billed, m.source = round(sum(_cost(e) for e in billed), 4), "records"
-            prices = [
-                e["unit_price"] for e in billed if isinstance(e.get("unit_price"), int | float)
-            ]
-            m.unit_billed = prices[0] if prices else None
-        elif items:
-            m.billed = round(sum(float(i.get("cost_total", i.get("cost")) or 0) for i in items), 4)
-            m.source = "usage"
-            m.unit_billed = next(
-                (float(i["unit_price"]) for i in items if i.get("unit_price")), None
-            )
-            m.counted_not_billed = []  # usage has no request ids: nothing to say per request
-        elif m.requests:
-            m.billed = None
+        prices = [e["unit_price"] for e in billed if isinstance(e.get("unit_price"), int | float)]
+        m.unit_billed = prices[0] if prices else None
+        total, recorded, unit = usage.get(m.endpoint_id, (0.0, 0.0, None))
+        rest = round(total - recorded, 4)
+        if m.counted_not_billed and rest > 0:
+            m.from_usage, m.usage_covers = rest, m.counted_not_billed
+            m.counted_not_billed = []
+            m.unit_billed = m.unit_billed or unit
+        if billed or m.from_usage:
+            m.billed = round(sum(_cost(e) for e in billed) + (m.from_usage or 0), 4)
         else:
-            m.billed = 0.0
+            m.billed = None if m.requests else 0.0
 
 
 def _records(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .backend import Backend
@@ -21,8 +21,14 @@ from .http import fal_error
 
 MAX_IDS = 50  # endpoint ids per call, as the API allows
 MAX_PAGES = 100  # a listing reads at most this many pages (a cursor that never ends)
+EVENTS_PAGE = 100  # billing events a page: the smaller of the two documented maxima
 TIMEOUT = 10.0
 ATTEMPTS = 2
+
+
+def _utc(when: datetime) -> str:
+    """A time parameter as fal's examples write it (UTC, ``Z``)."""
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
@@ -106,8 +112,7 @@ class PlatformClient:
         code = response.status_code
         if code in (401, 403, 404, 405):
             raise BillingUnavailable(
-                f"{what}: the key may not read the account's billing (HTTP {code}); it needs "
-                "an admin key (the Keys page of your fal dashboard, scope ADMIN)"
+                f"{what}: the key may not read the account's billing (HTTP {code})"
                 if code in (401, 403)
                 else f"{what}: {self.base} serves no billing records (HTTP {code})",
                 status_code=code,
@@ -119,37 +124,58 @@ class PlatformClient:
         except ValueError:
             raise FalError(f"{what}: fal's answer is not JSON.") from None
 
-    async def billing_events(
-        self, request_ids: Sequence[str], start: datetime, end: datetime
+    async def _admin_pages(
+        self, path: str, params: list[tuple[str, str]], key: str, what: str
     ) -> list[dict[str, Any]]:
-        """``GET /models/billing-events``: what fal charged each request (50 ids a call)."""
+        """Every page of an admin listing (``next_cursor`` while ``has_more``)."""
         out: list[dict[str, Any]] = []
-        window = [("start", start.isoformat()), ("end", end.isoformat())]
-        for chunk in _chunks(request_ids):
-            params = [("request_id", r) for r in chunk] + window + [("limit", "1000")]
-            cursor = None
-            for _ in range(MAX_PAGES):
-                page = await self._admin(
-                    "/models/billing-events",
-                    params + ([("cursor", cursor)] if cursor else []),
-                    "reading fal's billing records",
-                )
-                out += [e for e in page.get("billing_events") or [] if isinstance(e, dict)]
-                cursor = page.get("next_cursor")
-                if not page.get("has_more") or not cursor:
-                    break
+        cursor = None
+        for _ in range(MAX_PAGES):
+            page = await self._admin(path, params + ([("cursor", cursor)] if cursor else []), what)
+            if not isinstance(page, dict):
+                raise NotFal(f"{what}: JSON that is not fal's: {json.dumps(page)[:120]}")
+            out += [e for e in page.get(key) or [] if isinstance(e, dict)]
+            cursor = page.get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                break
+        return out
+
+    async def billing_events(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        request_ids: Sequence[str] = (),
+        endpoint_ids: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """``GET /models/billing-events``: what fal charged each request in [start, end),
+        of the given request ids (50 a call), else of the given endpoints (50 a call)."""
+        window = [("start", _utc(start)), ("end", _utc(end)), ("limit", str(EVENTS_PAGE))]
+        name, ids = ("request_id", request_ids) if request_ids else ("endpoint_id", endpoint_ids)
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(ids):
+            params = [(name, i) for i in chunk] + window
+            out += await self._admin_pages(
+                "/models/billing-events", params, "billing_events", "reading fal's billing records"
+            )
         return out
 
     async def usage(
         self, endpoint_ids: Sequence[str], start: datetime, end: datetime
     ) -> list[dict[str, Any]]:
-        """``GET /models/usage`` summed over [start, end): line items per endpoint."""
+        """``GET /models/usage`` over exactly [start, end): the line items of every time
+        bucket of every page (``bound_to_timeframe=false``: fal would otherwise widen the
+        window to whole buckets, an hour or a day of other requests; the summary is not
+        read, as a paged answer need not repeat or split it)."""
+        window = [("start", _utc(start)), ("end", _utc(end)), ("timezone", "UTC"),
+                  ("bound_to_timeframe", "false"), ("expand", "time_series")]  # fmt: skip
         out: list[dict[str, Any]] = []
-        window = [("start", start.isoformat()), ("end", end.isoformat()), ("expand", "summary")]
         for chunk in _chunks(endpoint_ids):
             params = [("endpoint_id", e) for e in chunk] + window
-            page = await self._admin("/models/usage", params, "reading fal's usage")
-            out += [i for i in page.get("summary") or [] if isinstance(i, dict)]
+            buckets = await self._admin_pages(
+                "/models/usage", params, "time_series", "reading fal's usage"
+            )
+            out += [i for b in buckets for i in b.get("results") or [] if isinstance(i, dict)]
         return out
 
     async def balance(self) -> float | None:

@@ -9,7 +9,8 @@ the rename that makes the video visible, so a finished name always has its recip
 mp4 keeps only the tags ffmpeg's mov muxer knows unless ``movflags=use_metadata_tags``;
 with it the whole recipe is one ``i2vkit`` tag (JSON), and the known ``comment`` tag holds
 it too, for tools that read only the standard keys. ``NAME.json`` beside the video says
-the same (``I2VKIT_SIDECARS=0`` turns sidecars off; the tags stay).
+the same (``I2VKIT_SIDECARS=0`` turns sidecars off; the tags stay). Once `i2vkit cost`
+learns what fal billed a request, :func:`note_billed` writes it into both.
 """
 
 from __future__ import annotations
@@ -79,17 +80,23 @@ def _encode(recipe: Mapping[str, Any]) -> str:
 
 
 def tag_video(path: Path, recipe: Mapping[str, Any]) -> int:
-    """Write `recipe` into the mp4 at `path` (remuxed in place, packets copied); its size.
+    """Write `recipe` into the mp4 at `path` (see :func:`_remux`); its size. A file already
+    carrying the recipe of the same request is left alone (a `.part` tagged before a
+    rename that failed)."""
+    carried = read_recipe(path)
+    if carried is None or carried.get("request_id") != recipe.get("request_id"):
+        _remux(path, recipe)
+    return path.stat().st_size
 
-    The remux goes to a hidden file beside it, then replaces `path`, so `path` is always a
-    whole video, tagged or not. A file already carrying the recipe of the same request is
-    left alone (a `.part` tagged before a rename that failed).
+
+def _remux(path: Path, recipe: Mapping[str, Any]) -> None:
+    """The mp4 at `path` with `recipe` in its tags, packets copied (no re-encode).
+
+    The remux goes to a hidden file beside it, flushed to disk, then replaces `path`: an
+    interruption at any point leaves `path` a whole video, with the old tags or the new.
     """
     import av
 
-    carried = read_recipe(path)
-    if carried is not None and carried.get("request_id") == recipe.get("request_id"):
-        return path.stat().st_size
     tmp = path.with_name(f".{path.name}.tagging")
     text = _encode(recipe)
     try:
@@ -107,10 +114,11 @@ def tag_video(path: Path, recipe: Mapping[str, Any]) -> int:
                         continue
                     packet.stream = streams[packet.stream.index]
                     dst.mux(packet)
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path.stat().st_size
 
 
 def read_recipe(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -146,18 +154,34 @@ def write_sidecar(video: Path, recipe: Mapping[str, Any]) -> Path:
     return dest
 
 
-def note_billed(video: Path, billed: float) -> bool:
-    """Write what fal billed into a video's sidecar (read later by `i2vkit cost`); the
-    video's own tags are left as they were written. False when it has no sidecar."""
-    side = sidecar_path(video)
+def note_billed(video: Path, request_id: str, billed: float) -> bool:
+    """Write what fal billed `request_id` into its video's tags (remuxed, see
+    :func:`_remux`) and sidecar, where they do not say it yet. False when the video is not
+    there: moved away by its user, or another clip in its place (left alone)."""
+    if not video.is_file():
+        return False
+    carried = read_recipe(video)  # None: a video whose tags could not be written
+    if carried is not None:
+        if carried.get("request_id") != request_id:
+            return False
+        if _with_billed(carried, billed):
+            _remux(video, carried)
     try:
-        recipe = json.loads(side.read_text(encoding="utf-8"))
+        recipe = json.loads(sidecar_path(video).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return True  # no sidecar (I2VKIT_SIDECARS=0, or removed): the tags say it
+    mine = isinstance(recipe, dict) and recipe.get("request_id") == request_id
+    if mine and _with_billed(recipe, billed):
+        write_sidecar(video, recipe)
+    return True
+
+
+def _with_billed(recipe: dict[str, Any], billed: float) -> bool:
+    """Put `billed` into the recipe; False when it said so already."""
+    cost = recipe.setdefault("cost", {})
+    if cost.get("billed_usd") == billed:
         return False
-    if not isinstance(recipe, dict):
-        return False
-    recipe.setdefault("cost", {})["billed_usd"] = billed
-    write_sidecar(video, recipe)
+    cost["billed_usd"] = billed
     return True
 
 

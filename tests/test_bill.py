@@ -73,6 +73,7 @@ def test_cost_names_a_model_billed_above_the_catalogue_and_the_next_plan_uses_it
     assert f"US$ {2 * billed_unit:.2f}" in plan.stdout, plan.stdout  # priced at what fal billed
     again = run_cli(i2vkit("cost", "pans"), env, tmp_path)
     assert "+20%" not in again.stdout  # taken over: no longer a difference to report
+    assert "wan-2.1 is estimated at the price fal billed it" in again.stdout  # and why
 
 
 def test_cost_with_a_key_that_may_not_read_billing_says_which_key_and_shows_estimates(

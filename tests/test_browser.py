@@ -216,6 +216,23 @@ JS_PROGRESS_FULL = js(
 )
 
 
+# Every title in the output holding the bars (their labels, counts, message, Stop button),
+# and each bar's label title: ipywidgets 8 writes a None tooltip as the title "null"
+JS_PROGRESS_TITLES = """() => {
+  const bars = Array.from(document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .widget-hprogress'));
+  const outputs = new Set(bars.map(w => w.closest('.jp-OutputArea-output')).filter(o => o));
+  const titles = [];
+  for (const o of outputs) {
+    for (const e of o.querySelectorAll('[title]')) titles.push(e.getAttribute('title'));
+  }
+  return {titles, labels: bars.map(w => {
+    const label = w.querySelector('.widget-label');
+    return label ? label.getAttribute('title') : null;
+  })};
+}"""
+
+
 JS_VIDEOS = """() => Array.from(document.querySelectorAll(
     '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea video')).map(v => ({
   src: v.currentSrc || v.getAttribute('src')
@@ -482,6 +499,9 @@ def run_notebook_and_check(page, lab, artifacts: Path, console_errors: list[str]
         artifacts,
         "failure-progress",
     )
+    titles = page.evaluate(JS_PROGRESS_TITLES)
+    assert titles["labels"] and all(t and t != "null" for t in titles["labels"]), titles
+    assert "null" not in titles["titles"], titles
 
     # The gallery: videos that the browser actually loads.
     wait_or_fail(

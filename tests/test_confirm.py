@@ -180,3 +180,21 @@ def test_the_exported_script_takes_the_threshold(tmp_path, emu):
     ran = run_cli(script, env, tmp_path, stdin=subprocess.DEVNULL)  # US$ 0.40 < US$ 5
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert emu.stats()["submits"]["total"] == 1
+
+
+def test_again_takes_the_threshold(tmp_path, emu):
+    """`i2vkit again` of a US$ 0.40 clip asks with --confirm-above 0 (`n` on a terminal:
+    nothing submitted) and with I2VKIT_CONFIRM_ABOVE=0 (nobody to answer: refused)."""
+    env = cli_env(tmp_path, emu.url)
+    first = run_cli([*asking(tmp_path, 1, 1), "--yes"], env, tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    [(video,)] = ledger(tmp_path / "ledger.db", "SELECT local_file FROM jobs")
+    submits = emu.stats()["submits"]["total"]
+    again = [sys.executable, "-m", "i2vkit", "again", video, "--no-progress"]
+    code, screen = on_a_terminal([*again, "--confirm-above", "0"], env, tmp_path, b"n\r")
+    assert code == 2 and "Nothing submitted" in screen, screen
+    assert "US$ 0.40" in screen and "confirmation: asks every time" in screen, screen
+    variable = {**env, "I2VKIT_CONFIRM_ABOVE": "0"}
+    refused = run_cli(again, variable, tmp_path, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "re-run with --yes" in refused.stdout, refused.stdout
+    assert emu.stats()["submits"]["total"] == submits

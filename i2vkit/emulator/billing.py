@@ -5,7 +5,10 @@ endpoint, and the account's credit balance.
   completed successfully; failures and cancelled requests are not charged), filtered by
   ``request_id``/``endpoint_id`` and the ``start``/``end`` window;
 * ``GET /v1/models/usage``: the same charges summed per endpoint and unit price
-  (``expand=summary`` and/or ``time_series``, one bucket per day);
+  (``expand=summary`` and/or ``time_series``); buckets of ``timeframe`` (picked from
+  the range's length when omitted, as fal does), the window widened to whole buckets
+  unless ``bound_to_timeframe=false``, UTC only, the time series paged by
+  ``limit``/``cursor`` (the summary, of the whole range, on the first page);
 * ``GET /v1/account/billing?expand=credits``: the balance, the ``balance`` knob minus
   what the emulator has charged so far.
 
@@ -13,6 +16,8 @@ A request is charged with the emulator's prices: the units the catalogue's price
 counts for its arguments (a video, its seconds...) times the endpoint's unit price (a
 ``/_emulator/prices`` override, else the catalogue's), unless the ``billed_prices`` knob
 bills the endpoint at another unit price: fal's bill disagreeing with its price list.
+The ``records_lag`` knob holds back the billing records of the last requests charged
+on an endpoint (fal's "request metrics lag"); usage and the balance count them.
 Every route answers 403 ``Access denied`` unless the ``admin`` knob makes the key an
 admin key, as fal does for a key created without ADMIN scope.
 """
@@ -40,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["billing_routes"]
 
 MAX_LIMIT = 10000
+USAGE_PAGE = 50  # time-series buckets per page of /models/usage
+TIMEFRAMES = ("minute", "hour", "day", "week", "month")
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,7 @@ class Billing:
             return platform_error(400, "validation_error", "at most 50 ids; limit within 1..10000")
         found = [
             c
-            for c in self.charges()
+            for c in self.recorded()
             if (not ids or c.job.id in ids)
             and (not endpoints or c.job.endpoint in endpoints)
             and start <= c.when < end
@@ -133,31 +140,72 @@ class Billing:
             },
         )
 
+    def recorded(self) -> list[Charge]:
+        """The charges that have a billing record: all but the ``records_lag`` knob's last
+        N per endpoint (fal's records lag; usage counts those already)."""
+        charges = self.charges()
+        lag = self.rt.knobs["records_lag"]
+        held: set[str] = set()
+        for endpoint, n in lag.items():
+            mine = sorted((c for c in charges if c.job.endpoint == endpoint), key=_when)
+            held.update(c.job.id for c in (mine[-n:] if n else []))
+        return [c for c in charges if c.job.id not in held]
+
     async def usage(self, request: web.Request) -> web.Response:
         if err := self.refused(request):
             return err
+        q = request.query
         try:
             start, end = self.window(request)
-        except ValueError as exc:
+            timeframe = q.get("timeframe") or _auto_timeframe(end - start)
+            bound = q.get("bound_to_timeframe", "true")
+            limit = int(q.get("limit", str(USAGE_PAGE)))
+            cursor = q.get("cursor")
+            offset = int(base64.b64decode(cursor).decode()) if cursor else 0
+        except (ValueError, TypeError) as exc:
             return platform_error(400, "validation_error", f"bad query: {exc}")
-        endpoints = _values(request, "endpoint_id")
         expand = _values(request, "expand") or ["time_series"]
+        if (
+            timeframe not in TIMEFRAMES
+            or bound not in ("true", "false")
+            or q.get("timezone", "UTC") != "UTC"
+            or not {"time_series", "summary"} & set(expand)
+            or limit < 1
+        ):
+            return platform_error(
+                400,
+                "validation_error",
+                f"timeframe one of {TIMEFRAMES}, bound_to_timeframe 'true' or 'false', "
+                "timezone UTC (the emulator's only one), expand time_series and/or summary",
+            )
+        if bound == "true":  # fal's default: the window grows to whole buckets
+            start = _bucket(start, timeframe)
+            if _bucket(end, timeframe) != end:
+                end = _next_bucket(_bucket(end, timeframe), timeframe)
+        endpoints = _values(request, "endpoint_id")
         found = [
             c
             for c in self.charges()
             if (not endpoints or c.job.endpoint in endpoints) and start <= c.when < end
         ]
-        body: dict[str, Any] = {"next_cursor": None, "has_more": False}
-        if "summary" in expand:
+        buckets = sorted({_bucket(c.when, timeframe) for c in found})
+        page = buckets[offset : offset + limit]
+        more = offset + limit < len(buckets)
+        body: dict[str, Any] = {
+            "next_cursor": base64.b64encode(str(offset + limit).encode()).decode()
+            if more
+            else None,
+            "has_more": more,
+        }
+        if "summary" in expand and not offset:  # the whole range, on the first page
             body["summary"] = _line_items(found)
         if "time_series" in expand:
-            days = sorted({c.when.date() for c in found})
             body["time_series"] = [
                 {
-                    "bucket": datetime(d.year, d.month, d.day, tzinfo=UTC).isoformat(),
-                    "results": _line_items([c for c in found if c.when.date() == d]),
+                    "bucket": b.isoformat(),
+                    "results": _line_items([c for c in found if _bucket(c.when, timeframe) == b]),
                 }
-                for d in days
+                for b in page
             ]
         return json_response(200, body)
 
@@ -170,6 +218,40 @@ class Billing:
             balance = max(0.0, round(float(self.rt.knobs["balance"]) - spent, 6))
             body["credits"] = {"current_balance": balance, "currency": "USD"}
         return json_response(200, body)
+
+
+def _when(c: Charge) -> datetime:
+    return c.when
+
+
+def _auto_timeframe(span: timedelta) -> str:
+    """fal's pick when ``timeframe`` is omitted (by the length of the range)."""
+    for limit, name in ((timedelta(hours=2), "minute"), (timedelta(days=2), "hour"),
+                        (timedelta(days=64), "day"), (timedelta(days=183), "week")):  # fmt: skip
+        if span < limit:
+            return name
+    return "month"
+
+
+def _bucket(when: datetime, timeframe: str) -> datetime:
+    """The start of the UTC bucket `when` falls in."""
+    when = when.astimezone(UTC)
+    if timeframe == "minute":
+        return when.replace(second=0, microsecond=0)
+    if timeframe == "hour":
+        return when.replace(minute=0, second=0, microsecond=0)
+    day = when.replace(hour=0, minute=0, second=0, microsecond=0)
+    if timeframe == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1) if timeframe == "month" else day
+
+
+def _next_bucket(start: datetime, timeframe: str) -> datetime:
+    if timeframe == "month":
+        return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    step = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1),
+            "day": timedelta(days=1), "week": timedelta(weeks=1)}[timeframe]  # fmt: skip
+    return start + step
 
 
 def _event(c: Charge) -> dict[str, Any]:

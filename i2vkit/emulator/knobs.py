@@ -180,6 +180,19 @@ def _prices(name: str, value: Any) -> dict[str, float]:
     return {str(k): float(v) for k, v in value.items()}
 
 
+def _lags(name: str, value: Any) -> dict[str, int]:
+    """``{"endpoint_id": N, ...}`` (a JSON object on the command line)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()
+    ):
+        raise ValueError(f"{name} must be a JSON object of endpoint id -> count >= 0")
+    return {str(k): int(v) for k, v in value.items()}
+
+
 # --------------------------------------------------------------------------- the table
 
 _SECONDS = _optional(_number(float, low=0))
@@ -239,6 +252,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("billed_prices", {}, _prices,
          "JSON object endpoint_id -> unit price fal bills it at, instead of the catalogue's "
          "(a bill that disagrees with the price list; default none)", metavar="JSON"),
+    Knob("records_lag", {}, _lags,
+         "JSON object endpoint_id -> N: the N requests of that endpoint charged last have no "
+         "billing record yet (fal's records lag), though usage counts them", metavar="JSON"),
     Knob("balance", 100.0, _number(float, low=0),
          "the account's credit balance in US$ before what the emulator charges"),
     Knob("clip_seconds", 1.5, _number(float, above=0), "clip length in seconds"),
@@ -275,6 +291,7 @@ def knobs_view(knobs: dict[str, Any]) -> dict[str, Any]:
     out = dict(knobs)
     out["result_override"] = list(out["result_override"])
     out["billed_prices"] = dict(out["billed_prices"])
+    out["records_lag"] = dict(out["records_lag"])
     if isinstance(out["job_seconds"], tuple):
         out["job_seconds"] = list(out["job_seconds"])
     return out

@@ -31,6 +31,9 @@ class ProgressBars:
     ``update``; the line under them says "stopped" and where every job is after a stop,
     and a Stop button beside them stops the run as the kernel's stop button does.
 
+    Every label has a tooltip, if only an empty one: ipywidgets 8's views write a widget's
+    ``tooltip`` into its label's title as it is, so the default None shows "null" on hover.
+
     Pass ``bars.update`` as the ``progress=`` callback of ``run_batch``/``retry_batch``.
     It is called from the batch's worker thread; setting widget values from there is fine
     (the kernel sends comm messages through its thread-safe IOPub socket). Outside Jupyter
@@ -47,6 +50,14 @@ class ProgressBars:
         ("failed", "failed", "total", "danger"),
         ("cancelled", "cancelled", "total", "warning"),
     ]
+    TIPS = {
+        "uploads": "images uploaded to fal's storage, of those the batch needs",
+        "submitted": "jobs fal has received, of the batch's jobs",
+        "running": "jobs running at fal now",
+        "downloaded": "videos on disk",
+        "failed": "jobs that failed (`i2vkit retry` sends them again)",
+        "cancelled": "jobs cancelled",
+    }
 
     def __init__(self, enabled: bool = True, stream: Any = None):
         self.last: Progress | None = None
@@ -66,14 +77,15 @@ class ProgressBars:
                 min=0,
                 max=1,
                 description=label,
+                tooltip=self.TIPS[label],
                 bar_style=style,
                 style={"description_width": "90px"},
                 layout=w.Layout(width="480px"),
             )
-            count = w.Label("0 / 0")
+            count = w.Label("0 / 0", tooltip="")
             self.bars[label] = (bar, count)
             rows.append(w.HBox([bar, count]))
-        self.message = w.Label("")
+        self.message = w.Label("", tooltip="")
         self.stop = StopButton()
         self.widget = w.VBox([w.HBox([w.VBox(rows), self.stop.button]), self.message])
 
