@@ -40,8 +40,8 @@ BALANCE_TIMEOUT = 5.0
 DRIFT = 0.05  # a billed unit price further than this from the catalogue's is taken over
 SKEW = timedelta(minutes=1)  # our clock against fal's, either side of a batch's window
 ADMIN_KEY = (
-    "fal's billing records need an admin key: create one with ADMIN scope at "
-    "the Keys page of your fal dashboard (or `fal keys create --scope ADMIN`) and set FAL_KEY to it"
+    "fal's billing records need an admin key: create one with ADMIN scope on the Keys "
+    "page of your fal dashboard (or `fal keys create --scope ADMIN`) and set FAL_KEY to it"
 )
 
 
