@@ -166,6 +166,13 @@ def test_notebook_grid_along_duration_and_prompt_variables(browser, lab, artifac
         make.click()
         panel.locator("text=1 job, 1 downloaded").wait_for(timeout=SETTLE_MS * 2)
         assert "Spend about" not in panel.inner_text()  # the built-in emulator never asks
+        # the new clip plays under the summary: its relative link resolved by the page
+        panel.locator("video").first.wait_for(timeout=SETTLE_MS)
+        page.wait_for_function(
+            """() => { const v = document.querySelector('.i2v-again video');
+                       return v && v.error === null && v.readyState >= 1 && v.duration > 0; }""",
+            timeout=SETTLE_MS,
+        )
         save_screenshot(panel, "again-panel.png", artifacts)
         assert not errors, errors
     except Exception:

@@ -19,7 +19,7 @@ from .. import gallery as g
 from ..errors import I2vkitError
 from ..money import plural, usd
 from ..spending import cost_lines
-from .display import Rich, env_flag, widgets_available
+from .display import env_flag, show_clips, widgets_available
 from .form import confirmed
 from .progress import ProgressBars
 from .results import gallery
@@ -129,7 +129,10 @@ class RetryButton:
         bars = getattr(self.bars, "widget", None)
         self.bars_box = w.Box([bars] if bars is not None else [], layout={"display": "none"})
         self.outcome = w.HTML()
-        self.widget = w.VBox([self.info, self.button, self.asking, self.bars_box, self.outcome])
+        self.clips = w.Output()
+        self.widget = w.VBox(
+            [self.info, self.button, self.asking, self.bars_box, self.outcome, self.clips]
+        )
         self.widget.add_class("i2v-retry")
         self.refresh()
 
@@ -181,9 +184,9 @@ class RetryButton:
             return
         finally:
             self.thread = None
-        shown: Rich = gallery(self.result)
         summary = g.esc(self.result.summary())
-        self.outcome.value = f"<div style='white-space:pre-wrap'>{summary}</div>{shown.html}"
+        self.outcome.value = f"<div style='white-space:pre-wrap'>{summary}</div>"
+        show_clips(self.clips, self.result)
         self.refresh()
 
     def wait(self, timeout: float) -> bool:

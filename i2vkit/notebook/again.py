@@ -27,6 +27,7 @@ from ..planning.request import BatchRequest
 from ..provenance import recipe_from_file
 from ..spending import cost_lines
 from ..workspace import Workspace
+from .display import show_clips
 from .form import confirmed
 from .progress import ProgressBars
 from .spend_question import SpendQuestion
@@ -85,6 +86,7 @@ class AgainPanel:
         bars = getattr(self.bars, "widget", None)
         self.bars_box = w.Box([bars] if bars is not None else [], layout={"display": "none"})
         self.outcome = w.HTML()
+        self.clips = w.Output()
         self.widget = w.VBox(
             [
                 self.info,
@@ -92,6 +94,7 @@ class AgainPanel:
                 self.spend.widget,
                 self.bars_box,
                 self.outcome,
+                self.clips,
             ],
             layout={"display": "none"},
         )
@@ -177,8 +180,6 @@ class AgainPanel:
             return
         finally:
             self.thread = None
-        # The summary, not a gallery: a widget's HTML cannot link the new files (the grid
-        # needs its page script for that); the batch shows in the grid once picked.
         batch = self.result.batch_id
         summary = g.esc(self.result.summary())
         hint = g.esc(
@@ -186,6 +187,7 @@ class AgainPanel:
             f"(or I2VKIT_BATCH={batch}); `i2vkit report {batch}` writes its page."
         )
         self.outcome.value = f"<div style='white-space:pre-wrap'>{summary}</div><div>{hint}</div>"
+        show_clips(self.clips, self.result)
         # The plan shown is the one that ran (its batch is the summary's); more starts
         # from a clip's button again (or Takes), each time a batch of its own.
         self.plan = None

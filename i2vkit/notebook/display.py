@@ -190,3 +190,14 @@ def settings_summary(settings: Settings) -> Rich:
         + "</div>"
     )
     return Rich(html, text)
+
+
+def show_clips(output: Any, result: Any) -> None:
+    """A run's clips (a BatchResult) in an ``ipywidgets.Output``: what it displays goes
+    through JupyterLab's renderer, which turns the videos' relative links into the server's.
+    A widget's own HTML does not, so the videos of a gallery written there would not load."""
+    from ..gallery import gallery_html, gallery_text
+
+    html, text = gallery_html(result, notebook_dir()), gallery_text(result)
+    data = {"text/html": html, "text/plain": text}
+    output.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
