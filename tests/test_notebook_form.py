@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from i2vkit import notebook as nbk
+from i2vkit.errors import InputError
 from i2vkit.planning import FIELDS
 from i2vkit.planning.vary import parse_vary
 
@@ -124,3 +125,29 @@ def test_i2vkit_vary_ticks_the_vary_switches(widgets_on, monkeypatch, given, tic
     assert shown == ticked and form.w["vary"].value == typed
     assert all(fields[n].widget.disabled for n in ticked)
     assert form.request().vary == parse_vary(given)  # as `--vary` and the variable mean it
+
+
+def test_a_field_with_a_few_values_is_a_dropdown_of_them(widgets_on, monkeypatch):
+    """Queue priority and model fallbacks take one of a few words: the form offers those
+    words (not a text box to type them in), and what is picked is what the CLI's flag
+    would send. A value from the environment outside the list is kept, for the request to
+    refuse in the CLI's words, not dropped."""
+    import ipywidgets as w
+
+    choices = [f for f in FIELDS if f.kind == "choice" and f.label]
+    assert {f.name for f in choices} >= {"priority", "fallbacks"}
+    form = nbk.BatchForm(base=NOTEBOOKS)
+    for f in choices:
+        widget = form.w[f.name]
+        assert isinstance(widget, w.Dropdown), (f.name, type(widget))
+        assert list(widget.options) == list(f.choices) and widget.value == f.default
+    form.w["priority"].value = "low"
+    form.w["fallbacks"].value = "off"
+    request = form.request()
+    assert (request.priority, request.fallbacks) == ("low", "off")
+
+    monkeypatch.setenv("I2VKIT_PRIORITY", "urgent")
+    odd = nbk.BatchForm(base=NOTEBOOKS)
+    assert odd.w["priority"].value == "urgent"
+    with pytest.raises(InputError, match="urgent.*use one of normal, low"):
+        odd.request()

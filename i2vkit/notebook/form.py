@@ -334,6 +334,14 @@ class BatchForm:
             return w.ToggleButtons(
                 options=PAIRINGS, value=value, style=STYLE, **described(f.label, f.help)
             )
+        if kind == "dropdown":  # a value outside the list stays, for the plan to name it
+            return w.Dropdown(
+                options=[*f.choices, *([value] if value not in f.choices else [])],
+                value=value,
+                **described(f.label, f.help),
+                style=STYLE,
+                layout=w.Layout(width="220px"),
+            )
         if kind == "textarea":
             return w.Textarea(
                 value=str(value or ""),
@@ -355,6 +363,8 @@ class BatchForm:
             return int(value or f.default)
         if kind == "checkbox":
             return value if isinstance(value, bool) else parse_bool(f.env, str(value))
+        if kind == "dropdown":
+            return str(value or f.default)
         if kind == "toggle":
             from ..pairing import normalize_pairing
 

@@ -67,9 +67,11 @@ class Field:
 
     @property
     def widget_kind(self) -> str:
-        """text, textarea, int, checkbox, toggle, model, options or vary (the option
-        widgets' *vary* switches, and a text field for what they cannot show)."""
+        """text, textarea, int, checkbox, toggle, dropdown (a choice), model, options or
+        vary (the option widgets' *vary* switches, and a text field for what they cannot
+        show)."""
         kinds = {"int": "int", "bool": "checkbox", "pairing": "toggle", "model": "model"}
+        kinds["choice"] = "dropdown"
         return self.widget or kinds.get(self.kind, self.kind if self.kind in KINDS else "text")
 
 
