@@ -290,7 +290,7 @@ def test_report_grid_along_duration_and_prompt_variables(browser, varied_batch, 
 def test_a_shot_list_cell_varies_too(tmp_path, settings):
     from helpers import plan_in
 
-    from i2vkit.errors import ShotListError
+    from i2vkit.errors import InputError, ShotListError
     from i2vkit.planning import BatchRequest
 
     make_images(tmp_path / "pics", 1)
@@ -312,6 +312,9 @@ def test_a_shot_list_cell_varies_too(tmp_path, settings):
     shots.write_text(f"image,prompt,duration\npics/{image},a pan,5|20\n")
     with pytest.raises(ShotListError, match=r"row 2, column duration: .*'20'"):
         plan_in(BatchRequest(shots=shots, model=KLING), settings)
+    # --vary with a shot list was dropped without a word: it says where the values go
+    with pytest.raises(InputError, match=r"--vary duration does not apply to a shot list.*5\|10"):
+        plan_in(BatchRequest(shots=shots, model=KLING, vary={"duration": ["5", "10"]}), settings)
 
 
 def test_max_cost_covers_the_whole_expansion(tmp_path, emulator):

@@ -152,6 +152,12 @@ def plan_shots(
     """
     path = request.path(request.shots)
     assert path is not None
+    if request.vary:
+        keys = ", ".join(request.vary)
+        raise InputError(
+            f"--vary {keys} does not apply to a shot list ({path}): a row varies in its own "
+            f"cells, e.g. 5|10 in a duration column. Put the values there, or drop --vary."
+        )
     rows = read_shots(path)
     if not rows:
         raise InputError(f"Shot list {path} has no rows below its header: add one shot per row.")
