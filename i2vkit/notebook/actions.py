@@ -19,11 +19,11 @@ from .. import gallery as g
 from ..errors import I2vkitError
 from ..money import plural, usd
 from ..spending import cost_lines
-from .display import env_flag, show_clips, widgets_available
+from .display import env_flag, widgets_available
 from .form import confirmed
 from .progress import ProgressBars
 from .results import gallery
-from .spend_question import SpendQuestion
+from .submission import Submission
 
 if TYPE_CHECKING:
     from ..engine import BatchResult
@@ -41,8 +41,8 @@ class RetryButton:
         self.ws = ws
         self.plan: Plan | None = None
         self.problem: str | None = None
-        self.result: BatchResult | None = None
-        self.thread: threading.Thread | None = None
+        self.run: Submission | None = None  # with widgets
+        self._result: BatchResult | None = None  # without: retried at once
         self.widget: Any = None
         self._plan()
         if env_flag(RETRY_NOW):
@@ -105,9 +105,9 @@ class RetryButton:
 
         show(bars)
         plan = confirmed(self.plan, self.ws)
-        self.result = run_batch(plan, self.ws.settings, progress=bars.update)
-        print(self.result.summary())
-        show(gallery(self.result))
+        self._result = run_batch(plan, self.ws.settings, progress=bars.update)
+        print(self._result.summary())
+        show(gallery(self._result))
         self._plan()
 
     # -- the button's way ------------------------------------------------------------
@@ -122,17 +122,11 @@ class RetryButton:
             layout={"width": "auto", "align_self": "flex-start"},
         )
         self.button.on_click(lambda _b: self.click())
-        self.spend = SpendQuestion()
+        self.run = Submission("i2vkit-retry")
+        self.spend, self.bars, self.outcome = self.run.spend, self.run.bars, self.run.outcome
         self.question, self.yes, self.no = self.spend.question, self.spend.yes, self.spend.no
         self.asking = self.spend.widget
-        self.bars = ProgressBars()
-        bars = getattr(self.bars, "widget", None)
-        self.bars_box = w.Box([bars] if bars is not None else [], layout={"display": "none"})
-        self.outcome = w.HTML()
-        self.clips = w.Output()
-        self.widget = w.VBox(
-            [self.info, self.button, self.asking, self.bars_box, self.outcome, self.clips]
-        )
+        self.widget = w.VBox([self.info, self.button, *self.run.widgets])
         self.widget.add_class("i2v-retry")
         self.refresh()
 
@@ -143,8 +137,7 @@ class RetryButton:
             return
         self.info.value = self.html()
         self.spend.cancel()
-        running = self.thread is not None and self.thread.is_alive()
-        self.button.disabled = running or not self.count
+        self.button.disabled = self.run is None or self.run.running or not self.count
         self.button.description = (
             f"Retry {plural(self.count, 'failed job')} ({self.cost()})"
             if self.count
@@ -153,45 +146,33 @@ class RetryButton:
 
     def click(self) -> None:
         """The spending rule: go on, ask (the buttons answer), or say why not."""
-        if self.plan is None or not self.count:
+        if self.plan is None or not self.count or self.run is None:
             return
         self.button.disabled = True
-        self.spend.check(self.plan, self.ws, self._start, self._stopped)
+        self.run.submit(
+            self.plan,
+            self.ws,
+            starting=f"Retrying {plural(self.count, 'job')}...",
+            stopped=self.refresh,
+            done=self._done,
+        )
+
+    def _done(self, _result: BatchResult) -> str:
+        self.refresh()  # what is left to retry
+        return ""
 
     def answer(self, yes: bool) -> None:
         """The user's answer to the question (what the two buttons call)."""
         self.spend.answer(yes)
 
-    def _stopped(self, why: str) -> None:
-        self.outcome.value = why
-        self.button.disabled = not self.count
+    @property
+    def result(self) -> BatchResult | None:
+        return self.run.result if self.run is not None else self._result
 
-    def _start(self) -> None:
-        self.button.disabled = True
-        self.bars_box.layout.display = ""
-        self.outcome.value = f"Retrying {plural(self.count, 'job')}..."
-        self.thread = threading.Thread(target=self._run, name="i2vkit-retry", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        from ..engine import run_batch
-
-        assert self.plan is not None
-        try:
-            self.result = run_batch(self.plan, self.ws.settings, progress=self.bars.update)
-        except I2vkitError as exc:
-            self.outcome.value = f"<span style='color:#c62828'>{g.esc(str(exc))}</span>"
-            return
-        finally:
-            self.thread = None
-        summary = g.esc(self.result.summary())
-        self.outcome.value = f"<div style='white-space:pre-wrap'>{summary}</div>"
-        show_clips(self.clips, self.result)
-        self.refresh()
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self.run.thread if self.run is not None else None
 
     def wait(self, timeout: float) -> bool:
         """Wait for a retry started by a click; True when none is running (tests, code)."""
-        thread = self.thread
-        if thread is not None:
-            thread.join(timeout)
-        return self.thread is None
+        return self.run is None or self.run.wait(timeout)

@@ -27,10 +27,8 @@ from ..planning.request import BatchRequest
 from ..provenance import recipe_from_file
 from ..spending import cost_lines
 from ..workspace import Workspace
-from .display import show_clips
 from .form import confirmed
-from .progress import ProgressBars
-from .spend_question import SpendQuestion
+from .submission import Submission
 
 
 def again(
@@ -72,8 +70,6 @@ class AgainPanel:
         self.video: Path | None = None
         self.job_id: int | None = None
         self.plan: Plan | None = None
-        self.result: BatchResult | None = None
-        self.thread: threading.Thread | None = None
         self.info = w.HTML()
         self.takes_w = w.BoundedIntText(
             value=1, min=1, max=100, description="Takes", layout={"width": "150px"}
@@ -81,21 +77,10 @@ class AgainPanel:
         self.takes_w.observe(lambda _c: self._plan(), names="value")
         self.button = w.Button(icon="redo", button_style="warning", layout={"width": "auto"})
         self.button.on_click(lambda _b: self.submit())
-        self.spend = SpendQuestion()
-        self.bars = ProgressBars()
-        bars = getattr(self.bars, "widget", None)
-        self.bars_box = w.Box([bars] if bars is not None else [], layout={"display": "none"})
-        self.outcome = w.HTML()
-        self.clips = w.Output()
+        self.run = Submission("i2vkit-again")
+        self.spend, self.bars, self.outcome = self.run.spend, self.run.bars, self.run.outcome
         self.widget = w.VBox(
-            [
-                self.info,
-                w.HBox([self.takes_w, self.button]),
-                self.spend.widget,
-                self.bars_box,
-                self.outcome,
-                self.clips,
-            ],
+            [self.info, w.HBox([self.takes_w, self.button]), *self.run.widgets],
             layout={"display": "none"},
         )
         self.widget.add_class("i2v-again")
@@ -119,7 +104,15 @@ class AgainPanel:
 
     @property
     def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        return self.run.running
+
+    @property
+    def result(self) -> BatchResult | None:
+        return self.run.result
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self.run.thread
 
     def _plan(self) -> None:
         self.spend.cancel()
@@ -157,46 +150,30 @@ class AgainPanel:
         if self.plan is None or self.running:
             return
         self.button.disabled = True
-        self.spend.check(self.plan, self.ws, self._start, self._stopped)
+        self.run.submit(
+            self.plan,
+            self.ws,
+            starting=f"Submitting {plural(len(self.plan.jobs), 'job')} as a new batch...",
+            stopped=self._stopped,
+            done=self._done,
+        )
 
-    def _stopped(self, why: str) -> None:
-        self.outcome.value = why
+    def _stopped(self) -> None:
         self.button.disabled = self.plan is None
 
-    def _start(self) -> None:
-        assert self.plan is not None
-        self.button.disabled = True
-        self.bars_box.layout.display = ""
-        self.outcome.value = f"Submitting {plural(len(self.plan.jobs), 'job')} as a new batch..."
-        self.thread = threading.Thread(target=self._run, args=(self.plan,), daemon=True)
-        self.thread.name = "i2vkit-again"
-        self.thread.start()
-
-    def _run(self, plan: Plan) -> None:
-        try:
-            self.result = run_batch(plan, self.ws.settings, progress=self.bars.update)
-        except I2vkitError as exc:
-            self.outcome.value = f"<span style='color:#c62828'>{g.esc(str(exc))}</span>"
-            return
-        finally:
-            self.thread = None
-        batch = self.result.batch_id
-        summary = g.esc(self.result.summary())
-        hint = g.esc(
-            f"To compare them: run the Batches cell again and pick batch {batch} "
-            f"(or I2VKIT_BATCH={batch}); `i2vkit report {batch}` writes its page."
-        )
-        self.outcome.value = f"<div style='white-space:pre-wrap'>{summary}</div><div>{hint}</div>"
-        show_clips(self.clips, self.result)
+    def _done(self, result: BatchResult) -> str:
         # The plan shown is the one that ran (its batch is the summary's); more starts
         # from a clip's button again (or Takes), each time a batch of its own.
         self.plan = None
         self.button.description = "Done: a clip's again plans another batch"
         self.button.disabled = True
+        batch = result.batch_id
+        hint = (
+            f"To compare them: run the Batches cell again and pick batch {batch} "
+            f"(or I2VKIT_BATCH={batch}); `i2vkit report {batch}` writes its page."
+        )
+        return f"<div>{g.esc(hint)}</div>"
 
     def wait(self, timeout: float) -> bool:
         """Wait for a run started by a click; True when none is running (tests, code)."""
-        thread = self.thread
-        if thread is not None:
-            thread.join(timeout)
-        return self.thread is None
+        return self.run.wait(timeout)
