@@ -89,8 +89,13 @@ def test_again_on_a_clip_submits_the_same_arguments_but_the_seed(
     assert len(batches(settings.db_path)) == 2  # a batch of its own; the first untouched
     assert panel.result.batch_id != browser.batch_id
     assert "1 job, 1 downloaded" in panel.outcome.value
-    assert f"pick batch {panel.result.batch_id}" in panel.outcome.value
-    assert f"new batch {panel.result.batch_id}" in panel.info.value  # the plan that ran
+    new = panel.result.batch_id
+    assert f"pick, in the Batch list above, batch {new}" in panel.outcome.value
+    assert f"new batch {new}" in panel.info.value  # the plan that ran
+    # the Batch list offers the new batch at once; the one shown stays selected
+    offered = [value for _, value in browser.batch_w.options]
+    assert new in offered and browser.batch_id in offered
+    assert browser.batch_w.value == browser.batch_id != new
 
 
 def test_again_on_a_billed_backend_asks_first_and_a_no_spends_nothing(

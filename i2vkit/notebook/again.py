@@ -62,9 +62,11 @@ class AgainPanel:
         self,
         settings: Settings | None = None,
         workspace: Workspace | None = None,
+        made: Callable[[str], None] | None = None,
     ):
         import ipywidgets as w
 
+        self.made = made  # told the new batch's id (notebook 02's batch list reloads)
         self.settings = settings or (workspace.settings if workspace else None)
         self._ws = workspace
         self.video: Path | None = None
@@ -168,9 +170,13 @@ class AgainPanel:
         self.button.description = "Done: a clip's again plans another batch"
         self.button.disabled = True
         batch = result.batch_id
+        where = "run the Batches cell again and pick"
+        if self.made is not None:
+            self.made(batch)
+            where = "pick, in the Batch list above,"
         hint = (
-            f"To compare them: run the Batches cell again and pick batch {batch} "
-            f"(or I2VKIT_BATCH={batch}); `i2vkit report {batch}` writes its page."
+            f"To compare them: {where} batch {batch} (or I2VKIT_BATCH={batch}); "
+            f"`i2vkit report {batch}` writes its page."
         )
         return f"<div>{g.esc(hint)}</div>"
 

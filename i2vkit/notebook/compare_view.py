@@ -50,8 +50,10 @@ class CompareView:
         axes: tuple[Sequence[str], Sequence[str]] | None = None,
         settings: Settings | None = None,
         workspace: Workspace | None = None,
+        made: Callable[[str], None] | None = None,
     ):
         self.source = rows
+        self.made = made  # told each batch a clip's *again* made (the batch list reloads)
         self.ledger = Path(ledger)
         self.batch_id = batch_id
         self.base = Path(base) if base is not None else notebook_dir()
@@ -208,7 +210,7 @@ class CompareView:
         self.cols_w.observe(changed, names="value")
         from .again import AgainPanel
 
-        self.again_panel = AgainPanel(self.settings, self.workspace)
+        self.again_panel = AgainPanel(self.settings, self.workspace, made=self.made)
         self.widget = w.VBox(
             [
                 self.head_w,

@@ -112,6 +112,7 @@ class ResultsBrowser:
         self.model: str | None = None
         self.status: str | None = None
         self._listeners: list[Callable[[], None]] = []
+        self._reloading = False
         self.widget: Any = None  # an ipywidgets box once built (ipywidgets is untyped)
         if widgets_available():
             self._build_widgets()
@@ -152,6 +153,8 @@ class ResultsBrowser:
             self.batch_w.value = shown[0]["id"] if shown else None
 
         def batch_changed(change: Mapping[str, Any]) -> None:
+            if self._reloading:
+                return
             self.batch_id = change["new"]
             self._notify()
 
@@ -163,6 +166,25 @@ class ResultsBrowser:
         self.batch_w.observe(batch_changed, names="value")
         self.status_w.observe(status_changed, names="value")
         self.widget = w.VBox([self.table_w, w.HBox([self.model_w, self.status_w]), self.batch_w])
+
+    def reload(self) -> None:
+        """Read the ledger's batches again: the list then offers a batch made since (a
+        clip's *again*), the selection staying where it was."""
+        self.batches = self.store.list_batches()
+        if self.widget is None:
+            return
+        shown = [b for b in self.batches if self.model in (None, b["model"])]
+        self._reloading = True  # new options reset the value: put it back, quietly
+        try:
+            self.batch_w.options = [(self._batch_label(b), b["id"]) for b in shown]
+            if any(b["id"] == self.batch_id for b in shown):
+                self.batch_w.value = self.batch_id
+        finally:
+            self._reloading = False
+        self.table_w.value = self.batches_html()
+        if self.batch_w.value != self.batch_id:
+            self.batch_id = self.batch_w.value
+            self._notify()
 
     def _notify(self) -> None:
         for fn in self._listeners:
@@ -247,6 +269,7 @@ class ResultsBrowser:
             self.base,
             settings=self.settings,
             workspace=workspace,
+            made=lambda _batch: self.reload(),
         )
         self._listeners.append(lambda: view.refresh(self.batch_id))
         self._compare = view
