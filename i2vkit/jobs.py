@@ -208,8 +208,14 @@ class Jobs:
         )
 
     def running(self, job_id: int) -> None:
+        """Started at fal: a note left while it waited (a stop's unanswered cancel) is
+        past."""
         self.store.update_job(
-            job_id, status=JobStatus.RUNNING, started_at=ledger.utcnow(), queue_position=0
+            job_id,
+            status=JobStatus.RUNNING,
+            started_at=ledger.utcnow(),
+            queue_position=0,
+            error=None,
         )
 
     def completed(self, job_id: int, video_url: str, size: int | None) -> None:

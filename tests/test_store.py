@@ -154,3 +154,20 @@ def test_a_cancelled_job_waiting_again_forgets_why_it_was_cancelled(tmp_path):
         assert jobs.release_if(store.job(job_id))
         row = store.job(job_id)
         assert (row["status"], row["error"], row["error_type"]) == (PENDING, None, None)
+
+
+def test_a_job_seen_running_loses_the_note_left_while_it_waited(tmp_path):
+    """A stop notes on a queued job that its cancel went unanswered; once a later run sees
+    it running, `i2vkit status` must not still say it "may still be queued"."""
+    with Store(tmp_path / "l.db") as store:
+        store.save_batch({"id": "b1", **BATCH})
+        store.add_jobs(one_job("b1"))
+        jobs = Jobs(store)
+        job_id = store.jobs("b1")[0]["id"]
+        urls = {f"{k}_url": f"http://127.0.0.1:1/{k}" for k in ("status", "response", "cancel")}
+        jobs.submitted(job_id, "req-1", urls, 3)
+        jobs.note(job_id, "stopped while its cancel was unanswered: it may still be queued")
+        assert store.job(job_id)["error"]
+        jobs.running(job_id)
+        row = store.job(job_id)
+        assert (row["status"], row["error"]) == (JobStatus.RUNNING, None)
