@@ -8,7 +8,18 @@ from pathlib import Path
 import pytest
 from helpers import TEST_KEY
 
+from i2vkit import catalogue
 from i2vkit.config import Settings
+
+
+@pytest.fixture(autouse=True)
+def shipped_catalogue():
+    """Each test starts on the shipped snapshot: a workspace makes its ledger's catalogue
+    (a stored copy, prices fal billed) the process's active one, and a test that opened
+    one must not price the next test's models (a worker runs many tests)."""
+    catalogue.use(None)
+    yield
+    catalogue.use(None)
 
 
 @pytest.fixture

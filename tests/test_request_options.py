@@ -86,8 +86,13 @@ def test_a_queued_job_s_position_shows_in_the_plain_progress_lines(tmp_path, emu
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-    reader.start()
+    printed: list[str] = []  # both pipes read by threads: communicate() would close stderr
+    readers = [
+        threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True),
+        threading.Thread(target=lambda: printed.extend(proc.stdout), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
         found = wait_until(
             lambda: [ln for ln in list(lines) if "waiting in fal's queue" in ln], 120,
@@ -96,9 +101,10 @@ def test_a_queued_job_s_position_shows_in_the_plain_progress_lines(tmp_path, emu
         assert "waiting in fal's queue (next at position 0)" in found[0], found
     finally:
         emulator.configure(start_limit=None)
-    out, _ = proc.communicate(timeout=120)
-    reader.join(timeout=10)
-    assert proc.returncode == 0, out + "".join(lines)
+    proc.wait(timeout=120)
+    for reader in readers:
+        reader.join(timeout=10)
+    assert proc.returncode == 0, "".join(printed + lines)
 
 
 def test_the_emulator_starts_normal_priority_requests_before_low_ones(emulator):
