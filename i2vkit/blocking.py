@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import signal
+import sys
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -113,3 +116,37 @@ def _wind_down(box: dict[str, Any], ready: threading.Event, done: threading.Even
         except KeyboardInterrupt:
             presses += 1
     raise BatchInterrupted(box.get("result")) from None
+
+
+def keep_ctrl_c() -> None:
+    """Never lose a Ctrl-C (the CLI and the exported script install this).
+
+    Python raises KeyboardInterrupt wherever the main thread is; raised inside a callback
+    Python runs for itself (a weakref's, a finalizer; every import's module lock has one),
+    it is printed as "Exception ignored ... Traceback" and dropped, and the batch ran on
+    as if nobody had pressed anything (1 run of `test_interrupts` in about 30). Such an
+    interrupt is sent again, silently, from a helper thread once the hook has returned: sent
+    from inside the hook it would be raised there, and dropped again.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_i2vkit", False):
+        return
+    inside = threading.Event()
+
+    def send_again() -> None:
+        while inside.is_set():  # the main thread is still in the hook
+            time.sleep(0.005)
+        _thread.interrupt_main()  # a new Ctrl-C: the handler in place then decides
+
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            previous(unraisable)
+            return
+        inside.set()
+        try:
+            threading.Thread(target=send_again, name="i2vkit-ctrl-c", daemon=True).start()
+        finally:
+            inside.clear()
+
+    hook._i2vkit = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook

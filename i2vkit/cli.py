@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .blocking import keep_ctrl_c
 from .config import Settings, load_settings
 from .errors import I2vkitError, InputError
 from .exits import (
@@ -424,6 +425,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    keep_ctrl_c()
     try:
         code = _run(argv)
         sys.stdout.flush()  # a closed pipe shows up here, not at exit with a traceback

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .blocking import keep_ctrl_c
 from .config import load_settings, redact
 from .errors import (
     BackendUnreachable,
@@ -71,6 +72,7 @@ def install_script_hooks(resume: Sequence[str]) -> None:
     one line (no traceback) and the same exit code, or the resume command and 130."""
     if getattr(sys.excepthook, "_i2vkit", False):
         return
+    keep_ctrl_c()
     previous = sys.excepthook
 
     def hook(kind, value, tb):  # type: ignore[no-untyped-def]
