@@ -145,6 +145,8 @@ def keep_ctrl_c() -> None:
         inside.set()
         try:
             threading.Thread(target=send_again, name="i2vkit-ctrl-c", daemon=True).start()
+        except RuntimeError:  # no new thread at interpreter shutdown: the process is ending
+            pass
         finally:
             inside.clear()
 
