@@ -28,7 +28,7 @@ from .catalogue import pricing
 from .config import Settings
 from .errors import BillingUnavailable, I2vkitError, InputError
 from .models import ModelSpec
-from .money import plural, usd
+from .money import plural, sum_costs, usd, usd_difference
 from .planning.cost import requests_of
 from .planning.options import model_of_row, row_cost, row_options
 from .provenance import note_billed
@@ -64,12 +64,6 @@ class ModelBill:
     counted_not_billed: list[str] = field(default_factory=list)  # ledger: billed, fal: no
 
     @property
-    def difference(self) -> float | None:
-        if self.billed is None or self.estimated is None:
-            return None
-        return round(self.billed - self.estimated, 4)
-
-    @property
     def drift(self) -> float | None:
         """billed unit price / catalogue unit price - 1, when both are known."""
         if not self.unit_billed or not self.unit_catalogue:
@@ -90,10 +84,7 @@ class Bill:
     untouched: list[str] = field(default_factory=list)  # videos whose recipe could not be
 
     def total(self, attr: str) -> float | None:
-        values = [getattr(m, attr) for m in self.models]
-        if any(v is None for v in values):
-            return None
-        return round(sum(values), 4)
+        return sum_costs(getattr(m, attr) for m in self.models)
 
     def describe(self) -> str:
         label = f"{self.batch['name']} [{self.batch['id']}]" if self.batch.get("name") else ""
@@ -169,8 +160,7 @@ class Bill:
 
 
 def _row(name: str, requests: int, estimated: float | None, billed: float | None) -> str:
-    diff = None if billed is None or estimated is None else billed - estimated
-    shown = "unknown" if diff is None else f"{'+' if diff >= 0 else '-'}{usd(abs(diff))}"
+    shown = usd_difference(billed, estimated) or "unknown"
     billed_text = usd(billed) if billed is not None else "no record"
     return f"  {name:<28} {requests:>9} {usd(estimated):>12} {billed_text:>12} {shown:>12}"
 

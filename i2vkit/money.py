@@ -26,6 +26,15 @@ def sum_costs(costs: Iterable[float | None]) -> float | None:
     return round(total, 4)
 
 
+def usd_difference(billed: float | None, estimated: float | None) -> str | None:
+    """``+US$ 0.16`` or ``-US$ 0.16``: what fal billed above or below the estimate; None
+    when either is unknown."""
+    if billed is None or estimated is None:
+        return None
+    diff = round(billed - estimated, 4)
+    return f"{'+' if diff >= 0 else '-'}{usd(abs(diff))}"
+
+
 def plural(n: int, word: str) -> str:
     """``1 prompt``, ``3 prompts``: counts as a person writes them."""
     return f"{n} {word}{'' if n == 1 else 's'}"

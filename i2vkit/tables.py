@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .gallery import esc
-from .money import plural, sum_costs, usd
+from .money import plural, sum_costs, usd, usd_difference
 from .refs import image_name
 from .timestamps import parse_timestamp
 
@@ -215,14 +215,12 @@ def billed_table(store: Store, batch_id: str) -> Table | None:
 def _billed_row(
     name: str, requests: int, estimated: float | None, billed: float | None
 ) -> list[str]:
-    diff = None if billed is None or estimated is None else round(billed - estimated, 4)
-    shown = "-" if diff is None else f"{'+' if diff >= 0 else '-'}{usd(abs(diff))}"
     return [
         name,
         str(requests),
         usd(estimated),
         "no record" if billed is None else usd(billed),
-        shown,
+        usd_difference(billed, estimated) or "-",
     ]
 
 
