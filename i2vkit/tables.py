@@ -227,9 +227,7 @@ def _billed_row(
 def run_tables(result: BatchResult) -> tuple[Table, Table | None, list[str]]:
     """A finished run as two small tables (the run, and its models when there are several)
     and the lines that need saying in full (failures, notes, what to do next)."""
-    counts: dict[str, int] = {}
-    for j in result.jobs:
-        counts[j.status] = counts.get(j.status, 0) + 1
+    counts = result.status_counts
     cost = result.cost()
     billed = "estimate" if result.billed else "not billed: emulator"
     facts = [
@@ -246,7 +244,7 @@ def run_tables(result: BatchResult) -> tuple[Table, Table | None, list[str]]:
 
 
 def _counted(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+    return ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
 
 
 def _said_in_full(summary: str) -> list[str]:

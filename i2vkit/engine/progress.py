@@ -191,15 +191,19 @@ class BatchResult:
     def videos(self) -> list[Path]:
         return [Path(j.video) for j in self.jobs if j.video]
 
-    def summary(self) -> str:
+    @property
+    def status_counts(self) -> dict[str, int]:
+        """How many of the run's jobs are in each status, by status name (as listed)."""
         counts: dict[str, int] = {}
-        for j in self.jobs:
+        for j in sorted(self.jobs, key=lambda j: j.status):
             counts[j.status] = counts.get(j.status, 0) + 1
+        return counts
+
+    def summary(self) -> str:
+        counts = self.status_counts
         lines = [
             f"batch {self.batch_id} on {self.backend}: "
-            + ", ".join(
-                [plural(len(self.jobs), "job")] + [f"{n} {s}" for s, n in sorted(counts.items())]
-            ),
+            + ", ".join([plural(len(self.jobs), "job")] + [f"{n} {s}" for s, n in counts.items()]),
             f"videos in {self.plan.output_dir}",
         ]
         billed = "estimates" if self.billed else "not billed: emulator"
