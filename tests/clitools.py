@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -64,6 +65,16 @@ def run_cli(
     return subprocess.run(
         args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, **kwargs
     )
+
+
+def start_cli(args: list[str], env: dict[str, str], cwd: Path | None, **kwargs) -> subprocess.Popen:
+    """The CLI in the background, its output piped (text), SIGINT at its default in the
+    child: a test run from a shell's background job ignores SIGINT, and so would a child
+    that inherits that, however often a test presses Ctrl-C."""
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kwargs}
+    if os.name == "posix":
+        options.setdefault("preexec_fn", lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(args, env=env, cwd=cwd, **options)
 
 
 def write_prompts(path: Path, n: int) -> Path:

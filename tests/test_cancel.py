@@ -15,6 +15,7 @@ from clitools import (
     cli_env,
     ledger,
     run_cli,
+    start_cli,
     wait_until,
     write_prompts,
 )
@@ -41,9 +42,7 @@ def bulk_queued_behind_two_slots(tmp_path, emulator, images: int, prompts: int, 
         str(jobs),
     )
     env = cli_env(tmp_path, emulator.url)
-    proc = subprocess.Popen(
-        args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = start_cli(args, env, tmp_path)
     queued_behind_two_slots(emulator, tmp_path / "ledger.db", jobs, proc)
     return args, env, proc
 
@@ -169,9 +168,7 @@ def test_a_second_ctrl_c_stops_waiting_and_names_what_may_still_be_queued(tmp_pa
     env = cli_env(tmp_path, emulator.url)
     err = tmp_path / "stderr.txt"
     with err.open("w") as stderr:
-        proc = subprocess.Popen(
-            args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
+        proc = start_cli(args, env, tmp_path, stderr=stderr)
         queued_behind_two_slots(emulator, tmp_path / "ledger.db", 8, proc)
         running = "SELECT COUNT(*) FROM jobs WHERE status = 'running'"
         wait_until(lambda: ledger(tmp_path / "ledger.db", running)[0][0] == 2, 60, "2 running")

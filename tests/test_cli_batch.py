@@ -257,13 +257,7 @@ def test_ctrl_c_keeps_jobs_and_prints_the_resume_command(tmp_path, emulator):
     make_images(tmp_path / "pics", 3)
     prompts = write_prompts(tmp_path / "p.txt", 3)
     env = cli_env(tmp_path, emulator)
-    proc = subprocess.Popen(
-        bulk_args(tmp_path, prompts),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = clitools.start_cli(bulk_args(tmp_path, prompts), env, None)
 
     def three_submitted() -> bool:
         assert proc.poll() is None, "the batch finished before it could be interrupted"

@@ -99,14 +99,12 @@ def run(which: str, case: Case, tmp: Path, script: Path) -> Outcome:
             done = clitools.run_cli(first, env, tmp, stdin=subprocess.DEVNULL)
             assert done.returncode == 0, done.stdout + done.stderr
         args = command(which, script, prompts, images, case.extra)
-        proc = subprocess.Popen(
+        proc = clitools.start_cli(
             args,
-            env=env,
-            cwd=tmp,
+            env,
+            tmp,
             stdin=subprocess.DEVNULL,  # nobody can answer a question
-            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
         )
         try:
             if case.interrupt:

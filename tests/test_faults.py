@@ -28,6 +28,7 @@ from clitools import (
     leftovers,
     packets,
     run_cli,
+    start_cli,
     videos,
     wait_until,
     write_prompts,
@@ -261,18 +262,6 @@ def test_429_storm_200_jobs_complete_with_bounded_429s(tmp_path, emu):
 
 
 # ----------------------------------------------------------------------------- 5xx, drops
-
-
-def start_cli(args: list[str], env: dict[str, str], cwd: Path, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        args,
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
 
 
 def test_5xx_bursts_complete_without_duplicate_submits(tmp_path, emu):

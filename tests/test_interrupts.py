@@ -24,7 +24,7 @@ import sys
 import time
 
 import pytest
-from clitools import bulk_args, cli_env, ledger, run_cli, wait_until, write_prompts
+from clitools import bulk_args, cli_env, ledger, run_cli, start_cli, wait_until, write_prompts
 from helpers import TEST_KEY, make_images
 
 from i2vkit.emulator import Emulator
@@ -47,19 +47,6 @@ def trials(config) -> int:
     if "I2VKIT_STOP_TRIALS" in os.environ:
         return int(os.environ["I2VKIT_STOP_TRIALS"])
     return 30 if "faults" in (config.getoption("-m") or "") else 10
-
-
-def interruptible(args, env, cwd) -> subprocess.Popen:
-    """The CLI with SIGINT at its default (a background job of a shell ignores it)."""
-    return subprocess.Popen(
-        args,
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
 
 
 def progress_ok(text: str, where: str) -> list[tuple[int, ...]]:
@@ -110,7 +97,7 @@ def one_trial(emu: Emulator, tmp_path, rng: random.Random) -> None:
     args = [a for a in args if a != "--no-progress"] + ["--concurrency", str(JOBS)]
     env = cli_env(tmp_path, emu.url)
     db = tmp_path / "ledger.db"
-    proc = interruptible(args, env, tmp_path)
+    proc = start_cli(args, env, tmp_path)
 
     def submitted() -> int:
         if proc.poll() is not None:
