@@ -167,30 +167,27 @@ def _json_list(name: str, value: Any) -> list[Any]:
     return list(value)
 
 
-def _prices(name: str, value: Any) -> dict[str, float]:
-    """``{"endpoint_id": unit_price, ...}`` (a JSON object on the command line)."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, str):
-        value = json.loads(value)
-    if not isinstance(value, dict) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value.values()
-    ):
-        raise ValueError(f"{name} must be a JSON object of endpoint id -> unit price >= 0")
-    return {str(k): float(v) for k, v in value.items()}
+def _per_endpoint(kind: type, what: str) -> Callable[[str, Any], dict[str, Any]]:
+    """``{"endpoint_id": value >= 0, ...}`` (a JSON object on the command line): the
+    billed-prices and records-lag knobs."""
+    numbers = (int, float) if kind is float else (int,)
+
+    def parse(name: str, value: Any) -> dict[str, Any]:
+        if value is None or value == "":
+            return {}
+        if isinstance(value, str):
+            value = json.loads(value)
+        if not isinstance(value, dict) or not all(
+            isinstance(v, numbers) and not isinstance(v, bool) and v >= 0 for v in value.values()
+        ):
+            raise ValueError(f"{name} must be a JSON object of endpoint id -> {what} >= 0")
+        return {str(k): kind(v) for k, v in value.items()}
+
+    return parse
 
 
-def _lags(name: str, value: Any) -> dict[str, int]:
-    """``{"endpoint_id": N, ...}`` (a JSON object on the command line)."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, str):
-        value = json.loads(value)
-    if not isinstance(value, dict) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()
-    ):
-        raise ValueError(f"{name} must be a JSON object of endpoint id -> count >= 0")
-    return {str(k): int(v) for k, v in value.items()}
+_prices = _per_endpoint(float, "unit price")
+_lags = _per_endpoint(int, "count")
 
 
 # --------------------------------------------------------------------------- the table
