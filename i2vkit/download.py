@@ -48,21 +48,26 @@ def video_filename(job_id: int, model: str, when: datetime | None = None) -> str
     return f"{job_id}_{slug}_{stamp}.mp4"
 
 
-def unused_video_path(output_dir: Path, job_id: int, model: str) -> Path:
+def unused_video_path(
+    output_dir: Path, job_id: int, model: str, record: Callable[[Path], None] | None = None
+) -> Path:
     """Claim a name for a job's video that no file (finished or `.part`) in the folder has.
 
     `{job_id}_{model}_{timestamp}.mp4`, or with ``-2`` (then ``-3``, ...) before ``.mp4``
     when a file (another ledger's video, anything) or a `.part` has that name. The name is
     held by creating its empty `.part` (exclusively, so two runs picking at once never get
-    the same name); the caller records it in the ledger before the download starts, and
-    the download writes to that `.part`. A file found on disk is the job's only when its
-    ledger recorded that name (see :func:`owned_video`).
+    the same name), and the download writes to that `.part`. ``record(dest)`` writes each
+    candidate into the ledger before its `.part` is created: a kill between the two then
+    leaves a name the next run resumes, never a `.part` no ledger knows. A file found on
+    disk is the job's only when its ledger recorded that name (see :func:`owned_video`).
     """
     base = video_filename(job_id, model, datetime.now(UTC))
     n = 1
     while True:
         dest = output_dir / (base if n == 1 else f"{base[: -len('.mp4')]}-{n}.mp4")
         n += 1
+        if record is not None:
+            record(dest)
         try:
             # the .part first: a finished download is renamed from it, so once it is ours
             # no one else can be renaming a video onto `dest`

@@ -204,3 +204,22 @@ def test_a_ledger_with_names_of_an_earlier_version_resumes_on_them(emulator, set
     assert now[before[3][0].name] == before[3][1]
     assert before[2][0].read_bytes() == part_bytes  # the .part, renamed
     assert all(re.search(rf"Z_{batch}\.mp4$", name) for name in now)
+
+
+def test_a_name_is_recorded_before_its_part_file_is_created(tmp_path):
+    """A kill -9 between claiming a name (its empty `.part`) and recording it left a `.part`
+    no ledger knew: the next run downloaded under a new name and the orphan stayed
+    (test_kill_9_mid_batch_then_resume, 1 busy run). Each candidate is recorded first."""
+    from i2vkit.download import part_path, unused_video_path, video_filename
+
+    taken = tmp_path / video_filename(7, "wan")  # another ledger's video has the first name
+    taken.write_bytes(b"x")
+    recorded: list[tuple[Path, bool]] = []
+
+    def record(name: Path) -> None:
+        recorded.append((name, part_path(name).exists()))
+
+    dest = unused_video_path(tmp_path, 7, "wan", record)
+    assert recorded[-1] == (dest, False)  # recorded while its .part did not exist yet
+    assert all(not existed for _, existed in recorded)
+    assert part_path(dest).exists() and dest != taken

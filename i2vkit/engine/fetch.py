@@ -87,12 +87,16 @@ class VideoFetcher:
             dest = Path(recorded)
         else:
             try:
-                dest = unused_video_path(out, job_id, run.plan.model_for(job).name)
+                dest = unused_video_path(
+                    out,
+                    job_id,
+                    run.plan.model_for(job).name,
+                    lambda name: run.jobs.store.update_job(job_id, local_file=str(name)),
+                )
             except DownloadError as exc:
                 run.jobs.note(job_id, f"download failed: {exc}")
                 run.emit(f"job {job_id}: {exc}")
                 return
-            run.jobs.store.update_job(job_id, local_file=str(dest))
         if self._owned(job, dest):  # finished before a crash: renamed, not recorded
             part_path(dest).unlink(missing_ok=True)
         elif not await self._download(job, dest):
